@@ -1,0 +1,21 @@
+"""cnsx: electronic exchange between a dietician practice and the CNS (Luxembourg).
+
+The package is laid out along the data flow:
+
+    records      CSV / JSON / NDJSON rows  -> typed records (with row locations)
+    identifiers  matricule, provider, prescriber, pathology and act codes
+    nomenclature dated tariff tables, pricing
+    treatment    treatment-sequence rules shared by build and validate
+    naming       the file naming convention
+    schemaset    versioned XSD sets (bundled or dropped in by the user)
+    xmlsafe      the hardened XML parser settings
+    xmlwrite     records -> XML documents
+    xmlread      XML documents -> records (streaming)
+    validate     XSD + business rules -> list of issues
+    build        build-request / build-invoice orchestration
+    fsutil       writes that cannot half-happen
+    console      human output on stderr (rich)
+    cli          the click commands
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,243 @@
+"""build-request and build-invoice: rows -> checked records -> XML -> validated -> published.
+
+Nothing reaches its destination unless every row is good and the finished document passes
+the same validation as ``cnsx validate``. All problems of an input file are collected and
+raised together in one InputError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, Callable
+
+from cns_exchange.errors import ConfigError, InputError
+from cns_exchange.identifiers import age_on, check_provider
+from cns_exchange.issues import Issue
+from cns_exchange.model import CertificateRequest, FeeNote, Header, BilledSession
+from cns_exchange.naming import make_name, next_sequence
+from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError
+from cns_exchange.records import (
+    REQUEST_COLUMNS, REQUEST_OPTIONAL, SESSION_COLUMNS, SESSION_OPTIONAL,
+    InputReport, read_rows, to_request, to_session,
+)
+from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age
+from cns_exchange.validate import Validator
+
+_SESSION_RULE_FIELDS = {"TRT05": "session_date", "TRT09": "matricule"}
+
+#: Schema versions this release can write (it reads any installed version's XSD).
+WRITABLE_VERSIONS = ("1",)
+
+
+@dataclass
+class Destination:
+    """Where a built document goes: a folder (conventional name), a file, or a stream."""
+
+    path: Path | None = None
+    stream: IO[bytes] | None = None
+
+    @property
+    def is_folder(self) -> bool:
+        return self.path is not None and self.path.is_dir()
+
+
+@dataclass
+class BuildResult:
+    """What a build produced: where it went, its name and hash, counts and warnings."""
+
+    kind: str
+    name: str
+    path: Path | None
+    sha256: str
+    items: int
+    sessions: int = 0
+    warnings: list[Issue] = field(default_factory=list)
+    attachments: list[Path] = field(default_factory=list)
+
+
+def _fail_on_errors(report: InputReport, what: str) -> None:
+    errors = [i for i in report.issues if i.is_error]
+    if errors:
+        raise InputError(
+            f"{report.name}: {len(errors)} problem{'s' if len(errors) > 1 else ''} in the {what}; nothing was written",
+            "fix the rows named above and run the command again",
+            report.issues,
+        )
+
+
+def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir: Path,
+                  submitted: date, encoding: str = "utf-8") -> tuple[list[CertificateRequest], InputReport]:
+    """Read and check request rows. Raises InputError listing every problem of the file."""
+    report = InputReport(name)
+    rules = RequestRules(codes)
+    requests: list[CertificateRequest] = []
+    refs: dict[str, int] = {}
+    for row in read_rows(stream, fmt, report, REQUEST_COLUMNS, REQUEST_OPTIONAL, encoding):
+        request = to_request(row, report, codes, base_dir)
+        if request is None:
+            continue
+        if request.request_ref in refs:
+            report.add("IN007", f"request_ref '{request.request_ref}' is already used on line {refs[request.request_ref]}", row.line, "request_ref")
+            continue
+        refs[request.request_ref] = row.line
+        report.add_problems(check_prescription_age(request.prescription_date, submitted, codes.prescription_max_age_days),
+                            row.line, "prescription_date")
+        report.add_problems(rules.check(request.matricule, request.pathology_codes, request.treatment,
+                                        request.prescription_date), row.line, "treatment")
+        requests.append(request)
+    _fail_on_errors(report, "requests")
+    return requests, report
+
+
+def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomenclature: Nomenclature,
+                   provider: str, created: date, encoding: str = "utf-8") -> tuple[list[FeeNote], InputReport]:
+    """Read session rows, group them into priced fee notes (one per certificate).
+
+    Sessions are ordered by date within a fee note; fee notes follow the order in which their
+    certificate first appears. Raises InputError listing every problem of the file.
+    """
+    report = InputReport(name)
+    notes: dict[str, FeeNote] = {}
+    pending: dict[str, list[tuple[date, int, str, str]]] = {}
+    dates: dict[str, date] = {}
+    for row in read_rows(stream, fmt, report, SESSION_COLUMNS, SESSION_OPTIONAL, encoding):
+        s = to_session(row, report, codes, provider, dates)
+        if s is None:
+            continue
+        if s.session_date > created:
+            report.add("TRT07", f"session date {s.session_date} is after today ({created})", row.line, "session_date")
+            continue
+        note = notes.get(s.certificate_number)
+        if note is None:
+            note = notes[s.certificate_number] = FeeNote(len(notes) + 1, s.certificate_number, s.matricule,
+                                                         s.last_name, s.first_name)
+            pending[s.certificate_number] = []
+        elif note.matricule != s.matricule:
+            report.add("TRT09", f"certificate {s.certificate_number} is used for another patient on an earlier row",
+                       row.line, "matricule")
+            continue
+        pending[s.certificate_number].append((s.session_date, row.line, s.act_code, s.executing_provider))
+    rules = SessionRules(codes)
+    for cert, note in notes.items():
+        rows = pending.pop(cert)
+        rows.sort()
+        for line_no, (day, line, act, executing) in enumerate(rows, 1):
+            for code, message in rules.check(cert, note.matricule, day, act):
+                report.add(code, message, line, _SESSION_RULE_FIELDS.get(code, "act_code"))
+            try:
+                minor = age_on(note.matricule, day) < nomenclature.table_on(day).minor_below_age
+                price = nomenclature.price(act, day, minor)
+            except NoTariffError:
+                report.add("NOM01", f"no tariff table is in force on {day}", line, "session_date")
+                continue
+            note.sessions.append(BilledSession(line_no, day, act, executing, price.gross, price.patient_share, price.cns_share))
+    _fail_on_errors(report, "sessions")
+    return list(notes.values()), report
+
+
+def resolve_header(registry, provider: str | None, created: datetime, schema_version: str | None,
+                   sequence: int | None, destination: Destination, kind: str) -> tuple[Header, str]:
+    """Return the header and the document's conventional file name.
+
+    Raises ConfigError for a missing or invalid provider code or an unwritable schema version.
+    """
+    if not provider:
+        raise ConfigError("no provider code: pass --provider or set provider in the config file", "see docs/cli.md")
+    problems = check_provider(provider)
+    if problems:
+        raise ConfigError(f"provider code: {problems[0][1]}", "use the code the CNS issued to the practice")
+    schema_set = registry.get(schema_version) if schema_version else registry.in_force(created.date())
+    if schema_set.version not in WRITABLE_VERSIONS:
+        raise ConfigError(
+            f"schema version {schema_set.version} is in force on {created.date()}, but this cnsx writes version"
+            f" {', '.join(WRITABLE_VERSIONS)}",
+            "upgrade cnsx, or pass --schema-version to write an older version while it is accepted",
+        )
+    if sequence is None:
+        sequence = next_sequence(destination.path, provider, kind, created.date()) if destination.is_folder else 1
+    header = Header(provider, created, sequence, schema_set.version)
+    return header, make_name(provider, kind, created.date(), sequence)
+
+
+def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: str,
+                     destination: Destination, validator: Validator) -> tuple[Path | None, str]:
+    """Write a document to a temp file, validate it, then publish it; return (path, sha256).
+
+    Raises InputError (with the issues) if the document fails validation: nothing is written.
+    """
+    if destination.stream is not None:
+        folder = None
+        tmp_ctx = tempfile.TemporaryDirectory(prefix="cnsx-")
+        work = Path(tmp_ctx.name)
+    else:
+        tmp_ctx = None
+        target = destination.path / file_name if destination.is_folder else destination.path
+        folder = target.parent
+        work = folder
+    from cns_exchange.fsutil import publish, temp_file
+
+    try:
+        with temp_file(work) as (stream, path):
+            write(stream)
+            stream.flush()
+            stream.seek(0)
+            report = validator.validate(str(path), stream=stream, expect_kind=kind, check_name=False)
+            if not report.ok:
+                for issue in report.issues:
+                    issue.file = file_name
+                raise InputError(f"the {kind} document built from the input fails validation; nothing was written",
+                                 "this is a bug in cnsx or in a dropped-in schema set: please report it with the messages above",
+                                 report.issues)
+            stream.seek(0)
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+                if destination.stream is not None:
+                    destination.stream.write(chunk)
+            stream.close()
+            if destination.stream is not None:
+                destination.stream.flush()
+                path.unlink()
+                return None, digest.hexdigest()
+            publish(path, target)
+            return target, digest.hexdigest()
+    finally:
+        if tmp_ctx is not None:
+            tmp_ctx.cleanup()
+
+
+def copy_attachments(requests: list[CertificateRequest], folder: Path) -> list[Path]:
+    """Copy each prescription PDF beside the request file (atomically, 0600).
+
+    Raises InputError if a different file of the same name is already there.
+    """
+    from cns_exchange.fsutil import publish, temp_file
+
+    copied: list[Path] = []
+    for r in requests:
+        target = folder / r.pdf_name
+        if target.exists():
+            if _sha256(target) == r.pdf_sha256:
+                continue
+            raise InputError(f"{target} exists with other content", f"move it away; request {r.request_ref} names another file of that name")
+        with temp_file(folder) as (stream, path):
+            with open(r.pdf_path, "rb") as source:
+                shutil.copyfileobj(source, stream)
+            stream.close()
+            publish(path, target)
+        copied.append(target)
+    return copied
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+

@@ -1,0 +1,284 @@
+"""The ``cnsx`` command line: thin commands over the core modules.
+
+Each command resolves its options, opens its streams, calls one core function and prints the
+result. Errors of the :mod:`cns_exchange.errors` family become their exit code here, in
+:meth:`CnsxGroup.main`, the only place that exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from cns_exchange import __version__
+from cns_exchange.errors import CnsxError, ExitCode, InputError, UsageError
+
+
+class CnsxGroup(click.Group):
+    """Turns every error into its documented exit code; tracebacks only with --debug."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        debug = os.environ.get("CNSX_DEBUG") == "1" or "--debug" in (args if args is not None else sys.argv[1:])
+        try:
+            rv = super().main(args=args, prog_name=prog_name or "cnsx", complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(ExitCode.INTERNAL)
+        except CnsxError as exc:
+            from cns_exchange import console
+
+            if isinstance(exc, InputError) and exc.issues:
+                console.print_issues(exc.issues)
+            console.print_error(exc.message, exc.hint)
+            if debug:
+                raise
+            sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            # The reader of our stdout went away (e.g. `| head`): not an error of ours.
+            sys.stderr.close()
+            sys.exit(ExitCode.OK)
+        except Exception as exc:  # noqa: BLE001 - the last resort: never a traceback for users
+            if debug:
+                raise
+            from cns_exchange import console
+
+            console.print_error(f"internal error: {type(exc).__name__}: {exc}",
+                                "run again with --debug and report the traceback")
+            sys.exit(ExitCode.INTERNAL)
+        if isinstance(rv, int):
+            sys.exit(rv)
+        sys.exit(ExitCode.OK)
+
+
+class Context:
+    """Options shared by every command, and lazily loaded settings and tables."""
+
+    def __init__(self, config: str | None, profile: str | None, debug: bool, quiet: bool, verbose: int) -> None:
+        self.config_path = config
+        self.profile = profile
+        self.debug = debug
+        self.quiet = quiet
+        self.verbose = verbose
+        self._settings = None
+
+    @property
+    def settings(self):
+        if self._settings is None:
+            from cns_exchange.config import load_settings
+
+            self._settings = load_settings(self.config_path, self.profile)
+        return self._settings
+
+    def tables(self):
+        """Return (codes, nomenclature, schema registry) for this run."""
+        from cns_exchange.nomenclature import load_codes, load_nomenclature
+        from cns_exchange.schemaset import SchemaRegistry
+
+        return (load_codes(), load_nomenclature(self.settings.nomenclature_dirs),
+                SchemaRegistry(self.settings.schema_dirs))
+
+    def validator(self, max_size: int | None = None):
+        from cns_exchange.validate import Validator
+
+        codes, nomenclature, registry = self.tables()
+        return Validator(registry, codes, nomenclature, max_size or self.settings.max_xml_bytes)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(cls=CnsxGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="cnsx", message="%(prog)s %(version)s")
+@click.option("--config", "config", metavar="PATH", help="Config file (default: $CNSX_CONFIG, else the user config folder's config.toml).")
+@click.option("--profile", metavar="NAME", help="Config profile (default: $CNSX_PROFILE, else default_profile).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
+@click.option("-v", "--verbose", count=True, help="Say more on stderr.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, config, profile, quiet, verbose, debug) -> None:
+    """cnsx: electronic exchange of a dietician practice with the CNS (Luxembourg).
+
+    Build request and billing files from the practice's CSV/JSON, validate them, and (in later
+    commands) send them and read the CNS's answers. Exit codes: 0 ok, 1 internal error, 2 usage,
+    3 invalid input or document, 4 configuration error, 5/6 transport failure, 7 locked.
+    """
+    ctx.obj = Context(config, profile, debug, quiet, verbose)
+
+
+def _created(value: str | None) -> datetime:
+    """The file's creation time: --created, else $SOURCE_DATE_EPOCH, else now (local time)."""
+    if value:
+        try:
+            created = datetime.fromisoformat(value)
+        except ValueError:
+            raise UsageError(f"--created '{value}' is not an ISO 8601 date-time", "e.g. 2026-11-26T09:30:00+01:00") from None
+        return created if created.tzinfo else created.astimezone()
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        try:
+            return datetime.fromtimestamp(int(epoch), timezone.utc)
+        except ValueError:
+            raise UsageError(f"SOURCE_DATE_EPOCH '{epoch}' is not a number of seconds", "unset it or fix it") from None
+    return datetime.now().astimezone().replace(microsecond=0)
+
+
+def _open_input(name: str):
+    """Open an input path, or stdin for '-' (only then: never implicitly)."""
+    if name == "-":
+        return click.get_binary_stream("stdin"), "<stdin>", Path.cwd()
+    path = Path(name)
+    try:
+        stream = open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"{name}: cannot open ({exc.strerror})", "check the path") from None
+    return stream, name, path.resolve().parent
+
+
+def _destination(output: str | None):
+    from cns_exchange.build import Destination
+
+    if output is None or output == "-":
+        return Destination(stream=click.get_binary_stream("stdout"))
+    path = Path(output)
+    if not path.is_dir() and not path.parent.is_dir():
+        raise UsageError(f"-o {output}: folder {path.parent} does not exist", "create it first")
+    return Destination(path=path)
+
+
+def _build_options(func):
+    options = [
+        click.argument("input", metavar="INPUT"),
+        click.option("--input-format", type=click.Choice(["csv", "json", "ndjson"]), help="Input format (default: from the extension; '-' is sniffed)."),
+        click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of a CSV input."),
+        click.option("-o", "--output", metavar="PATH", help="Output file, or a folder to get the conventional name (default: stdout)."),
+        click.option("--provider", metavar="CODE", help="The practice's CNS provider code (default: from the config)."),
+        click.option("--sequence", type=click.IntRange(1, 999999), help="File sequence number (default: next free one in the output folder, else 1)."),
+        click.option("--schema-version", metavar="VERSION", help="Schema version to write (default: the one in force on the creation date)."),
+        click.option("--created", metavar="DATETIME", help="Creation time written in the header (default: now, or $SOURCE_DATE_EPOCH)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _report_build(ctx: Context, result, what: str) -> None:
+    from cns_exchange import console
+
+    if result.warnings:
+        console.print_issues(result.warnings)
+    if ctx.quiet:
+        return
+    where = str(result.path) if result.path else "stdout"
+    console.print_line(f"{what} → {where} (sha256 {result.sha256[:12]}…)")
+
+
+@cli.command("build-request")
+@_build_options
+@pass_context
+def build_request_cmd(ctx: Context, input, input_format, encoding, output, provider, sequence, schema_version, created):
+    """Build a request file for certificates of coverage from INPUT (CSV, JSON or NDJSON; '-' = stdin).
+
+    Columns: request_ref, matricule, last_name, first_name, prescriber_code, prescription_date,
+    pathology_codes (';'-separated), treatment (initial|extension), prescription_pdf (path,
+    relative to INPUT's folder); optional requested_acts (e.g. ZD11:1;ZD12:1;ZD13:4).
+    """
+    from cns_exchange import build, records
+
+    created_at = _created(created)
+    destination = _destination(output)
+    codes, nomenclature, registry = ctx.tables()
+    header, name = build.resolve_header(registry, provider or ctx.settings.provider, created_at, schema_version,
+                                        sequence, destination, "request")
+    stream, source_name, base_dir = _open_input(input)
+    with stream:
+        fmt = records.detect_format(input, stream, input_format)
+        requests, report = build.load_requests(stream, source_name, fmt, codes, base_dir, created_at.date(), encoding)
+    from cns_exchange.xmlwrite import write_request_file
+
+    validator = ctx.validator()
+    path, sha = build.publish_document("request", lambda out: write_request_file(out, header, requests), name,
+                                       destination, validator)
+    if path is not None:
+        build.copy_attachments(requests, path.parent)
+    result = build.BuildResult("request", name, path, sha, len(requests), warnings=report.issues)
+    _report_build(ctx, result, f"{len(requests)} request{'s' if len(requests) != 1 else ''}")
+
+
+@cli.command("build-invoice")
+@_build_options
+@pass_context
+def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provider, sequence, schema_version, created):
+    """Build a billing file (fee notes, third-party payment) from INPUT (CSV, JSON or NDJSON; '-' = stdin).
+
+    Columns: certificate_number, matricule, session_date, act_code; optional executing_provider
+    (default: the billing provider), last_name, first_name. One fee note per certificate; each
+    session is priced with the tariff table in force on its date.
+    """
+    from cns_exchange import build, records
+
+    created_at = _created(created)
+    destination = _destination(output)
+    codes, nomenclature, registry = ctx.tables()
+    provider = provider or ctx.settings.provider
+    header, name = build.resolve_header(registry, provider, created_at, schema_version, sequence, destination, "billing")
+    stream, source_name, _ = _open_input(input)
+    with stream:
+        fmt = records.detect_format(input, stream, input_format)
+        notes, report = build.load_fee_notes(stream, source_name, fmt, codes, nomenclature, provider,
+                                             created_at.date(), encoding)
+    from cns_exchange.xmlwrite import billing_totals, write_billing_file
+
+    validator = ctx.validator()
+    path, sha = build.publish_document("billing", lambda out: write_billing_file(out, header, notes), name,
+                                       destination, validator)
+    count, sessions, gross, _, cns = billing_totals(notes)
+    result = build.BuildResult("billing", name, path, sha, count, sessions, warnings=report.issues)
+    _report_build(ctx, result, f"{count} fee notes, {sessions} sessions, {gross / 100:.2f} EUR gross, {cns / 100:.2f} EUR to the CNS")
+
+
+@cli.command("validate")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON on stdout.")
+@click.option("--max-size", type=click.IntRange(min=1), metavar="BYTES", help="Refuse documents larger than this (default: max_xml_bytes, 512 MiB).")
+@pass_context
+def validate_cmd(ctx: Context, files, as_json, max_size):
+    """Validate CNS documents (any of the five kinds, any installed schema version).
+
+    Detects each file's kind and version, checks it against its XSD and the business rules,
+    and reports every issue with its code, line and XPath. '-' reads stdin. Exit 3 if any
+    file has an error.
+    """
+    from cns_exchange import console
+
+    if files.count("-") > 1:
+        raise UsageError("'-' (stdin) can be given only once", "pass the other documents as paths")
+    validator = ctx.validator(max_size)
+    reports = []
+    for name in files:
+        report = validator.validate(name, stream=click.get_binary_stream("stdin") if name == "-" else None)
+        reports.append(report)
+        console.print_issues(report.issues)
+        if not ctx.quiet:
+            what = f"{report.kind} v{report.version}, {report.items} items" if report.kind else "unknown document"
+            console.print_line(f"{report.name}: {'valid' if report.ok else 'INVALID'} ({what})", style="green" if report.ok else "red")
+    if as_json:
+        out = click.get_text_stream("stdout")
+        json.dump([r.as_dict() for r in reports], out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    return ExitCode.INVALID if any(not r.ok for r in reports) else ExitCode.OK
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main()

@@ -1,0 +1,48 @@
+"""Human output on stderr: issues, summaries and errors. Styled only on a terminal.
+
+stdout carries data only; everything here goes to stderr. rich is imported on first use so
+that ``cnsx --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, Iterable
+
+from cns_exchange.issues import Issue
+
+
+def console(stream: IO[str] | None = None):
+    """Return a rich console writing to ``stream`` (default: stderr)."""
+    from rich.console import Console
+
+    return Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def print_issues(issues: Iterable[Issue], stream: IO[str] | None = None) -> None:
+    """Print issues, one per line with its hint: ``file:line [field] severity CODE: message``."""
+    out = console(stream)
+    for issue in issues:
+        colour = "red" if issue.is_error else "yellow"
+        out.print(
+            f"{_escape(issue.location())}: [{colour}]{issue.severity} {issue.code}[/]: {_escape(issue.message)}"
+            + (f"\n    [dim]hint: {_escape(issue.hint)}[/]" if issue.hint else "")
+        )
+
+
+def print_line(text: str, stream: IO[str] | None = None, style: str = "") -> None:
+    """Print one line of plain text (no markup interpreted)."""
+    out = console(stream)
+    out.print(_escape(text), style=style or None)
+
+
+def print_error(message: str, hint: str = "", stream: IO[str] | None = None) -> None:
+    """Print an error and its remedy."""
+    out = console(stream)
+    out.print(f"[red]error:[/] {_escape(message)}" + (f"\n    [dim]hint: {_escape(hint)}[/]" if hint else ""))

@@ -1,0 +1,81 @@
+"""The one error family of cnsx and its exit codes.
+
+Every failure a user can cause is a :class:`CnsxError` subclass carrying its exit code, a
+message saying what failed and where, and a hint saying what to try next. Only
+``cli.main`` turns them into a process exit; nothing else calls ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cns_exchange.issues import Issue
+
+
+class ExitCode(IntEnum):
+    """The documented exit codes (docs/cli.md). Never an error count."""
+
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    INVALID = 3
+    CONFIG = 4
+    TRANSPORT_RETRYABLE = 5
+    TRANSPORT_FATAL = 6
+    LOCKED = 7
+
+
+class CnsxError(Exception):
+    """Base of every error cnsx reports to a user."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(CnsxError):
+    """The command line itself is wrong (exit 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class InputError(CnsxError):
+    """Input data or a document is invalid (exit 3).
+
+    ``issues`` holds every problem found, so that a user fixes a file in one go.
+    """
+
+    exit_code = ExitCode.INVALID
+
+    def __init__(self, message: str, hint: str = "", issues: Sequence["Issue"] = ()) -> None:
+        super().__init__(message, hint)
+        self.issues = list(issues)
+
+
+class ConfigError(CnsxError):
+    """The configuration, a data table or a schema set is unusable (exit 4)."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class TransportRetryableError(CnsxError):
+    """The transport failed in a way a later run may not (exit 5)."""
+
+    exit_code = ExitCode.TRANSPORT_RETRYABLE
+
+
+class TransportFatalError(CnsxError):
+    """The transport failed in a way retrying cannot fix (exit 6)."""
+
+    exit_code = ExitCode.TRANSPORT_FATAL
+
+
+class LockedError(CnsxError):
+    """Another cnsx run holds the lock (exit 7)."""
+
+    exit_code = ExitCode.LOCKED

@@ -1,0 +1,67 @@
+"""Local writes that cannot half-happen.
+
+A file is written to a temp file in its target folder (created 0600: these files hold health
+data), flushed and fsynced, then renamed over the target and the folder fsynced. On any
+error the temp file is removed and the target is untouched. (Not click's ``atomic=True``,
+which installs a half-written file when the command fails.)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder so that a rename in it survives a crash."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def temp_file(folder: Path, prefix: str = ".cnsx-", suffix: str = ".part") -> Iterator[tuple[IO[bytes], Path]]:
+    """Yield ``(stream, path)`` of a new 0600 temp file in ``folder``; remove it on error."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    path = Path(name)
+    stream = os.fdopen(fd, "w+b")
+    try:
+        yield stream, path
+    except BaseException:
+        stream.close()
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        if not stream.closed:
+            stream.close()
+
+
+def publish(temp: Path, target: Path, overwrite: bool = True) -> None:
+    """Atomically move a finished temp file to ``target`` (same folder), then fsync the folder.
+
+    With ``overwrite=False`` an existing target is never replaced (FileExistsError).
+    """
+    fd = os.open(temp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if overwrite:
+        os.replace(temp, target)
+    else:
+        os.link(temp, target)  # fails if target exists: no clobbering
+        temp.unlink()
+    fsync_dir(target.parent)
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` atomically (0600)."""
+    with temp_file(target.parent) as (stream, path):
+        stream.write(data)
+        stream.close()
+        publish(path, target)

@@ -1,0 +1,97 @@
+"""Identifiers of the exchange: matricule, provider and prescriber codes.
+
+Each ``check_*`` function returns a list of ``(issue code, message)`` pairs, empty when the
+value is good; the caller adds the location. Check digits use python-stdnum's ``luhn`` and
+``verhoeff`` (well-tested tables) rather than hand-written ones.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import date
+from functools import lru_cache
+
+from stdnum import luhn, verhoeff
+
+Problem = tuple[str, str]
+
+_DIGITS_13 = re.compile(r"[1-9][0-9]{12}\Z")
+_DIGITS_11 = re.compile(r"[0-9]{11}\Z")
+_PROVIDER = re.compile(r"[1-9][0-9]{5,7}\Z")
+_PRESCRIBER = re.compile(r"[0-9]{6,8}\Z")
+
+
+@lru_cache(maxsize=65536)
+def check_matricule(value: str) -> tuple[Problem, ...]:
+    """Check a 13-digit matricule: C1 = Luhn and C2 = Verhoeff, both over the first 11 digits.
+
+    Returns the problems found (a tuple, cached: billing files repeat patients). An impossible
+    calendar date is only a warning (MAT04).
+    """
+    if _DIGITS_11.match(value):
+        return (("MAT05", f"'{value}' is an old 11-digit matricule, not accepted in exchange files"),)
+    if not _DIGITS_13.match(value):
+        return (("MAT01", f"'{_mask(value)}' is not 13 digits starting with 1-9"),)
+    base = value[:11]
+    problems: list[Problem] = []
+    if luhn.calc_check_digit(base) != value[11]:
+        problems.append(("MAT02", "matricule check digit C1 (Luhn over the first 11 digits) is wrong"))
+    if verhoeff.calc_check_digit(base) != value[12]:
+        problems.append(("MAT03", "matricule check digit C2 (Verhoeff over the first 11 digits) is wrong"))
+    if not problems and not _is_calendar_date(value):
+        problems.append(("MAT04", f"matricule birth date {value[:4]}-{value[4:6]}-{value[6:8]} is not a calendar date"))
+    return tuple(problems)
+
+
+def is_valid_matricule(value: str) -> bool:
+    """Return True if ``value`` is an acceptable matricule (warnings allowed)."""
+    return all(code == "MAT04" for code, _ in check_matricule(value))
+
+
+def _is_calendar_date(value: str) -> bool:
+    year, month, day = int(value[:4]), int(value[4:6]), int(value[6:8])
+    return 1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]
+
+
+@lru_cache(maxsize=65536)
+def birth_date(matricule: str) -> date:
+    """Return the birth date encoded in a matricule.
+
+    An impossible date (MAT04) is clamped into its year: month 00 becomes 01 and over 12
+    becomes 12, day 00 becomes 01 and a day past the month's end becomes its last day.
+    """
+    year, month, day = int(matricule[:4]), int(matricule[4:6]), int(matricule[6:8])
+    month = min(max(month, 1), 12)
+    day = min(max(day, 1), calendar.monthrange(year, month)[1])
+    return date(year, month, day)
+
+
+def age_on(matricule: str, on: date) -> int:
+    """Return the patient's age in whole years on a date."""
+    born = birth_date(matricule)
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def check_provider(value: str) -> tuple[Problem, ...]:
+    """Check a CNS provider code: 6 to 8 digits, no check digit published."""
+    if _PROVIDER.match(value):
+        return ()
+    return (("PRV01", f"'{value}' is not a provider code of 6 to 8 digits"),)
+
+
+def normalise_prescriber(value: str) -> str:
+    """Return a prescriber code without the '-' often printed on prescriptions (123456-78)."""
+    return value.replace("-", "").replace(" ", "")
+
+
+def check_prescriber(value: str) -> tuple[Problem, ...]:
+    """Check a prescriber code after :func:`normalise_prescriber`: 6 to 8 digits."""
+    if _PRESCRIBER.match(value):
+        return ()
+    return (("PRS01", f"'{value}' is not a prescriber code of 6 to 8 digits"),)
+
+
+def _mask(value: str) -> str:
+    """Shorten a wrong matricule in messages: enough to find the row, not the whole number."""
+    return value if len(value) <= 4 else value[:4] + "…"

@@ -1,0 +1,133 @@
+"""Validation results as data: :class:`Issue` and the catalogue of issue codes.
+
+Build and validate never print: they return issues. Each code has a default severity, a
+hint telling the user what to do, and the source of the rule (docs/rules.md lists them all;
+a test keeps that page and this catalogue in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+ERROR = "error"
+WARNING = "warning"
+
+
+class Rule(NamedTuple):
+    severity: str
+    title: str
+    hint: str
+    source: str
+
+
+_DOMAIN = "domain.md"
+_REG = "RGD of 5 December 2018 (dieticians' nomenclature)"
+
+CATALOGUE: dict[str, Rule] = {
+    # Input files (CSV / JSON / NDJSON)
+    "IN001": Rule(ERROR, "required column missing", "add the column to the header row (see docs/cli.md for the columns)", "cnsx input format"),
+    "IN002": Rule(ERROR, "unknown column", "remove or rename the column; only the documented columns are accepted", "cnsx input format"),
+    "IN003": Rule(ERROR, "required field empty", "fill in the field", "cnsx input format"),
+    "IN004": Rule(ERROR, "invalid date", "write dates as ISO 8601, YYYY-MM-DD", "cnsx input format"),
+    "IN005": Rule(ERROR, "not valid UTF-8", "save the file as UTF-8 (e.g. iconv -f cp1252 -t utf-8) or pass --encoding", "cnsx input format"),
+    "IN006": Rule(ERROR, "malformed row", "fix the row so that it has one value per column (JSON: one object per row)", "cnsx input format"),
+    "IN007": Rule(ERROR, "duplicate request reference", "give every request its own request_ref", "request reference unique per provider"),
+    "IN008": Rule(ERROR, "prescription PDF not found", "check the prescription_pdf path; relative paths are read from the input file's folder", "CNS: request with the scanned prescription"),
+    "IN009": Rule(ERROR, "attachment is not a PDF", "scan the prescription to PDF; the CNS refuses JPEG and HTML", "CNS: files are XML and PDF"),
+    "IN010": Rule(ERROR, "no rows", "the input holds no data rows", "cnsx input format"),
+    "IN011": Rule(ERROR, "invalid treatment kind", "write initial or extension", "cnsx input format"),
+    "IN012": Rule(ERROR, "invalid requested_acts", "write act:count pairs separated by ';', e.g. ZD11:1;ZD12:1;ZD13:4", "cnsx input format"),
+    "IN013": Rule(ERROR, "invalid name", "write a name of 1 to 100 characters, no leading or trailing blanks", "schema v1 T_Nom"),
+    "IN014": Rule(ERROR, "invalid reference", "use 1-35 letters, digits, '.', '_' or '-', starting with a letter or digit", "schema v1 T_Reference"),
+    # Identifiers
+    "MAT01": Rule(ERROR, "matricule is not 13 digits", "write the 13-digit national identification number, digits only, first digit 1-9", _DOMAIN + " Identifiers"),
+    "MAT02": Rule(ERROR, "matricule Luhn check digit (C1) wrong", "re-type the matricule from the patient's card", _DOMAIN + " Identifiers"),
+    "MAT03": Rule(ERROR, "matricule Verhoeff check digit (C2) wrong", "re-type the matricule from the patient's card", _DOMAIN + " Identifiers"),
+    "MAT04": Rule(WARNING, "matricule birth date is not a calendar date", "nothing to do if the card shows this number (some foreign-born people have such dates)", _DOMAIN + " Identifiers"),
+    "MAT05": Rule(ERROR, "old 11-digit matricule", "use the patient's current 13-digit number", _DOMAIN + " Identifiers"),
+    "PRV01": Rule(ERROR, "invalid provider code", "a CNS provider code has 6 to 8 digits", _DOMAIN + " Identifiers"),
+    "PRS01": Rule(ERROR, "invalid prescriber code", "write the doctor's CNS code as printed on the prescription: 6 to 8 digits (a '-' is allowed)", _DOMAIN + " Identifiers"),
+    "PAT01": Rule(ERROR, "unknown pathology code", "use the codes D01-D15 of annex E of the CNS statutes", "CNS statutes, annex E"),
+    "ACT01": Rule(ERROR, "unknown act code", "use ZD11, ZD12, ZD13 or ZD21", _REG),
+    "CRT01": Rule(ERROR, "invalid certificate number", "copy the certificate number from the CNS answer", "schema v1 T_NumeroTitre"),
+    # Nomenclature and pricing
+    "NOM01": Rule(ERROR, "no tariff table in force on that date", "add a tariff table covering the date to the config folder (docs/rules.md, Tariffs)", _REG),
+    "NOM02": Rule(ERROR, "gross amount differs from the tariff", "the gross amount is coefficient x key-letter value of the table in force on the session date", _REG),
+    "NOM03": Rule(ERROR, "patient share wrong", "12 % of the gross amount for adults, 0 % under 18 on the session date", "CNS statutes, patient share"),
+    "NOM04": Rule(ERROR, "gross amount is not patient share + CNS share", "gross amount = participation personnelle + part statutaire", "schema v1 T_Seance"),
+    # Treatment rules
+    "TRT01": Rule(ERROR, "acts out of order", "an initial treatment is ZD11, then ZD12, then up to 4 x ZD13", _REG),
+    "TRT02": Rule(ERROR, "too many sessions of an act", "at most 1 x ZD11, 1 x ZD12, 4 x ZD13 per initial treatment and 4 x ZD21 per extension", _REG),
+    "TRT03": Rule(ERROR, "initial and extension acts on one certificate", "an extension needs its own prescription and certificate", _REG),
+    "TRT04": Rule(ERROR, "extension before a complete initial treatment", "request the extension once the initial treatment (6 sessions) is complete", _REG),
+    "TRT05": Rule(ERROR, "more than one consultation per patient per day", "bill at most one consultation per patient and day", _REG),
+    "TRT06": Rule(ERROR, "prescription older than 90 days", "a prescription must be submitted within 90 days of its date; ask the doctor for a new one", "CNS: prescription validation"),
+    "TRT07": Rule(ERROR, "date in the future", "check the date: it lies after the file's creation date", "cnsx consistency rule"),
+    "TRT08": Rule(ERROR, "two initial treatments for one pathology", "one initial treatment per pathology per 3 years", _REG),
+    "TRT09": Rule(ERROR, "one certificate for two patients", "a certificate covers one patient: check the certificate number and matricule", "CNS: certificate of coverage"),
+    # Document consistency
+    "DOC01": Rule(ERROR, "header count does not match", "the header count must equal the number of items in the file; rebuild the file with cnsx", "schema v1 EnTete"),
+    "DOC02": Rule(ERROR, "header total does not match", "the header totals must equal the sums of the lines; rebuild the file with cnsx", "schema v1 EnTete"),
+    "DOC03": Rule(ERROR, "validity ends before it starts", "the certificate's DateFinValidite must not precede DateDebutValidite", "schema v1 T_Titre"),
+    "DOC04": Rule(ERROR, "accepted amount exceeds the billed amount", "an accepted amount cannot exceed the amount billed", "schema v1 T_LignePaiement"),
+    "DOC05": Rule(WARNING, "unknown dispute reason code", "the code is not in the bundled list of dispute reasons; check for a newer list", "cnsx dispute reasons table"),
+    "DOC06": Rule(ERROR, "document kind does not match the expected kind", "pass the right file, or let cnsx detect the kind", "cnsx"),
+    "DOC07": Rule(WARNING, "file name does not follow the naming convention", "name files SENDER_KIND_YYYYMMDD_SEQUENCE.xml (docs/formats.md)", "cnsx naming convention"),
+    "DOC08": Rule(ERROR, "duplicate line", "each line number may appear once per fee note", "schema v1"),
+    # XML
+    "XML01": Rule(ERROR, "not well-formed XML", "the file is damaged or not XML; rebuild or re-fetch it", "XML 1.0"),
+    "XML02": Rule(ERROR, "DTD or entity declarations refused", "CNS documents carry no DTD; the file may be hostile, do not process it further", "cnsx security policy"),
+    "XML03": Rule(ERROR, "file too large", "raise the limit with --max-size (or max_xml_bytes in the config) if the file is genuine", "cnsx security policy"),
+    "XML04": Rule(ERROR, "unknown document kind", "the root element is not one of the five CNS document kinds of any installed schema set", "docs/formats.md"),
+    "XML05": Rule(ERROR, "unknown schema version", "install the schema set of that version in the config folder's schemas/ (docs/formats.md)", "docs/formats.md"),
+    "XSD01": Rule(ERROR, "schema violation", "fix the element named in the message; the XSD of the version is in schemas/", "schema set"),
+}
+
+
+@dataclass
+class Issue:
+    """One problem found in an input file or a document.
+
+    ``line`` is the 1-based line (CSV/NDJSON/XML) or item number (JSON array), ``field`` the
+    column or element concerned, ``xpath`` the element's path in an XML document.
+    """
+
+    code: str
+    message: str
+    severity: str = ""
+    file: str = ""
+    line: int | None = None
+    field: str = ""
+    xpath: str = ""
+    hint: str = ""
+
+    def __post_init__(self) -> None:
+        rule = CATALOGUE[self.code]
+        if not self.severity:
+            self.severity = rule.severity
+        if not self.hint:
+            self.hint = rule.hint
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
+
+    def location(self) -> str:
+        """Return ``file:line`` plus field or XPath, as shown to a user."""
+        where = self.file or "<input>"
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.xpath:
+            where += f" {self.xpath}"
+        elif self.field:
+            where += f" [{self.field}]"
+        return where
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def has_errors(issues: list[Issue]) -> bool:
+    """Return True if any issue is an error (warnings do not block)."""
+    return any(i.is_error for i in issues)

@@ -1,0 +1,70 @@
+"""The file naming convention, owned here and nowhere else.
+
+    SENDER_KIND_YYYYMMDD_SEQUENCE.xml     e.g. 123456_FAC_20261126_000001.xml
+
+SENDER is the provider code for files sent to the CNS and ``CNS`` for return files; KIND is
+the document kind code below; SEQUENCE the file's sequence number (6 digits), also written
+in the header's NumeroSequence.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+KIND_CODES = {
+    "request": "DTP",   # demande de titre de prise en charge
+    "billing": "FAC",   # fichier de facturation
+    "ack": "ACR",       # accusé de réception
+    "answers": "RTP",   # réponses titres de prise en charge
+    "payment": "DEC",   # décompte / justificatif de paiement
+}
+KINDS_BY_CODE = {code: kind for kind, code in KIND_CODES.items()}
+CNS_SENDER = "CNS"
+
+_PATTERN = re.compile(r"(?P<sender>CNS|[1-9][0-9]{5,7})_(?P<code>[A-Z]{3})_(?P<day>[0-9]{8})_(?P<seq>[0-9]{6})\.xml\Z")
+
+
+@dataclass(frozen=True)
+class FileName:
+    """The parts of a conventional file name."""
+
+    sender: str
+    kind: str
+    day: date
+    sequence: int
+
+    def __str__(self) -> str:
+        return f"{self.sender}_{KIND_CODES[self.kind]}_{self.day:%Y%m%d}_{self.sequence:06d}.xml"
+
+
+def make_name(sender: str, kind: str, day: date, sequence: int) -> str:
+    """Return the conventional name of a document."""
+    if not 1 <= sequence <= 999999:
+        raise ValueError(f"sequence number {sequence} out of range 1-999999")
+    return str(FileName(sender, kind, day, sequence))
+
+
+def parse_name(name: str) -> FileName | None:
+    """Return the parts of a conventional name, or None if ``name`` does not follow it."""
+    match = _PATTERN.match(name)
+    if not match or match["code"] not in KINDS_BY_CODE:
+        return None
+    try:
+        day = date(int(match["day"][:4]), int(match["day"][4:6]), int(match["day"][6:]))
+    except ValueError:
+        return None
+    return FileName(match["sender"], KINDS_BY_CODE[match["code"]], day, int(match["seq"]))
+
+
+def next_sequence(folder: Path, sender: str, kind: str, day: date) -> int:
+    """Return the next free sequence number for ``sender``/``kind``/``day`` in ``folder``."""
+    highest = 0
+    prefix = f"{sender}_{KIND_CODES[kind]}_{day:%Y%m%d}_"
+    for path in folder.glob(prefix + "*.xml"):
+        parsed = parse_name(path.name)
+        if parsed is not None:
+            highest = max(highest, parsed.sequence)
+    return highest + 1

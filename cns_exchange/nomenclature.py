@@ -1,0 +1,217 @@
+"""The dieticians' nomenclature as dated data: tariff tables, codes and treatment rules.
+
+Bundled tables live in ``cns_exchange/data``; a user adds a newer tariff table by dropping a
+JSON file into ``<config folder>/nomenclature/``. Every table is checked on load; a bad one is
+a :class:`ConfigError` naming the file. Pricing takes the table in force on the session date
+and rounds half up to the cent; a date before every table is an error, never a guess.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Iterable
+
+from cns_exchange.errors import ConfigError
+
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class TariffTable:
+    """One dated tariff table: key-letter value, coefficient per act, patient-share rule."""
+
+    valid_from: date
+    key_letter_value: Decimal
+    coefficients: dict[str, Decimal]
+    adult_percent: Decimal
+    minor_percent: Decimal
+    minor_below_age: int
+    source: str
+    path: str
+
+    def gross_cents(self, act: str) -> int:
+        """Return coefficient x key-letter value in cents, rounded half up."""
+        amount = (self.coefficients[act] * self.key_letter_value).quantize(CENT, ROUND_HALF_UP)
+        return int(amount * 100)
+
+    def share_cents(self, gross_cents: int, minor: bool) -> int:
+        """Return the patient's share of a gross amount in cents, rounded half up."""
+        percent = self.minor_percent if minor else self.adult_percent
+        share = (Decimal(gross_cents) * percent / 100).quantize(Decimal(1), ROUND_HALF_UP)
+        return int(share)
+
+
+@dataclass(frozen=True)
+class Price:
+    """A priced session, in cents: gross = patient share + CNS share (part statutaire)."""
+
+    gross: int
+    patient_share: int
+    cns_share: int
+
+
+class NoTariffError(LookupError):
+    """No tariff table is in force on the date asked for."""
+
+
+@dataclass
+class Codes:
+    """Code lists and treatment rules loaded from ``data/codes.json``."""
+
+    pathologies: dict[str, str]
+    acts: dict[str, dict]
+    treatments: dict[str, dict]
+    prescription_max_age_days: int
+    initial_treatment_interval_years: int
+    dispute_reasons: dict[str, str]
+    refusal_reasons: dict[str, str]
+
+    def treatment_sequence(self, kind: str) -> list[tuple[str, int]]:
+        """Return ``[(act, max count), ...]`` in the order the acts must follow."""
+        return [(act, int(n)) for act, n in self.treatments[kind]["sequence"]]
+
+    def treatment_of_act(self, act: str) -> str:
+        """Return the treatment kind ('initial' or 'extension') an act belongs to."""
+        for kind, spec in self.treatments.items():
+            if any(a == act for a, _ in spec["sequence"]):
+                return kind
+        raise KeyError(act)
+
+
+class Nomenclature:
+    """All tariff tables in force order, with a fast look-up by session date."""
+
+    def __init__(self, tables: Iterable[TariffTable]) -> None:
+        self.tables = sorted(tables, key=lambda t: t.valid_from)
+        self._starts = [t.valid_from.toordinal() for t in self.tables]
+        self._price_cache: dict[tuple[int, str, bool], Price] = {}
+
+    def table_on(self, day: date) -> TariffTable:
+        """Return the table in force on ``day``; raise NoTariffError before every table."""
+        i = bisect.bisect_right(self._starts, day.toordinal()) - 1
+        if i < 0:
+            raise NoTariffError(day)
+        return self.tables[i]
+
+    def price(self, act: str, day: date, minor: bool) -> Price:
+        """Price one session of ``act`` on ``day`` for an adult or a minor patient."""
+        i = bisect.bisect_right(self._starts, day.toordinal()) - 1
+        if i < 0:
+            raise NoTariffError(day)
+        key = (i, act, minor)
+        price = self._price_cache.get(key)
+        if price is None:
+            table = self.tables[i]
+            gross = table.gross_cents(act)
+            share = table.share_cents(gross, minor)
+            price = self._price_cache[key] = Price(gross, share, gross - share)
+        return price
+
+    def is_minor(self, age: int, day: date) -> bool:
+        """Return True if a patient of ``age`` on ``day`` pays the minors' share."""
+        return age < self.table_on(day).minor_below_age
+
+
+def _decimal(value: object, where: str, field: str) -> Decimal:
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        raise ConfigError(f"{where}: {field} '{value}' is not a number", "fix the tariff table") from None
+    if not result.is_finite() or result < 0:
+        raise ConfigError(f"{where}: {field} '{value}' must be a positive number", "fix the tariff table")
+    return result
+
+
+def parse_table(text: str, where: str, known_acts: Iterable[str]) -> TariffTable:
+    """Parse and check one tariff table (JSON text). Raises ConfigError naming ``where``."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}:{exc.lineno}: not valid JSON ({exc.msg})", "fix the tariff table") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a tariff table is a JSON object", "see docs/rules.md, Tariffs")
+    missing = {"valid_from", "source", "key_letter", "coefficients", "patient_share"} - raw.keys()
+    if missing:
+        raise ConfigError(f"{where}: missing {', '.join(sorted(missing))}", "see docs/rules.md, Tariffs")
+    try:
+        valid_from = date.fromisoformat(str(raw["valid_from"]))
+    except ValueError:
+        raise ConfigError(f"{where}: valid_from '{raw['valid_from']}' is not a YYYY-MM-DD date", "fix the tariff table") from None
+    if not str(raw["source"]).strip():
+        raise ConfigError(f"{where}: source is empty", "say where the figures come from")
+    try:
+        key_value = _decimal(raw["key_letter"]["value"], where, "key_letter.value")
+        share = raw["patient_share"]
+        adult = _decimal(share["adult_percent"], where, "patient_share.adult_percent")
+        minor = _decimal(share["minor_percent"], where, "patient_share.minor_percent")
+        minor_age = int(share["minor_below_age"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: key_letter or patient_share incomplete ({exc})", "see docs/rules.md, Tariffs") from None
+    if adult > 100 or minor > 100:
+        raise ConfigError(f"{where}: a patient share is over 100 %", "fix the tariff table")
+    coefficients = raw["coefficients"]
+    if not isinstance(coefficients, dict):
+        raise ConfigError(f"{where}: coefficients must map act codes to numbers", "see docs/rules.md, Tariffs")
+    known = set(known_acts)
+    if set(coefficients) != known:
+        raise ConfigError(
+            f"{where}: coefficients must cover exactly the acts {', '.join(sorted(known))}"
+            f" (got {', '.join(sorted(coefficients)) or 'none'})",
+            "fix the tariff table",
+        )
+    return TariffTable(
+        valid_from=valid_from,
+        key_letter_value=key_value,
+        coefficients={act: _decimal(v, where, f"coefficients.{act}") for act, v in coefficients.items()},
+        adult_percent=adult,
+        minor_percent=minor,
+        minor_below_age=minor_age,
+        source=str(raw["source"]),
+        path=where,
+    )
+
+
+@lru_cache(maxsize=1)
+def load_codes() -> Codes:
+    """Return the bundled code lists and treatment rules."""
+    raw = json.loads(resources.files("cns_exchange.data").joinpath("codes.json").read_text("utf-8"))
+    raw.pop("source", None)
+    return Codes(**raw)
+
+
+def load_nomenclature(user_dirs: Iterable[Path] = ()) -> Nomenclature:
+    """Load the bundled tariff tables plus ``*.json`` tables from ``user_dirs``.
+
+    Raises ConfigError for a bad table or two tables starting on the same day.
+    """
+    acts = load_codes().acts.keys()
+    tables: list[TariffTable] = []
+    bundled = resources.files("cns_exchange.data").joinpath("nomenclature")
+    for entry in sorted(bundled.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            tables.append(parse_table(entry.read_text("utf-8"), f"bundled {entry.name}", acts))
+    for folder in user_dirs:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.json")):
+            try:
+                text = path.read_text("utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{path}: cannot read tariff table ({exc})", "fix the file's permissions or encoding") from None
+            tables.append(parse_table(text, str(path), acts))
+    seen: dict[date, str] = {}
+    for table in tables:
+        if table.valid_from in seen:
+            raise ConfigError(
+                f"{table.path}: a tariff table starting {table.valid_from} already exists ({seen[table.valid_from]})",
+                "give each table its own valid_from date",
+            )
+        seen[table.valid_from] = table.path
+    return Nomenclature(tables)

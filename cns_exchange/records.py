@@ -1,0 +1,393 @@
+"""Rows in, typed records out: the one reader of the practice's CSV, JSON and NDJSON files.
+
+Readers stream: CSV and NDJSON are read row by row; a JSON array is read whole (use NDJSON
+for very large inputs). Every problem becomes an :class:`Issue` naming the file, the line
+(CSV, NDJSON) or item number (JSON array) and the column; reading goes on so that one run
+reports all the problems of a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import IO, Iterator
+
+from cns_exchange.errors import UsageError
+from cns_exchange.identifiers import check_matricule, check_prescriber, check_provider, normalise_prescriber
+from cns_exchange.issues import Issue
+from cns_exchange.model import CertificateRequest, Session
+from cns_exchange.nomenclature import Codes
+
+FORMATS = ("csv", "json", "ndjson")
+
+REQUEST_COLUMNS = (
+    "request_ref", "matricule", "last_name", "first_name", "prescriber_code",
+    "prescription_date", "pathology_codes", "treatment", "prescription_pdf",
+)
+REQUEST_OPTIONAL = ("requested_acts",)
+SESSION_COLUMNS = ("certificate_number", "matricule", "session_date", "act_code")
+SESSION_OPTIONAL = ("executing_provider", "last_name", "first_name")
+
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,34}\Z")
+_NAME = re.compile(r"\S(.{0,98}\S)?\Z", re.S)
+
+
+@dataclass(slots=True)
+class Row:
+    """One input row: where it came from and its values by column name."""
+
+    line: int
+    values: dict[str, str]
+
+
+@dataclass
+class InputReport:
+    """Issues collected while reading one input file."""
+
+    name: str
+    issues: list[Issue] = field(default_factory=list)
+
+    def add(self, code: str, message: str, line: int | None = None, column: str = "") -> None:
+        self.issues.append(Issue(code, message, file=self.name, line=line, field=column))
+
+    def add_problems(self, problems, line: int, column: str) -> None:
+        for code, message in problems:
+            self.add(code, message, line, column)
+
+
+def detect_format(name: str, stream: IO[bytes], explicit: str | None) -> str:
+    """Return 'csv', 'json' or 'ndjson': ``explicit``, else the extension, else the first byte.
+
+    ``stream`` must be buffered (peekable) when sniffing is needed.
+    """
+    if explicit:
+        return explicit
+    suffix = Path(name).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix == ".json":
+        return "json"
+    if suffix in (".ndjson", ".jsonl"):
+        return "ndjson"
+    head = stream.peek(64)[:64].lstrip(b"\xef\xbb\xbf \t\r\n") if hasattr(stream, "peek") else b""
+    if head.startswith(b"["):
+        return "json"
+    if head.startswith(b"{"):
+        return "ndjson"
+    if suffix in ("", ".txt", ".tsv") or name == "-":
+        return "csv"
+    raise UsageError(f"{name}: cannot tell the input format from the extension '{suffix}'", "pass --input-format csv|json|ndjson")
+
+
+def read_rows(stream: IO[bytes], fmt: str, report: InputReport, columns: tuple[str, ...],
+              optional: tuple[str, ...], encoding: str = "utf-8") -> Iterator[Row]:
+    """Yield the rows of ``stream``; header and row problems go to ``report``."""
+    if fmt == "csv":
+        yield from _read_csv(stream, report, columns, optional, encoding)
+    elif fmt == "json":
+        yield from _read_json_array(stream, report, columns, optional, encoding)
+    else:
+        yield from _read_ndjson(stream, report, columns, optional, encoding)
+
+
+def _check_columns(names: list[str], report: InputReport, columns, optional, line: int) -> None:
+    for name in names:
+        if name not in columns and name not in optional:
+            report.add("IN002", f"unknown column '{name}'", line, name)
+    for name in columns:
+        if name not in names:
+            report.add("IN001", f"required column '{name}' is missing", line, name)
+
+
+def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding, newline="")
+    line = 1
+    try:
+        first = text.readline()
+        if not first.strip():
+            report.add("IN010", "the file is empty: no header row", 1)
+            return
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+        header = [h.strip() for h in next(csv.reader([first], delimiter=delimiter))]
+        _check_columns(header, report, columns, optional, 1)
+        width = len(header)
+        reader = csv.reader(text, delimiter=delimiter)
+        count = 0
+        for fields in reader:
+            line = reader.line_num + 1
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue
+            count += 1
+            if len(fields) != width:
+                report.add("IN006", f"row has {len(fields)} values, the header has {width}", line)
+                continue
+            yield Row(line, dict(zip(header, (f.strip() for f in fields))))
+        if count == 0:
+            report.add("IN010", "the file has a header but no data rows", 1)
+    except UnicodeDecodeError as exc:
+        report.add("IN005", f"byte {exc.object[exc.start:exc.start + 1]!r} after line {line} is not {encoding}", line + 1)
+    except csv.Error as exc:
+        report.add("IN006", f"CSV syntax error ({exc})", line + 1)
+
+
+def _row_from_object(obj, line: int, report: InputReport, what: str) -> Row | None:
+    if not isinstance(obj, dict):
+        report.add("IN006", f"{what} is not a JSON object", line)
+        return None
+    values: dict[str, str] = {}
+    for key, value in obj.items():
+        if value is None:
+            values[key] = ""
+        elif isinstance(value, list):
+            values[key] = ";".join(str(v) for v in value)
+        elif isinstance(value, bool) or isinstance(value, dict):
+            report.add("IN006", f"{what}: '{key}' must be a string or a number", line, key)
+            return None
+        else:
+            values[key] = str(value).strip()
+    return Row(line, values)
+
+
+def _read_json_array(stream, report, columns, optional, encoding) -> Iterator[Row]:
+    try:
+        data = json.loads(stream.read().decode(encoding).lstrip("\ufeff"))
+    except UnicodeDecodeError:
+        report.add("IN005", f"the file is not {encoding}")
+        return
+    except json.JSONDecodeError as exc:
+        report.add("IN006", f"not valid JSON at column {exc.colno} ({exc.msg})", exc.lineno)
+        return
+    if not isinstance(data, list):
+        report.add("IN006", "a JSON input is an array of objects, one per row", 1)
+        return
+    if not data:
+        report.add("IN010", "the array is empty", 1)
+        return
+    seen_keys: set[str] = set()
+    for index, obj in enumerate(data, 1):
+        row = _row_from_object(obj, index, report, f"item {index}")
+        if row is None:
+            continue
+        _check_row_columns(row, report, columns, optional, seen_keys)
+        yield row
+
+
+def _read_ndjson(stream, report, columns, optional, encoding) -> Iterator[Row]:
+    seen_keys: set[str] = set()
+    count = 0
+    for lineno, raw in enumerate(stream, 1):
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            report.add("IN005", f"line is not {encoding}", lineno)
+            continue
+        if lineno == 1:
+            text = text.lstrip("\ufeff")
+        if not text.strip():
+            continue
+        count += 1
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            report.add("IN006", f"not valid JSON at column {exc.colno} ({exc.msg})", lineno)
+            continue
+        row = _row_from_object(obj, lineno, report, "line")
+        if row is None:
+            continue
+        _check_row_columns(row, report, columns, optional, seen_keys)
+        yield row
+    if count == 0:
+        report.add("IN010", "the file holds no JSON lines", 1)
+
+
+def _check_row_columns(row: Row, report: InputReport, columns, optional, seen_keys: set[str]) -> None:
+    """JSON rows carry their own keys: report an unknown key once, a missing one per row."""
+    for key in row.values:
+        if key not in seen_keys:
+            seen_keys.add(key)
+            if key not in columns and key not in optional:
+                report.add("IN002", f"unknown field '{key}'", row.line, key)
+    for name in columns:
+        if name not in row.values:
+            report.add("IN001", f"required field '{name}' is missing", row.line, name)
+
+
+# --- typed records -------------------------------------------------------------------------
+
+def _required(row: Row, column: str, report: InputReport) -> str | None:
+    value = row.values.get(column)
+    if value is None:
+        return None  # missing column, already reported
+    if value == "":
+        report.add("IN003", f"'{column}' is empty", row.line, column)
+        return None
+    return value
+
+
+def parse_date(row: Row, column: str, report: InputReport, cache: dict[str, date] | None = None) -> date | None:
+    """Return the ISO date in ``column`` or None after reporting IN003/IN004."""
+    value = _required(row, column, report)
+    if value is None:
+        return None
+    if cache is not None:
+        cached = cache.get(value)
+        if cached is not None:
+            return cached
+    try:
+        if len(value) != 10:
+            raise ValueError
+        result = date.fromisoformat(value)
+    except ValueError:
+        report.add("IN004", f"'{column}' value '{value}' is not a YYYY-MM-DD date", row.line, column)
+        return None
+    if cache is not None:
+        cache[value] = result
+    return result
+
+
+def _matricule(row: Row, report: InputReport) -> str | None:
+    value = _required(row, "matricule", report)
+    if value is None:
+        return None
+    value = value.replace(" ", "")
+    problems = check_matricule(value)
+    if problems:
+        report.add_problems(problems, row.line, "matricule")
+        if any(code != "MAT04" for code, _ in problems):
+            return None
+    return value
+
+
+def _name(row: Row, column: str, report: InputReport, required: bool) -> str | None:
+    value = _required(row, column, report) if required else row.values.get(column, "")
+    if not value:
+        return None if required else ""
+    if not _NAME.match(value):
+        report.add("IN013", f"'{column}' must be 1 to 100 characters", row.line, column)
+        return None
+    return value
+
+
+def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path) -> CertificateRequest | None:
+    """Turn a row into a CertificateRequest, or return None after reporting every problem.
+
+    The prescription PDF is read here (hash and signature check); its path is relative to
+    ``base_dir`` unless absolute.
+    """
+    before = len(report.issues)
+    ref = _required(row, "request_ref", report)
+    if ref is not None and not _REFERENCE.match(ref):
+        report.add("IN014", f"request_ref '{ref}' is not a valid reference", row.line, "request_ref")
+    matricule = _matricule(row, report)
+    last = _name(row, "last_name", report, True)
+    first = _name(row, "first_name", report, True)
+    prescriber = _required(row, "prescriber_code", report)
+    if prescriber is not None:
+        prescriber = normalise_prescriber(prescriber)
+        report.add_problems(check_prescriber(prescriber), row.line, "prescriber_code")
+    prescribed = parse_date(row, "prescription_date", report)
+    pathologies: list[str] = []
+    raw_paths = _required(row, "pathology_codes", report)
+    if raw_paths is not None:
+        for code in (c.strip().upper() for c in raw_paths.replace(",", ";").split(";")):
+            if not code:
+                continue
+            if code not in codes.pathologies:
+                report.add("PAT01", f"pathology code '{code}' is not one of D01-D15", row.line, "pathology_codes")
+            elif code not in pathologies:
+                pathologies.append(code)
+        if not pathologies and len(report.issues) == before:
+            report.add("IN003", "'pathology_codes' names no code", row.line, "pathology_codes")
+    treatment = _required(row, "treatment", report)
+    if treatment is not None:
+        treatment = treatment.lower()
+        if treatment not in codes.treatments:
+            report.add("IN011", f"treatment '{treatment}' is not 'initial' or 'extension'", row.line, "treatment")
+    acts = _requested_acts(row, report, codes, treatment)
+    pdf = _required(row, "prescription_pdf", report)
+    pdf_name = pdf_sha = pdf_path = ""
+    if pdf is not None:
+        pdf_path, pdf_name, pdf_sha = _attachment(pdf, row, report, base_dir)
+    if len(report.issues) > before and any(i.is_error for i in report.issues[before:]):
+        return None
+    return CertificateRequest(ref, matricule, last, first, prescriber, prescribed, pathologies,
+                              treatment, acts, pdf_name, pdf_sha, pdf_path, row.line)
+
+
+def _requested_acts(row: Row, report: InputReport, codes: Codes, treatment: str | None) -> list[tuple[str, int]]:
+    raw = row.values.get("requested_acts", "")
+    if not raw:
+        return codes.treatment_sequence(treatment) if treatment in codes.treatments else []
+    acts: list[tuple[str, int]] = []
+    for part in raw.split(";"):
+        act, _, count = part.strip().partition(":")
+        act = act.strip().upper()
+        if act not in codes.acts:
+            report.add("ACT01", f"requested act '{act}' is not a known act code", row.line, "requested_acts")
+            continue
+        if not count.strip().isdigit() or int(count) < 1:
+            report.add("IN012", f"'{part.strip()}' is not ACT:COUNT", row.line, "requested_acts")
+            continue
+        if treatment in codes.treatments:
+            limits = dict(codes.treatment_sequence(treatment))
+            if act not in limits:
+                report.add("TRT03", f"act {act} is not part of an {treatment} treatment", row.line, "requested_acts")
+                continue
+            if int(count) > limits[act]:
+                report.add("TRT02", f"{count} x {act} requested, at most {limits[act]}", row.line, "requested_acts")
+                continue
+        acts.append((act, int(count)))
+    return acts
+
+
+def _attachment(value: str, row: Row, report: InputReport, base_dir: Path) -> tuple[str, str, str]:
+    import hashlib
+
+    path = Path(value)
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+            digest = hashlib.sha256(head)
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        report.add("IN008", f"cannot read '{value}' ({exc.strerror})", row.line, "prescription_pdf")
+        return "", "", ""
+    if b"%PDF-" not in head:
+        report.add("IN009", f"'{value}' is not a PDF file", row.line, "prescription_pdf")
+        return "", "", ""
+    return str(path), path.name, digest.hexdigest()
+
+
+def to_session(row: Row, report: InputReport, codes: Codes, default_provider: str | None,
+               dates: dict[str, date]) -> Session | None:
+    """Turn a row into a Session, or return None after reporting every problem."""
+    before = len(report.issues)
+    values = row.values
+    cert = _required(row, "certificate_number", report)
+    if cert is not None and not _REFERENCE.match(cert):
+        report.add("CRT01", f"certificate_number '{cert}' is not a valid certificate number", row.line, "certificate_number")
+    matricule = _matricule(row, report)
+    day = parse_date(row, "session_date", report, dates)
+    act = _required(row, "act_code", report)
+    if act is not None:
+        act = act.upper()
+        if act not in codes.acts:
+            report.add("ACT01", f"act code '{act}' is not one of {', '.join(codes.acts)}", row.line, "act_code")
+    executing = values.get("executing_provider") or default_provider or ""
+    if executing:
+        problems = check_provider(executing)
+        if problems:
+            report.add_problems(problems, row.line, "executing_provider")
+    last = _name(row, "last_name", report, False)
+    first = _name(row, "first_name", report, False)
+    if len(report.issues) > before and any(i.is_error for i in report.issues[before:]):
+        return None
+    return Session(cert, matricule, day, act, executing, last or "", first or "", row.line)

@@ -1,0 +1,108 @@
+"""Treatment rules shared by build and validate.
+
+An initial treatment is ZD11, then ZD12, then up to 4 x ZD13, in that order; an extension is
+up to 4 x ZD21 on its own certificate, after a complete initial treatment; at most one
+consultation per patient per day; a prescription is submitted within 90 days of its date.
+The sequences and limits come from ``data/codes.json``.
+
+Checkers return ``(issue code, message)`` pairs; callers add the location.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from cns_exchange.nomenclature import Codes
+
+Problem = tuple[str, str]
+
+
+@dataclass(slots=True)
+class _CertificateState:
+    matricule: str
+    kind: str
+    position: int = -1          # index in the sequence of the last act seen
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class SessionRules:
+    """Checks sessions one by one, in date order per certificate, across a whole file."""
+
+    def __init__(self, codes: Codes) -> None:
+        self.codes = codes
+        self._positions: dict[str, tuple[str, int, int]] = {}
+        for kind in codes.treatments:
+            for index, (act, limit) in enumerate(codes.treatment_sequence(kind)):
+                self._positions[act] = (kind, index, limit)
+        self._certificates: dict[str, _CertificateState] = {}
+        self._patient_days: set[tuple[str, int]] = set()
+
+    def check(self, certificate: str, matricule: str, day: date, act: str) -> list[Problem]:
+        """Check one session against what was seen before; return its problems."""
+        problems: list[Problem] = []
+        key = (matricule, day.toordinal())
+        if key in self._patient_days:
+            problems.append(("TRT05", f"a consultation for this patient on {day} is already billed"))
+        else:
+            self._patient_days.add(key)
+        kind, position, limit = self._positions[act]
+        state = self._certificates.get(certificate)
+        if state is None:
+            state = self._certificates[certificate] = _CertificateState(matricule, kind)
+        elif state.matricule != matricule:
+            problems.append(("TRT09", f"certificate {certificate} is already used for another patient"))
+            return problems
+        if state.kind != kind:
+            problems.append(("TRT03", f"{act} belongs to an {kind} treatment, certificate {certificate} to an {state.kind} one"))
+            return problems
+        count = state.counts.get(act, 0) + 1
+        state.counts[act] = count
+        if count > limit:
+            problems.append(("TRT02", f"session {count} of {act} on certificate {certificate}: at most {limit}"))
+        if position < state.position:
+            previous = self.codes.treatment_sequence(kind)[state.position][0]
+            problems.append(("TRT01", f"{act} on {day} comes after {previous}: the order is "
+                             + " → ".join(a for a, _ in self.codes.treatment_sequence(kind))))
+        else:
+            state.position = position
+        return problems
+
+
+def check_prescription_age(prescribed: date, submitted: date, max_days: int) -> list[Problem]:
+    """Check that a prescription is submitted within ``max_days`` of its date, not before it."""
+    if prescribed > submitted:
+        return [("TRT07", f"prescription date {prescribed} is after the submission date {submitted}")]
+    age = (submitted - prescribed).days
+    if age > max_days:
+        return [("TRT06", f"prescription of {prescribed} is {age} days old on {submitted} (at most {max_days})")]
+    return []
+
+
+class RequestRules:
+    """Cross-request rules within one request file."""
+
+    def __init__(self, codes: Codes) -> None:
+        self.codes = codes
+        self._initial: dict[tuple[str, str], date] = {}
+        self._extension: dict[tuple[str, str], date] = {}
+
+    def check(self, matricule: str, pathologies: list[str], treatment: str, prescribed: date) -> list[Problem]:
+        """Check one request against the earlier requests of the same file."""
+        problems: list[Problem] = []
+        interval = timedelta(days=365 * self.codes.initial_treatment_interval_years)
+        for code in pathologies:
+            key = (matricule, code)
+            if treatment == "initial":
+                other = self._initial.get(key)
+                if other is not None and abs(prescribed - other) < interval:
+                    problems.append(("TRT08", f"a second initial treatment for {code} within "
+                                     f"{self.codes.initial_treatment_interval_years} years in this file"))
+                self._initial.setdefault(key, prescribed)
+                if key in self._extension:
+                    problems.append(("TRT04", f"an extension for {code} is requested in the same file as its initial treatment"))
+            else:
+                if key in self._initial:
+                    problems.append(("TRT04", f"extension for {code} requested in the same file as its initial treatment, which cannot be complete yet"))
+                self._extension.setdefault(key, prescribed)
+        return problems

@@ -1,0 +1,299 @@
+"""XML documents of schema set v1 -> records, streaming.
+
+``read_document`` walks a document with lxml's ``iterparse`` (optionally validating against
+an XSD at the same time), yields the header and then one record per item, and frees each item
+once read, so memory stays flat whatever the file's size. Converters are lenient: an item
+that cannot be read yields ``None`` with the reason, never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import IO, Any, Iterator
+
+from lxml import etree
+
+from cns_exchange.model import (
+    Acknowledgement,
+    Anomaly,
+    Answer,
+    BilledSession,
+    Certificate,
+    CertificateRequest,
+    FeeNote,
+    Header,
+    PaymentLine,
+)
+from cns_exchange.xmlsafe import PARSER_OPTIONS, has_doctype
+
+ITEM_TAGS = {"request": "Demande", "billing": "MemoireHonoraires", "answers": "Reponse", "payment": "Ligne", "ack": None}
+_TREATMENT = {"initial": "initial", "prolongation": "extension"}
+
+
+class HostileDocument(Exception):
+    """The document declares a DOCTYPE (refused: see xmlsafe)."""
+
+
+@dataclass(slots=True)
+class Item:
+    """What the reader yields: the header or one item, where it stands, and its record."""
+
+    what: str            # 'header' or 'item'
+    record: Any          # the record, or None if it could not be read
+    line: int
+    xpath: str
+    error: str = ""      # why the record could not be read
+
+
+def _cents(text: str | None) -> int:
+    whole, dot, frac = (text or "").strip().partition(".")
+    if not whole.isdigit() or (dot and (len(frac) != 2 or not frac.isdigit())):
+        raise ValueError(f"'{text}' is not an amount")
+    return int(whole) * 100 + (int(frac) if frac else 0)
+
+
+def _date(text: str | None, cache: dict[str, date]) -> date:
+    value = cache.get(text)  # type: ignore[arg-type]
+    if value is None:
+        value = cache[text] = date.fromisoformat((text or "").strip())  # type: ignore[index]
+    return value
+
+
+def _anomalies(parent) -> list[Anomaly]:
+    if parent is None:
+        return []
+    return [Anomaly(a.findtext("Code") or "", a.findtext("Libelle") or "", a.findtext("ElementConcerne") or "")
+            for a in parent.iterfind("Anomalie")]
+
+
+def _acts(parent) -> list[tuple[str, int]]:
+    if parent is None:
+        return []
+    return [(a.findtext("CodeActe") or "", int(a.findtext("Nombre") or "0")) for a in parent.iterfind("Acte")]
+
+
+def _header(el) -> Header:
+    extra: dict[str, str] = {}
+    common: dict[str, str] = {}
+    for child in el:
+        if not isinstance(child.tag, str):
+            continue
+        if len(child):
+            for grandchild in child:
+                if isinstance(grandchild.tag, str):
+                    extra[f"{child.tag}/{grandchild.tag}"] = (grandchild.text or "").strip()
+        elif child.tag in ("CodePrestataire", "DateHeureCreation", "NumeroSequence", "VersionSchema"):
+            common[child.tag] = (child.text or "").strip()
+        else:
+            extra[child.tag] = (child.text or "").strip()
+    return Header(
+        provider=common.get("CodePrestataire", ""),
+        created=datetime.fromisoformat(common["DateHeureCreation"]),
+        sequence=int(common["NumeroSequence"]),
+        version=common.get("VersionSchema", ""),
+        extra=extra,
+    )
+
+
+def _request(el, dates) -> CertificateRequest:
+    patient = el.find("Patient")
+    return CertificateRequest(
+        request_ref=el.findtext("ReferenceDemande") or "",
+        matricule=(patient.findtext("Matricule") or "").strip(),
+        last_name=patient.findtext("Nom") or "",
+        first_name=patient.findtext("Prenom") or "",
+        prescriber_code=el.findtext("CodeMedecinPrescripteur") or "",
+        prescription_date=_date(el.findtext("DateOrdonnance"), dates),
+        pathology_codes=[c.text or "" for c in el.iterfind("CodesPathologie/CodePathologie")],
+        treatment=_TREATMENT[el.findtext("TypeTraitement") or ""],
+        acts=_acts(el.find("ActesDemandes")),
+        pdf_name=el.findtext("Ordonnance/NomFichier") or "",
+        pdf_sha256=el.findtext("Ordonnance/Sha256") or "",
+        line=el.sourceline or 0,
+    )
+
+
+def _fee_note(el, dates) -> FeeNote:
+    patient = el.find("Patient")
+    note = FeeNote(
+        number=int(el.findtext("NumeroMemoire") or ""),
+        certificate_number=el.findtext("NumeroTitre") or "",
+        matricule=(patient.findtext("Matricule") or "").strip(),
+        last_name=patient.findtext("Nom") or "",
+        first_name=patient.findtext("Prenom") or "",
+    )
+    append = note.sessions.append
+    for s in el.iterfind("Seance"):
+        v = {c.tag: c.text for c in s}
+        append(BilledSession(
+            int(v["NumeroLigne"]), _date(v["DateSeance"], dates), v["CodeActe"], v["PrestataireExecutant"],
+            _cents(v["MontantBrut"]), _cents(v["ParticipationPersonnelle"]), _cents(v["PartStatutaire"]),
+            s.sourceline or 0,
+        ))
+    return note
+
+
+def _ack(el, dates) -> Acknowledgement:
+    return Acknowledgement(
+        file_name=el.findtext("FichierAccuse/NomFichier") or "",
+        file_sha256=el.findtext("FichierAccuse/Sha256") or "",
+        received_at=datetime.fromisoformat(el.findtext("DateHeureReception") or ""),
+        accepted=(el.findtext("Statut") == "accepte"),
+        anomalies=_anomalies(el.find("Anomalies")),
+    )
+
+
+def _answer(el, dates) -> Answer:
+    titre = el.find("Titre")
+    certificate = None
+    if titre is not None:
+        certificate = Certificate(
+            number=titre.findtext("NumeroTitre") or "",
+            valid_from=_date(titre.findtext("DateDebutValidite"), dates),
+            valid_to=_date(titre.findtext("DateFinValidite"), dates),
+            acts=_acts(titre.find("ActesAutorises")),
+        )
+    return Answer(el.findtext("ReferenceDemande") or "", (el.findtext("Matricule") or "").strip(),
+                  certificate, _anomalies(el.find("Refus")))
+
+
+def _payment_line(el, dates) -> PaymentLine:
+    dispute = el.find("Contestation")
+    accepted_text = dispute.findtext("MontantAccepte") if dispute is not None else el.findtext("MontantAccepte")
+    return PaymentLine(
+        fee_note=int(el.findtext("NumeroMemoire") or ""),
+        line_no=int(el.findtext("NumeroLigne") or ""),
+        certificate_number=el.findtext("NumeroTitre") or "",
+        billed=_cents(el.findtext("MontantFacture")),
+        accepted=_cents(accepted_text),
+        reason_code=dispute.findtext("CodeMotif") or "" if dispute is not None else "",
+        reason_label=dispute.findtext("Libelle") or "" if dispute is not None else "",
+    )
+
+
+CONVERTERS = {"request": _request, "billing": _fee_note, "ack": _ack, "answers": _answer, "payment": _payment_line}
+
+
+def read_document(source: IO[bytes], kind: str, root: str, schema=None) -> Iterator[Item]:
+    """Yield the header, then each item of a ``kind`` document, as records.
+
+    With ``schema`` the document is validated while it is read; lxml raises
+    ``etree.XMLSyntaxError`` at the end (or at a well-formedness error) if it is invalid.
+    Raises HostileDocument if the document declares a DOCTYPE.
+    """
+    item_tag = ITEM_TAGS[kind] or root
+    convert = CONVERTERS[kind]
+    context = etree.iterparse(source, events=("end",), tag=("EnTete", item_tag), schema=schema, **PARSER_OPTIONS)
+    dates: dict[str, date] = {}
+    index = 0
+    checked = False
+    for event, el in context:
+        if not checked:
+            checked = True
+            if has_doctype(el):
+                raise HostileDocument()
+        if el.tag == "EnTete" and el.getparent() is not None and el.getparent().getparent() is None:
+            try:
+                yield Item("header", _header(el), el.sourceline or 0, f"/{root}/EnTete")
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                yield Item("header", None, el.sourceline or 0, f"/{root}/EnTete", _reason(exc))
+            continue
+        if el.tag != item_tag:
+            continue
+        index += 1
+        xpath = f"/{root}" if item_tag == root else f"/{root}/{item_tag}[{index}]"
+        try:
+            record = convert(el, dates)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            yield Item("item", None, el.sourceline or 0, xpath, _reason(exc))
+        else:
+            yield Item("item", record, el.sourceline or 0, xpath)
+        if item_tag != root:
+            el.clear()
+            parent = el.getparent()
+            while el.getprevious() is not None:
+                del parent[0]
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"element {exc.args[0]} missing"
+    if isinstance(exc, AttributeError):
+        return "a required element is missing"
+    return str(exc)
+
+
+class _LineReader:
+    """Feeds the parser one line per read, so that errors can be tied to their line."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.line = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.readline()
+        if data:
+            self.line += 1
+        return data
+
+
+def locate_schema_errors(source: IO[bytes], schema, limit: int = 1000) -> list[tuple[int, str, str]]:
+    """Return ``(line, xpath, message)`` for each XSD error, by a second, slower pass.
+
+    The fast pass validates while streaming but libxml2 reports those errors without a
+    line; here the parser is fed line by line and each new error is tied to the line just
+    read and to the path of the element it names.
+    """
+    reader = _LineReader(source)
+    context = etree.iterparse(reader, events=("start", "end"), schema=schema, **PARSER_OPTIONS)
+    stack: list[list] = []      # [tag, index, {child tag: count}]
+    counters: list[dict[str, int]] = [{}]
+    last_closed = ""
+    seen = 0
+    found: list[tuple[int, str, str]] = []
+    try:
+        for event, el in context:
+            if event == "start":
+                siblings = counters[-1]
+                siblings[el.tag] = siblings.get(el.tag, 0) + 1
+                stack.append(f"{el.tag}[{siblings[el.tag]}]" if len(stack) else el.tag)
+                counters.append({})
+            else:
+                last_closed = "/" + "/".join(stack)
+                stack.pop()
+                counters.pop()
+                if len(stack) == 1:
+                    el.clear()
+            log = context.error_log
+            if len(log) > seen:
+                for entry in list(log)[seen:]:
+                    if entry.domain_name != "SCHEMASV":
+                        continue
+                    found.append((reader.line, _error_path(entry.message, stack, last_closed), _clean(entry.message)))
+                seen = len(log)
+                if len(found) >= limit:
+                    break
+    except etree.XMLSyntaxError:
+        pass
+    return found
+
+
+def _error_path(message: str, stack: list[str], last_closed: str) -> str:
+    """Return the XPath of the element an XSD message names ("Element 'X': ...")."""
+    name = message.split("'")[1] if message.startswith("Element '") else ""
+    if last_closed.rsplit("/", 1)[-1].split("[")[0] == name:
+        return _strip_root_index(last_closed)
+    open_path = "/" + "/".join(stack)
+    if stack and stack[-1].split("[")[0] == name:
+        return _strip_root_index(open_path)
+    return _strip_root_index(open_path + (f"/{name}" if name else ""))
+
+
+def _strip_root_index(path: str) -> str:
+    # Paths carry an index on every step but the root: /Root/Item[3]/Field[1] -> /Root/Item[3]/Field
+    return path[:-3] if path.endswith("[1]") else path
+
+
+def _clean(message: str) -> str:
+    return message.strip().rstrip(".") + "."

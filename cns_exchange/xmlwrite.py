@@ -1,0 +1,248 @@
+"""Records -> XML documents of schema set v1.
+
+The documents are written as text, one element per line, in a single pass: a billing file of
+200,000 sessions goes out at several hundred thousand elements per second, where building
+lxml elements (or ``etree.xmlfile`` writes) per session costs several times more (measured
+in benchmarks/bench_foundation.py). Only names and references can carry characters that need
+escaping; every other value is a code, a number or a date checked before it gets here, and
+every document is validated against its XSD before it is published.
+
+Header totals are computed here from the items, so a document written by cnsx cannot
+disagree with itself.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Iterable, Sequence
+
+from cns_exchange.model import (
+    Acknowledgement,
+    Answer,
+    CertificateRequest,
+    FeeNote,
+    FileRef,
+    Header,
+    PaymentLine,
+)
+
+_XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
+_TREATMENT_XML = {"initial": "initial", "extension": "prolongation"}
+_CHUNK = 1 << 16
+
+
+def escape(text: str) -> str:
+    """Escape a text node."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def amount(cents: int) -> str:
+    """Return cents as a T_Montant string (e.g. 8889 -> '88.89')."""
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+class _Out:
+    """Buffers text and writes it as UTF-8 in large chunks."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.parts: list[str] = []
+        self.size = 0
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size > _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        self.stream.write("".join(self.parts).encode("utf-8"))
+        self.parts.clear()
+        self.size = 0
+
+
+def _fields(pairs: Sequence[tuple[str, str]], indent: str = "    ") -> str:
+    return "".join(f"{indent}<{tag}>{value}</{tag}>\n" for tag, value in pairs)
+
+
+def _header(header: Header, extra: str = "") -> str:
+    """Return the EnTete element: the common fields, then the kind's own (``extra``)."""
+    return (
+        "  <EnTete>\n"
+        f"    <CodePrestataire>{header.provider}</CodePrestataire>\n"
+        f"    <DateHeureCreation>{header.created.isoformat(timespec='seconds')}</DateHeureCreation>\n"
+        f"    <NumeroSequence>{header.sequence}</NumeroSequence>\n"
+        f"    <VersionSchema>{header.version}</VersionSchema>\n"
+        f"{extra}  </EnTete>\n"
+    )
+
+
+def _patient(matricule: str, last: str, first: str, indent: str) -> str:
+    text = f"{indent}<Patient>\n{indent}  <Matricule>{matricule}</Matricule>\n"
+    if last:
+        text += f"{indent}  <Nom>{escape(last)}</Nom>\n"
+    if first:
+        text += f"{indent}  <Prenom>{escape(first)}</Prenom>\n"
+    return text + f"{indent}</Patient>\n"
+
+
+def _acts(tag: str, acts: Iterable[tuple[str, int]], indent: str) -> str:
+    text = f"{indent}<{tag}>\n"
+    for act, count in acts:
+        text += f"{indent}  <Acte>\n{indent}    <CodeActe>{act}</CodeActe>\n{indent}    <Nombre>{count}</Nombre>\n{indent}  </Acte>\n"
+    return text + f"{indent}</{tag}>\n"
+
+
+def _file_ref(tag: str, ref: FileRef, indent: str) -> str:
+    return (f"{indent}<{tag}>\n{indent}  <NomFichier>{escape(ref.name)}</NomFichier>\n"
+            f"{indent}  <Sha256>{ref.sha256}</Sha256>\n{indent}</{tag}>\n")
+
+
+def _anomalies(tag: str, anomalies: Iterable, indent: str) -> str:
+    text = f"{indent}<{tag}>\n"
+    for a in anomalies:
+        text += f"{indent}  <Anomalie>\n{indent}    <Code>{a.code}</Code>\n{indent}    <Libelle>{escape(a.label)}</Libelle>\n"
+        if a.element:
+            text += f"{indent}    <ElementConcerne>{escape(a.element)}</ElementConcerne>\n"
+        text += f"{indent}  </Anomalie>\n"
+    return text + f"{indent}</{tag}>\n"
+
+
+def write_request_file(stream: IO[bytes], header: Header, requests: Sequence[CertificateRequest]) -> None:
+    """Write a request file (DemandesTitrePriseEnCharge) for ``requests``."""
+    out = _Out(stream)
+    out.add(_XML_DECL + "<DemandesTitrePriseEnCharge>\n")
+    out.add(_header(header, _fields([("NombreDemandes", str(len(requests)))])))
+    for r in requests:
+        text = (f"  <Demande>\n    <ReferenceDemande>{r.request_ref}</ReferenceDemande>\n"
+                + _patient(r.matricule, r.last_name, r.first_name, "    ")
+                + f"    <CodeMedecinPrescripteur>{r.prescriber_code}</CodeMedecinPrescripteur>\n"
+                f"    <DateOrdonnance>{r.prescription_date.isoformat()}</DateOrdonnance>\n    <CodesPathologie>\n")
+        for code in r.pathology_codes:
+            text += f"      <CodePathologie>{code}</CodePathologie>\n"
+        text += (f"    </CodesPathologie>\n    <TypeTraitement>{_TREATMENT_XML[r.treatment]}</TypeTraitement>\n"
+                 + _acts("ActesDemandes", r.acts, "    ")
+                 + _file_ref("Ordonnance", FileRef(r.pdf_name, r.pdf_sha256), "    ")
+                 + "  </Demande>\n")
+        out.add(text)
+    out.add("</DemandesTitrePriseEnCharge>\n")
+    out.flush()
+
+
+def billing_totals(notes: Iterable[FeeNote]) -> tuple[int, int, int, int, int]:
+    """Return (fee notes, sessions, gross, patient share, CNS share) over ``notes``."""
+    count = sessions = gross = share = cns = 0
+    for note in notes:
+        count += 1
+        sessions += len(note.sessions)
+        for s in note.sessions:
+            gross += s.gross
+            share += s.patient_share
+            cns += s.cns_share
+    return count, sessions, gross, share, cns
+
+
+def write_billing_file(stream: IO[bytes], header: Header, notes: Sequence[FeeNote]) -> None:
+    """Write a billing file (FichierFacturation) whose header totals are the notes' sums."""
+    count, sessions, gross, share, cns = billing_totals(notes)
+    out = _Out(stream)
+    out.add(_XML_DECL + "<FichierFacturation>\n")
+    out.add(_header(header, _fields([
+        ("NombreMemoires", str(count)), ("NombreSeances", str(sessions)),
+        ("TotalMontantBrut", amount(gross)), ("TotalParticipationPersonnelle", amount(share)),
+        ("TotalPartStatutaire", amount(cns)),
+    ])))
+    add = out.add
+    for note in notes:
+        parts = [f"  <MemoireHonoraires>\n    <NumeroMemoire>{note.number}</NumeroMemoire>\n"
+                 f"    <NumeroTitre>{note.certificate_number}</NumeroTitre>\n",
+                 _patient(note.matricule, note.last_name, note.first_name, "    ")]
+        for s in note.sessions:
+            parts.append(
+                f"    <Seance>\n      <NumeroLigne>{s.line_no}</NumeroLigne>\n"
+                f"      <DateSeance>{s.session_date.isoformat()}</DateSeance>\n"
+                f"      <CodeActe>{s.act_code}</CodeActe>\n"
+                f"      <PrestataireExecutant>{s.executing_provider}</PrestataireExecutant>\n"
+                f"      <MontantBrut>{s.gross // 100}.{s.gross % 100:02d}</MontantBrut>\n"
+                f"      <ParticipationPersonnelle>{s.patient_share // 100}.{s.patient_share % 100:02d}</ParticipationPersonnelle>\n"
+                f"      <PartStatutaire>{s.cns_share // 100}.{s.cns_share % 100:02d}</PartStatutaire>\n"
+                "    </Seance>\n")
+        parts.append("  </MemoireHonoraires>\n")
+        add("".join(parts))
+    out.add("</FichierFacturation>\n")
+    out.flush()
+
+
+def write_acknowledgement(stream: IO[bytes], header: Header, ack: Acknowledgement) -> None:
+    """Write an acknowledgement of receipt (AccuseReception)."""
+    out = _Out(stream)
+    out.add(_XML_DECL + "<AccuseReception>\n")
+    out.add(_header(header))
+    out.add(_file_ref("FichierAccuse", FileRef(ack.file_name, ack.file_sha256), "  ")
+            + f"  <DateHeureReception>{ack.received_at.isoformat(timespec='seconds')}</DateHeureReception>\n"
+            + f"  <Statut>{'accepte' if ack.accepted else 'rejete'}</Statut>\n")
+    if ack.anomalies:
+        out.add(_anomalies("Anomalies", ack.anomalies, "  "))
+    out.add("</AccuseReception>\n")
+    out.flush()
+
+
+def write_answers(stream: IO[bytes], header: Header, request_file: FileRef, answers: Sequence[Answer]) -> None:
+    """Write the answers to a request file (ReponsesTitrePriseEnCharge)."""
+    out = _Out(stream)
+    out.add(_XML_DECL + "<ReponsesTitrePriseEnCharge>\n")
+    out.add(_header(header, _file_ref("FichierDemandes", request_file, "    ")
+                    + _fields([("NombreReponses", str(len(answers)))])))
+    for a in answers:
+        text = f"  <Reponse>\n    <ReferenceDemande>{a.request_ref}</ReferenceDemande>\n    <Matricule>{a.matricule}</Matricule>\n"
+        if a.certificate is not None:
+            c = a.certificate
+            text += (f"    <Titre>\n      <NumeroTitre>{c.number}</NumeroTitre>\n"
+                     f"      <DateDebutValidite>{c.valid_from.isoformat()}</DateDebutValidite>\n"
+                     f"      <DateFinValidite>{c.valid_to.isoformat()}</DateFinValidite>\n"
+                     + _acts("ActesAutorises", c.acts, "      ") + "    </Titre>\n")
+        else:
+            text += _anomalies("Refus", a.refusal, "    ")
+        out.add(text + "  </Reponse>\n")
+    out.add("</ReponsesTitrePriseEnCharge>\n")
+    out.flush()
+
+
+def payment_totals(lines: Iterable[PaymentLine]) -> tuple[int, int, int]:
+    """Return (line count, billed, accepted) over ``lines``."""
+    count = billed = accepted = 0
+    for line in lines:
+        count += 1
+        billed += line.billed
+        accepted += line.accepted
+    return count, billed, accepted
+
+
+def write_payment_statement(stream: IO[bytes], header: Header, billing_file: FileRef, paid_on, reference: str,
+                            lines: Sequence[PaymentLine]) -> None:
+    """Write a payment statement (JustificatifPaiement) whose totals are the lines' sums."""
+    count, billed, accepted = payment_totals(lines)
+    out = _Out(stream)
+    out.add(_XML_DECL + "<JustificatifPaiement>\n")
+    out.add(_header(header, _file_ref("FichierFacture", billing_file, "    ") + _fields([
+        ("DatePaiement", paid_on.isoformat()), ("ReferencePaiement", reference), ("NombreLignes", str(count)),
+        ("TotalFacture", amount(billed)), ("TotalAccepte", amount(accepted)), ("TotalConteste", amount(billed - accepted)),
+    ])))
+    for line in lines:
+        text = (f"  <Ligne>\n    <NumeroMemoire>{line.fee_note}</NumeroMemoire>\n    <NumeroLigne>{line.line_no}</NumeroLigne>\n"
+                f"    <NumeroTitre>{line.certificate_number}</NumeroTitre>\n    <MontantFacture>{amount(line.billed)}</MontantFacture>\n")
+        if line.reason_code:
+            text += (f"    <Contestation>\n      <CodeMotif>{line.reason_code}</CodeMotif>\n"
+                     f"      <Libelle>{escape(line.reason_label)}</Libelle>\n"
+                     f"      <MontantAccepte>{amount(line.accepted)}</MontantAccepte>\n    </Contestation>\n")
+        else:
+            text += f"    <MontantAccepte>{amount(line.accepted)}</MontantAccepte>\n"
+        out.add(text + "  </Ligne>\n")
+    out.add("</JustificatifPaiement>\n")
+    out.flush()
+
