@@ -186,7 +186,7 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
             write(stream)
             stream.flush()
             stream.seek(0)
-            report = validator.validate(str(path), stream=stream, expect_kind=kind, check_name=False)
+            report = validator.validate(str(path), expect_kind=kind, check_name=False)
             if not report.ok:
                 for issue in report.issues:
                     issue.file = file_name

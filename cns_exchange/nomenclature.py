@@ -114,6 +114,16 @@ class Nomenclature:
             price = self._price_cache[key] = Price(gross, share, gross - share)
         return price
 
+    def price_for(self, act: str, day: date, born: date) -> Price:
+        """Price one session of ``act`` on ``day`` for a patient born on ``born``."""
+        i = bisect.bisect_right(self._starts, day.toordinal()) - 1
+        if i < 0:
+            raise NoTariffError(day)
+        age = day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+        minor = age < self.tables[i].minor_below_age
+        price = self._price_cache.get((i, act, minor))
+        return price if price is not None else self.price(act, day, minor)
+
     def is_minor(self, age: int, day: date) -> bool:
         """Return True if a patient of ``age`` on ``day`` pays the minors' share."""
         return age < self.table_on(day).minor_below_age

@@ -36,21 +36,23 @@ class SessionRules:
             for index, (act, limit) in enumerate(codes.treatment_sequence(kind)):
                 self._positions[act] = (kind, index, limit)
         self._certificates: dict[str, _CertificateState] = {}
-        self._patient_days: set[tuple[str, int]] = set()
+        self._patient_days: set[tuple[str, date]] = set()
 
     def check(self, certificate: str, matricule: str, day: date, act: str) -> list[Problem]:
         """Check one session against what was seen before; return its problems."""
         problems: list[Problem] = []
-        key = (matricule, day.toordinal())
-        if key in self._patient_days:
+        key = (matricule, day)
+        patient_days = self._patient_days
+        if key in patient_days:
             problems.append(("TRT05", f"a consultation for this patient on {day} is already billed"))
         else:
-            self._patient_days.add(key)
+            patient_days.add(key)
         kind, position, limit = self._positions[act]
         state = self._certificates.get(certificate)
         if state is None:
-            state = self._certificates[certificate] = _CertificateState(matricule, kind)
-        elif state.matricule != matricule:
+            self._certificates[certificate] = _CertificateState(matricule, kind, position, {act: 1})
+            return problems
+        if state.matricule != matricule:
             problems.append(("TRT09", f"certificate {certificate} is already used for another patient"))
             return problems
         if state.kind != kind:

@@ -9,6 +9,8 @@ XPath (:func:`cns_exchange.xmlread.locate_schema_errors`).
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -17,14 +19,14 @@ from typing import IO
 from lxml import etree
 
 from cns_exchange.errors import InputError
-from cns_exchange.identifiers import age_on, check_matricule, check_prescriber, check_provider
+from cns_exchange.identifiers import birth_date, check_matricule, check_prescriber, check_provider
 from cns_exchange.issues import Issue
 from cns_exchange.model import Header
 from cns_exchange.naming import parse_name
 from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError
 from cns_exchange.schemaset import SchemaRegistry, SchemaSet
 from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age
-from cns_exchange.xmlread import HostileDocument, Item, locate_schema_errors, read_document
+from cns_exchange.xmlread import ITEM_TAGS, HostileDocument, Item, locate_schema_errors, read_document
 from cns_exchange.xmlsafe import PARSER_OPTIONS, has_doctype, open_document, spool
 
 
@@ -124,46 +126,60 @@ class _BillingRules(_Rules):
         self.rules = SessionRules(self.codes)
         self.sessions = self.gross = self.share = self.cns = 0
         self.created: date | None = None
+        self._providers: set[str] = set()
 
     def on_header(self, header: Header, line: int, xpath: str) -> None:
         super().on_header(header, line, xpath)
         self.created = header.created.date()
 
     def on_item(self, item: Item) -> None:
-        super().on_item(item)
+        # Runs once per fee note of files with 200,000 sessions: kept tight on purpose.
+        self.count += 1
         note, xp = item.record, item.xpath
-        matricule_ok = self._matricule(note.matricule, item.line, xp + "/Patient/Matricule")
-        nomenclature = self.nomenclature
+        matricule, certificate = note.matricule, note.certificate_number
+        born = birth_date(matricule) if self._matricule(matricule, item.line, xp + "/Patient/Matricule") else None
+        price_for, check_session = self.nomenclature.price_for, self.rules.check
+        acts, providers, created = self.codes.acts, self._providers, self.created
         seen_lines: set[int] = set()
+        gross_sum = share_sum = cns_sum = 0
         for index, s in enumerate(note.sessions, 1):
-            sx = f"{xp}/Seance[{index}]"
-            line = s.line or item.line
-            self.sessions += 1
-            self.gross += s.gross
-            self.share += s.patient_share
-            self.cns += s.cns_share
+            gross, share, cns, day, act = s.gross, s.patient_share, s.cns_share, s.session_date, s.act_code
+            gross_sum += gross
+            share_sum += share
+            cns_sum += cns
+            problems = []
             if s.line_no in seen_lines:
-                self.add("DOC08", f"line number {s.line_no} appears twice in fee note {note.number}", line, sx + "/NumeroLigne")
+                problems.append(("DOC08", f"line number {s.line_no} appears twice in fee note {note.number}", "/NumeroLigne"))
             seen_lines.add(s.line_no)
-            if s.gross != s.patient_share + s.cns_share:
-                self.add("NOM04", f"{s.gross / 100:.2f} ≠ {s.patient_share / 100:.2f} + {s.cns_share / 100:.2f}", line, sx + "/MontantBrut")
-            if self.created is not None and s.session_date > self.created:
-                self.add("TRT07", f"session date {s.session_date} is after the file's creation date {self.created}", line, sx + "/DateSeance")
-            if s.act_code not in self.codes.acts:
-                continue
-            if matricule_ok:
-                try:
-                    minor = age_on(note.matricule, s.session_date) < nomenclature.table_on(s.session_date).minor_below_age
-                    price = nomenclature.price(s.act_code, s.session_date, minor)
-                except NoTariffError:
-                    self.add("NOM01", f"no tariff table is in force on {s.session_date}", line, sx + "/DateSeance")
+            if gross != share + cns:
+                problems.append(("NOM04", f"{gross / 100:.2f} ≠ {share / 100:.2f} + {cns / 100:.2f}", "/MontantBrut"))
+            if created is not None and day > created:
+                problems.append(("TRT07", f"session date {day} is after the file's creation date {created}", "/DateSeance"))
+            if s.executing_provider not in providers:
+                bad = check_provider(s.executing_provider)
+                if bad:
+                    problems.append((bad[0][0], bad[0][1], "/PrestataireExecutant"))
                 else:
-                    if price.gross != s.gross:
-                        self.add("NOM02", f"{s.act_code} on {s.session_date} costs {price.gross / 100:.2f}, billed {s.gross / 100:.2f}", line, sx + "/MontantBrut")
-                    elif price.patient_share != s.patient_share:
-                        self.add("NOM03", f"patient share should be {price.patient_share / 100:.2f} ({'minor' if minor else 'adult'}), billed {s.patient_share / 100:.2f}", line, sx + "/ParticipationPersonnelle")
-                self.problems(self.rules.check(note.certificate_number, note.matricule, s.session_date, s.act_code), line, sx)
-            self.problems(check_provider(s.executing_provider), line, sx + "/PrestataireExecutant")
+                    providers.add(s.executing_provider)
+            if born is not None and act in acts:
+                try:
+                    price = price_for(act, day, born)
+                except NoTariffError:
+                    problems.append(("NOM01", f"no tariff table is in force on {day}", "/DateSeance"))
+                else:
+                    if price.gross != gross:
+                        problems.append(("NOM02", f"{act} on {day} costs {price.gross / 100:.2f}, billed {gross / 100:.2f}", "/MontantBrut"))
+                    elif price.patient_share != share:
+                        problems.append(("NOM03", f"patient share should be {price.patient_share / 100:.2f}, billed {share / 100:.2f}", "/ParticipationPersonnelle"))
+                for code, message in check_session(certificate, matricule, day, act):
+                    problems.append((code, message, ""))
+            if problems:
+                for code, message, where in problems:
+                    self.add(code, message, s.line or item.line, f"{xp}/Seance[{index}]{where}")
+        self.sessions += len(note.sessions)
+        self.gross += gross_sum
+        self.share += share_sum
+        self.cns += cns_sum
 
     def finish(self) -> None:
         from cns_exchange.xmlwrite import amount
@@ -225,6 +241,84 @@ RULES = {"request": _RequestRules, "billing": _BillingRules, "answers": _AnswerR
          "payment": _PaymentRules, "ack": _Rules}
 
 
+#: Documents at least this large get their XSD check in a second process (see _xsd_check).
+PARALLEL_XSD_BYTES = 4 * 1024 * 1024
+
+
+def xsd_check(path: str, schema, item_tag: str) -> list[tuple[str, int | None, str, str]]:
+    """Validate the document at ``path`` against ``schema``, streaming.
+
+    Returns ``(code, line, xpath, message)`` tuples: XML01 for a well-formedness error, XSD01
+    for each schema violation (tied to its line by a second pass), nothing if valid.
+    """
+    with open(path, "rb") as source:
+        try:
+            for _, el in etree.iterparse(source, events=("end",), tag=item_tag, schema=schema, **PARSER_OPTIONS):
+                el.clear()  # items are only validated here: free them as they pass
+                parent = el.getparent()
+                if parent is not None:
+                    while el.getprevious() is not None:
+                        del parent[0]
+        except etree.XMLSyntaxError as exc:
+            parse_errors = [e for e in exc.error_log if e.domain_name != "SCHEMASV"]
+            if parse_errors:
+                return [("XML01", parse_errors[0].line or None, "", _clean(parse_errors[0].message))]
+            source.seek(0)
+            located = locate_schema_errors(source, schema)
+            if not located:  # pragma: no cover - defensive: report what libxml2 said
+                located = [(None, "", _clean(e.message)) for e in exc.error_log]
+            return [("XSD01", line, xpath, message) for line, xpath, message in located]
+    return []
+
+
+def _xsd_worker(path: str, schema, item_tag: str, conn) -> None:  # pragma: no cover - runs in the child
+    try:
+        conn.send(xsd_check(path, schema, item_tag))
+    except BaseException as exc:  # noqa: BLE001 - the parent reports it
+        conn.send(exc)
+    finally:
+        conn.close()
+
+
+class _ParallelXsd:
+    """Runs :func:`xsd_check` in a forked process while the caller checks business rules.
+
+    The XSD check is libxml2 work and the business rules Python work: on two cores they
+    overlap, and a large document is validated in about the time of the XSD check alone.
+    Falls back to running inline where fork is not available.
+    """
+
+    def __init__(self, path: str, schema, item_tag: str, parallel: bool) -> None:
+        import multiprocessing
+
+        self.path, self.schema, self.item_tag, self.proc = path, schema, item_tag, None
+        if parallel and "fork" in multiprocessing.get_all_start_methods():
+            ctx = multiprocessing.get_context("fork")
+            self.conn, child = ctx.Pipe(duplex=False)
+            self.proc = ctx.Process(target=_xsd_worker, args=(path, schema, item_tag, child), daemon=True)
+            self.proc.start()
+            child.close()
+
+    def result(self) -> list[tuple[str, int | None, str, str]]:
+        if self.proc is None:
+            return xsd_check(self.path, self.schema, self.item_tag)
+        try:
+            outcome = self.conn.recv()
+        except EOFError:
+            outcome = RuntimeError("the XSD worker process died")
+        finally:
+            self.proc.join()
+            self.conn.close()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def cancel(self) -> None:
+        if self.proc is not None and self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
 class Validator:
     """Validates documents; compiled schemas are kept for every file of the run."""
 
@@ -237,35 +331,33 @@ class Validator:
 
     def validate(self, name: str, stream: IO[bytes] | None = None, expect_kind: str | None = None,
                  check_name: bool = True) -> Report:
-        """Validate the document ``name`` (a path or '-'); return its report.
+        """Validate the document ``name`` (a path, or '-' with ``stream`` as stdin); return its report.
 
-        ``stream``, when given, is read instead of opening ``name``. Never raises for a bad
-        document: every problem is an issue in the report.
+        Never raises for a bad document: every problem is an issue in the report.
         """
         report = Report(name="<stdin>" if name == "-" else name)
+        spooled = None
         try:
-            source = stream if stream is not None else open_document(name, self.max_bytes)
+            if stream is not None or name == "-":
+                spooled = spool(report.name, stream or sys.stdin.buffer, self.max_bytes)
+                path = spooled.name
+            else:
+                open_document(name, self.max_bytes).close()
+                path = name
+            self._validate(path, report, expect_kind)
         except InputError as exc:
-            code = "XML03" if "limit" in exc.message or "bytes" in exc.message else "XML01"
+            code = "XML03" if "limit" in exc.message or "more than" in exc.message else "XML01"
             report.issues.append(Issue(code, exc.message, file=report.name))
-            return report
-        owned = stream is None
-        try:
-            if not source.seekable():
-                source = spool(report.name, source, self.max_bytes)
-                owned = True
-            self._validate(source, report, expect_kind)
-        except InputError as exc:
-            report.issues.append(Issue("XML03", exc.message, file=report.name))
         finally:
-            if owned:
-                source.close()
+            if spooled is not None:
+                spooled.close()
         if check_name and name != "-":
             self._check_name(Path(name).name, report)
         return report
 
-    def _validate(self, source: IO[bytes], report: Report, expect_kind: str | None) -> None:
-        detected = self._detect(source, report)
+    def _validate(self, path: str, report: Report, expect_kind: str | None) -> None:
+        with open(path, "rb") as source:
+            detected = self._detect(source, report)
         if detected is None:
             return
         schema_set, kind, root = detected
@@ -273,35 +365,35 @@ class Validator:
         if expect_kind and kind != expect_kind:
             report.issues.append(Issue("DOC06", f"this is a {kind} document, not a {expect_kind} document", file=report.name))
             return
-        rules = RULES[kind](report, self.codes, self.nomenclature)
-        source.seek(0)
-        schema = schema_set.schema(kind)
+        rules_report = Report(report.name)
+        rules = RULES[kind](rules_report, self.codes, self.nomenclature)
+        xsd = _ParallelXsd(path, schema_set.schema(kind), ITEM_TAGS[kind] or root,
+                           os.path.getsize(path) >= PARALLEL_XSD_BYTES)
         try:
-            for item in read_document(source, kind, root, schema):
-                if item.record is None:
-                    # The XSD pass reports why; this keeps the business rules off broken items.
-                    continue
-                if item.what == "header":
-                    rules.on_header(item.record, item.line, item.xpath)
-                else:
-                    rules.on_item(item)
+            with open(path, "rb") as source:
+                for item in read_document(source, kind, root):
+                    if item.record is None:
+                        continue  # the XSD check says why
+                    if item.what == "header":
+                        rules.on_header(item.record, item.line, item.xpath)
+                    else:
+                        rules.on_item(item)
             rules.finish()
         except HostileDocument:
+            xsd.cancel()
             report.issues.append(Issue("XML02", "the document declares a DOCTYPE", file=report.name, line=1))
             return
-        except etree.XMLSyntaxError as exc:
-            parse_errors = [e for e in exc.error_log if e.domain_name != "SCHEMASV"]
-            if parse_errors:
-                first = parse_errors[0]
-                report.issues.append(Issue("XML01", _clean(first.message), file=report.name, line=first.line or None))
-                return
-            source.seek(0)
-            located = locate_schema_errors(source, schema)
-            if not located:  # pragma: no cover - defensive: report what libxml2 said
-                located = [(None, "", _clean(e.message)) for e in exc.error_log]
-            for line, xpath, message in located:
-                report.issues.append(Issue("XSD01", message, file=report.name, line=line, xpath=xpath))
+        except etree.XMLSyntaxError:
+            pass  # the XSD pass reports it, with the same parser, as XML01
+        except BaseException:
+            xsd.cancel()
+            raise
+        schema_issues = [Issue(code, message, file=report.name, line=line, xpath=xpath)
+                         for code, line, xpath, message in xsd.result()]
         report.items = rules.count
+        # Business rules speak only of schema-valid documents: on a broken one they would
+        # mostly repeat the schema's complaints in other words.
+        report.issues.extend(schema_issues or rules_report.issues)
         report.issues.sort(key=lambda i: (i.line or 0))
 
     def _detect(self, source: IO[bytes], report: Report) -> tuple[SchemaSet, str, str] | None:

@@ -54,10 +54,11 @@ class _BoundedReader(io.RawIOBase):
 def spool(name: str, stream: IO[bytes], limit: int) -> IO[bytes]:
     """Copy a non-seekable stream (stdin) to a private temp file, at most ``limit`` bytes.
 
-    Returns the temp file, rewound. The file is created 0600 and deleted on close.
+    Returns the temp file, rewound, with a ``name`` other readers can open. It is created
+    0600 and deleted on close.
     Raises InputError (XML03) when the stream is too large.
     """
-    tmp = tempfile.TemporaryFile(prefix="cnsx-")
+    tmp = tempfile.NamedTemporaryFile(prefix="cnsx-", suffix=".xml")
     try:
         shutil.copyfileobj(_BoundedReader(stream, limit), tmp, 1 << 20)
     except TooLargeError:

@@ -1,0 +1,106 @@
+"""Shared fixtures: an isolated config folder per test, a CliRunner wrapper, data helpers.
+
+With CNSX_NO_SKIP=1 (set by scripts/test.sh, so in CI) a skipped test fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from stdnum import luhn, verhoeff
+
+from cns_exchange.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SCHEMAS = ROOT / "schemas"
+CREATED = "2026-11-20T09:00:00+01:00"
+PROVIDER = "123456"
+
+#: Valid matricules from domain.md.
+VALID_MATRICULES = ["1893120105732", "2015123101725", "1974091186700", "1982080285657",
+                    "1990093012358", "2001120308757", "1979122003208", "1966051507682"]
+
+
+def make_matricule(born: date, serial: int = 123) -> str:
+    """Return a valid matricule for a birth date (C1 Luhn, C2 Verhoeff over 11 digits)."""
+    base = f"{born:%Y%m%d}{serial:03d}"
+    return base + luhn.calc_check_digit(base) + verhoeff.calc_check_digit(base)
+
+
+def random_matricules(n: int, seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    while len(seen) < n:
+        seen.add(make_matricule(date(1940, 1, 1) + timedelta(days=rng.randrange(365 * 80)), rng.randrange(1000)))
+    return sorted(seen)
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+    stdout_bytes: bytes
+
+
+@pytest.fixture(autouse=True)
+def isolated_config(tmp_path_factory, monkeypatch):
+    """Every test gets an empty config folder and no CNSX_* variables from the caller."""
+    folder = tmp_path_factory.mktemp("config")
+    for name in list(os.environ):
+        if name.startswith("CNSX_") and name != "CNSX_NO_SKIP":
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    monkeypatch.setenv("CNSX_CONFIG_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def run():
+    """Run cnsx in-process with CliRunner; returns exit code, stdout and stderr separately."""
+
+    def _run(*args: str, input: bytes | str | None = None) -> Result:
+        runner = CliRunner()
+        result = runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+        return Result(result.exit_code, result.stdout, result.stderr, result.stdout_bytes)
+
+    return _run
+
+
+@pytest.fixture
+def examples(tmp_path) -> Path:
+    """A private copy of examples/ (inputs and prescriptions)."""
+    target = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, target, ignore=shutil.ignore_patterns("*.xml", "*.py", "__pycache__"))
+    return target
+
+
+def xmllint(xml: Path, xsd: Path) -> subprocess.CompletedProcess:
+    """Validate with xmllint --schema: the independent second validator."""
+    if shutil.which("xmllint") is None:
+        pytest.skip("xmllint is not installed (Debian: libxml2-utils)")
+    return subprocess.run(["xmllint", "--noout", "--schema", str(xsd), str(xml)], capture_output=True, text=True)
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and os.environ.get("CNSX_NO_SKIP") == "1":
+        pytest_runtest_logreport.skipped.append(report.nodeid)
+
+
+pytest_runtest_logreport.skipped = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    skipped = pytest_runtest_logreport.skipped
+    if skipped and session.exitstatus == 0:
+        print(f"\nCNSX_NO_SKIP=1 and {len(skipped)} test(s) skipped: {', '.join(skipped[:10])}")
+        session.exitstatus = 1
