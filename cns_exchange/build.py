@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import IO, Callable
 
 from cns_exchange.errors import ConfigError, InputError
-from cns_exchange.identifiers import age_on, check_provider
+from cns_exchange.identifiers import birth_date, check_provider
 from cns_exchange.issues import Issue
 from cns_exchange.model import CertificateRequest, FeeNote, Header, BilledSession
 from cns_exchange.naming import make_name, next_sequence
 from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError
 from cns_exchange.records import (
     REQUEST_COLUMNS, REQUEST_OPTIONAL, SESSION_COLUMNS, SESSION_OPTIONAL,
-    InputReport, read_rows, to_request, to_session,
+    InputReport, SessionReader, read_rows, to_request,
 )
 from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age
 from cns_exchange.validate import Validator
@@ -104,9 +104,9 @@ def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencl
     report = InputReport(name)
     notes: dict[str, FeeNote] = {}
     pending: dict[str, list[tuple[date, int, str, str]]] = {}
-    dates: dict[str, date] = {}
+    reader = SessionReader(report, codes, provider)
     for row in read_rows(stream, fmt, report, SESSION_COLUMNS, SESSION_OPTIONAL, encoding):
-        s = to_session(row, report, codes, provider, dates)
+        s = reader.read(row)
         if s is None:
             continue
         if s.session_date > created:
@@ -123,19 +123,21 @@ def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencl
             continue
         pending[s.certificate_number].append((s.session_date, row.line, s.act_code, s.executing_provider))
     rules = SessionRules(codes)
+    price_for, check = nomenclature.price_for, rules.check
     for cert, note in notes.items():
         rows = pending.pop(cert)
         rows.sort()
+        born = birth_date(note.matricule)
+        append = note.sessions.append
         for line_no, (day, line, act, executing) in enumerate(rows, 1):
-            for code, message in rules.check(cert, note.matricule, day, act):
+            for code, message in check(cert, note.matricule, day, act):
                 report.add(code, message, line, _SESSION_RULE_FIELDS.get(code, "act_code"))
             try:
-                minor = age_on(note.matricule, day) < nomenclature.table_on(day).minor_below_age
-                price = nomenclature.price(act, day, minor)
+                price = price_for(act, day, born)
             except NoTariffError:
                 report.add("NOM01", f"no tariff table is in force on {day}", line, "session_date")
                 continue
-            note.sessions.append(BilledSession(line_no, day, act, executing, price.gross, price.patient_share, price.cns_share))
+            append(BilledSession(line_no, day, act, executing, price.gross, price.patient_share, price.cns_share))
     _fail_on_errors(report, "sessions")
     return list(notes.values()), report
 

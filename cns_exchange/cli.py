@@ -136,7 +136,9 @@ def _created(value: str | None) -> datetime:
 def _open_input(name: str):
     """Open an input path, or stdin for '-' (only then: never implicitly)."""
     if name == "-":
-        return click.get_binary_stream("stdin"), "<stdin>", Path.cwd()
+        from cns_exchange.records import peekable
+
+        return peekable(click.get_binary_stream("stdin")), "<stdin>", Path.cwd()
     path = Path(name)
     try:
         stream = open(path, "rb")

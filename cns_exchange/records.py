@@ -60,6 +60,32 @@ class InputReport:
             self.add(code, message, line, column)
 
 
+class _Prefixed(io.RawIOBase):
+    """A raw stream that replays ``head`` before the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        self.head, self.stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def peekable(stream: IO[bytes]) -> IO[bytes]:
+    """Return ``stream`` with a ``peek`` method (stdin under some runners has none)."""
+    if hasattr(stream, "peek"):
+        return stream
+    return io.BufferedReader(_Prefixed(b"", stream))
+
+
 def detect_format(name: str, stream: IO[bytes], explicit: str | None) -> str:
     """Return 'csv', 'json' or 'ndjson': ``explicit``, else the extension, else the first byte.
 
@@ -126,7 +152,7 @@ def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
             if len(fields) != width:
                 report.add("IN006", f"row has {len(fields)} values, the header has {width}", line)
                 continue
-            yield Row(line, dict(zip(header, (f.strip() for f in fields))))
+            yield Row(line, dict(zip(header, [f.strip() for f in fields])))
         if count == 0:
             report.add("IN010", "the file has a header but no data rows", 1)
     except UnicodeDecodeError as exc:
@@ -366,28 +392,63 @@ def _attachment(value: str, row: Row, report: InputReport, base_dir: Path) -> tu
     return str(path), path.name, digest.hexdigest()
 
 
-def to_session(row: Row, report: InputReport, codes: Codes, default_provider: str | None,
-               dates: dict[str, date]) -> Session | None:
-    """Turn a row into a Session, or return None after reporting every problem."""
-    before = len(report.issues)
-    values = row.values
-    cert = _required(row, "certificate_number", report)
-    if cert is not None and not _REFERENCE.match(cert):
-        report.add("CRT01", f"certificate_number '{cert}' is not a valid certificate number", row.line, "certificate_number")
-    matricule = _matricule(row, report)
-    day = parse_date(row, "session_date", report, dates)
-    act = _required(row, "act_code", report)
-    if act is not None:
-        act = act.upper()
-        if act not in codes.acts:
-            report.add("ACT01", f"act code '{act}' is not one of {', '.join(codes.acts)}", row.line, "act_code")
-    executing = values.get("executing_provider") or default_provider or ""
-    if executing:
-        problems = check_provider(executing)
-        if problems:
-            report.add_problems(problems, row.line, "executing_provider")
-    last = _name(row, "last_name", report, False)
-    first = _name(row, "first_name", report, False)
-    if len(report.issues) > before and any(i.is_error for i in report.issues[before:]):
-        return None
-    return Session(cert, matricule, day, act, executing, last or "", first or "", row.line)
+class SessionReader:
+    """Turns session rows into Sessions; caches what repeats across 200,000-row files
+    (dates, matricules, providers) so that each distinct value is checked once."""
+
+    def __init__(self, report: InputReport, codes: Codes, default_provider: str | None) -> None:
+        self.report = report
+        self.acts = codes.acts
+        self.default_provider = default_provider or ""
+        self.dates: dict[str, date] = {}
+        self.good_matricules: set[str] = set()
+        self.good_providers: set[str] = set()
+        self.good_certificates: set[str] = set()
+
+    def read(self, row: Row) -> Session | None:
+        """Return the row's Session, or None after reporting every problem of the row."""
+        values = row.values
+        cert = values.get("certificate_number")
+        matricule = values.get("matricule")
+        day = self.dates.get(values.get("session_date"))  # type: ignore[arg-type]
+        act = values.get("act_code")
+        executing = values.get("executing_provider") or self.default_provider
+        if (cert in self.good_certificates and matricule in self.good_matricules and day is not None
+                and act in self.acts and executing in self.good_providers
+                and not values.get("last_name") and not values.get("first_name")):
+            return Session(cert, matricule, day, act, executing, "", "", row.line)  # type: ignore[arg-type]
+        return self._read_slow(row)
+
+    def _read_slow(self, row: Row) -> Session | None:
+        report = self.report
+        before = len(report.issues)
+        values = row.values
+        cert = _required(row, "certificate_number", report)
+        if cert is not None:
+            if _REFERENCE.match(cert):
+                self.good_certificates.add(cert)
+            else:
+                report.add("CRT01", f"certificate_number '{cert}' is not a valid certificate number", row.line, "certificate_number")
+        matricule = _matricule(row, report)
+        if matricule is not None and not check_matricule(matricule):
+            self.good_matricules.add(matricule)
+        day = parse_date(row, "session_date", report, self.dates)
+        act = _required(row, "act_code", report)
+        if act is not None:
+            act = act.upper()
+            if act not in self.acts:
+                report.add("ACT01", f"act code '{act}' is not one of {', '.join(self.acts)}", row.line, "act_code")
+        executing = values.get("executing_provider") or self.default_provider
+        if executing:
+            problems = check_provider(executing)
+            if problems:
+                report.add_problems(problems, row.line, "executing_provider")
+            else:
+                self.good_providers.add(executing)
+        elif "executing_provider" in values:
+            report.add("IN003", "'executing_provider' is empty and no billing provider is set", row.line, "executing_provider")
+        last = _name(row, "last_name", report, False)
+        first = _name(row, "first_name", report, False)
+        if len(report.issues) > before and any(i.is_error for i in report.issues[before:]):
+            return None
+        return Session(cert, matricule, day, act, executing, last or "", first or "", row.line)
