@@ -241,10 +241,13 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provi
                                              created_at.date(), encoding)
     from cns_exchange.xmlwrite import billing_totals, write_billing_file
 
-    validator = ctx.validator()
-    path, sha = build.publish_document("billing", lambda out: write_billing_file(out, header, notes), name,
-                                       destination, validator)
     count, sessions, gross, _, cns = billing_totals(notes)
+
+    def write(out):
+        write_billing_file(out, header, notes)
+        notes.clear()  # free the sessions before the written file is validated
+
+    path, sha = build.publish_document("billing", write, name, destination, ctx.validator())
     result = build.BuildResult("billing", name, path, sha, count, sessions, warnings=report.issues)
     _report_build(ctx, result, f"{count} fee notes, {sessions} sessions, {gross / 100:.2f} EUR gross, {cns / 100:.2f} EUR to the CNS")
 

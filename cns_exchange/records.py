@@ -402,7 +402,10 @@ class SessionReader:
         self.default_provider = default_provider or ""
         self.dates: dict[str, date] = {}
         self.good_matricules: set[str] = set()
-        self.good_providers: set[str] = set()
+        # Checked values map to one shared string each: 200,000 rows then hold a few
+        # distinct act and provider strings instead of 200,000 copies.
+        self.good_providers: dict[str, str] = {}
+        self.good_acts: dict[str, str] = {act: act for act in codes.acts}
         self.good_certificates: set[str] = set()
 
     def read(self, row: Row) -> Session | None:
@@ -413,9 +416,10 @@ class SessionReader:
         day = self.dates.get(values.get("session_date"))  # type: ignore[arg-type]
         act = values.get("act_code")
         executing = values.get("executing_provider") or self.default_provider
-        if (cert in self.good_certificates and matricule in self.good_matricules and day is not None
-                and act in self.acts and executing in self.good_providers
-                and not values.get("last_name") and not values.get("first_name")):
+        act = self.good_acts.get(act)  # type: ignore[arg-type]
+        executing = self.good_providers.get(executing)
+        if (act is not None and executing is not None and day is not None and cert in self.good_certificates
+                and matricule in self.good_matricules and not values.get("last_name") and not values.get("first_name")):
             return Session(cert, matricule, day, act, executing, "", "", row.line)  # type: ignore[arg-type]
         return self._read_slow(row)
 
@@ -436,7 +440,9 @@ class SessionReader:
         act = _required(row, "act_code", report)
         if act is not None:
             act = act.upper()
-            if act not in self.acts:
+            if act in self.good_acts:
+                act = self.good_acts[act]
+            else:
                 report.add("ACT01", f"act code '{act}' is not one of {', '.join(self.acts)}", row.line, "act_code")
         executing = values.get("executing_provider") or self.default_provider
         if executing:
@@ -444,7 +450,7 @@ class SessionReader:
             if problems:
                 report.add_problems(problems, row.line, "executing_provider")
             else:
-                self.good_providers.add(executing)
+                executing = self.good_providers.setdefault(executing, executing)
         elif "executing_provider" in values:
             report.add("IN003", "'executing_provider' is empty and no billing provider is set", row.line, "executing_provider")
         last = _name(row, "last_name", report, False)

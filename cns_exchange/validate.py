@@ -330,10 +330,12 @@ class Validator:
         self.max_bytes = max_bytes
 
     def validate(self, name: str, stream: IO[bytes] | None = None, expect_kind: str | None = None,
-                 check_name: bool = True) -> Report:
+                 check_name: bool = True, rules: bool = True) -> Report:
         """Validate the document ``name`` (a path, or '-' with ``stream`` as stdin); return its report.
 
-        Never raises for a bad document: every problem is an issue in the report.
+        With ``rules=False`` only the XSD is checked (used by build, which has checked the
+        business rules on the records it wrote). Never raises for a bad document: every
+        problem is an issue in the report.
         """
         report = Report(name="<stdin>" if name == "-" else name)
         spooled = None
@@ -344,7 +346,7 @@ class Validator:
             else:
                 open_document(name, self.max_bytes).close()
                 path = name
-            self._validate(path, report, expect_kind)
+            self._validate(path, report, expect_kind, rules)
         except InputError as exc:
             code = "XML03" if "limit" in exc.message or "more than" in exc.message else "XML01"
             report.issues.append(Issue(code, exc.message, file=report.name))
@@ -355,7 +357,7 @@ class Validator:
             self._check_name(Path(name).name, report)
         return report
 
-    def _validate(self, path: str, report: Report, expect_kind: str | None) -> None:
+    def _validate(self, path: str, report: Report, expect_kind: str | None, with_rules: bool = True) -> None:
         with open(path, "rb") as source:
             detected = self._detect(source, report)
         if detected is None:
@@ -364,6 +366,10 @@ class Validator:
         report.kind, report.version = kind, schema_set.version
         if expect_kind and kind != expect_kind:
             report.issues.append(Issue("DOC06", f"this is a {kind} document, not a {expect_kind} document", file=report.name))
+            return
+        if not with_rules:
+            report.issues.extend(Issue(code, message, file=report.name, line=line, xpath=xpath)
+                                 for code, line, xpath, message in xsd_check(path, schema_set.schema(kind), ITEM_TAGS[kind] or root))
             return
         rules_report = Report(report.name)
         rules = RULES[kind](rules_report, self.codes, self.nomenclature)
