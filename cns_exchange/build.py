@@ -15,11 +15,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Callable
 
-from cns_exchange.errors import ConfigError, InputError
+from cns_exchange.errors import ConfigError, InputError, UsageError
 from cns_exchange.identifiers import birth_date, check_provider
 from cns_exchange.issues import Issue
 from cns_exchange.model import CertificateRequest, FeeNote, Header, BilledSession
-from cns_exchange.naming import make_name, next_sequence
+from cns_exchange.naming import attachment_name, make_name, next_sequence
 from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError
 from cns_exchange.records import (
     REQUEST_COLUMNS, REQUEST_OPTIONAL, SESSION_COLUMNS, SESSION_OPTIONAL,
@@ -44,6 +44,12 @@ class Destination:
     @property
     def is_folder(self) -> bool:
         return self.path is not None and self.path.is_dir()
+
+    @property
+    def folder(self) -> Path:
+        """The folder the document (and its attachments) go to."""
+        assert self.path is not None
+        return self.path if self.is_folder else self.path.parent
 
 
 @dataclass
@@ -71,14 +77,17 @@ def _fail_on_errors(report: InputReport, what: str) -> None:
 
 
 def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir: Path,
-                  submitted: date, encoding: str = "utf-8") -> tuple[list[CertificateRequest], InputReport]:
-    """Read and check request rows. Raises InputError listing every problem of the file."""
+                  submitted: date, provider: str, encoding: str = "utf-8") -> tuple[list[CertificateRequest], InputReport]:
+    """Read and check request rows. Raises InputError listing every problem of the file.
+
+    Each prescription PDF is referenced under its conventional name (naming.attachment_name).
+    """
     report = InputReport(name)
     rules = RequestRules(codes)
     requests: list[CertificateRequest] = []
     refs: dict[str, int] = {}
     for row in read_rows(stream, fmt, report, REQUEST_COLUMNS, REQUEST_OPTIONAL, encoding):
-        request = to_request(row, report, codes, base_dir)
+        request = to_request(row, report, codes, base_dir, lambda ref: attachment_name(provider, ref))
         if request is None:
             continue
         if request.request_ref in refs:
@@ -153,17 +162,28 @@ def resolve_header(registry, provider: str | None, created: datetime, schema_ver
     problems = check_provider(provider)
     if problems:
         raise ConfigError(f"provider code: {problems[0][1]}", "use the code the CNS issued to the practice")
-    schema_set = registry.get(schema_version) if schema_version else registry.in_force(created.date())
+    day = created.date()
+    if schema_version:
+        schema_set = registry.get(schema_version)
+        if not schema_set.in_force(day):
+            until = f" to {schema_set.valid_until}" if schema_set.valid_until else ""
+            raise ConfigError(f"schema version {schema_version} is not in force on {day} (valid from {schema_set.valid_from}{until})",
+                              "leave out --schema-version to take the version in force")
+    else:
+        schema_set = registry.in_force(day)
     if schema_set.version not in WRITABLE_VERSIONS:
         raise ConfigError(
-            f"schema version {schema_set.version} is in force on {created.date()}, but this cnsx writes version"
+            f"schema version {schema_set.version} is in force on {day}, but this cnsx writes version"
             f" {', '.join(WRITABLE_VERSIONS)}",
             "upgrade cnsx, or pass --schema-version to write an older version while it is accepted",
         )
     if sequence is None:
         sequence = next_sequence(destination.path, provider, kind, created.date()) if destination.is_folder else 1
-    header = Header(provider, created, sequence, schema_set.version)
-    return header, make_name(provider, kind, created.date(), sequence)
+    name = make_name(provider, kind, created.date(), sequence)
+    if destination.is_folder and (destination.path / name).exists():
+        raise UsageError(f"{destination.path / name} exists; cnsx never overwrites a document",
+                         "leave out --sequence to take the next free number")
+    return Header(provider, created, sequence, schema_set.version), name
 
 
 def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: str,
@@ -191,7 +211,7 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
             write(stream)
             stream.flush()
             stream.seek(0)
-            report = validator.validate(str(path), expect_kind=kind, check_name=False, rules=False)
+            report = validator.validate(str(path), expect_kind=kind, check_name=False, rules=False, size_limit=False)
             if not report.ok:
                 for issue in report.issues:
                     issue.file = file_name
@@ -209,7 +229,11 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
                 destination.stream.flush()
                 path.unlink()
                 return None, digest.hexdigest()
-            publish(path, target)
+            try:
+                publish(path, target, overwrite=False)
+            except FileExistsError:
+                raise UsageError(f"{target} appeared while building; cnsx never overwrites a document",
+                                 "run again: another run is writing to the same place") from None
             return target, digest.hexdigest()
     finally:
         if tmp_ctx is not None:

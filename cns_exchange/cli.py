@@ -32,9 +32,9 @@ class CnsxGroup(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
-        except click.Abort:
-            click.echo("Aborted.", err=True)
-            sys.exit(ExitCode.INTERNAL)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            sys.exit(ExitCode.INTERRUPTED)
         except CnsxError as exc:
             from cns_exchange import console
 
@@ -64,12 +64,11 @@ class CnsxGroup(click.Group):
 class Context:
     """Options shared by every command, and lazily loaded settings and tables."""
 
-    def __init__(self, config: str | None, profile: str | None, debug: bool, quiet: bool, verbose: int) -> None:
+    def __init__(self, config: str | None, profile: str | None, debug: bool, quiet: bool) -> None:
         self.config_path = config
         self.profile = profile
         self.debug = debug
         self.quiet = quiet
-        self.verbose = verbose
         self._settings = None
 
     @property
@@ -103,17 +102,16 @@ pass_context = click.make_pass_decorator(Context)
 @click.option("--config", "config", metavar="PATH", help="Config file (default: $CNSX_CONFIG, else the user config folder's config.toml).")
 @click.option("--profile", metavar="NAME", help="Config profile (default: $CNSX_PROFILE, else default_profile).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
-@click.option("-v", "--verbose", count=True, help="Say more on stderr.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def cli(ctx: click.Context, config, profile, quiet, verbose, debug) -> None:
+def cli(ctx: click.Context, config, profile, quiet, debug) -> None:
     """cnsx: electronic exchange of a dietician practice with the CNS (Luxembourg).
 
     Build request and billing files from the practice's CSV/JSON, validate them, and (in later
     commands) send them and read the CNS's answers. Exit codes: 0 ok, 1 internal error, 2 usage,
     3 invalid input or document, 4 configuration error, 5/6 transport failure, 7 locked.
     """
-    ctx.obj = Context(config, profile, debug, quiet, verbose)
+    ctx.obj = Context(config, profile, debug, quiet)
 
 
 def _created(value: str | None) -> datetime:
@@ -153,7 +151,13 @@ def _destination(output: str | None):
     if output is None or output == "-":
         return Destination(stream=click.get_binary_stream("stdout"))
     path = Path(output)
-    if not path.is_dir() and not path.parent.is_dir():
+    if path.is_dir():
+        return Destination(path=path)
+    if path.exists() or path.is_symlink():
+        what = "a file" if path.is_file() and not path.is_symlink() else "not a regular file"
+        raise UsageError(f"-o {output}: {what} of that name exists; cnsx never overwrites a document",
+                         "remove it, or give another name or a folder")
+    if not path.parent.is_dir():
         raise UsageError(f"-o {output}: folder {path.parent} does not exist", "create it first")
     return Destination(path=path)
 
@@ -162,7 +166,7 @@ def _build_options(func):
     options = [
         click.argument("input", metavar="INPUT"),
         click.option("--input-format", type=click.Choice(["csv", "json", "ndjson"]), help="Input format (default: from the extension; '-' is sniffed)."),
-        click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of a CSV input."),
+        click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the input (CSV, JSON or NDJSON)."),
         click.option("-o", "--output", metavar="PATH", help="Output file, or a folder to get the conventional name (default: stdout)."),
         click.option("--provider", metavar="CODE", help="The practice's CNS provider code (default: from the config)."),
         click.option("--sequence", type=click.IntRange(1, 999999), help="File sequence number (default: next free one in the output folder, else 1)."),
@@ -172,6 +176,10 @@ def _build_options(func):
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _report_build(ctx: Context, result, what: str) -> None:
@@ -205,16 +213,17 @@ def build_request_cmd(ctx: Context, input, input_format, encoding, output, provi
     stream, source_name, base_dir = _open_input(input)
     with stream:
         fmt = records.detect_format(input, stream, input_format)
-        requests, report = build.load_requests(stream, source_name, fmt, codes, base_dir, created_at.date(), encoding)
+        requests, report = build.load_requests(stream, source_name, fmt, codes, base_dir, created_at.date(),
+                                               header.provider, encoding)
     from cns_exchange.xmlwrite import write_request_file
 
-    validator = ctx.validator()
+    if destination.path is not None:
+        # The prescriptions first: a request file is never visible without its PDFs.
+        build.copy_attachments(requests, destination.folder)
     path, sha = build.publish_document("request", lambda out: write_request_file(out, header, requests), name,
-                                       destination, validator)
-    if path is not None:
-        build.copy_attachments(requests, path.parent)
+                                       destination, ctx.validator())
     result = build.BuildResult("request", name, path, sha, len(requests), warnings=report.issues)
-    _report_build(ctx, result, f"{len(requests)} request{'s' if len(requests) != 1 else ''}")
+    _report_build(ctx, result, _plural(len(requests), "request"))
 
 
 @cli.command("build-invoice")
@@ -249,7 +258,8 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provi
 
     path, sha = build.publish_document("billing", write, name, destination, ctx.validator())
     result = build.BuildResult("billing", name, path, sha, count, sessions, warnings=report.issues)
-    _report_build(ctx, result, f"{count} fee notes, {sessions} sessions, {gross / 100:.2f} EUR gross, {cns / 100:.2f} EUR to the CNS")
+    _report_build(ctx, result, f"{_plural(count, 'fee note')}, {_plural(sessions, 'session')}, "
+                               f"{gross / 100:.2f} EUR gross, {cns / 100:.2f} EUR to the CNS")
 
 
 @cli.command("validate")
@@ -275,7 +285,8 @@ def validate_cmd(ctx: Context, files, as_json, max_size):
         reports.append(report)
         console.print_issues(report.issues)
         if not ctx.quiet:
-            what = f"{report.kind} v{report.version}, {report.items} items" if report.kind else "unknown document"
+            what = (f"{report.kind} v{report.version or '?'}, {_plural(report.items, 'item')}" if report.kind
+                    else "unknown document")
             console.print_line(f"{report.name}: {'valid' if report.ok else 'INVALID'} ({what})", style="green" if report.ok else "red")
     if as_json:
         out = click.get_text_stream("stdout")

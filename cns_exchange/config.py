@@ -15,6 +15,7 @@ from cns_exchange.errors import ConfigError
 
 DEFAULT_MAX_XML_BYTES = 512 * 1024 * 1024
 KNOWN_KEYS = {"provider", "max_xml_bytes", "default_profile", "profiles"}
+PROFILE_KEYS = {"provider", "max_xml_bytes"}
 
 
 def config_dir() -> Path:
@@ -72,6 +73,7 @@ def load_settings(path: str | None = None, profile: str | None = None) -> Settin
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML ({exc})", "fix the syntax") from None
     settings.path = file
+    _check_keys(raw, KNOWN_KEYS, file, "")
     _apply(settings, raw, file, "")
     profiles = raw.get("profiles", {})
     if not isinstance(profiles, dict):
@@ -81,9 +83,19 @@ def load_settings(path: str | None = None, profile: str | None = None) -> Settin
         if profile not in profiles:
             known = ", ".join(sorted(profiles)) or "none"
             raise ConfigError(f"{file}: no profile '{profile}' (profiles: {known})", "check --profile / CNSX_PROFILE")
+        if not isinstance(profiles[profile], dict):
+            raise ConfigError(f"{file}: profiles.{profile} must be a table", f"write it as [profiles.{profile}]")
+        _check_keys(profiles[profile], PROFILE_KEYS, file, f"profiles.{profile}.")
         _apply(settings, profiles[profile], file, f"profiles.{profile}.")
         settings.profile = profile
     return settings
+
+
+def _check_keys(raw: dict, known: set[str], file: Path, prefix: str) -> None:
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{file}: unknown setting {', '.join(prefix + k for k in unknown)}",
+                          f"check the spelling; known: {', '.join(sorted(known))} (docs/cli.md)")
 
 
 def _apply(settings: Settings, raw: dict, file: Path, prefix: str) -> None:

@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     TRANSPORT_RETRYABLE = 5
     TRANSPORT_FATAL = 6
     LOCKED = 7
+    INTERRUPTED = 130  # Ctrl-C, as shells report a SIGINT death
 
 
 class CnsxError(Exception):

@@ -76,6 +76,7 @@ CATALOGUE: dict[str, Rule] = {
     "DOC07": Rule(WARNING, "file name does not follow the naming convention", "name files SENDER_KIND_YYYYMMDD_SEQUENCE.xml (docs/formats.md)", "cnsx naming convention"),
     "DOC08": Rule(ERROR, "duplicate line", "each line number may appear once per fee note", "schema v1"),
     # XML
+    "FIL01": Rule(ERROR, "file cannot be read", "check the path and the file's permissions", "cnsx"),
     "XML01": Rule(ERROR, "not well-formed XML", "the file is damaged or not XML; rebuild or re-fetch it", "XML 1.0"),
     "XML02": Rule(ERROR, "DTD or entity declarations refused", "CNS documents carry no DTD; the file may be hostile, do not process it further", "cnsx security policy"),
     "XML03": Rule(ERROR, "file too large", "raise the limit with --max-size (or max_xml_bytes in the config) if the file is genuine", "cnsx security policy"),

@@ -5,6 +5,10 @@
 SENDER is the provider code for files sent to the CNS and ``CNS`` for return files; KIND is
 the document kind code below; SEQUENCE the file's sequence number (6 digits), also written
 in the header's NumeroSequence.
+
+A prescription attached to a request is named after the request it belongs to:
+
+    SENDER_ORD_REQUESTREF.pdf             e.g. 123456_ORD_REQ-0001.pdf
 """
 
 from __future__ import annotations
@@ -57,6 +61,11 @@ def parse_name(name: str) -> FileName | None:
     except ValueError:
         return None
     return FileName(match["sender"], KINDS_BY_CODE[match["code"]], day, int(match["seq"]))
+
+
+def attachment_name(sender: str, request_ref: str) -> str:
+    """Return the conventional name of the prescription PDF of a request."""
+    return f"{sender}_ORD_{request_ref}.pdf"
 
 
 def next_sequence(folder: Path, sender: str, kind: str, day: date) -> int:

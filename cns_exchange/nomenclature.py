@@ -129,13 +129,14 @@ class Nomenclature:
         return age < self.table_on(day).minor_below_age
 
 
-def _decimal(value: object, where: str, field: str) -> Decimal:
+def _decimal(value: object, where: str, field: str, zero_ok: bool = False) -> Decimal:
     try:
         result = Decimal(str(value))
     except InvalidOperation:
         raise ConfigError(f"{where}: {field} '{value}' is not a number", "fix the tariff table") from None
-    if not result.is_finite() or result < 0:
-        raise ConfigError(f"{where}: {field} '{value}' must be a positive number", "fix the tariff table")
+    if not result.is_finite() or result < 0 or (result == 0 and not zero_ok):
+        raise ConfigError(f"{where}: {field} '{value}' must be a {'non-negative' if zero_ok else 'positive'} number",
+                          "fix the tariff table")
     return result
 
 
@@ -159,11 +160,13 @@ def parse_table(text: str, where: str, known_acts: Iterable[str]) -> TariffTable
     try:
         key_value = _decimal(raw["key_letter"]["value"], where, "key_letter.value")
         share = raw["patient_share"]
-        adult = _decimal(share["adult_percent"], where, "patient_share.adult_percent")
-        minor = _decimal(share["minor_percent"], where, "patient_share.minor_percent")
+        adult = _decimal(share["adult_percent"], where, "patient_share.adult_percent", zero_ok=True)
+        minor = _decimal(share["minor_percent"], where, "patient_share.minor_percent", zero_ok=True)
         minor_age = int(share["minor_below_age"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: key_letter or patient_share incomplete ({exc})", "see docs/rules.md, Tariffs") from None
+    if minor_age < 0:
+        raise ConfigError(f"{where}: patient_share.minor_below_age must not be negative", "fix the tariff table")
     if adult > 100 or minor > 100:
         raise ConfigError(f"{where}: a patient share is over 100 %", "fix the tariff table")
     coefficients = raw["coefficients"]

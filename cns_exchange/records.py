@@ -34,7 +34,8 @@ SESSION_COLUMNS = ("certificate_number", "matricule", "session_date", "act_code"
 SESSION_OPTIONAL = ("executing_provider", "last_name", "first_name")
 
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,34}\Z")
-_NAME = re.compile(r"\S(.{0,98}\S)?\Z", re.S)
+# 1-100 characters, no control characters (XML cannot carry most of them), no blank at the ends.
+_NAME = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?\Z")
 
 
 @dataclass(slots=True)
@@ -110,9 +111,20 @@ def detect_format(name: str, stream: IO[bytes], explicit: str | None) -> str:
     raise UsageError(f"{name}: cannot tell the input format from the extension '{suffix}'", "pass --input-format csv|json|ndjson")
 
 
+def canonical_encoding(name: str) -> str:
+    """Return Python's name for a text encoding ('utf8' -> 'utf-8'); UsageError if unknown."""
+    import codecs
+
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise UsageError(f"unknown encoding '{name}'", "e.g. utf-8, cp1252, latin-1") from None
+
+
 def read_rows(stream: IO[bytes], fmt: str, report: InputReport, columns: tuple[str, ...],
               optional: tuple[str, ...], encoding: str = "utf-8") -> Iterator[Row]:
     """Yield the rows of ``stream``; header and row problems go to ``report``."""
+    encoding = canonical_encoding(encoding)
     if fmt == "csv":
         yield from _read_csv(stream, report, columns, optional, encoding)
     elif fmt == "json":
@@ -130,22 +142,39 @@ def _check_columns(names: list[str], report: InputReport, columns, optional, lin
             report.add("IN001", f"required column '{name}' is missing", line, name)
 
 
-def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding, newline="")
-    line = 1
-    try:
-        first = text.readline()
-        if not first.strip():
-            report.add("IN010", "the file is empty: no header row", 1)
+def _decoded_lines(stream, encoding: str, report: InputReport, state: dict) -> Iterator[str]:
+    """Decode ``stream`` line by line, so that a bad byte is reported on its own line."""
+    for lineno, raw in enumerate(stream, 1):
+        state["line"] = lineno
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            report.add("IN005", f"byte {raw[exc.start:exc.start + 1]!r} at column {exc.start + 1} is not {encoding}", lineno)
+            state["failed"] = True
             return
-        delimiter = ";" if first.count(";") > first.count(",") else ","
-        header = [h.strip() for h in next(csv.reader([first], delimiter=delimiter))]
-        _check_columns(header, report, columns, optional, 1)
-        width = len(header)
-        reader = csv.reader(text, delimiter=delimiter)
-        count = 0
+        if lineno == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        yield text
+
+
+def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
+    state: dict = {"line": 0, "failed": False}
+    lines = _decoded_lines(stream, encoding, report, state)
+    first = next(lines, "")
+    if state["failed"]:
+        return
+    if not first.strip():
+        report.add("IN010", "the file is empty: no header row", 1)
+        return
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    header = [h.strip() for h in next(csv.reader([first], delimiter=delimiter))]
+    _check_columns(header, report, columns, optional, 1)
+    width = len(header)
+    reader = csv.reader(lines, delimiter=delimiter)
+    count = 0
+    try:
         for fields in reader:
-            line = reader.line_num + 1
+            line = state["line"]
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue
             count += 1
@@ -153,12 +182,10 @@ def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
                 report.add("IN006", f"row has {len(fields)} values, the header has {width}", line)
                 continue
             yield Row(line, dict(zip(header, [f.strip() for f in fields])))
-        if count == 0:
-            report.add("IN010", "the file has a header but no data rows", 1)
-    except UnicodeDecodeError as exc:
-        report.add("IN005", f"byte {exc.object[exc.start:exc.start + 1]!r} after line {line} is not {encoding}", line + 1)
     except csv.Error as exc:
-        report.add("IN006", f"CSV syntax error ({exc})", line + 1)
+        report.add("IN006", f"CSV syntax error ({exc})", state["line"])
+    if count == 0 and not state["failed"]:
+        report.add("IN010", "the file has a header but no data rows", 1)
 
 
 def _row_from_object(obj, line: int, report: InputReport, what: str) -> Row | None:
@@ -294,12 +321,13 @@ def _name(row: Row, column: str, report: InputReport, required: bool) -> str | N
     if not value:
         return None if required else ""
     if not _NAME.match(value):
-        report.add("IN013", f"'{column}' must be 1 to 100 characters", row.line, column)
+        report.add("IN013", f"'{column}' must be 1 to 100 characters without control characters", row.line, column)
         return None
     return value
 
 
-def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path) -> CertificateRequest | None:
+def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path,
+               attachment_name=None) -> CertificateRequest | None:
     """Turn a row into a CertificateRequest, or return None after reporting every problem.
 
     The prescription PDF is read here (hash and signature check); its path is relative to
@@ -339,8 +367,10 @@ def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path) -> C
     pdf_name = pdf_sha = pdf_path = ""
     if pdf is not None:
         pdf_path, pdf_name, pdf_sha = _attachment(pdf, row, report, base_dir)
-    if len(report.issues) > before and any(i.is_error for i in report.issues[before:]):
-        return None
+        if pdf_name and attachment_name is not None and ref is not None:
+            pdf_name = attachment_name(ref)
+    if any(i.is_error for i in report.issues[before:]) or None in (ref, matricule, last, first, prescriber, prescribed, treatment):
+        return None  # a missing column leaves None behind: reported once, on the header
     return CertificateRequest(ref, matricule, last, first, prescriber, prescribed, pathologies,
                               treatment, acts, pdf_name, pdf_sha, pdf_path, row.line)
 
@@ -455,6 +485,6 @@ class SessionReader:
             report.add("IN003", "'executing_provider' is empty and no billing provider is set", row.line, "executing_provider")
         last = _name(row, "last_name", report, False)
         first = _name(row, "first_name", report, False)
-        if len(report.issues) > before and any(i.is_error for i in report.issues[before:]):
-            return None
+        if any(i.is_error for i in report.issues[before:]) or None in (cert, matricule, day, act) or not executing:
+            return None  # a missing column leaves None behind: reported once, on the header
         return Session(cert, matricule, day, act, executing, last or "", first or "", row.line)

@@ -18,7 +18,6 @@ from typing import IO
 
 from lxml import etree
 
-from cns_exchange.errors import InputError
 from cns_exchange.identifiers import birth_date, check_matricule, check_prescriber, check_provider
 from cns_exchange.issues import Issue
 from cns_exchange.model import Header
@@ -26,8 +25,8 @@ from cns_exchange.naming import parse_name
 from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError
 from cns_exchange.schemaset import SchemaRegistry, SchemaSet
 from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age
-from cns_exchange.xmlread import ITEM_TAGS, HostileDocument, Item, locate_schema_errors, read_document
-from cns_exchange.xmlsafe import PARSER_OPTIONS, has_doctype, open_document, spool
+from cns_exchange.xmlread import ITEM_TAGS, HostileDocument, Item, locate_paths, locate_schema_errors, read_document
+from cns_exchange.xmlsafe import PARSER_OPTIONS, DocumentTooLarge, DocumentUnreadable, has_doctype, open_document, spool
 
 
 @dataclass
@@ -79,10 +78,11 @@ class _Rules:
         pass
 
     def _expect(self, field_name: str, actual: str, code: str, what: str) -> None:
+        """Compare a header count or total with what the file holds, as numbers ('03' = '3')."""
         if self.header is None:
             return
         declared = self.header.extra.get(field_name)
-        if declared is not None and declared != actual:
+        if declared is not None and _number(declared) != _number(actual):
             self.add(code, f"header {field_name} is {declared}, the file holds {actual} {what}",
                      self.header_line, f"{self.header_xpath}/{field_name}")
 
@@ -245,35 +245,56 @@ RULES = {"request": _RequestRules, "billing": _BillingRules, "answers": _AnswerR
 PARALLEL_XSD_BYTES = 4 * 1024 * 1024
 
 
-def xsd_check(path: str, schema, item_tag: str) -> list[tuple[str, int | None, str, str]]:
+def xsd_check(path: str, schema, item_tag: str, root: str) -> list[tuple[str, int | None, str, str]]:
     """Validate the document at ``path`` against ``schema``, streaming.
 
     Returns ``(code, line, xpath, message)`` tuples: XML01 for a well-formedness error, XSD01
     for each schema violation (tied to its line by a second pass), nothing if valid.
     """
+    etree.clear_error_log()  # libxml2's log is global: a previous document must not speak here
+    closed = False
     with open(path, "rb") as source:
         try:
-            for _, el in etree.iterparse(source, events=("end",), tag=item_tag, schema=schema, **PARSER_OPTIONS):
+            for _, el in etree.iterparse(source, events=("end",), tag=(item_tag, root), schema=schema, **PARSER_OPTIONS):
+                if el.tag == root and el.getparent() is None:
+                    closed = True
+                    continue
                 el.clear()  # items are only validated here: free them as they pass
                 parent = el.getparent()
                 if parent is not None:
                     while el.getprevious() is not None:
                         del parent[0]
         except etree.XMLSyntaxError as exc:
+            schema_errors = [e for e in exc.error_log if e.domain_name == "SCHEMASV"]
             parse_errors = [e for e in exc.error_log if e.domain_name != "SCHEMASV"]
-            if parse_errors:
-                return [("XML01", parse_errors[0].line or None, "", _clean(parse_errors[0].message))]
+            if parse_errors or not schema_errors:
+                # Not well-formed (the log may be empty: then the exception itself says where).
+                if parse_errors:
+                    return [("XML01", parse_errors[0].line or None, "", _clean(parse_errors[0].message))]
+                return [("XML01", exc.lineno or None, "", _clean(exc.msg or str(exc)))]
             source.seek(0)
             located = locate_schema_errors(source, schema)
             if not located:  # pragma: no cover - defensive: report what libxml2 said
-                located = [(None, "", _clean(e.message)) for e in exc.error_log]
-            return [("XSD01", line, xpath, message) for line, xpath, message in located]
+                located = [(None, "", _clean(e.message)) for e in schema_errors]
+            found = [("XSD01", line, xpath, message) for line, xpath, message in located]
+            if not closed:
+                found.append(_unclosed(root))
+            return found
+    if not closed:
+        # With resolve_entities=False lxml does not raise when the data ends early (or the
+        # parser stops at its depth limit): an unclosed root is how that shows.
+        return [_unclosed(root)]
     return []
 
 
-def _xsd_worker(path: str, schema, item_tag: str, conn) -> None:  # pragma: no cover - runs in the child
+def _unclosed(root: str) -> tuple[str, None, str, str]:
+    return ("XML01", None, f"/{root}",
+            f"the document was not read to its end </{root}>: it is truncated, or nested deeper than the parser allows.")
+
+
+def _xsd_worker(path: str, schema, item_tag: str, root: str, conn) -> None:  # pragma: no cover - runs in the child
     try:
-        conn.send(xsd_check(path, schema, item_tag))
+        conn.send(xsd_check(path, schema, item_tag, root))
     except BaseException as exc:  # noqa: BLE001 - the parent reports it
         conn.send(exc)
     finally:
@@ -288,20 +309,20 @@ class _ParallelXsd:
     Falls back to running inline where fork is not available.
     """
 
-    def __init__(self, path: str, schema, item_tag: str, parallel: bool) -> None:
+    def __init__(self, path: str, schema, item_tag: str, root: str, parallel: bool) -> None:
         import multiprocessing
 
-        self.path, self.schema, self.item_tag, self.proc = path, schema, item_tag, None
+        self.path, self.schema, self.item_tag, self.root, self.proc = path, schema, item_tag, root, None
         if parallel and "fork" in multiprocessing.get_all_start_methods():
             ctx = multiprocessing.get_context("fork")
             self.conn, child = ctx.Pipe(duplex=False)
-            self.proc = ctx.Process(target=_xsd_worker, args=(path, schema, item_tag, child), daemon=True)
+            self.proc = ctx.Process(target=_xsd_worker, args=(path, schema, item_tag, root, child), daemon=True)
             self.proc.start()
             child.close()
 
     def result(self) -> list[tuple[str, int | None, str, str]]:
         if self.proc is None:
-            return xsd_check(self.path, self.schema, self.item_tag)
+            return xsd_check(self.path, self.schema, self.item_tag, self.root)
         try:
             outcome = self.conn.recv()
         except EOFError:
@@ -330,7 +351,7 @@ class Validator:
         self.max_bytes = max_bytes
 
     def validate(self, name: str, stream: IO[bytes] | None = None, expect_kind: str | None = None,
-                 check_name: bool = True, rules: bool = True) -> Report:
+                 check_name: bool = True, rules: bool = True, size_limit: bool = True) -> Report:
         """Validate the document ``name`` (a path, or '-' with ``stream`` as stdin); return its report.
 
         With ``rules=False`` only the XSD is checked (used by build, which has checked the
@@ -338,18 +359,20 @@ class Validator:
         problem is an issue in the report.
         """
         report = Report(name="<stdin>" if name == "-" else name)
+        limit = self.max_bytes if size_limit else 0
         spooled = None
         try:
             if stream is not None or name == "-":
-                spooled = spool(report.name, stream or sys.stdin.buffer, self.max_bytes)
+                spooled = spool(report.name, stream or sys.stdin.buffer, limit or (1 << 62))
                 path = spooled.name
             else:
-                open_document(name, self.max_bytes).close()
+                open_document(name, limit).close()
                 path = name
             self._validate(path, report, expect_kind, rules)
-        except InputError as exc:
-            code = "XML03" if "limit" in exc.message or "more than" in exc.message else "XML01"
-            report.issues.append(Issue(code, exc.message, file=report.name))
+        except DocumentTooLarge as exc:
+            report.issues.append(Issue("XML03", exc.message, file=report.name))
+        except DocumentUnreadable as exc:
+            report.issues.append(Issue("FIL01", exc.message, file=report.name))
         finally:
             if spooled is not None:
                 spooled.close()
@@ -365,15 +388,15 @@ class Validator:
         schema_set, kind, root = detected
         report.kind, report.version = kind, schema_set.version
         if expect_kind and kind != expect_kind:
-            report.issues.append(Issue("DOC06", f"this is a {kind} document, not a {expect_kind} document", file=report.name))
+            report.issues.append(Issue("DOC06", f"this is {_article(kind)} {kind} document, not {_article(expect_kind)} {expect_kind} document", file=report.name))
             return
         if not with_rules:
             report.issues.extend(Issue(code, message, file=report.name, line=line, xpath=xpath)
-                                 for code, line, xpath, message in xsd_check(path, schema_set.schema(kind), ITEM_TAGS[kind] or root))
+                                 for code, line, xpath, message in xsd_check(path, schema_set.schema(kind), ITEM_TAGS[kind] or root, root))
             return
         rules_report = Report(report.name)
         rules = RULES[kind](rules_report, self.codes, self.nomenclature)
-        xsd = _ParallelXsd(path, schema_set.schema(kind), ITEM_TAGS[kind] or root,
+        xsd = _ParallelXsd(path, schema_set.schema(kind), ITEM_TAGS[kind] or root, root,
                            os.path.getsize(path) >= PARALLEL_XSD_BYTES)
         try:
             with open(path, "rb") as source:
@@ -396,6 +419,11 @@ class Validator:
             raise
         schema_issues = [Issue(code, message, file=report.name, line=line, xpath=xpath)
                          for code, line, xpath, message in xsd.result()]
+        if rules_report.issues and not schema_issues:
+            with open(path, "rb") as source:
+                lines = locate_paths(source, {i.xpath for i in rules_report.issues if i.xpath})
+            for issue in rules_report.issues:
+                issue.line = lines.get(issue.xpath, issue.line)
         report.items = rules.count
         # Business rules speak only of schema-valid documents: on a broken one they would
         # mostly repeat the schema's complaints in other words.
@@ -405,6 +433,8 @@ class Validator:
     def _detect(self, source: IO[bytes], report: Report) -> tuple[SchemaSet, str, str] | None:
         """Read the start of the document: root element and EnTete/VersionSchema."""
         root = version = None
+        root_line = version_line = None
+        etree.clear_error_log()
         try:
             context = etree.iterparse(source, events=("start", "end"), **PARSER_OPTIONS)
             for event, el in context:
@@ -412,9 +442,9 @@ class Validator:
                     if has_doctype(el):
                         report.issues.append(Issue("XML02", "the document declares a DOCTYPE (DTDs and entities are refused)", file=report.name, line=1))
                         return None
-                    root = el.tag
+                    root, root_line = el.tag, el.sourceline
                 if event == "end" and el.tag == "VersionSchema":
-                    version = (el.text or "").strip()
+                    version, version_line = (el.text or "").strip(), el.sourceline
                     break
                 if event == "end" and el.tag == "EnTete":
                     break
@@ -427,22 +457,39 @@ class Validator:
             return None
         candidates = self.registry.kind_of_root(root)
         if not candidates:
-            report.issues.append(Issue("XML04", f"root element <{root}> is not a CNS document kind", file=report.name, line=1, xpath=f"/{root}"))
+            report.issues.append(Issue("XML04", f"root element <{root}> is not a CNS document kind", file=report.name,
+                                       line=root_line, xpath=f"/{root}"))
             return None
         for schema_set, kind in candidates:
             if schema_set.version == version:
                 return schema_set, kind, root
+        if version is None and len(candidates) == 1:
+            # A drop-in schema set without EnTete/VersionSchema: its root names it alone.
+            return candidates[0][0], candidates[0][1], root
         known = ", ".join(s.version for s, _ in candidates)
         report.kind = candidates[0][1]
         report.issues.append(Issue("XML05", f"schema version '{version}' is not installed for <{root}> (installed: {known})",
-                                   file=report.name, xpath=f"/{root}/EnTete/VersionSchema"))
+                                   file=report.name, line=version_line, xpath=f"/{root}/EnTete/VersionSchema"))
         return None
 
     def _check_name(self, name: str, report: Report) -> None:
         parsed = parse_name(name)
         if parsed is None or (report.kind and parsed.kind != report.kind):
             report.issues.append(Issue("DOC07", f"'{name}' does not follow SENDER_KIND_YYYYMMDD_SEQUENCE.xml"
-                                       + (f" for a {report.kind} document" if report.kind else ""), file=report.name))
+                                       + (f" for {_article(report.kind)} {report.kind} document" if report.kind else ""), file=report.name))
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+def _number(text: str):
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return text
 
 
 def _clean(message: str) -> str:

@@ -48,6 +48,8 @@ class Item:
 
 def _cents(text: str | None) -> int:
     """Return a T_Montant text ('88.89') in cents; ValueError for anything else."""
+    if text and not text[-1].isdigit() or text and not text[0].isdigit():
+        text = text.strip()  # XSD decimals collapse white space: ' 88.89 ' is valid
     if text and text[-3:-2] == "." and text.isascii():
         digits = text.replace(".", "", 1)
         if digits.isdigit():
@@ -147,7 +149,7 @@ def _fee_note(el, dates) -> FeeNote:
         when = dates.get(day)
         if when is None:
             when = _date(day, dates)
-        append(BilledSession(int(n), when, act, executing, _cents(gross), _cents(share), _cents(cns), line))
+        append(BilledSession(int(n), when, act, executing.strip(), _cents(gross), _cents(share), _cents(cns), line))
     return FeeNote(number, certificate, (patient.findtext("Matricule") or "").strip(),
                    patient.findtext("Nom") or "", patient.findtext("Prenom") or "", sessions)
 
@@ -256,39 +258,73 @@ class _LineReader:
         return data
 
 
+#: Elements that may repeat among their siblings: their XPath steps keep an index, even [1].
+REPEATABLE = frozenset({"Demande", "MemoireHonoraires", "Seance", "Reponse", "Ligne", "Acte", "Anomalie", "CodePathologie"})
+
+
+class _PathTracker:
+    """Follows start/end events and knows each open element's XPath and line."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[str, str, int]] = []   # (tag, xpath, line)
+        self.counters: list[dict[str, int]] = [{}]
+        self.last_closed: tuple[str, str, int] = ("", "", 0)
+
+    def start(self, el) -> str:
+        siblings = self.counters[-1]
+        n = siblings[el.tag] = siblings.get(el.tag, 0) + 1
+        parent = self.stack[-1][1] if self.stack else ""
+        step = el.tag if not self.stack or (n == 1 and el.tag not in REPEATABLE) else f"{el.tag}[{n}]"
+        xpath = f"{parent}/{step}"
+        self.stack.append((el.tag, xpath, el.sourceline or 0))
+        self.counters.append({})
+        return xpath
+
+    def end(self) -> None:
+        self.last_closed = self.stack.pop()
+        self.counters.pop()
+
+    def element_named(self, name: str, line: int) -> tuple[str, int]:
+        """Return (xpath, line) of the element an XSD message names: the one just closed,
+        else the innermost open one of that name, else a child of the innermost open one."""
+        if self.last_closed[0] == name:
+            return self.last_closed[1], self.last_closed[2]
+        for tag, xpath, start in reversed(self.stack):
+            if tag == name:
+                return xpath, start
+        parent = self.stack[-1][1] if self.stack else ""
+        return (f"{parent}/{name}" if name else parent), line
+
+
 def locate_schema_errors(source: IO[bytes], schema, limit: int = 1000) -> list[tuple[int, str, str]]:
     """Return ``(line, xpath, message)`` for each XSD error, by a second, slower pass.
 
     The fast pass validates while streaming but libxml2 reports those errors without a
-    line; here the parser is fed line by line and each new error is tied to the line just
-    read and to the path of the element it names.
+    line; here the parser is fed line by line, and each new error is tied to the element it
+    names among those just read: its XPath and the line where it starts (as xmllint does).
     """
+    etree.clear_error_log()
     reader = _LineReader(source)
     context = etree.iterparse(reader, events=("start", "end"), schema=schema, **PARSER_OPTIONS)
-    stack: list[list] = []      # [tag, index, {child tag: count}]
-    counters: list[dict[str, int]] = [{}]
-    last_closed = ""
+    paths = _PathTracker()
     seen = 0
     found: list[tuple[int, str, str]] = []
     try:
         for event, el in context:
             if event == "start":
-                siblings = counters[-1]
-                siblings[el.tag] = siblings.get(el.tag, 0) + 1
-                stack.append(f"{el.tag}[{siblings[el.tag]}]" if len(stack) else el.tag)
-                counters.append({})
+                paths.start(el)
             else:
-                last_closed = "/" + "/".join(stack)
-                stack.pop()
-                counters.pop()
-                if len(stack) == 1:
+                paths.end()
+                if len(paths.stack) == 1:
                     el.clear()
             log = context.error_log
             if len(log) > seen:
                 for entry in list(log)[seen:]:
                     if entry.domain_name != "SCHEMASV":
                         continue
-                    found.append((reader.line, _error_path(entry.message, stack, last_closed), _clean(entry.message)))
+                    name = entry.message.split("'")[1] if entry.message.startswith("Element '") else ""
+                    xpath, line = paths.element_named(name, reader.line)
+                    found.append((line or reader.line, xpath, _clean(entry.message)))
                 seen = len(log)
                 if len(found) >= limit:
                     break
@@ -297,20 +333,31 @@ def locate_schema_errors(source: IO[bytes], schema, limit: int = 1000) -> list[t
     return found
 
 
-def _error_path(message: str, stack: list[str], last_closed: str) -> str:
-    """Return the XPath of the element an XSD message names ("Element 'X': ...")."""
-    name = message.split("'")[1] if message.startswith("Element '") else ""
-    if last_closed.rsplit("/", 1)[-1].split("[")[0] == name:
-        return _strip_root_index(last_closed)
-    open_path = "/" + "/".join(stack)
-    if stack and stack[-1].split("[")[0] == name:
-        return _strip_root_index(open_path)
-    return _strip_root_index(open_path + (f"/{name}" if name else ""))
+def locate_paths(source: IO[bytes], xpaths: set[str]) -> dict[str, int]:
+    """Return the line where each element of ``xpaths`` starts (those found).
 
-
-def _strip_root_index(path: str) -> str:
-    # Paths carry an index on every step but the root: /Root/Item[3]/Field[1] -> /Root/Item[3]/Field
-    return path[:-3] if path.endswith("[1]") else path
+    Business rules see records, not elements; when they find problems, this pass ties each
+    XPath they name to its line.
+    """
+    wanted = set(xpaths)
+    lines: dict[str, int] = {}
+    paths = _PathTracker()
+    try:
+        for event, el in etree.iterparse(source, events=("start", "end"), **PARSER_OPTIONS):
+            if event == "start":
+                xpath = paths.start(el)
+                if xpath in wanted:
+                    lines[xpath] = el.sourceline or 0
+                    wanted.discard(xpath)
+                    if not wanted:
+                        break
+            else:
+                paths.end()
+                if len(paths.stack) == 1:
+                    el.clear()
+    except etree.XMLSyntaxError:
+        pass
+    return lines
 
 
 def _clean(message: str) -> str:

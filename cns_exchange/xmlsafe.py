@@ -31,6 +31,14 @@ class TooLargeError(Exception):
     """The document is over the configured size."""
 
 
+class DocumentTooLarge(InputError):
+    """A document is over the configured size limit (issue XML03)."""
+
+
+class DocumentUnreadable(InputError):
+    """A document cannot be opened or read (issue FIL01)."""
+
+
 class _BoundedReader(io.RawIOBase):
     """A read-only stream that fails once more than ``limit`` bytes were read."""
 
@@ -63,7 +71,7 @@ def spool(name: str, stream: IO[bytes], limit: int) -> IO[bytes]:
         shutil.copyfileobj(_BoundedReader(stream, limit), tmp, 1 << 20)
     except TooLargeError:
         tmp.close()
-        raise InputError(f"{name}: more than {limit} bytes", "raise --max-size if the document is genuine") from None
+        raise DocumentTooLarge(f"more than {limit} bytes, over the limit", "raise --max-size if the document is genuine") from None
     tmp.seek(0)
     return tmp
 
@@ -78,11 +86,11 @@ def open_document(name: str, limit: int) -> IO[bytes]:
     try:
         stream = open(name, "rb")
     except OSError as exc:
-        raise InputError(f"{name}: cannot open ({exc.strerror})", "check the path") from None
+        raise DocumentUnreadable(f"cannot open ({exc.strerror})", "check the path and the permissions") from None
     size = os.fstat(stream.fileno()).st_size
-    if size > limit:
+    if limit and size > limit:
         stream.close()
-        raise InputError(f"{name}: {size} bytes, over the limit of {limit}", "raise --max-size if the document is genuine")
+        raise DocumentTooLarge(f"{size} bytes, over the limit of {limit}", "raise --max-size if the document is genuine")
     return stream
 
 

@@ -31,13 +31,15 @@ _CHUNK = 1 << 16
 
 
 def escape(text: str) -> str:
-    """Escape a text node."""
+    """Escape a text node (a carriage return too, which a parser would otherwise fold away)."""
     if "&" in text:
         text = text.replace("&", "&amp;")
     if "<" in text:
         text = text.replace("<", "&lt;")
     if ">" in text:
         text = text.replace(">", "&gt;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
     return text
 
 

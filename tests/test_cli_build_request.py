@@ -30,7 +30,7 @@ def test_build_to_stdout(run, examples, monkeypatch, via_stdin):
     assert first.findtext("CodeMedecinPrescripteur") == "12345678"  # '123456-78' normalised
     assert [a.findtext("CodeActe") + "x" + a.findtext("Nombre") for a in first.iter("Acte")] == ["ZD11x1", "ZD12x1", "ZD13x4"]
     pdf = examples / "prescriptions" / "ordonnance-REQ-0001.pdf"
-    assert first.findtext("Ordonnance/NomFichier") == pdf.name
+    assert first.findtext("Ordonnance/NomFichier") == "123456_ORD_REQ-0001.pdf"  # the naming convention
     assert first.findtext("Ordonnance/Sha256") == hashlib.sha256(pdf.read_bytes()).hexdigest()
     third = root.findall("Demande")[2]
     assert third.findtext("TypeTraitement") == "prolongation"
@@ -44,8 +44,9 @@ def test_output_folder_copies_prescriptions(run, examples, tmp_path):
     r = run("build-request", str(examples / "requests.csv"), *ARGS, "-o", str(out))
     assert r.exit_code == 0, r.stderr
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["123456_DTP_20261120_000001.xml", "ordonnance-REQ-0001.pdf", "ordonnance-REQ-0002.pdf",
-                     "ordonnance-REQ-0003.pdf"]
+    assert names == ["123456_DTP_20261120_000001.xml", "123456_ORD_REQ-0001.pdf", "123456_ORD_REQ-0002.pdf",
+                     "123456_ORD_REQ-0003.pdf"]
+    assert (out / "123456_ORD_REQ-0002.pdf").read_bytes() == (examples / "prescriptions" / "ordonnance-REQ-0002.pdf").read_bytes()
     for p in out.iterdir():
         assert p.stat().st_mode & 0o777 == 0o600
     assert xmllint(out / names[0], SCHEMAS / "v1" / "demande_titre.xsd").returncode == 0

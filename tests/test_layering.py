@@ -1,0 +1,138 @@
+"""Layering: which module of cns_exchange may import which third-party library.
+
+Each library has one home (docs: style.md, "The shape"), so that a reader finds it in one
+place and ``cnsx --help`` does not pay for lxml or rich.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "cns_exchange"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(tree: ast.AST) -> list[tuple[str, int]]:
+    """Top-level names of every absolute import in ``tree`` (anywhere in it), with their line."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name.split(".")[0], node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module.split(".")[0], node.lineno))
+    return found
+
+
+def _top_level_imports(tree: ast.Module) -> set[str]:
+    """Libraries imported when the module itself is imported (not inside functions or classes)."""
+    names: set[str] = set()
+
+    def visit(statements):
+        for node in statements:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            if isinstance(node, ast.If) and _is_type_checking(node.test):
+                visit(node.orelse)
+                continue
+            names.update(name for name, _ in _imports(node))
+
+    visit(tree.body)
+    return names
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+MODULES = {_module_name(p): ast.parse(p.read_text("utf-8"), str(p)) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _short(module: str) -> str:
+    return module.split(".", 1)[1] if "." in module else module
+
+
+#: library -> which modules may import it (a predicate over the module name without the package).
+HOMES = {
+    "lxml": lambda m: m in {"xmlread", "xmlwrite", "validate", "schemaset", "xmlsafe"},
+    "click": lambda m: m == "cli",
+    "rich": lambda m: m == "console",
+    "stdnum": lambda m: m == "identifiers",
+    "paramiko": lambda m: "transport" in m.split("."),       # a future transport module or package
+    "pypdf": lambda m: "pdf" in m.split("."),                # a future pdf module or package
+}
+
+
+def test_the_package_is_found():
+    assert {"cns_exchange.cli", "cns_exchange.identifiers", "cns_exchange.xmlread"} <= MODULES.keys()
+
+
+def test_libraries_are_imported_only_in_their_home():
+    wrong = []
+    for module, tree in MODULES.items():
+        for name, line in _imports(tree):
+            home = HOMES.get(name)
+            if home is not None and not home(_short(module)):
+                wrong.append(f"{module}:{line} imports {name}")
+    assert not wrong, "libraries imported outside their module:\n" + "\n".join(wrong)
+
+
+def test_the_checker_sees_the_known_homes():
+    # The homes above do import their library (so the walk above does find imports).
+    used = {(_short(m), name) for m, tree in MODULES.items() for name, _ in _imports(tree)}
+    assert {("cli", "click"), ("identifiers", "stdnum"), ("xmlread", "lxml"), ("console", "rich")} <= used
+
+
+def test_only_cli_imports_click():
+    importers = sorted(m for m, tree in MODULES.items() if any(name == "click" for name, _ in _imports(tree)))
+    assert importers == ["cns_exchange.cli"]
+
+
+@pytest.mark.parametrize("library", ["lxml", "rich", "stdnum", "paramiko", "pypdf"])
+def test_cli_imports_heavy_libraries_lazily(library):
+    assert library not in _top_level_imports(MODULES["cns_exchange.cli"])
+
+
+def test_cli_top_level_imports_only_the_standard_library_click_and_cnsx():
+    other = {name for name in _top_level_imports(MODULES["cns_exchange.cli"])
+             if name not in sys.stdlib_module_names and name not in {"click", "cns_exchange"}}
+    assert not other, f"cli.py imports {', '.join(sorted(other))} at module level: import it inside the command"
+
+
+def _imported_modules(statement: str) -> list[str]:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    modules = []
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "imported package":
+                modules.append(name)
+    return modules
+
+
+def test_importing_the_cli_loads_no_lxml_or_rich():
+    modules = _imported_modules("import cns_exchange.cli")
+    assert "cns_exchange.cli" in modules and "click" in modules   # the list is really read
+    heavy = sorted(m for m in modules if m.split(".")[0] in {"lxml", "rich", "paramiko", "pypdf"})
+    assert heavy == [], f"importing cns_exchange.cli loads {', '.join(heavy)}: import them inside the commands"
+
+
+def test_importing_the_entry_point_loads_no_lxml_or_rich():
+    modules = _imported_modules("import cns_exchange.__main__")
+    assert "cns_exchange.cli" in modules
+    assert not [m for m in modules if m.split(".")[0] in {"lxml", "rich"}]
