@@ -44,8 +44,10 @@ def escape(text: str) -> str:
 
 
 def amount(cents: int) -> str:
-    """Return cents as a T_Montant string (e.g. 8889 -> '88.89')."""
-    return f"{cents // 100}.{cents % 100:02d}"
+    """Return cents as a T_Montant string (e.g. 8889 -> '88.89', -50 -> '-0.50')."""
+    sign = "-" if cents < 0 else ""
+    cents = abs(cents)
+    return f"{sign}{cents // 100}.{cents % 100:02d}"
 
 
 class _Out:
