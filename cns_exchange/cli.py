@@ -136,7 +136,7 @@ def _open_input(name: str):
     if name == "-":
         from cns_exchange.records import peekable
 
-        return peekable(click.get_binary_stream("stdin")), "<stdin>", Path.cwd()
+        return peekable(sys.stdin.buffer), "<stdin>", Path.cwd()
     path = Path(name)
     try:
         stream = open(path, "rb")
@@ -149,7 +149,7 @@ def _destination(output: str | None):
     from cns_exchange.build import Destination
 
     if output is None or output == "-":
-        return Destination(stream=click.get_binary_stream("stdout"))
+        return Destination(stream=sys.stdout.buffer)
     path = Path(output)
     if path.is_dir():
         return Destination(path=path)
@@ -281,7 +281,7 @@ def validate_cmd(ctx: Context, files, as_json, max_size):
     validator = ctx.validator(max_size)
     reports = []
     for name in files:
-        report = validator.validate(name, stream=click.get_binary_stream("stdin") if name == "-" else None)
+        report = validator.validate(name, stream=sys.stdin.buffer if name == "-" else None)
         reports.append(report)
         console.print_issues(report.issues)
         if not ctx.quiet:
@@ -289,7 +289,7 @@ def validate_cmd(ctx: Context, files, as_json, max_size):
                     else "unknown document")
             console.print_line(f"{report.name}: {'valid' if report.ok else 'INVALID'} ({what})", style="green" if report.ok else "red")
     if as_json:
-        out = click.get_text_stream("stdout")
+        out = sys.stdout
         json.dump([r.as_dict() for r in reports], out, ensure_ascii=False, indent=2)
         out.write("\n")
     return ExitCode.INVALID if any(not r.ok for r in reports) else ExitCode.OK
