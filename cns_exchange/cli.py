@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from cns_exchange import __version__
-from cns_exchange.errors import CnsxError, ExitCode, InputError, UsageError
+from cns_exchange.errors import CnsxError, ExitCode, InputError, TransportFatalError, UsageError
 
 
 class CnsxGroup(click.Group):
@@ -298,3 +298,165 @@ def validate_cmd(ctx: Context, files, as_json, max_size):
 def main() -> None:
     """Console-script entry point."""
     cli.main()
+
+
+# --- transport commands ----------------------------------------------------------------------
+
+def _prompt_secret(what: str) -> str:
+    """Ask for a secret on the terminal (never echoed); refused without a terminal."""
+    if not sys.stdin.isatty():
+        raise UsageError(f"{what}: a prompt needs a terminal", "under cron use env or keyring as the secret's source")
+    return click.prompt(what, hide_input=True, err=True)
+
+
+def _transport_context(ctx: Context):
+    """Return (settings, remote, connect) for the selected profile."""
+    from cns_exchange.transport import open_transport
+
+    settings = ctx.settings
+    remote = settings.remote_url()
+    return settings, remote, lambda: open_transport(settings, _prompt_secret)
+
+
+def _on_retry(ctx: Context):
+    from cns_exchange import console
+
+    def report(exc, attempt, delay):
+        if not ctx.quiet:
+            console.print_line(f"retry {attempt} in {delay:.0f} s: {exc.message}")
+    return report
+
+
+@cli.command("upload")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--name", metavar="NAME", help="Remote name of the document read from '-' (stdin).")
+@click.option("--force", is_flag=True, help="Resend content already sent, under a new sequence number.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line per file on stdout.")
+@pass_context
+def upload_cmd(ctx: Context, files, name, force, wait, as_json):
+    """Send documents (and the prescription PDFs a request names) to the CNS.
+
+    Each file is validated first; an invalid one is exit 3 and nothing is sent. Files go up
+    under a temporary name, are checked, then renamed; an existing remote file is never
+    replaced. Every upload is recorded in the database's ledger: content already sent is not
+    sent again.
+    """
+    from cns_exchange import console, database, sending
+    from cns_exchange.lock import run_lock
+
+    settings, remote, connect = _transport_context(ctx)
+    paths, names = [], {}
+    spool = None
+    if "-" in files:
+        if files != ("-",) or not name:
+            raise UsageError("'-' uploads one document read from stdin and needs --name", "e.g. --name 123456_FAC_20261126_000001.xml")
+        from cns_exchange.transport import unsafe_name_reason
+
+        if unsafe_name_reason(name):
+            raise UsageError(f"--name {name}: {unsafe_name_reason(name)}", "give a plain file name")
+        outbox = settings.local_dir("outbox")
+        spool = outbox / name
+        if spool.exists():
+            raise UsageError(f"{spool} exists already", "upload that file, or give another --name")
+        from cns_exchange.fsutil import write_atomic
+
+        write_atomic(spool, sys.stdin.buffer.read())
+        paths = [spool]
+    else:
+        for f in files:
+            path = Path(f)
+            if not path.is_file():
+                raise InputError(f"{f}: no such file", "check the path")
+            paths.append(path)
+    validator = ctx.validator()
+    db_path = settings.database_path()
+    with run_lock(db_path, wait):
+        conn = database.connect(db_path)
+        try:
+            if force:
+                outbox = settings.local_dir("outbox")
+                renamed = []
+                for path in paths:
+                    sha, _ = sending.sha256_of(path)
+                    conn_row = conn.execute("SELECT 1 FROM uploads WHERE sha256 = ? AND remote = ? AND result = 'sent'",
+                                            (sha, str(remote))).fetchone()
+                    renamed.append(sending.renumbered_copy(path, conn, str(remote), outbox)[0] if conn_row else path)
+                paths = renamed
+            planned = sending.plan(paths, validator, names)
+            uploader = sending.Uploader(conn, settings.profile or "default", str(remote), str(settings.upload_dir),
+                                        connect, int(settings.retries), float(settings.backoff), _on_retry(ctx))
+            try:
+                for item in planned:
+                    outcome = uploader.send(item)
+                    if as_json:
+                        sys.stdout.write(json.dumps(outcome.as_dict()) + "\n")
+                        sys.stdout.flush()
+                    if outcome.status == "already-sent":
+                        console.print_line(f"{item.path.name}: already sent as {outcome.name}, not sent again (--force resends)")
+                    elif not ctx.quiet:
+                        console.print_line(f"{item.path.name} → {remote}/{settings.upload_dir}/{outcome.name}"
+                                           + (" (found complete on the server)" if outcome.status == "recovered" else ""))
+            finally:
+                uploader.close()
+        finally:
+            conn.close()
+
+
+@cli.command("fetch")
+@click.option("--dry-run", is_flag=True, help="List what would be fetched; transfer nothing.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
+@pass_context
+def fetch_cmd(ctx: Context, dry_run, wait):
+    """Fetch the CNS's new return files into the inbox (for cron).
+
+    Prints one NDJSON line per fetched file on stdout (name, path, size, sha256), so that
+    `cnsx fetch | cnsx import -` chains. Silent otherwise, unless something needs a human.
+    """
+    from cns_exchange import console, database
+    from cns_exchange.fetching import Fetcher
+    from cns_exchange.lock import run_lock
+
+    settings, remote, connect = _transport_context(ctx)
+    db_path = settings.database_path()
+    with run_lock(db_path, wait):
+        conn = database.connect(db_path)
+        fetcher = Fetcher(conn, settings.profile or "default", str(remote), str(settings.download_dir),
+                          settings.local_dir("inbox"), str(settings.after_fetch), settings.remote_archive_dir,
+                          connect, int(settings.retries), float(settings.backoff), _on_retry(ctx))
+
+        def emit(item):
+            sys.stdout.write(json.dumps(item.as_dict()) + "\n")
+            sys.stdout.flush()
+
+        try:
+            report = fetcher.run(dry_run=dry_run, emit=emit)
+        finally:
+            fetcher.close()
+            conn.close()
+    for name, why in report.skipped:
+        console.print_line(f"not fetched: {name}: {why}", style="yellow")
+    for warning in report.warnings:
+        console.print_line(f"warning: {warning}", style="yellow")
+
+
+@cli.command("hostkey")
+@click.argument("address", metavar="HOST[:PORT]")
+def hostkey_cmd(address):
+    """Print the host-key fingerprints a server offers, to check with the CNS and pin.
+
+    Connects without authenticating; prints `host_key = "SHA256:..."` lines for the config.
+    """
+    from cns_exchange.transport.sftp import fingerprint, server_keys
+
+    host, _, port = address.rpartition(":") if address.count(":") == 1 else (address, "", "22")
+    if not host:
+        host, port = address, "22"
+    if not port.isdigit():
+        raise UsageError(f"{address}: the port is not a number", "e.g. sftp.example.lu:22")
+    keys = server_keys(host, int(port))
+    if not keys:
+        raise TransportFatalError(f"{address}: the server offered no host key", "check the address")
+    for key in keys:
+        sys.stdout.write(f"{key.get_name()} {fingerprint(key)}\n")
+    sys.stdout.write(f'# pin one in the profile: host_key = "{fingerprint(keys[0])}"\n')

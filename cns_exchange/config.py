@@ -1,21 +1,51 @@
 """Configuration: a TOML file with profiles, located by flag, environment or platformdirs.
 
-Precedence is flag > environment > file > default. Only the settings the offline commands
-need are read here; the transport adds its own keys to the same profiles.
+Precedence is flag > environment > file > default. Every setting may sit at the top of the
+file (shared by all profiles) or in a ``[profiles.NAME]`` table; the environment variable
+``CNSX_<SETTING>`` (e.g. ``CNSX_REMOTE``) overrides both. Secrets are never read from the file:
+a profile names where a secret comes from (``env``, ``keyring`` or ``prompt``).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from cns_exchange.errors import ConfigError
 
 DEFAULT_MAX_XML_BYTES = 512 * 1024 * 1024
-KNOWN_KEYS = {"provider", "max_xml_bytes", "default_profile", "profiles"}
-PROFILE_KEYS = {"provider", "max_xml_bytes"}
+SECRET_SOURCES = ("env", "keyring", "prompt")
+AFTER_FETCH = ("keep", "delete", "archive")
+
+#: Settings, their kind and default. Paths are expanded (~) and made absolute.
+SETTINGS: dict[str, tuple[str, object]] = {
+    "provider": ("str", None),
+    "max_xml_bytes": ("int", DEFAULT_MAX_XML_BYTES),
+    "remote": ("str", None),                 # sftp://user@host:port  or  file:///path
+    "upload_dir": ("str", "upload"),         # remote folder the practice deposits into
+    "download_dir": ("str", "download"),     # remote folder the CNS leaves return files in
+    "known_hosts": ("path", None),           # OpenSSH known_hosts file (default ~/.ssh/known_hosts)
+    "host_key": ("str", None),               # pinned fingerprint, e.g. SHA256:...
+    "key_file": ("path", None),              # private key for public-key authentication
+    "key_passphrase": ("secret", None),      # env (CNSX_KEY_PASSPHRASE) | keyring | prompt
+    "use_agent": ("bool", False),            # try the ssh-agent's keys
+    "password": ("secret", None),            # env (CNSX_PASSWORD) | keyring | prompt
+    "outbox": ("path", None),
+    "inbox": ("path", None),
+    "archive": ("path", None),
+    "errors": ("path", None),
+    "database": ("path", None),
+    "after_fetch": ("str", "keep"),          # keep | delete | archive (on the server)
+    "remote_archive_dir": ("str", None),
+    "timeout": ("int", 30),                  # seconds, connection and each request
+    "retries": ("int", 4),                   # attempts after a retryable failure
+    "backoff": ("int", 2),                   # seconds before the first retry, doubled each time
+}
+TOP_ONLY = {"default_profile", "profiles"}
 
 
 def config_dir() -> Path:
@@ -28,15 +58,67 @@ def config_dir() -> Path:
     return Path(user_config_dir("cnsx", appauthor=False))
 
 
+def data_dir() -> Path:
+    """Return the folder for local state by default: $CNSX_DATA_DIR, else the platform's."""
+    env = os.environ.get("CNSX_DATA_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("cnsx", appauthor=False))
+
+
+@dataclass
+class Remote:
+    """Where the CNS drop box is: ``scheme`` 'sftp' or 'file'."""
+
+    scheme: str
+    host: str = ""
+    port: int = 22
+    user: str = ""
+    path: str = ""
+
+    def __str__(self) -> str:
+        if self.scheme == "file":
+            return f"file://{self.path}"
+        return f"sftp://{self.user}@{self.host}:{self.port}"
+
+
+def parse_remote(url: str, where: str = "remote") -> Remote:
+    """Parse ``sftp://user@host[:port]`` or ``file:///path``; ConfigError otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(f"{where}: '{url}' is not a file:///absolute/path URL", "e.g. file:///srv/cns-dropbox")
+        return Remote("file", path=unquote(parts.path))
+    if parts.scheme == "sftp":
+        if parts.password is not None:
+            raise ConfigError(f"{where}: the URL holds a password", "remove it: passwords come from CNSX_PASSWORD, the keyring or a prompt")
+        if not parts.hostname or not parts.username:
+            raise ConfigError(f"{where}: '{url}' needs a user and a host: sftp://user@host:port", "fix the remote URL")
+        try:
+            port = parts.port or 22
+        except ValueError:
+            raise ConfigError(f"{where}: '{url}' has an invalid port", "fix the remote URL") from None
+        return Remote("sftp", host=parts.hostname, port=port, user=unquote(parts.username))
+    raise ConfigError(f"{where}: '{url}' is neither sftp:// nor file://", "e.g. sftp://user@host:22 or file:///srv/dropbox")
+
+
 @dataclass
 class Settings:
     """Resolved settings for one run."""
 
-    provider: str | None = None
-    max_xml_bytes: int = DEFAULT_MAX_XML_BYTES
+    values: dict[str, object] = field(default_factory=lambda: {k: d for k, (_, d) in SETTINGS.items()})
     profile: str | None = None
     path: Path | None = None
     folder: Path = field(default_factory=config_dir)
+    shared_file: bool = False  # the config file can be read by others
+
+    def __getattr__(self, name: str):
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
 
     @property
     def nomenclature_dirs(self) -> list[Path]:
@@ -46,35 +128,60 @@ class Settings:
     def schema_dirs(self) -> list[Path]:
         return [self.folder / "schemas"]
 
+    def remote_url(self) -> Remote:
+        """Return the profile's remote; ConfigError if there is none."""
+        if not self.values["remote"]:
+            raise ConfigError("no remote is configured", "set remote = \"sftp://user@host:22\" in the profile (cnsx config init)")
+        return parse_remote(str(self.values["remote"]), self._where("remote"))
+
+    def local_dir(self, name: str) -> Path:
+        """Return a local folder setting (outbox, inbox, archive, errors), created 0700."""
+        value = self.values[name]
+        folder = Path(value) if value else data_dir() / name
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return folder
+
+    def database_path(self) -> Path:
+        value = self.values["database"]
+        path = Path(value) if value else data_dir() / "practice.sqlite"
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path
+
+    def _where(self, key: str) -> str:
+        return f"{self.path}: {key}" if self.path else key
+
 
 def load_settings(path: str | None = None, profile: str | None = None) -> Settings:
     """Read the config file (if any) and return the settings of the selected profile.
 
     ``path`` and ``profile`` are the command-line values (None when not given). Raises
-    ConfigError for an unreadable file, bad TOML, an unknown profile or a bad value.
+    ConfigError for an unreadable file, bad TOML, an unknown profile or setting, a bad
+    value, or a secret written in the file.
     """
     folder = config_dir()
     explicit = path or os.environ.get("CNSX_CONFIG")
     file = Path(explicit) if explicit else folder / "config.toml"
-    if explicit:
-        folder = file.parent if not os.environ.get("CNSX_CONFIG_DIR") else folder
+    if explicit and not os.environ.get("CNSX_CONFIG_DIR"):
+        folder = file.parent
     settings = Settings(folder=folder)
     profile = profile or os.environ.get("CNSX_PROFILE")
-    if not file.exists():
-        if explicit:
-            raise ConfigError(f"config file {file} does not exist", "check --config / CNSX_CONFIG")
-        if profile:
-            raise ConfigError(f"profile '{profile}' asked for, but there is no config file at {file}", "create one or drop --profile")
-        return settings
-    try:
-        raw = tomllib.loads(file.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read ({exc})", "check the file's permissions") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML ({exc})", "fix the syntax") from None
-    settings.path = file
-    _check_keys(raw, KNOWN_KEYS, file, "")
-    _apply(settings, raw, file, "")
+    raw: dict = {}
+    if file.exists():
+        try:
+            text = file.read_text("utf-8")
+            settings.shared_file = bool(file.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot read ({exc})", "check the file's permissions") from None
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML ({exc})", "fix the syntax") from None
+        settings.path = file
+    elif explicit:
+        raise ConfigError(f"config file {file} does not exist", "check --config / CNSX_CONFIG")
+    elif profile:
+        raise ConfigError(f"profile '{profile}' asked for, but there is no config file at {file}", "create one (cnsx config init) or drop --profile")
+    _apply(settings, {k: v for k, v in raw.items() if k not in TOP_ONLY}, file, "")
     profiles = raw.get("profiles", {})
     if not isinstance(profiles, dict):
         raise ConfigError(f"{file}: 'profiles' must be a table", "write [profiles.NAME] sections")
@@ -85,24 +192,62 @@ def load_settings(path: str | None = None, profile: str | None = None) -> Settin
             raise ConfigError(f"{file}: no profile '{profile}' (profiles: {known})", "check --profile / CNSX_PROFILE")
         if not isinstance(profiles[profile], dict):
             raise ConfigError(f"{file}: profiles.{profile} must be a table", f"write it as [profiles.{profile}]")
-        _check_keys(profiles[profile], PROFILE_KEYS, file, f"profiles.{profile}.")
         _apply(settings, profiles[profile], file, f"profiles.{profile}.")
         settings.profile = profile
+    env = {key: os.environ[f"CNSX_{key.upper()}"] for key in SETTINGS if f"CNSX_{key.upper()}" in os.environ
+           and key not in ("password", "key_passphrase")}
+    _apply(settings, env, Path("environment"), "CNSX_", from_env=True)
+    _check_exposure(settings, file)
     return settings
 
 
-def _check_keys(raw: dict, known: set[str], file: Path, prefix: str) -> None:
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{file}: unknown setting {', '.join(prefix + k for k in unknown)}",
-                          f"check the spelling; known: {', '.join(sorted(known))} (docs/cli.md)")
+def _apply(settings: Settings, raw: dict, file: Path, prefix: str, from_env: bool = False) -> None:
+    for key, value in raw.items():
+        name = f"{prefix}{key.upper() if from_env else key}"
+        if key not in SETTINGS:
+            raise ConfigError(f"{file}: unknown setting {name}",
+                              f"check the spelling; settings: {', '.join(sorted(SETTINGS))} (docs/cli.md)")
+        kind, _ = SETTINGS[key]
+        settings.values[key] = _convert(kind, key, value, f"{file}: {name}", from_env)
 
 
-def _apply(settings: Settings, raw: dict, file: Path, prefix: str) -> None:
-    if "provider" in raw:
-        settings.provider = str(raw["provider"])
-    if "max_xml_bytes" in raw:
-        value = raw["max_xml_bytes"]
-        if not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{file}: {prefix}max_xml_bytes must be a positive integer", "fix the value")
-        settings.max_xml_bytes = value
+def _convert(kind: str, key: str, value: object, where: str, from_env: bool) -> object:
+    if kind == "int":
+        try:
+            number = int(value) if from_env else value
+        except ValueError:
+            number = None
+        if not isinstance(number, int) or isinstance(number, bool) or number < (0 if key in ("retries", "backoff") else 1):
+            raise ConfigError(f"{where} must be a {'non-negative' if key in ('retries', 'backoff') else 'positive'} integer", "fix the value")
+        return number
+    if kind == "bool":
+        if from_env:
+            return str(value).lower() in ("1", "true", "yes")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false", "fix the value")
+        return value
+    if key == "provider" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where} must be a non-empty string", "fix the value")
+    if kind == "path":
+        return Path(value).expanduser().absolute()
+    if kind == "secret":
+        if value not in SECRET_SOURCES:
+            raise ConfigError(f"{where}: secrets are never written in the config file",
+                              f"write where it comes from instead: {', '.join(SECRET_SOURCES)}")
+        return value
+    if key == "after_fetch" and value not in AFTER_FETCH:
+        raise ConfigError(f"{where} must be one of {', '.join(AFTER_FETCH)}", "fix the value")
+    if key == "remote":
+        parse_remote(value, where)
+    return value
+
+
+def _check_exposure(settings: Settings, file: Path) -> None:
+    """Refuse a config others can read that names a key with no passphrase source."""
+    if settings.shared_file and settings.values["key_file"] and not settings.values["key_passphrase"]:
+        raise ConfigError(
+            f"{file} can be read by other users and names the key file {settings.values['key_file']} with no passphrase source",
+            f"chmod 600 {file}, or protect the key with a passphrase and set key_passphrase = \"env\" (or keyring, prompt)",
+        )

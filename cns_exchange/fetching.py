@@ -1,0 +1,211 @@
+"""fetch: the CNS's return files from the drop box into the inbox, exactly once.
+
+Each new file is downloaded under a temporary name in the inbox, fsynced, checked against
+the size the server listed, moved into place without replacing anything, and recorded in
+the ledger; only then, if the profile says so, is it deleted or archived on the server. A
+file recorded once (same name, size and time) is never fetched again; a known name with new
+content is kept beside the old file and reported. A run killed at any moment is completed by
+the next one.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from cns_exchange.errors import TransportRetryableError
+from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry, Transport, unsafe_name_reason, with_retries
+
+
+class LocalDiskError(TransportRetryableError):
+    """The inbox cannot take the file (disk full, permissions): nothing recorded, nothing deleted."""
+
+
+@dataclass
+class Fetched:
+    """One file fetched (or, in a dry run, to be fetched)."""
+
+    name: str
+    path: str
+    size: int
+    sha256: str
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        d = {"name": self.name, "path": self.path, "size": self.size, "sha256": self.sha256}
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+@dataclass
+class FetchReport:
+    fetched: list[Fetched] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # (name, why)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _HashingFile:
+    """Writes to a file while hashing and counting."""
+
+    def __init__(self, f) -> None:
+        self.f, self.digest, self.size = f, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+
+class Fetcher:
+    """Fetches new files of the download folder into the inbox and keeps the ledger."""
+
+    def __init__(self, conn: sqlite3.Connection, profile: str, remote: str, folder: str, inbox: Path,
+                 after_fetch: str, archive_folder: str | None, connect: Callable[[], Transport],
+                 retries: int, backoff: float, on_retry=None) -> None:
+        self.conn, self.profile, self.remote, self.folder, self.inbox = conn, profile, remote, folder, inbox
+        self.after_fetch, self.archive_folder = after_fetch, archive_folder
+        self._connect, self.retries, self.backoff, self.on_retry = connect, retries, backoff, on_retry
+        self.transport: Transport | None = None
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def _with_transport(self, action):
+        def attempt():
+            if self.transport is None:
+                self.transport = self._connect()
+            try:
+                return action(self.transport)
+            except BaseException:
+                self.close()
+                raise
+
+        return with_retries(attempt, self.retries, self.backoff, self.on_retry)
+
+    def run(self, dry_run: bool = False, emit: Callable[[Fetched], None] | None = None) -> FetchReport:
+        """Fetch every new file; call ``emit`` for each as soon as it is recorded."""
+        report = FetchReport()
+        self._finish_remote_actions(report)
+        entries: list[RemoteEntry] = self._with_transport(lambda t: t.list(self.folder))
+        for entry in entries:
+            if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
+                continue
+            why = unsafe_name_reason(entry.name)
+            if why:
+                report.skipped.append((entry.name.encode("unicode_escape").decode(), f"unsafe name: {why}"))
+                continue
+            if not entry.is_file:
+                report.skipped.append((entry.name, "not a regular file (a link or a folder): not followed"))
+                continue
+            known = self.conn.execute("SELECT id, remote_state FROM fetched WHERE remote = ? AND remote_name = ? "
+                                      "AND size = ? AND mtime = ?", (self.remote, entry.name, entry.size, entry.mtime)).fetchone()
+            if known is not None:
+                continue
+            if dry_run:
+                item = Fetched(entry.name, "", entry.size, "", "would be fetched")
+            else:
+                item = self._fetch_one(entry, report)
+            report.fetched.append(item)
+            if emit:
+                emit(item)
+        if not dry_run:
+            self._finish_remote_actions(report)
+        return report
+
+    def _fetch_one(self, entry: RemoteEntry, report: FetchReport) -> Fetched:
+        temp = self.inbox / f"{TEMP_PREFIX}{entry.name}.{os.getpid()}{TEMP_SUFFIX}"
+
+        def download(transport: Transport):
+            try:
+                fd = os.open(temp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    sink = _HashingFile(f)
+                    transport.get(self.folder, entry.name, sink)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                temp.unlink(missing_ok=True)
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EIO):
+                    raise LocalDiskError(f"inbox {self.inbox}: {exc.strerror} while fetching {entry.name}",
+                                         "free space in (or fix) the inbox; nothing was recorded or deleted on the server") from None
+                raise
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            if sink.size != entry.size:
+                temp.unlink(missing_ok=True)
+                raise TransportRetryableError(f"{entry.name}: received {sink.size} bytes, the server listed {entry.size}",
+                                              "the file may still be being written: the next run fetches it")
+            return sink.digest.hexdigest()
+
+        sha = self._with_transport(download)
+        try:
+            path, note = self._place(temp, entry.name, sha)
+        finally:
+            temp.unlink(missing_ok=True)
+        earlier = self.conn.execute("SELECT id, sha256 FROM fetched WHERE remote = ? AND remote_name = ? ORDER BY id",
+                                    (self.remote, entry.name)).fetchall()
+        duplicate_of = next((r["id"] for r in earlier if r["sha256"] == sha), None)
+        if earlier and duplicate_of is None:
+            note = note or "new content under a known name"
+            report.warnings.append(f"{entry.name}: the server offers new content under a name fetched before; "
+                                   f"kept beside the old file as {path.name}")
+        state = {"keep": "kept", "delete": "delete", "archive": "archive"}[self.after_fetch]
+        self.conn.execute(
+            "INSERT INTO fetched (remote_name, size, mtime, sha256, local_path, profile, remote, fetched_at, remote_state, duplicate_of) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.name, entry.size, entry.mtime, sha, str(path), self.profile, self.remote, _now(), state, duplicate_of))
+        return Fetched(entry.name, str(path), entry.size, sha, note)
+
+    def _place(self, temp: Path, name: str, sha: str) -> tuple[Path, str]:
+        """Move the downloaded temp file to its name in the inbox, never over another file."""
+        from cns_exchange.fsutil import fsync_dir
+        from cns_exchange.sending import sha256_of
+
+        target = self.inbox / name
+        if target.exists():
+            if sha256_of(target)[0] == sha:
+                return target, ""  # the same file (a run killed before recording it)
+            stem, dot, ext = name.rpartition(".")
+            target = self.inbox / (f"{stem}~{sha[:12]}.{ext}" if dot else f"{name}~{sha[:12]}")
+            if target.exists():
+                return target, "same content as an earlier copy"
+        try:
+            os.link(temp, target)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise LocalDiskError(f"inbox {self.inbox}: {exc.strerror}", "check the inbox folder") from None
+        fsync_dir(self.inbox)
+        return target, "" if target.name == name else "kept beside an older file of that name"
+
+    def _finish_remote_actions(self, report: FetchReport) -> None:
+        """Delete or archive on the server what is recorded locally and still waits for it."""
+        rows = self.conn.execute("SELECT id, remote_name, remote_state, size, mtime FROM fetched WHERE remote = ? "
+                                 "AND remote_state IN ('delete', 'archive')", (self.remote,)).fetchall()
+        for row in rows:
+            def act(transport: Transport, row=row):
+                current = transport.stat(self.folder, row["remote_name"])
+                if current is None or (current.size, current.mtime) != (row["size"], row["mtime"]):
+                    return  # gone, or replaced by a newer file of that name: not ours to remove
+                if row["remote_state"] == "delete":
+                    transport.remove(self.folder, row["remote_name"])
+                else:
+                    transport.move(self.folder, row["remote_name"], self.archive_folder or f"{self.folder}/archive")
+
+            self._with_transport(act)
+            done = "deleted" if row["remote_state"] == "delete" else "archived"
+            self.conn.execute("UPDATE fetched SET remote_state = ? WHERE id = ?", (done, row["id"]))

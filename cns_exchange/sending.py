@@ -1,0 +1,219 @@
+"""upload: validated documents (and their prescription PDFs) to the CNS, exactly once.
+
+Every file is validated before anything is sent; a request file's PDFs go up before the
+request that names them. Each upload is recorded in the ledger: a 'pending' row before the
+transfer, 'sent' after the file is published under its final name. Content already sent is
+not sent again (``--force`` resends a document under a new sequence number). A run killed at
+any moment leaves at most a temporary file on the server, removed by the next run, and a
+'pending' row that the next run completes by checking what the server holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from cns_exchange.errors import InputError, TransportFatalError
+from cns_exchange.issues import Issue
+from cns_exchange.naming import make_name, parse_name
+from cns_exchange.transport import Transport, with_retries
+
+
+@dataclass
+class Planned:
+    """A file to send: local path, final remote name, kind, hash and size."""
+
+    path: Path
+    name: str
+    kind: str
+    sha256: str
+    size: int
+
+
+@dataclass
+class Outcome:
+    """What happened to one file: 'sent', 'already-sent' or 'recovered'."""
+
+    name: str
+    status: str
+    sha256: str
+    size: int
+    local_path: str
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "status": self.status, "sha256": self.sha256, "size": self.size,
+                "path": self.local_path}
+
+
+def sha256_of(path: Path) -> tuple[str, int]:
+    """Return (hex SHA-256, size) of a file."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def plan(paths: list[Path], validator, names: dict[Path, str] | None = None) -> list[Planned]:
+    """Validate every document and list what to send, PDFs before the request naming them.
+
+    Raises InputError (exit 3) with every issue if any document is invalid or a PDF it
+    names is missing beside it or differs from its SHA-256: then nothing is sent.
+    """
+    from cns_exchange.xmlread import read_document
+
+    issues: list[Issue] = []
+    planned: list[Planned] = []
+    for path in paths:
+        report = validator.validate(str(path))
+        issues.extend(i for i in report.issues if i.is_error)
+        if not report.ok:
+            continue
+        name = (names or {}).get(path, path.name)
+        if report.kind == "request":
+            with open(path, "rb") as f:
+                for item in read_document(f, "request", "DemandesTitrePriseEnCharge"):
+                    if item.what != "item" or item.record is None:
+                        continue
+                    pdf = path.parent / item.record.pdf_name
+                    if not pdf.is_file():
+                        issues.append(Issue("IN008", f"prescription {item.record.pdf_name} is not beside the request file",
+                                            file=str(path), line=item.line, xpath=item.xpath + "/Ordonnance/NomFichier"))
+                        continue
+                    sha, size = sha256_of(pdf)
+                    if sha != item.record.pdf_sha256:
+                        issues.append(Issue("IN008", f"{item.record.pdf_name} differs from the SHA-256 the request names",
+                                            file=str(path), line=item.line, xpath=item.xpath + "/Ordonnance/Sha256",
+                                            hint="rebuild the request from the current PDF"))
+                        continue
+                    planned.append(Planned(pdf, pdf.name, "attachment", sha, size))
+        sha, size = sha256_of(path)
+        planned.append(Planned(path, name, report.kind, sha, size))
+    if issues:
+        raise InputError(f"{len(issues)} problem{'s' if len(issues) > 1 else ''} in the files to upload; nothing was sent",
+                         "fix them (cnsx validate shows the same) and run again", issues)
+    return planned
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Uploader:
+    """Sends planned files over a transport and keeps the ledger."""
+
+    def __init__(self, conn: sqlite3.Connection, profile: str, remote: str, folder: str,
+                 connect: Callable[[], Transport], retries: int, backoff: float,
+                 on_retry: Callable[[Exception, int, float], None] | None = None) -> None:
+        self.conn, self.profile, self.remote, self.folder = conn, profile, remote, folder
+        self._connect, self.retries, self.backoff, self.on_retry = connect, retries, backoff, on_retry
+        self.transport: Transport | None = None
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def _with_transport(self, action: Callable[[Transport], object]):
+        def attempt():
+            if self.transport is None:
+                self.transport = self._connect()
+                self.transport.remove_stale_temps(self.folder)
+            try:
+                return action(self.transport)
+            except BaseException:
+                self.close()  # a broken session is not reused: the retry reconnects
+                raise
+
+        return with_retries(attempt, self.retries, self.backoff, self.on_retry)
+
+    def sent_row(self, sha256: str):
+        return self.conn.execute(
+            "SELECT name, finished_at FROM uploads WHERE sha256 = ? AND remote = ? AND result = 'sent' ORDER BY id LIMIT 1",
+            (sha256, self.remote)).fetchone()
+
+    def send(self, item: Planned, force: bool = False) -> Outcome:
+        """Send one planned file (or find it already sent); record it. Returns the outcome."""
+        done = self.sent_row(item.sha256)
+        if done is not None and not force:
+            return Outcome(done["name"], "already-sent", item.sha256, item.size, str(item.path))
+        row = self.conn.execute("SELECT id, sha256, result FROM uploads WHERE remote = ? AND name = ?",
+                                (self.remote, item.name)).fetchone()
+        if row is not None and row["sha256"] != item.sha256:
+            raise InputError(f"{item.name}: another file was already sent under this name",
+                             "rebuild the document (it takes the next sequence number), or use --force to resend it renumbered")
+        if row is None:
+            self.conn.execute(
+                "INSERT INTO uploads (name, sha256, size, kind, profile, remote, local_path, started_at, result) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                (item.name, item.sha256, item.size, item.kind, self.profile, self.remote, str(item.path), _now()))
+        status = self._with_transport(lambda t: self._put(t, item))
+        self.conn.execute("UPDATE uploads SET result = 'sent', finished_at = ?, message = NULL WHERE remote = ? AND name = ?",
+                          (_now(), self.remote, item.name))
+        return Outcome(item.name, status, item.sha256, item.size, str(item.path))
+
+    def _put(self, transport: Transport, item: Planned) -> str:
+        with open(item.path, "rb") as source:
+            try:
+                transport.put(source, item.size, self.folder, item.name)
+                return "sent"
+            except FileExistsError:
+                pass
+        # The name is taken on the server: ours from a run killed after publishing, or not.
+        digest = hashlib.sha256()
+
+        class _Sink:
+            def write(self, data: bytes) -> None:
+                digest.update(data)
+
+        transport.get(self.folder, item.name, _Sink())
+        if digest.hexdigest() == item.sha256:
+            return "recovered"
+        raise TransportFatalError(f"{item.name}: the server already holds a different file of that name",
+                                  "cnsx never overwrites a file on the server: rebuild the document with a new sequence number")
+
+
+_SEQUENCE = re.compile(rb"(<NumeroSequence>)\s*\d+\s*(</NumeroSequence>)")
+
+
+def renumbered_copy(path: Path, conn: sqlite3.Connection, remote: str, outbox: Path) -> tuple[Path, str]:
+    """Write a copy of a document under the next free sequence number (for --force).
+
+    Returns (new path, new name). The sequence is one more than the highest sent or local
+    one for the same sender, kind and day.
+    """
+    from cns_exchange.fsutil import publish, temp_file
+
+    parsed = parse_name(path.name)
+    if parsed is None:
+        raise InputError(f"{path.name}: --force renumbers documents named by the convention only",
+                         "rename it SENDER_KIND_YYYYMMDD_SEQUENCE.xml")
+    prefix = path.name.rsplit("_", 1)[0] + "_"
+    used = {parsed.sequence}
+    for (name,) in conn.execute("SELECT name FROM uploads WHERE remote = ? AND name LIKE ?", (remote, prefix + "%")):
+        other = parse_name(name)
+        if other is not None:
+            used.add(other.sequence)
+    for other_path in outbox.glob(prefix + "*.xml"):
+        other = parse_name(other_path.name)
+        if other is not None:
+            used.add(other.sequence)
+    sequence = max(used) + 1
+    name = make_name(parsed.sender, parsed.kind, parsed.day, sequence)
+    data = path.read_bytes()
+    head, count = _SEQUENCE.subn(rb"\g<1>%d\g<2>" % sequence, data[:4096], count=1)
+    if count != 1:
+        raise InputError(f"{path}: no NumeroSequence in the header", "rebuild the document with cnsx")
+    target = outbox / name
+    with temp_file(outbox) as (stream, temp):
+        stream.write(head + data[4096:])
+        stream.close()
+        publish(temp, target, overwrite=False)
+    return target, name
