@@ -1,0 +1,257 @@
+"""upload and fetch against a file:// drop box: exactly once, never clobbering, ledger kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+
+import pytest
+
+from conftest import EXAMPLES
+
+REQUEST = EXAMPLES / "123456_DTP_20261120_000001.xml"
+BILLING = EXAMPLES / "123456_FAC_20261120_000001.xml"
+RETURNS = sorted(EXAMPLES.glob("CNS_*.xml"))
+
+
+@pytest.fixture
+def dropbox(tmp_path, isolated_config, monkeypatch):
+    """A file:// drop box and a profile pointing at it; returns (root, data folder)."""
+    root = tmp_path / "dropbox"
+    (root / "upload").mkdir(parents=True)
+    (root / "download").mkdir()
+    data = tmp_path / "data"
+    monkeypatch.setenv("CNSX_DATA_DIR", str(data))
+    config = isolated_config / "config.toml"
+    config.write_text(f'provider = "123456"\nremote = "file://{root}"\n')
+    config.chmod(0o600)
+    return root, data
+
+
+def _ledger(data, table):
+    conn = sqlite3.connect(data / "practice.sqlite")
+    try:
+        return conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_upload_sends_pdfs_first_then_once(run, dropbox, tmp_path):
+    root, data = dropbox
+    work = tmp_path / "work"
+    work.mkdir()
+    for f in [REQUEST, BILLING, *EXAMPLES.glob("123456_ORD_*.pdf")]:
+        shutil.copy(f, work)
+    r = run("upload", "--json", str(work / REQUEST.name), str(work / BILLING.name))
+    assert r.exit_code == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["name"] for x in lines] == ["123456_ORD_REQ-0001.pdf", "123456_ORD_REQ-0002.pdf", "123456_ORD_REQ-0003.pdf",
+                                          REQUEST.name, BILLING.name]
+    assert {x["status"] for x in lines} == {"sent"}
+    remote = sorted(p.name for p in (root / "upload").iterdir())
+    assert remote == sorted(x["name"] for x in lines)  # no temporary file left
+    assert (root / "upload" / BILLING.name).read_bytes() == BILLING.read_bytes()
+    assert all((root / "upload" / n).stat().st_mode & 0o777 == 0o600 for n in remote)
+    assert [row[-2] for row in _ledger(data, "uploads")] == ["sent"] * 5
+    assert (data / "practice.sqlite").stat().st_mode & 0o777 == 0o600
+    # second run: nothing sent, and it says so
+    again = run("upload", "--json", str(work / BILLING.name))
+    assert again.exit_code == 0
+    assert json.loads(again.stdout)["status"] == "already-sent"
+    assert "already sent" in again.stderr
+    assert len(_ledger(data, "uploads")) == 5
+
+
+def test_force_resends_under_next_sequence(run, dropbox):
+    root, data = dropbox
+    assert run("upload", str(BILLING)).exit_code == 0
+    r = run("upload", "--force", "--json", str(BILLING))
+    assert r.exit_code == 0, r.stderr
+    sent = json.loads(r.stdout)
+    assert sent["name"] == "123456_FAC_20261120_000002.xml" and sent["status"] == "sent"
+    copy = (root / "upload" / sent["name"]).read_text("utf-8")
+    assert "<NumeroSequence>2</NumeroSequence>" in copy
+    assert run("validate", str(root / "upload" / sent["name"])).exit_code == 0
+
+
+def test_invalid_document_sends_nothing(run, dropbox, tmp_path):
+    root, data = dropbox
+    bad = tmp_path / BILLING.name
+    bad.write_text(BILLING.read_text("utf-8").replace("<NombreSeances>8<", "<NombreSeances>9<"), "utf-8")
+    r = run("upload", str(REQUEST), str(bad))
+    assert r.exit_code == 3
+    assert "DOC01" in r.stderr and "nothing was sent" in r.stderr
+    assert list((root / "upload").iterdir()) == []
+
+
+def test_request_with_missing_pdf_sends_nothing(run, dropbox, tmp_path):
+    root, _ = dropbox
+    lonely = tmp_path / REQUEST.name
+    shutil.copy(REQUEST, lonely)
+    r = run("upload", str(lonely))
+    assert r.exit_code == 3 and "123456_ORD_REQ-0001.pdf is not beside" in r.stderr
+    assert list((root / "upload").iterdir()) == []
+
+
+def test_never_overwrites_a_different_remote_file(run, dropbox):
+    root, data = dropbox
+    (root / "upload" / BILLING.name).write_text("someone else's file")
+    r = run("upload", str(BILLING))
+    assert r.exit_code == 6
+    assert "different file of that name" in r.stderr
+    assert (root / "upload" / BILLING.name).read_text() == "someone else's file"
+
+
+def test_recovers_a_publish_not_recorded(run, dropbox):
+    """A run killed between the rename and the ledger update: the next run finds the file."""
+    root, data = dropbox
+    shutil.copy(BILLING, root / "upload" / BILLING.name)
+    r = run("upload", "--json", str(BILLING))
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["status"] == "recovered"
+    assert sorted(p.name for p in (root / "upload").iterdir()) == [BILLING.name]
+
+
+def test_stale_temporary_files_are_removed(run, dropbox):
+    root, _ = dropbox
+    stale = root / "upload" / f".cnsx-{BILLING.name}.dead.part"
+    stale.write_text("half")
+    assert run("upload", str(BILLING)).exit_code == 0
+    assert not stale.exists()
+
+
+def test_upload_from_stdin_needs_a_name(run, dropbox):
+    root, data = dropbox
+    r = run("upload", "-", input=BILLING.read_bytes())
+    assert r.exit_code == 2 and "--name" in r.stderr
+    r = run("upload", "-", "--name", BILLING.name, input=BILLING.read_bytes())
+    assert r.exit_code == 0, r.stderr
+    assert (root / "upload" / BILLING.name).read_bytes() == BILLING.read_bytes()
+
+
+def test_fetch_once_then_nothing(run, dropbox):
+    root, data = dropbox
+    for f in RETURNS:
+        shutil.copy(f, root / "download")
+    r = run("fetch")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr == ""
+    got = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [g["name"] for g in got] == [f.name for f in RETURNS]
+    for g, f in zip(got, RETURNS):
+        path = data / "inbox" / f.name
+        assert g["path"] == str(path) and path.read_bytes() == f.read_bytes()
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert g["size"] == f.stat().st_size
+    assert sorted(p.name for p in (data / "inbox").iterdir()) == [f.name for f in RETURNS]
+    again = run("fetch")
+    assert again.exit_code == 0 and again.stdout == "" and again.stderr == ""
+    assert len(_ledger(data, "fetched")) == len(RETURNS)
+
+
+def test_fetch_dry_run_transfers_nothing(run, dropbox):
+    root, data = dropbox
+    shutil.copy(RETURNS[0], root / "download")
+    r = run("fetch", "--dry-run")
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["name"] == RETURNS[0].name
+    assert not (data / "inbox" / RETURNS[0].name).exists()
+    assert _ledger(data, "fetched") == []
+
+
+def test_new_content_under_known_name_is_kept_beside(run, dropbox):
+    root, data = dropbox
+    target = root / "download" / RETURNS[0].name
+    shutil.copy(RETURNS[0], target)
+    assert run("fetch").exit_code == 0
+    target.write_bytes(RETURNS[0].read_bytes().replace(b"accepte", b"rejete"))
+    os.utime(target, (1_900_000_000, 1_900_000_000))
+    r = run("fetch")
+    assert r.exit_code == 0
+    item = json.loads(r.stdout)
+    assert item["path"] != str(data / "inbox" / RETURNS[0].name) and "~" in item["path"]
+    assert "new content under a name fetched before" in r.stderr
+    assert (data / "inbox" / RETURNS[0].name).read_bytes() == RETURNS[0].read_bytes()
+
+
+@pytest.mark.parametrize("name", ["..evil.xml", ".hidden.xml", "a b.xml", "semi;colon.xml", "tab\tname.xml", "new\nline.xml"])
+def test_hostile_names_not_fetched(run, dropbox, name):
+    root, data = dropbox
+    (root / "download" / name).write_text("x")
+    r = run("fetch")
+    assert r.exit_code == 0
+    assert r.stdout == ""
+    assert "unsafe name" in r.stderr
+    assert not (data / "inbox").exists() or list((data / "inbox").iterdir()) == []
+
+
+def test_symlinks_not_followed(run, dropbox, tmp_path):
+    root, data = dropbox
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not copy")
+    (root / "download" / "CNS_ACR_20261120_000009.xml").symlink_to(secret)
+    r = run("fetch")
+    assert r.exit_code == 0 and r.stdout == ""
+    assert "not a regular file" in r.stderr
+
+
+@pytest.mark.parametrize("after, remaining", [("delete", ["archive"]), ("archive", ["archive"])])
+def test_after_fetch_removes_only_once_recorded(run, dropbox, isolated_config, after, remaining):
+    root, data = dropbox
+    (root / "download" / "archive").mkdir()
+    config = isolated_config / "config.toml"
+    config.write_text(config.read_text() + f'after_fetch = "{after}"\nremote_archive_dir = "download/archive"\n')
+    shutil.copy(RETURNS[0], root / "download")
+    r = run("fetch")
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in (root / "download").iterdir()) == remaining
+    assert (root / "download" / "archive" / RETURNS[0].name).exists() == (after == "archive")
+    rows = _ledger(data, "fetched")
+    assert [row[9] for row in rows] == [after + "d"]
+
+
+def test_lock_held_exits_7(run, dropbox, monkeypatch):
+    import fcntl
+
+    root, data = dropbox
+    data.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data / "practice.sqlite.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        r = run("fetch")
+        assert r.exit_code == 7
+        assert "another cnsx run" in r.stderr and "--wait" in r.stderr
+    finally:
+        os.close(fd)
+    assert run("fetch").exit_code == 0
+
+
+def test_missing_drop_box_folder_is_fatal(run, dropbox):
+    root, _ = dropbox
+    shutil.rmtree(root / "download")
+    r = run("fetch")
+    assert r.exit_code == 6 and "download" in r.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ('remote = "sftp://user:hunter2@host"\n', "holds a password"),
+    ('password = "hunter2"\n', "secrets are never written"),
+    ('remote = "ftp://host"\n', "neither sftp:// nor file://"),
+])
+def test_secrets_and_bad_remotes_refused(run, isolated_config, text, message):
+    (isolated_config / "config.toml").write_text(text)
+    r = run("fetch")
+    assert r.exit_code == 4 and message in r.stderr
+    assert "hunter2" not in r.stderr
+
+
+def test_readable_config_with_unprotected_key_refused(run, isolated_config, tmp_path):
+    key = tmp_path / "id"
+    key.write_text("k")
+    config = isolated_config / "config.toml"
+    config.write_text(f'remote = "sftp://u@127.0.0.1:2222"\nkey_file = "{key}"\n')
+    config.chmod(0o644)
+    r = run("fetch")
+    assert r.exit_code == 4 and "can be read by other users" in r.stderr
