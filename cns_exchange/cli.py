@@ -460,3 +460,122 @@ def hostkey_cmd(address):
     for key in keys:
         sys.stdout.write(f"{key.get_name()} {fingerprint(key)}\n")
     sys.stdout.write(f'# pin one in the profile: host_key = "{fingerprint(keys[0])}"\n')
+
+
+STARTER_CONFIG = '''# cnsx configuration (docs/cli.md, Configuration). Secrets are never written here:
+# password and key_passphrase name where they come from (env, keyring or prompt).
+
+provider = "{provider}"              # the practice's CNS provider code
+default_profile = "production"
+
+[profiles.production]
+remote = "sftp://USER@HOST:22"       # the CNS server, as the CNS gave it to you
+upload_dir = "upload"                # where the practice deposits its files
+download_dir = "download"            # where the CNS leaves its return files
+# host_key = "SHA256:..."            # pin it after checking: cnsx hostkey HOST:22
+# known_hosts = "~/.ssh/known_hosts" # or trust an OpenSSH known_hosts file
+# key_file = "~/.ssh/cnsx_ed25519"
+# key_passphrase = "env"             # CNSX_KEY_PASSPHRASE
+# password = "env"                   # CNSX_PASSWORD (or "keyring", "prompt")
+# use_agent = true
+# database = "~/cnsx/practice.sqlite"
+# outbox = "~/cnsx/outbox"
+# inbox = "~/cnsx/inbox"
+# after_fetch = "keep"               # keep | delete | archive
+# remote_archive_dir = "download/archive"
+
+[profiles.test]
+remote = "file:///srv/cns-sandbox"   # a local drop box with upload/ and download/
+'''
+
+
+@cli.group("config")
+def config_group():
+    """Write or show the configuration."""
+
+
+@config_group.command("init")
+@click.option("--provider", default="000000", metavar="CODE", help="The practice's provider code to write in.")
+@pass_context
+def config_init_cmd(ctx: Context, provider):
+    """Write a commented starter config file (0600); never replaces an existing one."""
+    from cns_exchange import console
+    from cns_exchange.config import config_dir
+
+    path = Path(ctx.config_path or os.environ.get("CNSX_CONFIG") or config_dir() / "config.toml")
+    if path.exists():
+        raise UsageError(f"{path} exists already; cnsx config init never replaces it", "edit it, or pass --config NEW_PATH")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(STARTER_CONFIG.format(provider=provider))
+    console.print_line(f"wrote {path}")
+
+
+@cli.command("doctor")
+@pass_context
+def doctor_cmd(ctx: Context):
+    """Check the configuration, permissions, connection, host key, login and remote folders.
+
+    Prints one line per check and what to fix for each failure; exits with the code of the
+    first failure (4 configuration, 5 retryable, 6 fatal), 0 if all is well.
+    """
+    from cns_exchange import console
+
+    failures: list[CnsxError] = []
+
+    def check(label: str, action):
+        try:
+            detail = action()
+        except CnsxError as exc:
+            failures.append(exc)
+            console.print_line(f"✗ {label}: {exc.message}", style="red")
+            if exc.hint:
+                console.print_line(f"    fix: {exc.hint}")
+            return None
+        console.print_line(f"✓ {label}" + (f": {detail}" if detail else ""), style="green")
+        return detail or True
+
+    settings = check("config", lambda: str(ctx.settings.path or "no config file (defaults)"))
+    if settings is None:
+        return failures[0].exit_code
+    s = ctx.settings
+
+    def permissions():
+        from cns_exchange.errors import ConfigError
+
+        loose = []
+        if s.path and s.path.stat().st_mode & 0o077:
+            loose.append(f"chmod 600 {s.path}")
+        db = s.database_path()
+        if db.exists() and db.stat().st_mode & 0o077:
+            loose.append(f"chmod 600 {db}")
+        for name in ("outbox", "inbox", "archive", "errors"):
+            folder = s.local_dir(name)
+            if folder.stat().st_mode & 0o077:
+                loose.append(f"chmod 700 {folder}")
+        if loose:
+            raise ConfigError("files holding health data or settings can be read by others", "; ".join(loose))
+        return "config, database and local folders private"
+
+    check("permissions", permissions)
+    check("tables and schemas", lambda: (ctx.tables(), "tariffs, codes and schema sets load")[1])
+    remote = check("remote", lambda: str(s.remote_url()))
+    if remote is None:
+        return failures[0].exit_code
+    holder = {}
+
+    def connect():
+        from cns_exchange.transport import open_transport
+
+        holder["t"] = open_transport(s, _prompt_secret)
+        return "drop-box folder reachable" if s.remote_url().scheme == "file" else "connected, host key trusted, logged in"
+
+    if check("connection, host key and login", connect):
+        t = holder["t"]
+        try:
+            for label, folder in (("upload folder", s.upload_dir), ("download folder", s.download_dir)):
+                check(label, lambda folder=folder: f"{folder}: {len(t.list(str(folder)))} entries")
+        finally:
+            t.close()
+    return failures[0].exit_code if failures else ExitCode.OK

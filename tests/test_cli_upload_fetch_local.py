@@ -255,3 +255,30 @@ def test_readable_config_with_unprotected_key_refused(run, isolated_config, tmp_
     config.chmod(0o644)
     r = run("fetch")
     assert r.exit_code == 4 and "can be read by other users" in r.stderr
+
+
+def test_config_init_writes_private_starter_once(run, isolated_config):
+    r = run("config", "init", "--provider", "654321")
+    assert r.exit_code == 0, r.stderr
+    path = isolated_config / "config.toml"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert 'provider = "654321"' in path.read_text()
+    import tomllib
+
+    tomllib.loads(path.read_text())  # the starter is valid TOML
+    again = run("config", "init")
+    assert again.exit_code == 2 and "exists already" in again.stderr
+
+
+def test_doctor_reports_each_check(run, dropbox, isolated_config):
+    root, data = dropbox
+    r = run("doctor")
+    assert r.exit_code == 0, r.stderr
+    assert "✓ upload folder" in r.stderr and "✓ download folder" in r.stderr
+    (isolated_config / "config.toml").chmod(0o644)
+    r = run("doctor")
+    assert r.exit_code == 4 and "✗ permissions" in r.stderr and "chmod 600" in r.stderr
+    (isolated_config / "config.toml").chmod(0o600)
+    shutil.rmtree(root / "upload")
+    r = run("doctor")
+    assert r.exit_code == 6 and "✗ upload folder" in r.stderr and "✓ download folder" in r.stderr
