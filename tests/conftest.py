@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from stdnum import luhn, verhoeff
 
 from cns_exchange.cli import cli
+from conftest_sshd import *  # noqa: F401,F403 - the real OpenSSH server fixtures (sshd, sshd_server)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
