@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--big-mb", type=int, default=50)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cnsx-bench-"))
-    with SshServer() as server:
+    with SshServer(user="cnsxbench") as server:
         config = work / "config"
         config.mkdir()
         (config / "config.toml").write_text(

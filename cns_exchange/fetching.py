@@ -95,11 +95,16 @@ class Fetcher:
 
         return with_retries(attempt, self.retries, self.backoff, self.on_retry)
 
+    #: Files downloaded at once (one ledger transaction each) and SFTP sessions used for them.
+    BATCH = 64
+    SESSIONS = 4
+
     def run(self, dry_run: bool = False, emit: Callable[[Fetched], None] | None = None) -> FetchReport:
         """Fetch every new file; call ``emit`` for each as soon as it is recorded."""
         report = FetchReport()
         self._finish_remote_actions(report)
         entries: list[RemoteEntry] = self._with_transport(lambda t: t.list(self.folder))
+        todo: list[RemoteEntry] = []
         for entry in entries:
             if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
                 continue
@@ -110,69 +115,107 @@ class Fetcher:
             if not entry.is_file:
                 report.skipped.append((entry.name, "not a regular file (a link or a folder): not followed"))
                 continue
-            known = self.conn.execute("SELECT id, remote_state FROM fetched WHERE remote = ? AND remote_name = ? "
-                                      "AND size = ? AND mtime = ?", (self.remote, entry.name, entry.size, entry.mtime)).fetchone()
-            if known is not None:
-                continue
+            known = self.conn.execute("SELECT 1 FROM fetched WHERE remote = ? AND remote_name = ? AND size = ? AND mtime = ?",
+                                      (self.remote, entry.name, entry.size, entry.mtime)).fetchone()
+            if known is None:
+                todo.append(entry)
+        for start in range(0, len(todo), self.BATCH):
+            batch = todo[start:start + self.BATCH]
             if dry_run:
-                item = Fetched(entry.name, "", entry.size, "", "would be fetched")
+                items = [Fetched(e.name, "", e.size, "", "would be fetched") for e in batch]
             else:
-                item = self._fetch_one(entry, report)
-            report.fetched.append(item)
-            if emit:
-                emit(item)
+                items = self._fetch_batch(batch, report)
+            for item in items:
+                report.fetched.append(item)
+                if emit:
+                    emit(item)
         if not dry_run:
             self._finish_remote_actions(report)
         return report
 
-    def _fetch_one(self, entry: RemoteEntry, report: FetchReport) -> Fetched:
-        temp = self.inbox / f"{TEMP_PREFIX}{entry.name}.{os.getpid()}{TEMP_SUFFIX}"
+    def _temp(self, entry: RemoteEntry) -> Path:
+        return self.inbox / f"{TEMP_PREFIX}{entry.name}.{os.getpid()}{TEMP_SUFFIX}"
 
-        def download(transport: Transport):
-            try:
-                fd = os.open(temp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    sink = _HashingFile(f)
-                    transport.get(self.folder, entry.name, sink)
-                    f.flush()
-                    os.fsync(f.fileno())
-            except OSError as exc:
-                temp.unlink(missing_ok=True)
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EIO):
-                    raise LocalDiskError(f"inbox {self.inbox}: {exc.strerror} while fetching {entry.name}",
-                                         "free space in (or fix) the inbox; nothing was recorded or deleted on the server") from None
-                raise
-            except BaseException:
-                temp.unlink(missing_ok=True)
-                raise
-            if sink.size != entry.size:
-                temp.unlink(missing_ok=True)
-                raise TransportRetryableError(f"{entry.name}: received {sink.size} bytes, the server listed {entry.size}",
-                                              "the file may still be being written: the next run fetches it")
-            return sink.digest.hexdigest()
-
-        sha = self._with_transport(download)
+    def _download(self, transport: Transport, entry: RemoteEntry) -> str:
+        """Download one file to its temp name, fsynced and size-checked; return its SHA-256."""
+        temp = self._temp(entry)
         try:
-            path, note = self._place(temp, entry.name, sha)
-        finally:
+            fd = os.open(temp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                sink = _HashingFile(f)
+                transport.get(self.folder, entry.name, sink, size=entry.size)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
             temp.unlink(missing_ok=True)
-        earlier = self.conn.execute("SELECT id, sha256 FROM fetched WHERE remote = ? AND remote_name = ? ORDER BY id",
-                                    (self.remote, entry.name)).fetchall()
-        duplicate_of = next((r["id"] for r in earlier if r["sha256"] == sha), None)
-        if earlier and duplicate_of is None:
-            note = note or "new content under a known name"
-            report.warnings.append(f"{entry.name}: the server offers new content under a name fetched before; "
-                                   f"kept beside the old file as {path.name}")
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EIO):
+                raise LocalDiskError(f"inbox {self.inbox}: {exc.strerror} while fetching {entry.name}",
+                                     "free space in (or fix) the inbox; nothing was recorded or deleted on the server") from None
+            raise
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        if sink.size != entry.size:
+            temp.unlink(missing_ok=True)
+            raise TransportRetryableError(f"{entry.name}: received {sink.size} bytes, the server listed {entry.size}",
+                                          "the file may still be being written: the next run fetches it")
+        return sink.digest.hexdigest()
+
+    def _fetch_batch(self, batch: list[RemoteEntry], report: FetchReport) -> list[Fetched]:
+        """Download a batch over several SFTP sessions at once (small files are bound by round
+        trips, not bandwidth), then place and record it in one transaction."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def download_all(transport: Transport) -> list[str]:
+            sessions = [transport] + [transport.clone() for _ in range(min(self.SESSIONS, len(batch)) - 1)]
+            try:
+                lanes = [batch[i::len(sessions)] for i in range(len(sessions))]
+                with ThreadPoolExecutor(len(sessions)) as pool:
+                    results = list(pool.map(lambda lane_session: [self._download(lane_session[1], e) for e in lane_session[0]],
+                                            zip(lanes, sessions)))
+            finally:
+                for extra in sessions[1:]:
+                    extra.close_clone()
+            shas: dict[str, str] = {}
+            for lane, lane_results in zip(lanes, results):
+                for entry, sha in zip(lane, lane_results):
+                    shas[entry.name] = sha
+            return [shas[e.name] for e in batch]
+
+        try:
+            shas = self._with_transport(download_all)
+            placed = [self._place(self._temp(e), e.name, sha) for e, sha in zip(batch, shas)]
+        finally:
+            for entry in batch:
+                self._temp(entry).unlink(missing_ok=True)
+        from cns_exchange.fsutil import fsync_dir
+
+        fsync_dir(self.inbox)
+        items: list[Fetched] = []
         state = {"keep": "kept", "delete": "delete", "archive": "archive"}[self.after_fetch]
-        self.conn.execute(
-            "INSERT INTO fetched (remote_name, size, mtime, sha256, local_path, profile, remote, fetched_at, remote_state, duplicate_of) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (entry.name, entry.size, entry.mtime, sha, str(path), self.profile, self.remote, _now(), state, duplicate_of))
-        return Fetched(entry.name, str(path), entry.size, sha, note)
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for entry, sha, (path, note) in zip(batch, shas, placed):
+                earlier = self.conn.execute("SELECT id, sha256 FROM fetched WHERE remote = ? AND remote_name = ? ORDER BY id",
+                                            (self.remote, entry.name)).fetchall()
+                duplicate_of = next((r["id"] for r in earlier if r["sha256"] == sha), None)
+                if earlier and duplicate_of is None:
+                    note = note or "new content under a known name"
+                    report.warnings.append(f"{entry.name}: the server offers new content under a name fetched before; "
+                                           f"kept beside the old file as {path.name}")
+                self.conn.execute(
+                    "INSERT INTO fetched (remote_name, size, mtime, sha256, local_path, profile, remote, fetched_at, "
+                    "remote_state, duplicate_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (entry.name, entry.size, entry.mtime, sha, str(path), self.profile, self.remote, _now(), state, duplicate_of))
+                items.append(Fetched(entry.name, str(path), entry.size, sha, note))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return items
 
     def _place(self, temp: Path, name: str, sha: str) -> tuple[Path, str]:
         """Move the downloaded temp file to its name in the inbox, never over another file."""
-        from cns_exchange.fsutil import fsync_dir
         from cns_exchange.sending import sha256_of
 
         target = self.inbox / name
@@ -189,7 +232,6 @@ class Fetcher:
             pass
         except OSError as exc:
             raise LocalDiskError(f"inbox {self.inbox}: {exc.strerror}", "check the inbox folder") from None
-        fsync_dir(self.inbox)
         return target, "" if target.name == name else "kept beside an older file of that name"
 
     def _finish_remote_actions(self, report: FetchReport) -> None:

@@ -74,8 +74,10 @@ class Transport(Protocol):
         Raises FileExistsError if ``name`` exists (it is never replaced).
         """
 
-    def get(self, folder: str, name: str, sink: IO[bytes], progress: Callable[[int], None] | None = None) -> int:
-        """Copy ``folder/name`` into ``sink``; return the number of bytes."""
+    def get(self, folder: str, name: str, sink: IO[bytes], progress: Callable[[int], None] | None = None,
+            size: int | None = None) -> int:
+        """Copy ``folder/name`` into ``sink``; return the number of bytes (``size``: the listed
+        size, saving a round trip)."""
 
     def remove(self, folder: str, name: str) -> None:
         """Delete ``folder/name``."""
@@ -85,6 +87,12 @@ class Transport(Protocol):
 
     def remove_stale_temps(self, folder: str) -> int:
         """Delete temporary files a killed run left in ``folder``; return how many."""
+
+    def clone(self) -> "Transport":
+        """Return another session on the same connection, for transfers in parallel."""
+
+    def close_clone(self) -> None:
+        """Close a session made by clone() (the connection stays open)."""
 
     def close(self) -> None:
         """Close the connection."""

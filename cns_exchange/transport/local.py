@@ -71,7 +71,8 @@ class LocalTransport:
             temp.unlink(missing_ok=True)
         _fsync_dir(target_dir)
 
-    def get(self, folder: str, name: str, sink: IO[bytes], progress: Callable[[int], None] | None = None) -> int:
+    def get(self, folder: str, name: str, sink: IO[bytes], progress: Callable[[int], None] | None = None,
+            size: int | None = None) -> int:
         path = self._folder(folder) / name
         total = 0
         try:
@@ -102,6 +103,12 @@ class LocalTransport:
                 (self._folder(folder) / entry.name).unlink(missing_ok=True)
                 count += 1
         return count
+
+    def clone(self) -> "LocalTransport":
+        return self
+
+    def close_clone(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -178,11 +178,13 @@ class SftpTransport:
         except (OSError, paramiko.SSHException, EOFError):
             pass  # the next run removes stale temporary files
 
-    def get(self, folder: str, name: str, sink: IO[bytes], progress: Callable[[int], None] | None = None) -> int:
+    def get(self, folder: str, name: str, sink: IO[bytes], progress: Callable[[int], None] | None = None,
+            size: int | None = None) -> int:
         total = 0
         try:
             with self.sftp.open(f"{folder}/{name}", "rb") as source:
-                size = source.stat().st_size or 0
+                if size is None:
+                    size = source.stat().st_size or 0  # one more round trip: pass size when known
                 source.prefetch(size)  # keep many read requests in flight
                 for chunk in iter(lambda: source.read(1 << 20), b""):
                     sink.write(chunk)
@@ -214,6 +216,19 @@ class SftpTransport:
                 self._discard(f"{folder}/{entry.name}")
                 count += 1
         return count
+
+    def clone(self) -> "SftpTransport":
+        try:
+            sftp = paramiko.SFTPClient.from_transport(self.transport)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise _error(exc, "a second SFTP session") from None
+        if sftp is None:
+            raise TransportRetryableError("the server opened no second SFTP session", "run again later")
+        sftp.get_channel().settimeout(self.sftp.get_channel().gettimeout())
+        return SftpTransport(self.transport, sftp, self.description)
+
+    def close_clone(self) -> None:
+        self.sftp.close()
 
     def close(self) -> None:
         try:
