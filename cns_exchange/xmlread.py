@@ -121,7 +121,34 @@ def _request(el, dates) -> CertificateRequest:
 _SESSION_TEXTS = etree.XPath("Seance/*/text()", smart_strings=False)
 
 
-def _fee_note(el, dates) -> FeeNote:
+@dataclass(slots=True)
+class FeeNoteColumns:
+    """A fee note as read, before conversion: its sessions' seven fields as one flat list
+    of texts (field k of session i at ``texts[7 * i + k]``), and each session's line."""
+
+    number: int
+    certificate_number: str
+    matricule: str
+    last_name: str
+    first_name: str
+    texts: list[str]
+    lines: list[int]
+
+    def to_fee_note(self, dates: dict[str, date]) -> FeeNote:
+        """Convert to a FeeNote; ValueError if a field is not of its type."""
+        sessions: list[BilledSession] = []
+        append = sessions.append
+        texts = self.texts
+        for k, line in enumerate(self.lines):
+            n, day, act, executing, gross, share, cns = texts[7 * k:7 * k + 7]
+            when = dates.get(day)
+            if when is None:
+                when = _date(day, dates)
+            append(BilledSession(int(n), when, act, executing.strip(), _cents(gross), _cents(share), _cents(cns), line))
+        return FeeNote(self.number, self.certificate_number, self.matricule, self.last_name, self.first_name, sessions)
+
+
+def _fee_note_columns(el, dates) -> FeeNoteColumns:
     # The hot path of validate and import. A session's seven fields are taken in one C-level
     # XPath call and read by position: the XSD, checked in the same run, fixes their order
     # and forbids empty ones, and a document that fails it gets no business-rule verdict.
@@ -142,16 +169,12 @@ def _fee_note(el, dates) -> FeeNote:
     texts = _SESSION_TEXTS(el)
     if len(texts) != 7 * len(session_lines):
         raise ValueError("a session does not have its seven fields")
-    sessions: list[BilledSession] = []
-    append = sessions.append
-    for k, line in enumerate(session_lines):
-        n, day, act, executing, gross, share, cns = texts[7 * k:7 * k + 7]
-        when = dates.get(day)
-        if when is None:
-            when = _date(day, dates)
-        append(BilledSession(int(n), when, act, executing.strip(), _cents(gross), _cents(share), _cents(cns), line))
-    return FeeNote(number, certificate, (patient.findtext("Matricule") or "").strip(),
-                   patient.findtext("Nom") or "", patient.findtext("Prenom") or "", sessions)
+    return FeeNoteColumns(number, certificate, (patient.findtext("Matricule") or "").strip(),
+                          patient.findtext("Nom") or "", patient.findtext("Prenom") or "", texts, session_lines)
+
+
+def _fee_note(el, dates) -> FeeNote:
+    return _fee_note_columns(el, dates).to_fee_note(dates)
 
 
 def _ack(el, dates) -> Acknowledgement:
@@ -195,15 +218,17 @@ def _payment_line(el, dates) -> PaymentLine:
 CONVERTERS = {"request": _request, "billing": _fee_note, "ack": _ack, "answers": _answer, "payment": _payment_line}
 
 
-def read_document(source: IO[bytes], kind: str, root: str, schema=None) -> Iterator[Item]:
+def read_document(source: IO[bytes], kind: str, root: str, schema=None, columns: bool = False) -> Iterator[Item]:
     """Yield the header, then each item of a ``kind`` document, as records.
+
+    With ``columns``, fee notes come as :class:`FeeNoteColumns` (converted by the caller).
 
     With ``schema`` the document is validated while it is read; lxml raises
     ``etree.XMLSyntaxError`` at the end (or at a well-formedness error) if it is invalid.
     Raises HostileDocument if the document declares a DOCTYPE.
     """
     item_tag = ITEM_TAGS[kind] or root
-    convert = CONVERTERS[kind]
+    convert = _fee_note_columns if columns and kind == "billing" else CONVERTERS[kind]
     context = etree.iterparse(source, events=("end",), tag=("EnTete", item_tag), schema=schema, **PARSER_OPTIONS)
     dates: dict[str, date] = {}
     index = 0
