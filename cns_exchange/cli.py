@@ -7,6 +7,7 @@ result. Errors of the :mod:`cns_exchange.errors` family become their exit code h
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -579,3 +580,165 @@ def doctor_cmd(ctx: Context):
         finally:
             t.close()
     return failures[0].exit_code if failures else ExitCode.OK
+
+
+# --- import and status -----------------------------------------------------------------------
+
+def _import_sources(files: tuple[str, ...], settings) -> list[Path]:
+    """FILES, or paths named by NDJSON lines on stdin ('-', as cnsx fetch prints them), or the inbox."""
+    if not files:
+        inbox = settings.local_dir("inbox")
+        return sorted(p for p in inbox.glob("*.xml") if not p.name.startswith("."))
+    paths: list[Path] = []
+    for name in files:
+        if name != "-":
+            paths.append(Path(name))
+            continue
+        data = sys.stdin.buffer.read()
+        if data.lstrip()[:1] == b"{":
+            for number, line in enumerate(data.decode("utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    paths.append(Path(json.loads(line)["path"]))
+                except (ValueError, KeyError, TypeError):
+                    raise InputError(f"<stdin>:{number}: not a line of cnsx fetch (JSON with a 'path')",
+                                     "pipe cnsx fetch into cnsx import -, or give files") from None
+        else:
+            from cns_exchange.fsutil import write_atomic
+
+            spool = settings.local_dir("inbox") / f"stdin-{hashlib.sha256(data).hexdigest()[:16]}.xml"
+            if not spool.exists():
+                write_atomic(spool, data)
+            paths.append(spool)
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"{path}: no such file", "check the path")
+    return paths
+
+
+@cli.command("import")
+@click.argument("files", nargs=-1, metavar="[FILE...]")
+@click.option("--db", "db", metavar="PATH", help="The practice database (default: the profile's database).")
+@click.option("--no-db", is_flag=True, help="Only read: print the rows, touch no database, move no file.")
+@click.option("--json", "fmt", flag_value="json", help="Print what was read as a JSON object per file.")
+@click.option("--ndjson", "fmt", flag_value="ndjson", help="Print one JSON line per row.")
+@click.option("--csv", "fmt", flag_value="csv", help="Print rows as CSV (one document kind per run).")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
+@pass_context
+def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
+    """Import documents into the practice database and match them with what they answer.
+
+    FILE... are documents; '-' reads the NDJSON lines `cnsx fetch` prints (or one document);
+    with no FILE the inbox is imported. Return files are read leniently: deviations are
+    warnings with their line, unreadable files go to the errors folder with a reason.
+    `--no-db --csv` turns any document into rows (requests and billing files: the columns
+    build-request / build-invoice read).
+    """
+    import csv as csvmod
+
+    from cns_exchange import console, importing
+    from cns_exchange.lock import run_lock
+
+    settings = ctx.settings
+    paths = _import_sources(files, settings)
+    validator = ctx.validator()
+    out = sys.stdout
+    writer = None
+    csv_kind = None
+    exit_code = ExitCode.OK
+
+    def emit(result, doc):
+        nonlocal writer, csv_kind
+        if fmt == "json":
+            out.write(json.dumps({"file": str(doc.path), "kind": doc.kind, "sha256": doc.sha256, "status": result.status,
+                                  "rows": list(importing.rows_of(doc)) if not doc.fatal else []}, ensure_ascii=False) + "\n")
+        elif fmt == "ndjson":
+            for row in importing.rows_of(doc):
+                out.write(json.dumps({"file": str(doc.path), "kind": doc.kind, **row}, ensure_ascii=False) + "\n")
+        elif fmt == "csv" and not doc.fatal:
+            if csv_kind not in (None, doc.kind):
+                raise UsageError(f"--csv prints one document kind per run: {doc.name} is {doc.kind}, not {csv_kind}",
+                                 "import the kinds separately, or use --ndjson")
+            if writer is None:
+                csv_kind = doc.kind
+                writer = csvmod.DictWriter(out, fieldnames=importing.ROW_COLUMNS[doc.kind], lineterminator="\n")
+                writer.writeheader()
+            writer.writerows(importing.rows_of(doc))
+
+    def report(result):
+        nonlocal exit_code
+        console.print_issues(result.warnings)
+        if result.status == "unreadable":
+            exit_code = ExitCode.INVALID
+            console.print_line(f"{result.name}: not imported, cannot be read" +
+                               (f"; moved to {result.moved_to} (see .why.txt)" if result.moved_to else ""), style="red")
+        elif result.status == "already-imported":
+            console.print_line(f"{result.name}: already imported, nothing changed")
+        elif result.status == "imported" and not ctx.quiet:
+            console.print_line(f"{result.name}: imported ({result.kind})")
+        for note in result.unmatched:
+            console.print_line(f"note: {note}", style="yellow")
+
+    if no_db:
+        for path in paths:
+            result, doc = importing.import_path(None, path, validator, None, None, move=False)
+            emit(result, doc)
+            report(result)
+        return exit_code
+    from cns_exchange import database
+
+    db_path = Path(db).expanduser() if db else settings.database_path()
+    inbox = settings.local_dir("inbox").resolve()
+    with run_lock(db_path, wait):
+        conn = database.connect(db_path)
+        try:
+            for path in paths:
+                move = path.resolve().parent == inbox
+                result, doc = importing.import_path(conn, path, validator, settings.local_dir("archive"),
+                                                    settings.local_dir("errors"), move)
+                emit(result, doc)
+                report(result)
+        finally:
+            conn.close()
+    return exit_code
+
+
+@cli.command("status")
+@click.option("--db", "db", metavar="PATH", help="The practice database (default: the profile's database).")
+@click.option("--json", "fmt", flag_value="json", help="Print the sections as JSON.")
+@click.option("--csv", "fmt", flag_value="csv", help="Print the sections as CSV (a 'section' column first).")
+@click.option("--certificate", metavar="NUMBER", help="Show one certificate.")
+@click.option("--patient", metavar="MATRICULE", help="Show one patient.")
+@pass_context
+def status_cmd(ctx: Context, db, fmt, certificate, patient):
+    """Show requests awaiting an answer, certificates used and remaining, billed sessions
+    awaiting payment, disputed lines and amounts per month."""
+    from datetime import date as date_cls
+
+    from cns_exchange import database
+    from cns_exchange.status import status
+
+    db_path = Path(db).expanduser() if db else ctx.settings.database_path()
+    if not db_path.exists():
+        raise InputError(f"{db_path}: no practice database yet", "run cnsx import (or upload/fetch) first, or pass --db")
+    conn = database.connect(db_path)
+    try:
+        sections = status(conn, date_cls.today(), certificate, patient)
+    finally:
+        conn.close()
+    if fmt == "json":
+        json.dump(sections, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    elif fmt == "csv":
+        import csv as csvmod
+
+        writer = csvmod.writer(sys.stdout, lineterminator="\n")
+        for name, rows in sections.items():
+            if rows:
+                writer.writerow(["section", *rows[0].keys()])
+                writer.writerows([name, *r.values()] for r in rows)
+    else:
+        from cns_exchange import console
+
+        console.print_tables(sections)

@@ -46,3 +46,21 @@ def print_error(message: str, hint: str = "", stream: IO[str] | None = None) -> 
     """Print an error and its remedy."""
     out = console(stream)
     out.print(f"[red]error:[/] {_escape(message)}" + (f"\n    [dim]hint: {_escape(hint)}[/]" if hint else ""))
+
+
+def print_tables(sections: dict[str, list[dict]], stream: IO[str] | None = None) -> None:
+    """Print each section as a table (on stdout: status is data)."""
+    from rich.table import Table
+
+    out = console(stream or sys.stdout)
+    for name, rows in sections.items():
+        title = name.replace("_", " ")
+        if not rows:
+            out.print(f"{title}: none")
+            continue
+        table = Table(title=title, title_justify="left")
+        for column in rows[0]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row.values()))
+        out.print(table)

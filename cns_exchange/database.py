@@ -48,6 +48,127 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX fetched_key ON fetched (remote, remote_name, size, mtime);
     CREATE INDEX fetched_sha256 ON fetched (sha256);
     """,
+    # 2: the documents exchanged and what they say, for matching and status.
+    """
+    CREATE TABLE documents (
+        id           INTEGER PRIMARY KEY,
+        kind         TEXT NOT NULL CHECK (kind IN ('request', 'billing', 'ack', 'answers', 'payment')),
+        name         TEXT NOT NULL,
+        sha256       TEXT NOT NULL UNIQUE,      -- a document is imported once
+        provider     TEXT NOT NULL,
+        created_at   TEXT NOT NULL,             -- EnTete/DateHeureCreation
+        sequence     INTEGER NOT NULL,
+        version      TEXT NOT NULL,
+        imported_at  TEXT NOT NULL,
+        archive_path TEXT,                      -- the original kept as evidence
+        warnings     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX documents_name ON documents (name);
+    CREATE TABLE requests (
+        id                INTEGER PRIMARY KEY,
+        document_id       INTEGER NOT NULL REFERENCES documents (id),
+        provider          TEXT NOT NULL,
+        request_ref       TEXT NOT NULL,
+        matricule         TEXT NOT NULL,
+        last_name         TEXT NOT NULL,
+        first_name        TEXT NOT NULL,
+        prescriber        TEXT NOT NULL,
+        prescription_date TEXT NOT NULL,
+        pathologies       TEXT NOT NULL,        -- ';'-separated codes
+        treatment         TEXT NOT NULL,
+        acts              TEXT NOT NULL,        -- ZD11:1;ZD12:1;ZD13:4
+        pdf_name          TEXT NOT NULL,
+        pdf_sha256        TEXT NOT NULL,
+        UNIQUE (provider, request_ref)
+    );
+    CREATE TABLE answers (
+        id                 INTEGER PRIMARY KEY,
+        document_id        INTEGER NOT NULL REFERENCES documents (id),
+        request_ref        TEXT NOT NULL,
+        matricule          TEXT NOT NULL,
+        request_id         INTEGER REFERENCES requests (id),     -- NULL: matches no request
+        certificate_number TEXT,                                  -- NULL: refused
+        refused            INTEGER NOT NULL
+    );
+    CREATE INDEX answers_request ON answers (request_ref);
+    CREATE TABLE certificates (
+        number      TEXT PRIMARY KEY,
+        answer_id   INTEGER NOT NULL REFERENCES answers (id),
+        matricule   TEXT NOT NULL,
+        valid_from  TEXT NOT NULL,
+        valid_to    TEXT NOT NULL,
+        acts        TEXT NOT NULL,              -- ZD11:1;ZD12:1;ZD13:4
+        sessions_authorised INTEGER NOT NULL
+    );
+    CREATE INDEX certificates_matricule ON certificates (matricule);
+    CREATE TABLE anomalies (
+        id          INTEGER PRIMARY KEY,
+        document_id INTEGER NOT NULL REFERENCES documents (id),
+        answer_id   INTEGER REFERENCES answers (id),
+        code        TEXT NOT NULL,
+        label       TEXT NOT NULL,
+        element     TEXT NOT NULL
+    );
+    CREATE TABLE fee_notes (
+        id                 INTEGER PRIMARY KEY,
+        document_id        INTEGER NOT NULL REFERENCES documents (id),
+        number             INTEGER NOT NULL,
+        certificate_number TEXT NOT NULL,
+        matricule          TEXT NOT NULL,
+        last_name          TEXT NOT NULL,
+        first_name         TEXT NOT NULL
+    );
+    CREATE INDEX fee_notes_certificate ON fee_notes (certificate_number);
+    CREATE INDEX fee_notes_document ON fee_notes (document_id, number);
+    CREATE INDEX fee_notes_matricule ON fee_notes (matricule);
+    CREATE TABLE sessions (
+        id           INTEGER PRIMARY KEY,
+        fee_note_id  INTEGER NOT NULL REFERENCES fee_notes (id),
+        document_id  INTEGER NOT NULL REFERENCES documents (id),
+        line_no      INTEGER NOT NULL,
+        session_date TEXT NOT NULL,
+        act          TEXT NOT NULL,
+        executing    TEXT NOT NULL,
+        gross        INTEGER NOT NULL,          -- cents
+        patient_share INTEGER NOT NULL,
+        cns_share    INTEGER NOT NULL,
+        UNIQUE (fee_note_id, line_no)
+    );
+    CREATE INDEX sessions_document ON sessions (document_id);
+    CREATE INDEX sessions_month ON sessions (substr(session_date, 1, 7));
+    CREATE TABLE acknowledgements (
+        id          INTEGER PRIMARY KEY,
+        document_id INTEGER NOT NULL REFERENCES documents (id),
+        file_name   TEXT NOT NULL,
+        file_sha256 TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        accepted    INTEGER NOT NULL,
+        upload_id   INTEGER REFERENCES uploads (id),           -- NULL: matches no upload
+        acked_document_id INTEGER REFERENCES documents (id)
+    );
+    CREATE TABLE payments (
+        id               INTEGER PRIMARY KEY,
+        document_id      INTEGER NOT NULL REFERENCES documents (id),
+        billing_name     TEXT NOT NULL,
+        billing_sha256   TEXT NOT NULL,
+        billing_document_id INTEGER REFERENCES documents (id), -- NULL: matches no billing file
+        paid_on          TEXT NOT NULL,
+        reference        TEXT NOT NULL
+    );
+    CREATE TABLE payment_lines (
+        id                 INTEGER PRIMARY KEY,
+        payment_id         INTEGER NOT NULL REFERENCES payments (id),
+        fee_note_number    INTEGER NOT NULL,
+        line_no            INTEGER NOT NULL,
+        certificate_number TEXT NOT NULL,
+        billed             INTEGER NOT NULL,    -- cents
+        accepted           INTEGER NOT NULL,
+        reason_code        TEXT,                -- NULL: accepted in full
+        reason_label       TEXT,
+        session_id         INTEGER REFERENCES sessions (id)    -- NULL: matches no billed session
+    );
+    CREATE INDEX payment_lines_session ON payment_lines (session_id);
+    """,
 ]
 
 
@@ -90,5 +211,6 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _statements(script: str) -> list[str]:
-    """Split a migration into statements (our SQL has no ';' inside literals)."""
-    return [s for s in script.split(";") if s.strip()]
+    """Split a migration into statements, comments removed (our SQL has no '--' or ';' in literals)."""
+    text = "\n".join(line.split("--", 1)[0] for line in script.splitlines())
+    return [s for s in text.split(";") if s.strip()]

@@ -496,6 +496,21 @@ class Validator:
         report.issues.extend(schema_issues or rules_report.issues)
         report.issues.sort(key=lambda i: (i.line or 0))
 
+    def detect(self, path: str) -> tuple[SchemaSet | None, str, str, list[Issue]]:
+        """Return (schema set, kind, root element, issues) of the document at ``path``;
+        the set is None (and issues say why) when it cannot be told."""
+        report = Report(path)
+        try:
+            open_document(path, self.max_bytes).close()
+            with open(path, "rb") as source:
+                detected = self._detect(source, report)
+        except (DocumentTooLarge, DocumentUnreadable) as exc:
+            report.issues.append(Issue("XML03" if isinstance(exc, DocumentTooLarge) else "FIL01", exc.message, file=path))
+            detected = None
+        if detected is None:
+            return None, report.kind, "", report.issues
+        return detected[0], detected[1], detected[2], report.issues
+
     def _detect(self, source: IO[bytes], report: Report) -> tuple[SchemaSet, str, str] | None:
         """Read the start of the document: root element and EnTete/VersionSchema."""
         root = version = None

@@ -1,0 +1,336 @@
+"""import: documents into the practice database, matched with what they answer.
+
+Return files (acknowledgements, answers, payment statements) and the practice's own request
+and billing files are read leniently: what can be read is imported, and every deviation from
+the schema or unreadable item is a warning with its line and element, never dropped silently.
+One transaction per file, idempotent by content hash; the original is kept in the archive
+with its hash. A file that cannot be read at all goes to the errors folder with a sidecar
+saying why. The same reading turns any document back into rows (``rows_of``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from cns_exchange.issues import WARNING, Issue
+from cns_exchange.xmlread import read_document
+
+#: Output columns per document kind (CSV header / JSON keys). Requests and billing use the
+#: input columns of build-request and build-invoice, so that the rows build the document again.
+ROW_COLUMNS = {
+    "request": ["request_ref", "matricule", "last_name", "first_name", "prescriber_code", "prescription_date",
+                "pathology_codes", "treatment", "prescription_pdf", "requested_acts"],
+    "billing": ["certificate_number", "matricule", "session_date", "act_code", "executing_provider",
+                "last_name", "first_name"],
+    "ack": ["file_name", "file_sha256", "received_at", "status", "anomaly_code", "anomaly_label", "anomaly_element"],
+    "answers": ["request_ref", "matricule", "certificate_number", "valid_from", "valid_to", "authorised_acts",
+                "refusal_code", "refusal_label", "refusal_element"],
+    "payment": ["fee_note", "line_no", "certificate_number", "billed", "accepted", "reason_code", "reason_label"],
+}
+
+
+@dataclass
+class Document:
+    """A document read leniently: kind, header, records, warnings."""
+
+    path: Path
+    name: str
+    sha256: str
+    kind: str = ""
+    root: str = ""
+    header: object = None
+    records: list = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+    fatal: list[Issue] = field(default_factory=list)
+
+
+@dataclass
+class ImportResult:
+    """What importing one file did: 'imported', 'already-imported' or 'unreadable'."""
+
+    name: str
+    kind: str
+    sha256: str
+    status: str
+    document_id: int | None = None
+    warnings: list[Issue] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+    moved_to: str = ""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_leniently(path: Path, validator) -> Document:
+    """Read a document of any kind: records plus warnings; ``fatal`` when unreadable."""
+    from cns_exchange.validate import xsd_check
+    from cns_exchange.xmlread import ITEM_TAGS, HostileDocument
+
+    doc = Document(path, path.name, _sha256(path))
+    schema_set, kind, root, issues = validator.detect(str(path))
+    if schema_set is None:
+        doc.fatal = issues or [Issue("XML04", "the document kind cannot be told", file=str(path))]
+        return doc
+    doc.kind, doc.root = kind, root
+    for code, line, xpath, message in xsd_check(str(path), schema_set.schema(kind), ITEM_TAGS[kind] or root, root):
+        issue = Issue(code, message, file=str(path), line=line, xpath=xpath)
+        if code == "XML01":
+            doc.fatal.append(issue)
+        else:
+            issue.severity = WARNING
+            issue.hint = "imported what could be read; ask the CNS about this deviation"
+            doc.warnings.append(issue)
+    try:
+        with open(path, "rb") as f:
+            for item in read_document(f, kind, root):
+                if item.record is None:
+                    target = doc.fatal if item.what == "header" else doc.warnings
+                    target.append(Issue("XSD01", f"not imported: {item.error}", severity="error" if item.what == "header" else WARNING,
+                                        file=str(path), line=item.line, xpath=item.xpath,
+                                        hint="the rest of the file is imported" if item.what != "header" else ""))
+                elif item.what == "header":
+                    doc.header = item.record
+                else:
+                    doc.records.append(item.record)
+    except HostileDocument:
+        doc.fatal.append(Issue("XML02", "the document declares a DOCTYPE", file=str(path), line=1))
+    except Exception as exc:  # lxml's XMLSyntaxError and kin: the whole file is unreadable
+        if not doc.fatal:
+            doc.fatal.append(Issue("XML01", f"cannot be read: {exc}", file=str(path)))
+    if doc.header is None and not doc.fatal:
+        doc.fatal.append(Issue("XSD01", "the header (EnTete) cannot be read", file=str(path)))
+    return doc
+
+
+def rows_of(doc: Document) -> Iterator[dict]:
+    """Turn a document's records into rows (see ROW_COLUMNS)."""
+    from cns_exchange.xmlwrite import amount
+
+    for r in doc.records:
+        if doc.kind == "request":
+            yield {"request_ref": r.request_ref, "matricule": r.matricule, "last_name": r.last_name,
+                   "first_name": r.first_name, "prescriber_code": r.prescriber_code,
+                   "prescription_date": r.prescription_date.isoformat(), "pathology_codes": ";".join(r.pathology_codes),
+                   "treatment": r.treatment, "prescription_pdf": r.pdf_name,
+                   "requested_acts": ";".join(f"{a}:{n}" for a, n in r.acts)}
+        elif doc.kind == "billing":
+            for s in r.sessions:
+                yield {"certificate_number": r.certificate_number, "matricule": r.matricule,
+                       "session_date": s.session_date.isoformat(), "act_code": s.act_code,
+                       "executing_provider": s.executing_provider, "last_name": r.last_name, "first_name": r.first_name}
+        elif doc.kind == "ack":
+            base = {"file_name": r.file_name, "file_sha256": r.file_sha256,
+                    "received_at": r.received_at.isoformat(), "status": "accepted" if r.accepted else "rejected"}
+            for a in r.anomalies or [None]:
+                yield {**base, "anomaly_code": a.code if a else "", "anomaly_label": a.label if a else "",
+                       "anomaly_element": a.element if a else ""}
+        elif doc.kind == "answers":
+            c = r.certificate
+            base = {"request_ref": r.request_ref, "matricule": r.matricule,
+                    "certificate_number": c.number if c else "", "valid_from": c.valid_from.isoformat() if c else "",
+                    "valid_to": c.valid_to.isoformat() if c else "",
+                    "authorised_acts": ";".join(f"{a}:{n}" for a, n in c.acts) if c else ""}
+            for a in r.refusal or [None]:
+                yield {**base, "refusal_code": a.code if a else "", "refusal_label": a.label if a else "",
+                       "refusal_element": a.element if a else ""}
+        else:
+            yield {"fee_note": r.fee_note, "line_no": r.line_no, "certificate_number": r.certificate_number,
+                   "billed": amount(r.billed), "accepted": amount(r.accepted),
+                   "reason_code": r.reason_code, "reason_label": r.reason_label}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _keep(path: Path, folder: Path, sha256: str, move: bool) -> Path:
+    """Put the original in ``folder`` (never over another file) with a NAME.sha256 sidecar."""
+    from cns_exchange.fsutil import fsync_dir, write_atomic
+
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target = folder / path.name
+    if target.exists() and _sha256(target) != sha256:
+        stem, dot, ext = path.name.rpartition(".")
+        target = folder / (f"{stem}~{sha256[:12]}.{ext}" if dot else f"{path.name}~{sha256[:12]}")
+    if not target.exists():
+        if move:
+            try:
+                os.link(path, target)
+            except OSError:
+                write_atomic(target, path.read_bytes())
+        else:
+            write_atomic(target, path.read_bytes())
+        os.chmod(target, 0o600)
+        write_atomic(Path(f"{target}.sha256"), f"{sha256}  {target.name}\n".encode())
+        fsync_dir(folder)
+    if move and path.resolve() != target.resolve():
+        path.unlink()
+    return target
+
+
+def quarantine(path: Path, errors_dir: Path, issues: list[Issue], move: bool) -> Path:
+    """Put an unreadable file in the errors folder with NAME.why.txt saying why."""
+    from cns_exchange.fsutil import write_atomic
+
+    target = _keep(path, errors_dir, _sha256(path), move)
+    why = "".join(f"{i.location()}: {i.severity} {i.code}: {i.message}\n    hint: {i.hint}\n" for i in issues)
+    write_atomic(Path(f"{target}.why.txt"), why.encode("utf-8"))
+    return target
+
+
+def import_document(conn: sqlite3.Connection, doc: Document) -> tuple[str, int | None, list[str]]:
+    """Insert a read document in one transaction; return (status, document id, unmatched notes).
+
+    Idempotent: a document whose SHA-256 is already there is not imported again.
+    """
+    row = conn.execute("SELECT id FROM documents WHERE sha256 = ?", (doc.sha256,)).fetchone()
+    if row is not None:
+        return "already-imported", row["id"], []
+    h = doc.header
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cur = conn.execute(
+            "INSERT INTO documents (kind, name, sha256, provider, created_at, sequence, version, imported_at, warnings) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (doc.kind, doc.name, doc.sha256, h.provider, h.created.isoformat(), h.sequence, h.version, _now(),
+             len(doc.warnings)))
+        doc_id = cur.lastrowid
+        _INSERT[doc.kind](conn, doc_id, doc)
+        unmatched = rematch(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return "imported", doc_id, unmatched
+
+
+def _insert_requests(conn, doc_id, doc) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO requests (document_id, provider, request_ref, matricule, last_name, first_name, prescriber, "
+        "prescription_date, pathologies, treatment, acts, pdf_name, pdf_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        ((doc_id, doc.header.provider, r.request_ref, r.matricule, r.last_name, r.first_name, r.prescriber_code,
+          r.prescription_date.isoformat(), ";".join(r.pathology_codes), r.treatment,
+          ";".join(f"{a}:{n}" for a, n in r.acts), r.pdf_name, r.pdf_sha256) for r in doc.records))
+
+
+def _insert_billing(conn, doc_id, doc) -> None:
+    for note in doc.records:
+        note_id = conn.execute(
+            "INSERT INTO fee_notes (document_id, number, certificate_number, matricule, last_name, first_name) "
+            "VALUES (?,?,?,?,?,?)", (doc_id, note.number, note.certificate_number, note.matricule, note.last_name,
+                                     note.first_name)).lastrowid
+        conn.executemany(
+            "INSERT OR IGNORE INTO sessions (fee_note_id, document_id, line_no, session_date, act, executing, gross, "
+            "patient_share, cns_share) VALUES (?,?,?,?,?,?,?,?,?)",
+            ((note_id, doc_id, s.line_no, s.session_date.isoformat(), s.act_code, s.executing_provider, s.gross,
+              s.patient_share, s.cns_share) for s in note.sessions))
+
+
+def _insert_acks(conn, doc_id, doc) -> None:
+    for a in doc.records:
+        conn.execute(
+            "INSERT INTO acknowledgements (document_id, file_name, file_sha256, received_at, accepted) VALUES (?,?,?,?,?)",
+            (doc_id, a.file_name, a.file_sha256, a.received_at.isoformat(), int(a.accepted)))
+        conn.executemany("INSERT INTO anomalies (document_id, code, label, element) VALUES (?,?,?,?)",
+                         ((doc_id, x.code, x.label, x.element) for x in a.anomalies))
+
+
+def _insert_answers(conn, doc_id, doc) -> None:
+    for a in doc.records:
+        c = a.certificate
+        answer_id = conn.execute(
+            "INSERT INTO answers (document_id, request_ref, matricule, certificate_number, refused) VALUES (?,?,?,?,?)",
+            (doc_id, a.request_ref, a.matricule, c.number if c else None, int(c is None))).lastrowid
+        if c is not None:
+            conn.execute(
+                "INSERT OR IGNORE INTO certificates (number, answer_id, matricule, valid_from, valid_to, acts, "
+                "sessions_authorised) VALUES (?,?,?,?,?,?,?)",
+                (c.number, answer_id, a.matricule, c.valid_from.isoformat(), c.valid_to.isoformat(),
+                 ";".join(f"{x}:{n}" for x, n in c.acts), sum(n for _, n in c.acts)))
+        conn.executemany("INSERT INTO anomalies (document_id, answer_id, code, label, element) VALUES (?,?,?,?,?)",
+                         ((doc_id, answer_id, x.code, x.label, x.element) for x in a.refusal))
+
+
+def _insert_payment(conn, doc_id, doc) -> None:
+    extra = doc.header.extra
+    payment_id = conn.execute(
+        "INSERT INTO payments (document_id, billing_name, billing_sha256, paid_on, reference) VALUES (?,?,?,?,?)",
+        (doc_id, extra.get("FichierFacture/NomFichier", ""), extra.get("FichierFacture/Sha256", ""),
+         extra.get("DatePaiement", ""), extra.get("ReferencePaiement", ""))).lastrowid
+    conn.executemany(
+        "INSERT INTO payment_lines (payment_id, fee_note_number, line_no, certificate_number, billed, accepted, "
+        "reason_code, reason_label) VALUES (?,?,?,?,?,?,?,?)",
+        ((payment_id, p.fee_note, p.line_no, p.certificate_number, p.billed, p.accepted, p.reason_code or None,
+          p.reason_label or None) for p in doc.records))
+
+
+_INSERT = {"request": _insert_requests, "billing": _insert_billing, "ack": _insert_acks,
+           "answers": _insert_answers, "payment": _insert_payment}
+
+
+def rematch(conn: sqlite3.Connection) -> list[str]:
+    """Link every return not yet linked to what it answers; return what still matches nothing."""
+    conn.execute("""UPDATE answers SET request_id = (
+                        SELECT r.id FROM requests r JOIN documents d ON d.id = answers.document_id
+                        WHERE r.request_ref = answers.request_ref AND r.provider = d.provider)
+                    WHERE request_id IS NULL""")
+    conn.execute("""UPDATE acknowledgements SET
+                        upload_id = (SELECT u.id FROM uploads u WHERE u.name = acknowledgements.file_name
+                                     AND u.sha256 = acknowledgements.file_sha256),
+                        acked_document_id = (SELECT d.id FROM documents d WHERE d.sha256 = acknowledgements.file_sha256)
+                    WHERE upload_id IS NULL OR acked_document_id IS NULL""")
+    conn.execute("""UPDATE payments SET billing_document_id = (
+                        SELECT d.id FROM documents d WHERE d.sha256 = payments.billing_sha256 AND d.kind = 'billing')
+                    WHERE billing_document_id IS NULL""")
+    conn.execute("""UPDATE payment_lines SET session_id = (
+                        SELECT s.id FROM payments p
+                        JOIN fee_notes f ON f.document_id = p.billing_document_id AND f.number = payment_lines.fee_note_number
+                        JOIN sessions s ON s.fee_note_id = f.id AND s.line_no = payment_lines.line_no
+                        WHERE p.id = payment_lines.payment_id)
+                    WHERE session_id IS NULL AND payment_id IN (SELECT id FROM payments WHERE billing_document_id IS NOT NULL)""")
+    unmatched = []
+    for label, query in (
+        ("answers match no request", "SELECT count(*) FROM answers WHERE request_id IS NULL"),
+        ("acknowledgements match no uploaded or imported file",
+         "SELECT count(*) FROM acknowledgements WHERE upload_id IS NULL AND acked_document_id IS NULL"),
+        ("payment statements match no billing file", "SELECT count(*) FROM payments WHERE billing_document_id IS NULL"),
+        ("payment lines match no billed session", "SELECT count(*) FROM payment_lines WHERE session_id IS NULL"),
+    ):
+        n = conn.execute(query).fetchone()[0]
+        if n:
+            unmatched.append(f"{n} {label}")
+    return unmatched
+
+
+def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_dir: Path | None,
+                errors_dir: Path | None, move: bool) -> tuple[ImportResult, Document]:
+    """Read and (with a connection) import one file; archive or quarantine it."""
+    doc = read_leniently(path, validator)
+    result = ImportResult(doc.name, doc.kind, doc.sha256, "read", warnings=doc.warnings)
+    if doc.fatal:
+        result.status = "unreadable"
+        result.warnings = doc.fatal + doc.warnings
+        if errors_dir is not None:
+            result.moved_to = str(quarantine(path, errors_dir, doc.fatal, move))
+        return result, doc
+    if conn is None:
+        return result, doc
+    status, doc_id, unmatched = import_document(conn, doc)
+    result.status, result.document_id, result.unmatched = status, doc_id, unmatched
+    if archive_dir is not None:
+        kept = _keep(path, archive_dir, doc.sha256, move)
+        result.moved_to = str(kept)
+        conn.execute("UPDATE documents SET archive_path = ? WHERE id = ? AND archive_path IS NULL", (str(kept), doc_id))
+        conn.execute("UPDATE fetched SET local_path = ? WHERE sha256 = ?", (str(kept), doc.sha256))
+    return result, doc
