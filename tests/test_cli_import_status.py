@@ -1,0 +1,200 @@
+"""import and status: lenient import, idempotence, matching in any order, rows round trip."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import CREATED, EXAMPLES, PROVIDER, ROOT
+
+REQUEST = EXAMPLES / "123456_DTP_20261120_000001.xml"
+BILLING = EXAMPLES / "123456_FAC_20261120_000001.xml"
+ACK = EXAMPLES / "CNS_ACR_20261120_000001.xml"
+ANSWERS = EXAMPLES / "CNS_RTP_20261120_000002.xml"
+PAYMENT = EXAMPLES / "CNS_DEC_20261125_000001.xml"
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    folder = tmp_path / "data"
+    monkeypatch.setenv("CNSX_DATA_DIR", str(folder))
+    return folder
+
+
+def _count(db, table):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_import_examples_then_status(run, data):
+    r = run("import", str(REQUEST), str(BILLING), str(ACK), str(ANSWERS), str(PAYMENT))
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == ""
+    assert "note:" not in r.stderr  # everything matched
+    s = run("status", "--json")
+    assert s.exit_code == 0, s.stderr
+    status = json.loads(s.stdout)
+    assert status["requests_awaiting_answer"] == []
+    assert [(x["request_ref"], x["reasons"][:3]) for x in status["refused_requests"]] == [("REQ-0003", "R03")]
+    certs = {c["certificate"]: (c["sessions_authorised"], c["sessions_billed"], c["sessions_remaining"]) for c in status["certificates"]}
+    assert certs == {"TPC-2026-000101": (6, 4, 2), "TPC-2026-000102": (6, 2, 4)}
+    assert status["billed_awaiting_payment"] == []
+    assert [(d["certificate"], d["reason_code"], d["billed"], d["accepted"]) for d in status["disputed"]] == [
+        ("TPC-2026-000087", "C01", "55.55", "0.00")]
+    months = {m["month"]: (m["sessions"], m["billed"], m["paid"], m["disputed"]) for m in status["per_month"]}
+    assert months == {"2026-10": (2, "176.00", "176.00", "0.00"), "2026-11": (6, "384.86", "329.31", "55.55")}
+    one = json.loads(run("status", "--json", "--certificate", "TPC-2026-000102").stdout)
+    assert [c["certificate"] for c in one["certificates"]] == ["TPC-2026-000102"]
+    assert one["disputed"] == []
+
+
+def test_reimport_changes_nothing(run, data):
+    assert run("import", str(BILLING), str(PAYMENT)).exit_code == 0
+    db = data / "practice.sqlite"
+    before = [_count(db, t) for t in ("documents", "sessions", "payment_lines")]
+    r = run("import", str(BILLING), str(PAYMENT))
+    assert r.exit_code == 0
+    assert r.stderr.count("already imported") == 2
+    assert [_count(db, t) for t in ("documents", "sessions", "payment_lines")] == before == [2, 8, 8]
+
+
+def test_returns_before_what_they_answer_are_matched_later(run, data):
+    r = run("import", str(PAYMENT), str(ANSWERS))
+    assert r.exit_code == 0
+    assert "payment statements match no billing file" in r.stderr and "answers match no request" in r.stderr
+    status = json.loads(run("status", "--json").stdout)
+    assert status["disputed"] == []  # not linked to a session yet
+    r = run("import", str(BILLING), str(REQUEST))
+    assert r.exit_code == 0
+    assert "note:" not in r.stderr.split("123456_DTP")[-1]
+    status = json.loads(run("status", "--json").stdout)
+    assert [d["reason_code"] for d in status["disputed"]] == ["C01"]
+    assert status["billed_awaiting_payment"] == []
+
+
+def test_billed_sessions_awaiting_payment_and_requests_awaiting_answers(run, data):
+    assert run("import", str(REQUEST), str(BILLING)).exit_code == 0
+    status = json.loads(run("status", "--json").stdout)
+    assert len(status["billed_awaiting_payment"]) == 8
+    assert sorted(r["request_ref"] for r in status["requests_awaiting_answer"]) == ["REQ-0001", "REQ-0002", "REQ-0003"]
+    assert all(isinstance(r["age_days"], int) for r in status["requests_awaiting_answer"])
+
+
+@pytest.mark.parametrize("source, command", [(BILLING, "build-invoice"), (REQUEST, "build-request")])
+def test_rows_build_the_same_document_again(run, tmp_path, source, command):
+    r = run("import", "--no-db", "--csv", str(source))
+    assert r.exit_code == 0, r.stderr
+    work = tmp_path / "work"
+    work.mkdir()
+    for pdf in EXAMPLES.glob("123456_ORD_*.pdf"):
+        shutil.copy(pdf, work)
+    rows = work / "rows.csv"
+    rows.write_text(r.stdout, "utf-8")
+    again = run(command, str(rows), "--provider", PROVIDER, "--created", CREATED, "--sequence", "1")
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout_bytes == source.read_bytes()
+    assert not (tmp_path / "data").exists()  # --no-db touched nothing
+
+
+def test_json_and_ndjson_rows_for_every_kind(run):
+    r = run("import", "--no-db", "--ndjson", str(ACK), str(ANSWERS), str(PAYMENT))
+    assert r.exit_code == 0
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert {row["kind"] for row in rows} == {"ack", "answers", "payment"}
+    assert sum(row["kind"] == "payment" for row in rows) == 8
+    assert [row["status"] for row in rows if row["kind"] == "ack"] == ["accepted"]
+    r = run("import", "--no-db", "--json", str(ANSWERS))
+    doc = json.loads(r.stdout)
+    assert doc["kind"] == "answers" and len(doc["rows"]) == 3
+
+
+def test_deviating_file_imports_what_it_can(run, data, tmp_path):
+    text = PAYMENT.read_text("utf-8")
+    lines = text.splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if "<MontantFacture>" in line)
+    lines[index] = lines[index].replace("<MontantFacture>", "<MontantFacture>x")
+    bad = tmp_path / PAYMENT.name
+    bad.write_text("".join(lines), "utf-8")
+    r = run("import", str(bad))
+    assert r.exit_code == 0, r.stderr
+    assert f"{bad}:{index + 1}" in r.stderr and "warning XSD01" in r.stderr
+    assert "not imported" in r.stderr
+    assert _count(data / "practice.sqlite", "payment_lines") == 7
+
+
+def test_unreadable_file_goes_to_errors_with_reason(run, data, tmp_path):
+    inbox = data / "inbox"
+    inbox.mkdir(parents=True)
+    broken = inbox / "CNS_DEC_20261125_000009.xml"
+    broken.write_text("<JustificatifPaiement><EnTete>")
+    good = inbox / ACK.name
+    shutil.copy(ACK, good)
+    r = run("import")
+    assert r.exit_code == 3
+    assert "cannot be read" in r.stderr
+    assert not broken.exists() and not good.exists()  # inbox emptied
+    assert (data / "errors" / broken.name).exists()
+    why = (data / "errors" / f"{broken.name}.why.txt").read_text()
+    assert "XML01" in why
+    assert (data / "archive" / ACK.name).read_bytes() == ACK.read_bytes()
+    sidecar = (data / "archive" / f"{ACK.name}.sha256").read_text()
+    import hashlib
+
+    assert sidecar.split()[0] == hashlib.sha256(ACK.read_bytes()).hexdigest()
+    assert _count(data / "practice.sqlite", "documents") == 1
+
+
+def test_fetch_pipes_into_import(run, data, tmp_path, isolated_config):
+    root = tmp_path / "dropbox"
+    (root / "upload").mkdir(parents=True)
+    (root / "download").mkdir()
+    for f in (ACK, ANSWERS, PAYMENT):
+        shutil.copy(f, root / "download")
+    (isolated_config / "config.toml").write_text(f'remote = "file://{root}"\n')
+    fetched = run("fetch")
+    assert fetched.exit_code == 0
+    r = run("import", "-", input=fetched.stdout)
+    assert r.exit_code == 0, r.stderr
+    assert _count(data / "practice.sqlite", "documents") == 3
+    assert list((data / "inbox").glob("*.xml")) == []
+    conn = sqlite3.connect(data / "practice.sqlite")
+    paths = [row[0] for row in conn.execute("SELECT local_path FROM fetched")]
+    assert all("/archive/" in p for p in paths)
+
+
+def test_sigkill_during_import_never_leaves_a_partial_document(tmp_path):
+    """Kill cnsx import at random moments; after a re-run each document is there whole, once."""
+    notes = 3000
+    gen = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_foundation.py"), "--notes", str(notes),
+                          "--workdir", str(tmp_path / "gen"), "--repeat", "1"], capture_output=True, text=True)
+    assert gen.returncode == 0, gen.stderr
+    big = next((tmp_path / "gen" / "out").glob("*.xml"))
+    env = dict(os.environ, CNSX_DATA_DIR=str(tmp_path / "data"), CNSX_CONFIG_DIR=str(tmp_path / "cfg"))
+    command = [sys.executable, "-m", "cns_exchange", "-q", "import", str(big)]
+    t = time.perf_counter()
+    assert subprocess.run(command, env=dict(env, CNSX_DATA_DIR=str(tmp_path / "probe")), capture_output=True).returncode == 0
+    full = time.perf_counter() - t
+    rng = random.Random(7)
+    db = tmp_path / "data" / "practice.sqlite"
+    for _ in range(10):
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0, full))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if db.exists():
+            documents, sessions = _count(db, "documents"), _count(db, "sessions")
+            assert (documents, sessions) in ((0, 0), (1, notes * 4))
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    assert (_count(db, "documents"), _count(db, "fee_notes"), _count(db, "sessions")) == (1, notes, notes * 4)
