@@ -104,11 +104,13 @@ def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir
 
 
 def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomenclature: Nomenclature,
-                   provider: str, created: date, encoding: str = "utf-8") -> tuple[list[FeeNote], InputReport]:
+                   provider: str, created: date, encoding: str = "utf-8",
+                   certificates=None) -> tuple[list[FeeNote], InputReport]:
     """Read session rows, group them into priced fee notes (one per certificate).
 
     Sessions are ordered by date within a fee note; fee notes follow the order in which their
-    certificate first appears. Raises InputError listing every problem of the file.
+    certificate first appears. ``certificates`` (a CertificateBook) checks each session
+    against the certificates imported from the CNS. Raises InputError listing every problem.
     """
     report = InputReport(name)
     notes: dict[str, FeeNote] = {}
@@ -147,6 +149,9 @@ def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencl
                 report.add("NOM01", f"no tariff table is in force on {day}", line, "session_date")
                 continue
             append(BilledSession(line_no, day, act, executing, price.gross, price.patient_share, price.cns_share))
+            if certificates is not None:
+                for code, message in certificates.check(cert, note.matricule, day, act):
+                    report.add(code, message, line, "certificate_number")
     _fail_on_errors(report, "sessions")
     return list(notes.values()), report
 
@@ -270,3 +275,34 @@ def _sha256(path: Path) -> str:
             digest.update(chunk)
     return digest.hexdigest()
 
+
+
+class CertificateBook:
+    """The certificates imported from the CNS, and the sessions already billed on them."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self._used: dict[tuple[str, str], int] = {}
+
+    def check(self, certificate: str, matricule: str, day: date, act: str) -> list[tuple[str, str]]:
+        """Check one session to bill; return its problems (CRT02-CRT05)."""
+        row = self.conn.execute("SELECT matricule, valid_from, valid_to, acts FROM certificates WHERE number = ?",
+                                (certificate,)).fetchone()
+        if row is None:
+            return [("CRT02", f"certificate {certificate} is not among the certificates imported from the CNS")]
+        problems = []
+        if row["matricule"] != matricule:
+            problems.append(("CRT05", f"certificate {certificate} was granted for another patient"))
+        if not row["valid_from"] <= day.isoformat() <= row["valid_to"]:
+            problems.append(("CRT04", f"{day} is outside the certificate's validity {row['valid_from']} to {row['valid_to']}"))
+        authorised = dict((a, int(n)) for a, _, n in (part.partition(":") for part in row["acts"].split(";") if part))
+        key = (certificate, act)
+        if key not in self._used:
+            self._used[key] = self.conn.execute(
+                "SELECT count(*) FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id "
+                "WHERE f.certificate_number = ? AND s.act = ?", key).fetchone()[0]
+        self._used[key] += 1
+        if self._used[key] > authorised.get(act, 0):
+            problems.append(("CRT03", f"{act} session {self._used[key]} on certificate {certificate}: "
+                                      f"{authorised.get(act, 0)} authorised (billed ones included)"))
+        return problems

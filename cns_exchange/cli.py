@@ -229,8 +229,11 @@ def build_request_cmd(ctx: Context, input, input_format, encoding, output, provi
 
 @cli.command("build-invoice")
 @_build_options
+@click.option("--db", "db", metavar="PATH", help="Practice database whose certificates the sessions are checked against.")
+@click.option("--no-certificate-check", is_flag=True, help="Do not check sessions against the imported certificates.")
 @pass_context
-def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provider, sequence, schema_version, created):
+def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provider, sequence, schema_version, created,
+                      db, no_certificate_check):
     """Build a billing file (fee notes, third-party payment) from INPUT (CSV, JSON or NDJSON; '-' = stdin).
 
     Columns: certificate_number, matricule, session_date, act_code; optional executing_provider
@@ -244,11 +247,26 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provi
     codes, nomenclature, registry = ctx.tables()
     provider = provider or ctx.settings.provider
     header, name = build.resolve_header(registry, provider, created_at, schema_version, sequence, destination, "billing")
+    book = conn = None
+    db_path = Path(db).expanduser() if db else (ctx.settings.database_path() if not no_certificate_check else None)
+    if db_path is not None and not no_certificate_check:
+        if db and not db_path.exists():
+            raise InputError(f"--db {db}: no such database", "check the path")
+        if db_path.exists():
+            from cns_exchange import database
+
+            conn = database.connect(db_path)
+            if conn.execute("SELECT 1 FROM certificates LIMIT 1").fetchone() or db:
+                book = build.CertificateBook(conn)
     stream, source_name, _ = _open_input(input)
-    with stream:
-        fmt = records.detect_format(input, stream, input_format)
-        notes, report = build.load_fee_notes(stream, source_name, fmt, codes, nomenclature, provider,
-                                             created_at.date(), encoding)
+    try:
+        with stream:
+            fmt = records.detect_format(input, stream, input_format)
+            notes, report = build.load_fee_notes(stream, source_name, fmt, codes, nomenclature, provider,
+                                                 created_at.date(), encoding, book)
+    finally:
+        if conn is not None:
+            conn.close()
     from cns_exchange.xmlwrite import billing_totals, write_billing_file
 
     count, sessions, gross, _, cns = billing_totals(notes)
@@ -742,3 +760,79 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient):
         from cns_exchange import console
 
         console.print_tables(sections)
+
+
+# --- sandbox: a local CNS simulator ----------------------------------------------------------
+
+@cli.command("sandbox")
+@click.option("--root", metavar="DIR", help="The drop-box folder (default: the profile's file:// remote).")
+@click.option("--upload-dir", metavar="DIR", help="Folder the practice deposits into, relative to the root (default: the profile's upload_dir, else upload).")
+@click.option("--download-dir", metavar="DIR", help="Folder the answers go to, relative to the root (default: the profile's download_dir, else download).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Numbering block of certificates and payment references.")
+@click.option("--once", is_flag=True, help="Answer what is there, then exit.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True, metavar="SECONDS", help="Time between two looks at the upload folder.")
+@click.option("--state", metavar="FILE", help="The sandbox's state (default: ROOT/.sandbox-state.json).")
+@click.option("--now", metavar="DATETIME", help="Fixed reception time (default: $SOURCE_DATE_EPOCH, else each file's header time + 5 min).")
+@pass_context
+def sandbox_cmd(ctx: Context, root, upload_dir, download_dir, seed, once, interval, state, now):
+    """Simulate the CNS on a local drop box: answer every deposited file (docs/sandbox.md).
+
+    Each XML file put into the upload folder gets an acknowledgement, then answers (request
+    file) or a payment statement (billing file), in the download folder, under the CNS's
+    file names. Deterministic, and each file is answered once. Runs until SIGINT or SIGTERM
+    (exit 0), or with --once answers what is there and exits.
+    """
+    import signal
+    import threading
+
+    from cns_exchange import console
+    from cns_exchange.sandbox import STATE_NAME, Sandbox, parse_clock
+
+    clock = parse_clock(now, os.environ.get("SOURCE_DATE_EPOCH"))
+    settings = ctx.settings
+    if root is None:
+        remote = settings.remote_url()
+        if remote.scheme != "file":
+            raise UsageError(f"the profile's remote is {remote}, not a local folder",
+                             "pass --root DIR (e.g. the folder the test SFTP server serves)")
+        root = remote.path
+    base = Path(root)
+    if not base.is_dir():
+        raise UsageError(f"--root {root}: no such folder", "create it first")
+    sandbox = Sandbox(base / (upload_dir or str(settings.upload_dir or "upload")),
+                      base / (download_dir or str(settings.download_dir or "download")),
+                      Path(state) if state else base / STATE_NAME, ctx.validator(),
+                      seed=seed, now=clock, default_provider=settings.provider)
+
+    def report(result) -> None:
+        for name in result.recovered:
+            console.print_line(f"published {name}, left pending by an interrupted run")
+        if ctx.quiet:
+            return
+        for d in result.deposits:
+            if d.note:
+                console.print_line(f"{d.name}: not answered: {d.note}", style="yellow")
+                continue
+            detail = ""
+            if d.accepted and d.kind == "request":
+                detail = f" ({_plural(d.certificates, 'certificate')}, {_plural(d.refusals, 'refusal')})"
+            elif d.accepted and d.kind == "billing":
+                detail = f" ({_plural(d.paid, 'session')} paid, {d.disputed} disputed)"
+            console.print_line(f"{d.name}: {'accepted' if d.accepted else 'rejected'} → {', '.join(d.outputs)}{detail}")
+
+    if once:
+        report(sandbox.run_once())
+        return ExitCode.OK
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()  # the file being answered is finished first
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        sandbox.serve(interval, stop, report)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return ExitCode.OK

@@ -143,9 +143,7 @@ class Settings:
 
     def database_path(self) -> Path:
         value = self.values["database"]
-        path = Path(value) if value else data_dir() / "practice.sqlite"
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return path
+        return Path(value) if value else data_dir() / "practice.sqlite"
 
     def _where(self, key: str) -> str:
         return f"{self.path}: {key}" if self.path else key

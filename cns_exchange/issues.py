@@ -51,6 +51,10 @@ CATALOGUE: dict[str, Rule] = {
     "PAT01": Rule(ERROR, "unknown pathology code", "use the codes D01-D15 of annex E of the CNS statutes", "CNS statutes, annex E"),
     "ACT01": Rule(ERROR, "unknown act code", "use ZD11, ZD12, ZD13 or ZD21", _REG),
     "CRT01": Rule(ERROR, "invalid certificate number", "copy the certificate number from the CNS answer", "schema v1 T_NumeroTitre"),
+    "CRT02": Rule(ERROR, "unknown certificate", "bill only on certificates the CNS granted (cnsx import their answers), or pass --no-certificate-check", "CNS: third-party payment needs a certificate obtained electronically"),
+    "CRT03": Rule(ERROR, "more sessions than the certificate authorises", "the certificate's authorised count is used up (sessions billed before count)", "CNS: certificate of coverage"),
+    "CRT04": Rule(ERROR, "session outside the certificate's validity", "bill only sessions within the validity period", "CNS: certificate of coverage"),
+    "CRT05": Rule(ERROR, "certificate of another patient", "check the certificate number and the matricule", "CNS: certificate of coverage"),
     # Nomenclature and pricing
     "NOM01": Rule(ERROR, "no tariff table in force on that date", "add a tariff table covering the date to the config folder (docs/rules.md, Tariffs)", _REG),
     "NOM02": Rule(ERROR, "gross amount differs from the tariff", "the gross amount is coefficient x key-letter value of the table in force on the session date", _REG),

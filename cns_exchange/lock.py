@@ -20,6 +20,7 @@ def run_lock(database: Path, wait: float = 0) -> Iterator[None]:
     the process dies, so a killed run never leaves it stuck.
     """
     path = Path(f"{database}.lock")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         deadline = time.monotonic() + wait

@@ -8,6 +8,7 @@ that cannot be read yields ``None`` with the reason, never an exception.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import IO, Any, Iterator
@@ -259,6 +260,26 @@ def read_document(source: IO[bytes], kind: str, root: str, schema=None, columns:
             parent = el.getparent()
             while el.getprevious() is not None:
                 del parent[0]
+
+
+def read_header(source: IO[bytes], limit: int = 1 << 16) -> Header | None:
+    """Return the header (EnTete) of a document of any kind, or None if it cannot be read.
+
+    Reads at most the first ``limit`` bytes: enough for any header, and a damaged or hostile
+    document costs no more than that. Used to answer a document that failed validation (whose
+    records are not read), so it never raises for a bad document.
+    """
+    data = source.read(limit)
+    try:
+        for _, el in etree.iterparse(io.BytesIO(data), events=("end",), tag="EnTete", **PARSER_OPTIONS):
+            if has_doctype(el):
+                return None
+            parent = el.getparent()
+            if parent is not None and parent.getparent() is None:
+                return _header(el)
+    except (etree.XMLSyntaxError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return None
 
 
 def _reason(exc: Exception) -> str:

@@ -198,3 +198,34 @@ def test_sigkill_during_import_never_leaves_a_partial_document(tmp_path):
             assert (documents, sessions) in ((0, 0), (1, notes * 4))
     assert subprocess.run(command, env=env, capture_output=True).returncode == 0
     assert (_count(db, "documents"), _count(db, "fee_notes"), _count(db, "sessions")) == (1, notes, notes * 4)
+
+
+def test_build_invoice_checks_sessions_against_imported_certificates(run, data, tmp_path):
+    assert run("import", str(REQUEST), str(ANSWERS)).exit_code == 0
+    rows = tmp_path / "s.csv"
+    rows.write_text("certificate_number,matricule,session_date,act_code\n"
+                    "TPC-2026-000101,1974091186700,2026-10-20,ZD11\n"     # good
+                    "TPC-2026-999999,1974091186700,2026-10-27,ZD12\n"     # unknown certificate
+                    "TPC-2026-000102,1974091186700,2026-11-05,ZD11\n"     # another patient's certificate
+                    "TPC-2026-000101,1974091186700,2026-09-01,ZD12\n")    # before the validity
+    r = run("build-invoice", str(rows), "--provider", PROVIDER, "--created", CREATED)
+    assert r.exit_code == 3
+    assert f"{rows}:3 [certificate_number]" in r.stderr and "CRT02" in r.stderr
+    assert f"{rows}:4 [certificate_number]" in r.stderr and "CRT05" in r.stderr
+    assert f"{rows}:5 [certificate_number]" in r.stderr and "CRT04" in r.stderr
+    assert ":2 [certificate_number]" not in r.stderr  # (line 2 breaks only the order rule: ZD12 on 09-01 precedes it)
+    ok = run("build-invoice", str(rows), "--provider", PROVIDER, "--created", CREATED, "--no-certificate-check")
+    assert ok.exit_code == 3 and "CRT0" not in ok.stderr  # only the order rule (TRT01) is left
+
+
+def test_build_invoice_counts_sessions_already_billed(run, data, tmp_path):
+    assert run("import", str(REQUEST), str(ANSWERS), str(BILLING)).exit_code == 0
+    rows = tmp_path / "s.csv"
+    rows.write_text("certificate_number,matricule,session_date,act_code\n"
+                    "TPC-2026-000101,1974091186700,2026-11-17,ZD13\n"     # third ZD13: fine (4 authorised)
+                    "TPC-2026-000101,1974091186700,2026-11-18,ZD13\n"     # fourth: fine
+                    "TPC-2026-000101,1974091186700,2026-11-19,ZD13\n")    # fifth: over
+    r = run("build-invoice", str(rows), "--provider", PROVIDER, "--created", CREATED)
+    assert r.exit_code == 3
+    assert f"{rows}:4 [certificate_number]" in r.stderr and "CRT03" in r.stderr
+    assert f"{rows}:2 [" not in r.stderr and f"{rows}:3 [" not in r.stderr

@@ -1,0 +1,750 @@
+"""PDF: the prescriptions a request carries, and the printable documents of a billing file.
+
+This module is the one home of the PDF libraries (docs: style.md, "The shape"): pypdf reads
+and checks PDFs, img2pdf turns JPEG/PNG scans into a PDF without re-encoding them, reportlab
+draws the printable documents. Each is imported inside the function that needs it, so that
+``cnsx --help`` and the XML-only commands never load them.
+
+Prescriptions: :class:`PrescriptionFiles` checks the file a request row names (it opens as a
+PDF, is not encrypted, has a page, is not too large) or, when asked, converts JPEG/PNG scans
+into one PDF. Problems are returned as data (code, message, hint), never printed.
+
+Printing: :func:`write_fee_note` and :func:`write_summary` draw on reportlab's canvas, page
+by page, with fixed row heights, so that the page count is known before drawing (for "page
+N/M") and a 500-fee-note summary takes a fraction of a second (a single platypus ``Table`` of
+that size takes far longer).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shlex
+import shutil
+import stat
+import tempfile
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, Iterable, Iterator, NamedTuple
+
+from cns_exchange import __version__
+from cns_exchange.config import DEFAULT_MAX_PDF_BYTES
+from cns_exchange.model import FeeNote, Header
+
+PRODUCER = f"cnsx {__version__}"
+
+# --- prescriptions ---------------------------------------------------------------------------
+
+#: What the first bytes of a file say it is. A PDF may carry up to 1024 bytes of junk before
+#: its %PDF- header (readers accept it); everything else is recognised by its signature.
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"PK\x03\x04", "zip"),
+    (b"\xd0\xcf\x11\xe0", "office"),
+    (b"{\\rtf", "rtf"),
+)
+_DESCRIPTIONS = {
+    "jpeg": "a JPEG image",
+    "png": "a PNG image",
+    "gif": "a GIF image",
+    "tiff": "a TIFF image",
+    "heic": "a HEIC photo",
+    "webp": "a WebP image",
+    "html": "an HTML page",
+    "zip": "a ZIP archive (or a Word/OpenDocument file)",
+    "office": "an old Office document",
+    "rtf": "an RTF document",
+    "unknown": "not a PDF",
+}
+#: Images that --convert-images turns into a PDF (img2pdf embeds them without re-encoding).
+CONVERTIBLE = ("jpeg", "png")
+
+
+def sniff(head: bytes) -> str:
+    """Return what the first bytes of a file are: 'pdf', 'jpeg', 'png', 'html', ... or 'unknown'."""
+    if b"%PDF-" in head[:1024]:
+        return "pdf"
+    for magic, kind in _SIGNATURES:
+        if head.startswith(magic):
+            return kind
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"heif", b"mif1"):
+        return "heic"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "webp"
+    text = head[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in text:
+        return "html"
+    return "unknown"
+
+
+class Problem(NamedTuple):
+    """A problem with a prescription file: an issue code, a message and (optionally) a hint."""
+
+    code: str
+    message: str
+    hint: str = ""
+
+
+@dataclass
+class Prescription:
+    """The PDF to attach to a request: where it is, its name, SHA-256, size and pages.
+
+    ``path`` is the file itself, or a converted PDF in the build's private temporary folder;
+    ``sources`` are the images it was converted from (empty for a PDF given as such).
+    """
+
+    path: Path
+    name: str
+    sha256: str
+    size: int
+    pages: int
+    sources: tuple[Path, ...] = ()
+
+
+@dataclass
+class _File:
+    value: str      # as written in the row
+    path: Path
+    data: bytes
+    kind: str
+
+
+def mib(size: int) -> str:
+    """Return a size in MiB for messages ('20.0 MiB')."""
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+@contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Silence a library's log and warnings: the problems we return say what matters, and
+    stderr is for people (pypdf logs every repaired cross-reference table it meets)."""
+    saved = []
+    for name in loggers:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.level))
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in saved:
+            logger.setLevel(level)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
+def check_pdf(data: bytes, name: str) -> tuple[int, Problem | None]:
+    """Open ``data`` as a PDF; return (number of pages, None) or (0, the problem).
+
+    PDF01 if it cannot be read, PDF02 if it is encrypted, PDF03 if it has no page.
+    """
+    from pypdf import PdfReader
+
+    with _quiet("pypdf"):
+        try:
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted:
+                return 0, Problem("PDF02", f"'{name}' is encrypted (password-protected)")
+            pages = len(reader.pages)
+        except Exception as exc:  # noqa: BLE001 - pypdf raises many types on damaged files: all mean "unreadable"
+            return 0, Problem("PDF01", f"'{name}' cannot be read as a PDF ({_reason(exc)})")
+    if pages == 0:
+        return 0, Problem("PDF03", f"'{name}' has no page")
+    return pages, None
+
+
+class PrescriptionFiles:
+    """Checks the prescription files of one build and, when asked, converts JPEG/PNG scans.
+
+    Use it as a context manager: converted PDFs live in a private temporary folder (0700,
+    files 0600) until the build has copied them beside the request file.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_PDF_BYTES, convert_images: bool = False) -> None:
+        self.max_bytes = max_bytes
+        self.convert_images = convert_images
+        self._workdir: Path | None = None
+        self._converted = 0
+
+    def __enter__(self) -> "PrescriptionFiles":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the converted PDFs (once the build has copied them)."""
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def prepare(self, value: str, base_dir: Path) -> tuple[Prescription | None, list[Problem]]:
+        """Return the PDF to attach for a ``prescription_pdf`` value, or None and its problems.
+
+        ``value`` is one path, or several JPEG/PNG paths separated by ';' (one prescription
+        scanned page by page, combined with ``convert_images``). Relative paths are taken
+        from ``base_dir``. Codes: IN008 (cannot read), PDF01-PDF07.
+        """
+        values = [v.strip() for v in value.split(";") if v.strip()]
+        if not values:
+            return None, [Problem("IN003", "'prescription_pdf' names no file")]
+        files: list[_File] = []
+        problems: list[Problem] = []
+        for v in values:
+            read = self._read(v, base_dir)
+            if isinstance(read, Problem):
+                problems.append(read)
+            else:
+                files.append(read)
+        if problems:
+            return None, problems
+        refused = [f for f in files if f.kind != "pdf" and f.kind not in CONVERTIBLE]
+        if refused:
+            return None, [self._not_pdf(f) for f in refused]
+        if len(files) > 1 and any(f.kind == "pdf" for f in files):
+            return None, [Problem(
+                "PDF06", f"'{value}' names {len(files)} files, among them a PDF: only JPEG or PNG scans can be combined",
+                "give one PDF per prescription; to merge PDFs: qpdf --empty --pages a.pdf b.pdf -- prescription.pdf")]
+        if files[0].kind == "pdf":
+            f = files[0]
+            pages, problem = check_pdf(f.data, f.value)
+            if problem is not None:
+                return None, [problem]
+            return Prescription(f.path, f.path.name, _sha256(f.data), len(f.data), pages), []
+        if not self.convert_images:
+            return None, [self._image_refused(files)]
+        return self._convert(files, value)
+
+    def _read(self, value: str, base_dir: Path) -> _File | Problem:
+        path = Path(value)
+        if not path.is_absolute():
+            path = base_dir / path
+        try:
+            info = path.stat()
+        except OSError as exc:
+            return Problem("IN008", f"cannot read '{value}' ({exc.strerror})")
+        if stat.S_ISDIR(info.st_mode):
+            return Problem("IN008", f"cannot read '{value}' (it is a folder)")
+        if not stat.S_ISREG(info.st_mode):
+            return Problem("IN008", f"cannot read '{value}' (not a regular file)")  # a FIFO would hang the build
+        if info.st_size > self.max_bytes:
+            return self._too_large(value, info.st_size)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(self.max_bytes + 1)
+        except OSError as exc:
+            return Problem("IN008", f"cannot read '{value}' ({exc.strerror})")
+        if len(data) > self.max_bytes:
+            return self._too_large(value, len(data))
+        return _File(value, path, data, sniff(data[:1024]))
+
+    def _too_large(self, what: str, size: int) -> Problem:
+        return Problem("PDF04", f"'{what}' is {mib(size)}, over the limit of {mib(self.max_bytes)} ({self.max_bytes} bytes)")
+
+    @staticmethod
+    def _not_pdf(f: _File) -> Problem:
+        what = _DESCRIPTIONS.get(f.kind, "not a PDF")
+        if f.kind == "html":
+            hint = "the CNS refuses HTML: print the prescription to PDF, or scan the paper prescription to PDF"
+        else:
+            hint = "scan or export the prescription to PDF; only JPEG and PNG scans can be converted (--convert-images)"
+        return Problem("PDF05", f"'{f.value}' is {what}, not a PDF" if f.kind != "unknown" else f"'{f.value}' is not a PDF", hint)
+
+    @staticmethod
+    def _image_refused(files: list[_File]) -> Problem:
+        kinds = sorted({_DESCRIPTIONS[f.kind].split(" ", 1)[1] for f in files})
+        names = ";".join(f.value for f in files)
+        what = f"'{names}' is {_DESCRIPTIONS[files[0].kind]}" if len(files) == 1 else f"'{names}' are {' and '.join(kinds)}s"
+        target = shlex.quote(str(Path(files[0].value).with_suffix(".pdf")))
+        command = "img2pdf " + " ".join(shlex.quote(f.value) for f in files) + f" -o {target}"
+        return Problem("PDF05", f"{what}, not a PDF",
+                       f"pass --convert-images to turn {'it' if len(files) == 1 else 'them'} into one PDF losslessly,"
+                       f" or convert it yourself: {command}")
+
+    def _convert(self, files: list[_File], value: str) -> tuple[Prescription | None, list[Problem]]:
+        data, problem = _images_to_pdf([f.data for f in files])
+        if problem is not None:
+            # Find the image img2pdf stumbled on, to name it.
+            for f in files if len(files) > 1 else ():
+                if _images_to_pdf([f.data])[1] is not None:
+                    return None, [Problem("PDF07", f"'{f.value}' cannot be converted to PDF ({problem})")]
+            return None, [Problem("PDF07", f"'{value}' cannot be converted to PDF ({problem})")]
+        assert data is not None
+        if len(data) > self.max_bytes:
+            return None, [Problem("PDF04", f"the PDF made from '{value}' is {mib(len(data))}, over the limit of"
+                                           f" {mib(self.max_bytes)} ({self.max_bytes} bytes)")]
+        pages, checked = check_pdf(data, value)
+        if checked is not None:  # pragma: no cover - img2pdf wrote something pypdf cannot read
+            return None, [Problem("PDF07", f"'{value}' cannot be converted to PDF ({checked.message})")]
+        self._converted += 1
+        name = Path(files[0].value).stem + ".pdf"
+        path = self._folder() / f"{self._converted:06d}-{name}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        return Prescription(path, name, _sha256(data), len(data), pages, tuple(f.path for f in files)), []
+
+    def _folder(self) -> Path:
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="cnsx-pdf-"))  # 0700
+        return self._workdir
+
+
+def _images_to_pdf(images: list[bytes]) -> tuple[bytes | None, str]:
+    """Return (one PDF with a page per image, '') or (None, why img2pdf refused).
+
+    JPEG data is embedded as it is (no re-encoding, so no quality is lost) and PNG data
+    losslessly; each image is fitted into an A4 page (turned to landscape for a landscape
+    image) without resampling. No date is written, so the same scans give the same PDF and
+    the same SHA-256 on every run.
+    """
+    import img2pdf
+
+    a4 = (img2pdf.mm_to_pt(210), img2pdf.mm_to_pt(297))
+    layout = img2pdf.get_layout_fun(a4, fit=img2pdf.FitMode.into, auto_orient=True)
+    with _quiet("img2pdf", "PIL"):
+        try:
+            return img2pdf.convert(*images, layout_fun=layout, nodate=True, engine=img2pdf.Engine.internal), ""
+        except Exception as exc:  # noqa: BLE001 - img2pdf and Pillow raise many types on bad images
+            return None, _reason(exc)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- printable documents ---------------------------------------------------------------------
+
+#: TrueType fonts with the French accents (and far more), first found wins. Debian's
+#: fonts-dejavu-core; else Bitstream Vera, which reportlab ships (Latin-1 and Latin
+#: Extended-A, enough for French, German and Polish names).
+FONT_CANDIDATES: list[tuple[Path, Path]] = [
+    (Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"), Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")),
+]
+_FONT, _BOLD, _MONO = "cnsx-sans", "cnsx-sans-bold", "Courier"  # Courier: the hash is ASCII, a base-14 font suffices
+_fonts_loaded: Path | None = None
+
+
+def font_files() -> tuple[Path, Path]:
+    """Return the (regular, bold) TrueType files the printed documents embed."""
+    for regular, bold in FONT_CANDIDATES:
+        if regular.is_file() and bold.is_file():
+            return regular, bold
+    import reportlab
+
+    folder = Path(reportlab.__file__).parent / "fonts"
+    return folder / "Vera.ttf", folder / "VeraBd.ttf"
+
+
+def _register_fonts() -> Path:
+    global _fonts_loaded
+    if _fonts_loaded is None:
+        from reportlab.pdfbase import pdfmetrics
+        from reportlab.pdfbase.ttfonts import TTFont
+
+        regular, bold = font_files()
+        pdfmetrics.registerFont(TTFont(_FONT, str(regular)))
+        pdfmetrics.registerFont(TTFont(_BOLD, str(bold)))
+        _fonts_loaded = regular
+    return _fonts_loaded
+
+
+@dataclass
+class Source:
+    """What every printed page says about the billing file it comes from."""
+
+    name: str                  # the file name shown (the billing file's, or its conventional name)
+    sha256: str
+    header: Header
+    printed: datetime          # the PDF's creation date
+    act_labels: dict[str, str] = field(default_factory=dict)
+    mask_matricule: bool = False
+
+
+@dataclass
+class Totals:
+    """Sums drawn on a summary: fee notes, sessions and amounts in cents."""
+
+    notes: int = 0
+    sessions: int = 0
+    gross: int = 0
+    patient: int = 0
+    cns: int = 0
+
+    def add(self, note: FeeNote) -> None:
+        self.notes += 1
+        for s in note.sessions:
+            self.sessions += 1
+            self.gross += s.gross
+            self.patient += s.patient_share
+            self.cns += s.cns_share
+
+
+def euros(cents: int) -> str:
+    """Return an amount as printed on the documents: '1 234,56' (French style)."""
+    whole, rest = divmod(cents, 100)
+    return f"{whole:,}".replace(",", "\u202f") + f",{rest:02d}"
+
+
+def french_date(day: date) -> str:
+    return f"{day:%d/%m/%Y}"
+
+
+def show_matricule(matricule: str, masked: bool) -> str:
+    """Return the matricule in full, or masked but for its last 4 digits."""
+    return "•" * (len(matricule) - 4) + matricule[-4:] if masked else matricule
+
+
+# Page geometry (points; A4 portrait).
+_W, _H = 595.2756, 841.8898
+_MARGIN = 42.52          # 15 mm
+_LEFT, _RIGHT = _MARGIN, _W - _MARGIN
+_TOP, _BOTTOM = _H - _MARGIN, _MARGIN + 30   # room for the two footer lines
+_ROW = 14.0              # table row height
+_GREY = (0.93, 0.93, 0.93)
+_DARK = (0.35, 0.35, 0.35)
+
+
+@dataclass
+class _Column:
+    title: str
+    width: float
+    align: str = "left"   # 'left' or 'right'
+
+
+class _Sheet:
+    """One PDF being drawn: metadata, fonts, the running footer with its 'page N/M'."""
+
+    def __init__(self, out: IO[bytes], source: Source, title: str, subject: str, pages: int) -> None:
+        from reportlab.pdfgen import canvas
+
+        _register_fonts()
+        # invariant: no random document ID and no time-based comments, so that the same
+        # billing file printed with the same date gives the same bytes.
+        self.c = canvas.Canvas(out, pagesize=(_W, _H), invariant=1, pageCompression=1)
+        created = source.printed
+        offset = created.utcoffset()
+        minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+        stamp = created.strftime("D:%Y%m%d%H%M%S") + (
+            f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}'{abs(minutes) % 60:02d}'" if offset is not None else "")
+        self.c.setDateFormatter(lambda *_: stamp)
+        self.c.setTitle(title)
+        self.c.setAuthor(f"Prestataire {source.header.provider}")
+        self.c.setSubject(subject)
+        self.c.setKeywords(f"CNS, tiers payant, {source.name}, sha256:{source.sha256}")
+        self.c.setCreator(PRODUCER)
+        self.c.setProducer(PRODUCER)
+        self.source = source
+        self.pages = pages
+        self.page = 1
+
+    def text(self, x: float, y: float, text: str, size: float = 9, bold: bool = False, align: str = "left",
+             grey: bool = False) -> None:
+        c = self.c
+        c.setFont(_BOLD if bold else _FONT, size)
+        if grey:
+            c.setFillColorRGB(*_DARK)
+        if align == "right":
+            c.drawRightString(x, y, text)
+        else:
+            c.drawString(x, y, text)
+        if grey:
+            c.setFillColorRGB(0, 0, 0)
+
+    def footer(self) -> None:
+        c = self.c
+        y = _MARGIN + 12
+        c.setStrokeColorRGB(*_DARK)
+        c.setLineWidth(0.4)
+        c.line(_LEFT, y + 10, _RIGHT, y + 10)
+        self.text(_LEFT, y, f"Fichier {self.source.name} · SHA-256 :", size=7, grey=True)
+        c.setFont(_MONO, 6.8)
+        c.setFillColorRGB(*_DARK)
+        c.drawRightString(_RIGHT, y, self.source.sha256)
+        c.setFillColorRGB(0, 0, 0)
+        self.text(_LEFT, y - 10, f"Imprimé par {PRODUCER} le {self.source.printed:%d/%m/%Y à %H:%M}", size=7, grey=True)
+        self.text(_RIGHT, y - 10, f"page {self.page}/{self.pages}", size=7, grey=True, align="right")
+
+    def next_page(self) -> None:
+        self.footer()
+        self.c.showPage()
+        self.page += 1
+
+    def finish(self) -> None:
+        self.footer()
+        self.c.showPage()
+        self.c.save()
+
+    def table_header(self, y: float, columns: list[_Column]) -> float:
+        """Draw the column titles in a grey band whose top is ``y``; return the y below it."""
+        c = self.c
+        c.setFillColorRGB(*_GREY)
+        c.rect(_LEFT, y - _ROW - 2, _RIGHT - _LEFT, _ROW + 2, stroke=0, fill=1)
+        c.setFillColorRGB(0, 0, 0)
+        x = _LEFT
+        for col in columns:
+            self.text(x + col.width - 3 if col.align == "right" else x + 3, y - _ROW + 2, col.title, size=7.5, bold=True,
+                      align=col.align)
+            x += col.width
+        return y - _ROW - 2
+
+    def row(self, y: float, columns: list[_Column], cells: list[str], bold: bool = False, shade: bool = False,
+            size: float = 8, height: float = _ROW, lines: list[list[str]] | None = None) -> float:
+        """Draw one table row whose top is ``y``; return the y below it.
+
+        ``lines`` gives, per cell, the lines of a cell that wraps (others are one line).
+        """
+        c = self.c
+        if shade:
+            c.setFillColorRGB(0.975, 0.975, 0.975)
+            c.rect(_LEFT, y - height, _RIGHT - _LEFT, height, stroke=0, fill=1)
+            c.setFillColorRGB(0, 0, 0)
+        x = _LEFT
+        for i, (col, cell) in enumerate(zip(columns, cells)):
+            cell_lines = lines[i] if lines is not None and lines[i] else [cell]
+            for k, line in enumerate(cell_lines):
+                baseline = y - 10 - k * (size + 2)
+                if col.align == "right":
+                    self.text(x + col.width - 3, baseline, line, size=size, bold=bold, align="right")
+                else:
+                    self.text(x + 3, baseline, fit(line, col.width - 6, size, bold), size=size, bold=bold)
+            x += col.width
+        return y - height
+
+
+def fit(text: str, width: float, size: float, bold: bool = False) -> str:
+    """Return ``text``, cut with '…' if it is wider than ``width`` points."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    font = _BOLD if bold else _FONT
+    if stringWidth(text, font, size) <= width:
+        return text
+    while text and stringWidth(text + "…", font, size) > width:
+        text = text[:-1]
+    return text.rstrip() + "…"
+
+
+def _wrap(text: str, width: float, size: float) -> list[str]:
+    from reportlab.lib.utils import simpleSplit
+
+    return simpleSplit(text, _FONT, size, width) or [""]
+
+
+def _pages(heights: Iterable[float], first: float, other: float, tail: float) -> int:
+    """Return the number of pages a table of rows of ``heights`` takes, with ``first`` points
+    for rows on the first page, ``other`` on the next ones, and ``tail`` points after the last
+    row (totals) on the same page. The drawing follows the same rule (see _Flow)."""
+    pages, room = 1, first
+    for h in heights:
+        if h > room:
+            pages, room = pages + 1, other
+        room -= h
+    if tail > room:
+        pages += 1
+    return pages
+
+
+# --- the patient's fee note --------------------------------------------------------------------
+
+_NOTE_COLUMNS = [
+    _Column("N°", 22), _Column("Date", 52), _Column("Acte", 34), _Column("Libellé", 169),
+    _Column("Exécutant", 50), _Column("Brut €", 58, "right"), _Column("Part patient €", 64, "right"),
+    _Column("Part CNS €", 61, "right"),
+]
+_NOTE_FIRST = 214.0      # points above the table on the first page (title and identity blocks)
+_NOTE_NEXT = 40.0        # on the following pages (a short title)
+_NOTE_TAIL = 112.0       # totals row and the "what you pay" box
+
+
+def _note_rows(note: FeeNote, labels: dict[str, str]) -> list[tuple[list[str], list[list[str]], float]]:
+    label_width = _NOTE_COLUMNS[3].width - 6
+    rows = []
+    for s in note.sessions:
+        label = _wrap(labels.get(s.act_code, ""), label_width, 8)
+        cells = [str(s.line_no), french_date(s.session_date), s.act_code, "", s.executing_provider,
+                 euros(s.gross), euros(s.patient_share), euros(s.cns_share)]
+        lines = [[], [], [], label, [], [], [], []]
+        rows.append((cells, lines, max(_ROW, 4 + len(label) * 10.0)))
+    return rows
+
+
+def write_fee_note(out: IO[bytes], note: FeeNote, source: Source) -> None:
+    """Draw the fee note of one patient (mémoire d'honoraires) as an A4 PDF into ``out``.
+
+    It shows the practice's provider code, the patient (name and matricule, masked if
+    ``source.mask_matricule``), the certificate, one line per session (date, act code and
+    label, executing provider, gross amount, patient share, CNS share), the totals and what
+    the patient pays; every page names the billing file and its SHA-256.
+    """
+    rows = _note_rows(note, source.act_labels)
+    body = _TOP - _BOTTOM
+    pages = _pages((h for *_, h in rows), body - _NOTE_FIRST - _ROW - 2, body - _NOTE_NEXT - _ROW - 2, _NOTE_TAIL)
+    sheet = _Sheet(out, source, f"Mémoire d'honoraires n° {note.number} — {source.name}",
+                   f"Mémoire d'honoraires n° {note.number} du fichier de facturation {source.name}, SHA-256 {source.sha256}",
+                   pages)
+    header = source.header
+    y = _TOP - 16
+    sheet.text(_LEFT, y, "Mémoire d'honoraires", size=18, bold=True)
+    sheet.text(_RIGHT, y, f"n° {note.number}", size=12, bold=True, align="right")
+    y -= 16
+    sheet.text(_LEFT, y, "Diététique · tiers payant : la CNS règle sa part directement au prestataire", size=9, grey=True)
+    y -= 22
+    box_height = 74
+    half = (_RIGHT - _LEFT - 12) / 2
+    c = sheet.c
+    c.setStrokeColorRGB(*_DARK)
+    c.setLineWidth(0.6)
+    c.roundRect(_LEFT, y - box_height, half, box_height, 4)
+    c.roundRect(_LEFT + half + 12, y - box_height, half, box_height, 4)
+    x2 = _LEFT + half + 12
+    sheet.text(_LEFT + 8, y - 14, "PRESTATAIRE", size=7.5, bold=True, grey=True)
+    sheet.text(_LEFT + 8, y - 30, f"Code prestataire CNS : {header.provider}", size=10)
+    sheet.text(_LEFT + 8, y - 46, f"Fichier de facturation du {french_date(header.created.date())}", size=9)
+    sheet.text(_LEFT + 8, y - 60, f"n° de séquence {header.sequence}", size=9, grey=True)
+    sheet.text(x2 + 8, y - 14, "PATIENT", size=7.5, bold=True, grey=True)
+    sheet.text(x2 + 8, y - 30, fit(f"{note.last_name} {note.first_name}".strip() or "—", half - 16, 11, True), size=11, bold=True)
+    sheet.text(x2 + 8, y - 46, f"Matricule : {show_matricule(note.matricule, source.mask_matricule)}", size=10)
+    sheet.text(x2 + 8, y - 60, f"Titre de prise en charge : {note.certificate_number}", size=9)
+    y -= box_height + 22
+    sheet.text(_LEFT, y, "Séances", size=11, bold=True)
+    y -= 10
+    y = sheet.table_header(y, _NOTE_COLUMNS)
+    for i, (cells, lines, height) in enumerate(rows):
+        if y - height < _BOTTOM:
+            sheet.next_page()
+            y = _TOP - 16
+            sheet.text(_LEFT, y, f"Mémoire d'honoraires n° {note.number} (suite)", size=11, bold=True)
+            y = sheet.table_header(y - (_NOTE_NEXT - 16), _NOTE_COLUMNS)
+        y = sheet.row(y, _NOTE_COLUMNS, cells, shade=i % 2 == 1, height=height, lines=lines)
+    totals = Totals()
+    totals.add(note)
+    if y - _NOTE_TAIL < _BOTTOM:
+        sheet.next_page()
+        y = _TOP - 16
+        sheet.text(_LEFT, y, f"Mémoire d'honoraires n° {note.number} (suite)", size=11, bold=True)
+        y -= _NOTE_NEXT - 16
+    c.setLineWidth(0.8)
+    c.setStrokeColorRGB(0, 0, 0)
+    c.line(_LEFT, y, _RIGHT, y)
+    y = sheet.row(y, _NOTE_COLUMNS, [f"Total ({totals.sessions} séance{'s' if totals.sessions != 1 else ''})", "", "", "", "",
+                                     euros(totals.gross), euros(totals.patient), euros(totals.cns)], bold=True)
+    y -= 18
+    box = 64
+    c.setFillColorRGB(*_GREY)
+    c.roundRect(_LEFT, y - box, _RIGHT - _LEFT, box, 4, stroke=0, fill=1)
+    c.setFillColorRGB(0, 0, 0)
+    sheet.text(_LEFT + 10, y - 16, "Montant total des prestations", size=9.5)
+    sheet.text(_RIGHT - 10, y - 16, f"{euros(totals.gross)} €", size=9.5, align="right")
+    sheet.text(_LEFT + 10, y - 32, "Réglé directement par la CNS au prestataire (part statutaire)", size=9.5)
+    sheet.text(_RIGHT - 10, y - 32, f"{euros(totals.cns)} €", size=9.5, align="right")
+    sheet.text(_LEFT + 10, y - 50, "Reste à votre charge (participation personnelle)", size=11, bold=True)
+    sheet.text(_RIGHT - 10, y - 50, f"{euros(totals.patient)} €", size=11, bold=True, align="right")
+    sheet.finish()
+
+
+# --- the summary statement of a billing file -------------------------------------------------
+
+_SUMMARY_COLUMNS = [
+    _Column("N°", 26), _Column("Titre", 84), _Column("Patient", 112), _Column("Matricule", 66),
+    _Column("Séances", 36, "right"), _Column("Du", 46), _Column("Au", 46),
+    _Column("Brut €", 50, "right"), _Column("Patient €", 45, "right"), _Column("CNS €", 50, "right"),
+]
+_SUMMARY_ROW = 13.0
+_SUMMARY_FIRST = 186.0   # points above the table on the first page
+_SUMMARY_NEXT = 40.0
+_SUMMARY_TAIL = 108.0    # totals row and totals box
+
+
+def write_summary(out: IO[bytes], notes: Iterable[FeeNote], source: Source, count: int) -> Totals:
+    """Draw the summary statement (relevé récapitulatif) of a billing file into ``out``.
+
+    One row per fee note (number, certificate, patient, matricule masked unless asked
+    otherwise, sessions, first and last date, gross, patient and CNS shares), the header
+    data, and the totals. ``notes`` is consumed as it comes (the file is read streaming);
+    ``count`` is the number of fee notes the header announces (for 'page N/M'). Returns the
+    totals drawn, for the caller to check against the header.
+    """
+    body = _TOP - _BOTTOM
+    first = body - _SUMMARY_FIRST - _ROW - 2
+    other = body - _SUMMARY_NEXT - _ROW - 2
+    pages = _pages((_SUMMARY_ROW for _ in range(count)), first, other, _SUMMARY_TAIL)
+    header = source.header
+    sheet = _Sheet(out, source, f"Relevé récapitulatif — {source.name}",
+                   f"Relevé récapitulatif du fichier de facturation {source.name}, SHA-256 {source.sha256}", pages)
+    c = sheet.c
+    y = _TOP - 16
+    sheet.text(_LEFT, y, "Relevé récapitulatif", size=18, bold=True)
+    y -= 16
+    sheet.text(_LEFT, y, "Fichier de facturation · tiers payant · diététique", size=9, grey=True)
+    y -= 20
+    extra = header.extra
+    facts = [
+        ("Fichier", source.name),
+        ("Code prestataire", header.provider),
+        ("Créé le", f"{header.created:%d/%m/%Y à %H:%M} (UTC{header.created:%z})"[:-2] + ")" if header.created.utcoffset() is not None
+         else f"{header.created:%d/%m/%Y à %H:%M}"),
+        ("N° de séquence", str(header.sequence)),
+        ("Version du schéma", header.version),
+        ("Mémoires d'honoraires", extra.get("NombreMemoires", "")),
+        ("Séances", extra.get("NombreSeances", "")),
+    ]
+    for label, value in facts:
+        sheet.text(_LEFT, y, label, size=9, grey=True)
+        sheet.text(_LEFT + 120, y, value, size=9)
+        y -= 13
+    y = _TOP - _SUMMARY_FIRST
+    y = sheet.table_header(y, _SUMMARY_COLUMNS)
+    totals = Totals()
+    index = 0
+    for note in notes:
+        if y - _SUMMARY_ROW < _BOTTOM:
+            sheet.next_page()
+            y = _TOP - 16
+            sheet.text(_LEFT, y, f"Relevé récapitulatif (suite) — {source.name}", size=11, bold=True)
+            y = sheet.table_header(_TOP - _SUMMARY_NEXT, _SUMMARY_COLUMNS)
+        before = (totals.gross, totals.patient, totals.cns)
+        totals.add(note)
+        days = [s.session_date for s in note.sessions]
+        cells = [str(note.number), note.certificate_number, f"{note.last_name} {note.first_name}".strip(),
+                 show_matricule(note.matricule, source.mask_matricule), str(len(note.sessions)),
+                 f"{min(days):%d/%m/%y}" if days else "", f"{max(days):%d/%m/%y}" if days else "",
+                 euros(totals.gross - before[0]), euros(totals.patient - before[1]), euros(totals.cns - before[2])]
+        y = sheet.row(y, _SUMMARY_COLUMNS, cells, shade=index % 2 == 1, size=7.5, height=_SUMMARY_ROW)
+        index += 1
+    if y - _SUMMARY_TAIL < _BOTTOM:
+        sheet.next_page()
+        y = _TOP - 16
+        sheet.text(_LEFT, y, f"Relevé récapitulatif (suite) — {source.name}", size=11, bold=True)
+        y = _TOP - _SUMMARY_NEXT
+    c.setLineWidth(0.8)
+    c.setStrokeColorRGB(0, 0, 0)
+    c.line(_LEFT, y, _RIGHT, y)
+    y = sheet.row(y, _SUMMARY_COLUMNS, ["Total", "", f"{totals.notes} mémoire{'s' if totals.notes != 1 else ''}", "",
+                                        str(totals.sessions), "", "", "", "", ""], bold=True, size=7.5)
+    y -= 14
+    box = 66
+    c.setFillColorRGB(*_GREY)
+    c.roundRect(_LEFT, y - box, _RIGHT - _LEFT, box, 4, stroke=0, fill=1)
+    c.setFillColorRGB(0, 0, 0)
+    for k, (label, amount, big) in enumerate((("Total montant brut", totals.gross, False),
+                                              ("Total participation personnelle (patients)", totals.patient, False),
+                                              ("Total part statutaire (à régler par la CNS)", totals.cns, True))):
+        sheet.text(_LEFT + 10, y - 16 - 17 * k, label, size=10.5 if big else 9.5, bold=big)
+        sheet.text(_RIGHT - 10, y - 16 - 17 * k, f"{euros(amount)} €", size=10.5 if big else 9.5, bold=big, align="right")
+    sheet.finish()
+    return totals
