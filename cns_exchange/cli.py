@@ -406,8 +406,13 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
             uploader = sending.Uploader(conn, settings.profile or "default", str(remote), str(settings.upload_dir),
                                         connect, int(settings.retries), float(settings.backoff), _on_retry(ctx))
             try:
+                from cns_exchange import importing
+
                 for item in planned:
                     outcome = uploader.send(item)
+                    if item.kind in ("request", "billing"):
+                        # What was sent is evidence, and what the returns will be matched with.
+                        importing.import_path(conn, item.path, validator, settings.local_dir("archive"), None, move=False)
                     if as_json:
                         sys.stdout.write(json.dumps(outcome.as_dict()) + "\n")
                         sys.stdout.flush()

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from cns_exchange.errors import ConfigError
 
 DEFAULT_MAX_XML_BYTES = 512 * 1024 * 1024
+DEFAULT_MAX_PDF_BYTES = 20 * 1024 * 1024     # a prescription scan; a PDF built from images too
 SECRET_SOURCES = ("env", "keyring", "prompt")
 AFTER_FETCH = ("keep", "delete", "archive")
 
@@ -25,6 +26,7 @@ AFTER_FETCH = ("keep", "delete", "archive")
 SETTINGS: dict[str, tuple[str, object]] = {
     "provider": ("str", None),
     "max_xml_bytes": ("int", DEFAULT_MAX_XML_BYTES),
+    "max_pdf_bytes": ("int", DEFAULT_MAX_PDF_BYTES),   # largest prescription PDF build-request accepts
     "remote": ("str", None),                 # sftp://user@host:port  or  file:///path
     "upload_dir": ("str", "upload"),         # remote folder the practice deposits into
     "download_dir": ("str", "download"),     # remote folder the CNS leaves return files in

@@ -398,11 +398,21 @@ class Totals:
 def euros(cents: int) -> str:
     """Return an amount as printed on the documents: '1 234,56' (French style)."""
     whole, rest = divmod(cents, 100)
-    return f"{whole:,}".replace(",", "\u202f") + f",{rest:02d}"
+    return f"{whole:,}".replace(",", "\u00a0") + f",{rest:02d}"  # a no-break space between thousands
 
 
 def french_date(day: date) -> str:
     return f"{day:%d/%m/%Y}"
+
+
+def _when(moment: datetime) -> str:
+    """'20/11/2026 à 09:00 (UTC+01:00)'."""
+    text = f"{moment:%d/%m/%Y à %H:%M}"
+    offset = moment.utcoffset()
+    if offset is not None:
+        minutes = int(offset.total_seconds() // 60)
+        text += f" (UTC{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d})"
+    return text
 
 
 def show_matricule(matricule: str, masked: bool) -> str:
@@ -548,7 +558,7 @@ def _wrap(text: str, width: float, size: float) -> list[str]:
 def _pages(heights: Iterable[float], first: float, other: float, tail: float) -> int:
     """Return the number of pages a table of rows of ``heights`` takes, with ``first`` points
     for rows on the first page, ``other`` on the next ones, and ``tail`` points after the last
-    row (totals) on the same page. The drawing follows the same rule (see _Flow)."""
+    row (totals) on the same page. The drawing functions break pages by the same rule."""
     pages, room = 1, first
     for h in heights:
         if h > room:
@@ -566,7 +576,7 @@ _NOTE_COLUMNS = [
     _Column("Exécutant", 50), _Column("Brut €", 58, "right"), _Column("Part patient €", 64, "right"),
     _Column("Part CNS €", 61, "right"),
 ]
-_NOTE_FIRST = 214.0      # points above the table on the first page (title and identity blocks)
+_NOTE_FIRST = 160.0      # points above the table on the first page (title and identity blocks)
 _NOTE_NEXT = 40.0        # on the following pages (a short title)
 _NOTE_TAIL = 112.0       # totals row and the "what you pay" box
 
@@ -622,8 +632,7 @@ def write_fee_note(out: IO[bytes], note: FeeNote, source: Source) -> None:
     sheet.text(x2 + 8, y - 60, f"Titre de prise en charge : {note.certificate_number}", size=9)
     y -= box_height + 22
     sheet.text(_LEFT, y, "Séances", size=11, bold=True)
-    y -= 10
-    y = sheet.table_header(y, _NOTE_COLUMNS)
+    y = sheet.table_header(_TOP - _NOTE_FIRST, _NOTE_COLUMNS)
     for i, (cells, lines, height) in enumerate(rows):
         if y - height < _BOTTOM:
             sheet.next_page()
@@ -696,8 +705,7 @@ def write_summary(out: IO[bytes], notes: Iterable[FeeNote], source: Source, coun
     facts = [
         ("Fichier", source.name),
         ("Code prestataire", header.provider),
-        ("Créé le", f"{header.created:%d/%m/%Y à %H:%M} (UTC{header.created:%z})"[:-2] + ")" if header.created.utcoffset() is not None
-         else f"{header.created:%d/%m/%Y à %H:%M}"),
+        ("Créé le", _when(header.created)),
         ("N° de séquence", str(header.sequence)),
         ("Version du schéma", header.version),
         ("Mémoires d'honoraires", extra.get("NombreMemoires", "")),
@@ -735,7 +743,8 @@ def write_summary(out: IO[bytes], notes: Iterable[FeeNote], source: Source, coun
     c.setStrokeColorRGB(0, 0, 0)
     c.line(_LEFT, y, _RIGHT, y)
     y = sheet.row(y, _SUMMARY_COLUMNS, ["Total", "", f"{totals.notes} mémoire{'s' if totals.notes != 1 else ''}", "",
-                                        str(totals.sessions), "", "", "", "", ""], bold=True, size=7.5)
+                                        str(totals.sessions), "", "", euros(totals.gross), euros(totals.patient),
+                                        euros(totals.cns)], bold=True, size=7.5)
     y -= 14
     box = 66
     c.setFillColorRGB(*_GREY)

@@ -282,3 +282,19 @@ def test_doctor_reports_each_check(run, dropbox, isolated_config):
     shutil.rmtree(root / "upload")
     r = run("doctor")
     assert r.exit_code == 6 and "✗ upload folder" in r.stderr and "✓ download folder" in r.stderr
+
+
+def test_uploaded_documents_are_recorded_for_matching(run, dropbox):
+    root, data = dropbox
+    assert run("upload", str(BILLING)).exit_code == 0
+    conn = sqlite3.connect(data / "practice.sqlite")
+    assert conn.execute("SELECT kind, name FROM documents").fetchall() == [("billing", BILLING.name)]
+    assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 8
+    assert (data / "archive" / BILLING.name).read_bytes() == BILLING.read_bytes()
+    ack = next(EXAMPLES.glob("CNS_ACR_*.xml"))
+    shutil.copy(ack, root / "download")
+    assert run("fetch").exit_code == 0
+    r = run("import")
+    assert r.exit_code == 0 and "note:" not in r.stderr
+    row = conn.execute("SELECT upload_id IS NOT NULL, acked_document_id IS NOT NULL FROM acknowledgements").fetchone()
+    assert row == (1, 1)
