@@ -108,7 +108,7 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
         wall, peak, rc = measured(cnsx + ["-q", "build-invoice", str(csv_path), "--provider", "123456",
-                                          "--created", CREATED, "-o", str(out)])
+                                          "--created", CREATED, "-o", str(out), "--no-certificate-check"])
         if best is None or wall < best[0]:
             best = (wall, peak, rc)
     wall, peak, rc = best

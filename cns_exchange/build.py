@@ -21,6 +21,7 @@ from cns_exchange.issues import Issue
 from cns_exchange.model import CertificateRequest, FeeNote, Header, BilledSession
 from cns_exchange.naming import attachment_name, make_name, next_sequence
 from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError
+from cns_exchange.pdf import PrescriptionFiles
 from cns_exchange.records import (
     REQUEST_COLUMNS, REQUEST_OPTIONAL, SESSION_COLUMNS, SESSION_OPTIONAL,
     InputReport, SessionReader, read_rows, to_request,
@@ -77,17 +78,20 @@ def _fail_on_errors(report: InputReport, what: str) -> None:
 
 
 def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir: Path,
-                  submitted: date, provider: str, encoding: str = "utf-8") -> tuple[list[CertificateRequest], InputReport]:
+                  submitted: date, provider: str, encoding: str = "utf-8",
+                  prescriptions: PrescriptionFiles | None = None) -> tuple[list[CertificateRequest], InputReport]:
     """Read and check request rows. Raises InputError listing every problem of the file.
 
-    Each prescription PDF is referenced under its conventional name (naming.attachment_name).
+    Each prescription is checked (and, if ``prescriptions`` converts images, converted) by
+    ``prescriptions`` (default: PDFs up to 20 MiB, no conversion) and referenced under its
+    conventional name (naming.attachment_name).
     """
     report = InputReport(name)
     rules = RequestRules(codes)
     requests: list[CertificateRequest] = []
     refs: dict[str, int] = {}
     for row in read_rows(stream, fmt, report, REQUEST_COLUMNS, REQUEST_OPTIONAL, encoding):
-        request = to_request(row, report, codes, base_dir, lambda ref: attachment_name(provider, ref))
+        request = to_request(row, report, codes, base_dir, lambda ref: attachment_name(provider, ref), prescriptions)
         if request is None:
             continue
         if request.request_ref in refs:
@@ -216,7 +220,8 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
             write(stream)
             stream.flush()
             stream.seek(0)
-            report = validator.validate(str(path), expect_kind=kind, check_name=False, rules=False, size_limit=False)
+            report = validator.validate(str(path), expect_kind=kind, check_name=False, rules=False, size_limit=False,
+                                        attachments=False)
             if not report.ok:
                 for issue in report.issues:
                     issue.file = file_name
@@ -246,34 +251,30 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
 
 
 def copy_attachments(requests: list[CertificateRequest], folder: Path) -> list[Path]:
-    """Copy each prescription PDF beside the request file (atomically, 0600).
+    """Copy each prescription PDF (or the PDF converted from its scans) beside the request
+    file, atomically, 0600; never over an existing file. Returns the files copied.
 
     Raises InputError if a different file of the same name is already there.
     """
-    from cns_exchange.fsutil import publish, temp_file
+    from cns_exchange.fsutil import publish, sha256_of, temp_file
 
     copied: list[Path] = []
     for r in requests:
         target = folder / r.pdf_name
-        if target.exists():
-            if _sha256(target) == r.pdf_sha256:
-                continue
-            raise InputError(f"{target} exists with other content", f"move it away; request {r.request_ref} names another file of that name")
+        if target.exists() and sha256_of(target)[0] == r.pdf_sha256:
+            continue
         with temp_file(folder) as (stream, path):
             with open(r.pdf_path, "rb") as source:
                 shutil.copyfileobj(source, stream)
             stream.close()
-            publish(path, target)
+            try:
+                publish(path, target, overwrite=False)
+            except FileExistsError:
+                path.unlink(missing_ok=True)
+                raise InputError(f"{target} exists with other content",
+                                 f"move it away; request {r.request_ref} names another file of that name") from None
         copied.append(target)
     return copied
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 

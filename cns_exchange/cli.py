@@ -196,33 +196,42 @@ def _report_build(ctx: Context, result, what: str) -> None:
 
 @cli.command("build-request")
 @_build_options
+@click.option("--convert-images", is_flag=True,
+              help="Turn JPEG/PNG prescription scans into a PDF (lossless; 'a.jpg;b.jpg' makes one PDF of two pages). Needs -o.")
 @pass_context
-def build_request_cmd(ctx: Context, input, input_format, encoding, output, provider, sequence, schema_version, created):
+def build_request_cmd(ctx: Context, input, input_format, encoding, output, provider, sequence, schema_version, created,
+                      convert_images):
     """Build a request file for certificates of coverage from INPUT (CSV, JSON or NDJSON; '-' = stdin).
 
     Columns: request_ref, matricule, last_name, first_name, prescriber_code, prescription_date,
     pathology_codes (';'-separated), treatment (initial|extension), prescription_pdf (path,
-    relative to INPUT's folder); optional requested_acts (e.g. ZD11:1;ZD12:1;ZD13:4).
+    relative to INPUT's folder; with --convert-images also JPEG/PNG scans, several joined by
+    ';'); optional requested_acts (e.g. ZD11:1;ZD12:1;ZD13:4).
     """
     from cns_exchange import build, records
+    from cns_exchange.pdf import PrescriptionFiles
 
     created_at = _created(created)
     destination = _destination(output)
+    if convert_images and destination.path is None:
+        raise UsageError("--convert-images needs -o FOLDER or -o FILE: the converted PDFs are written beside the request file",
+                         "e.g. -o outbox/")
     codes, nomenclature, registry = ctx.tables()
     header, name = build.resolve_header(registry, provider or ctx.settings.provider, created_at, schema_version,
                                         sequence, destination, "request")
     stream, source_name, base_dir = _open_input(input)
-    with stream:
-        fmt = records.detect_format(input, stream, input_format)
-        requests, report = build.load_requests(stream, source_name, fmt, codes, base_dir, created_at.date(),
-                                               header.provider, encoding)
-    from cns_exchange.xmlwrite import write_request_file
+    with PrescriptionFiles(ctx.settings.max_pdf_bytes, convert_images) as prescriptions:
+        with stream:
+            fmt = records.detect_format(input, stream, input_format)
+            requests, report = build.load_requests(stream, source_name, fmt, codes, base_dir, created_at.date(),
+                                                   header.provider, encoding, prescriptions)
+        from cns_exchange.xmlwrite import write_request_file
 
-    if destination.path is not None:
-        # The prescriptions first: a request file is never visible without its PDFs.
-        build.copy_attachments(requests, destination.folder)
-    path, sha = build.publish_document("request", lambda out: write_request_file(out, header, requests), name,
-                                       destination, ctx.validator())
+        if destination.path is not None:
+            # The prescriptions first: a request file is never visible without its PDFs.
+            build.copy_attachments(requests, destination.folder)
+        path, sha = build.publish_document("request", lambda out: write_request_file(out, header, requests), name,
+                                           destination, ctx.validator())
     result = build.BuildResult("request", name, path, sha, len(requests), warnings=report.issues)
     _report_build(ctx, result, _plural(len(requests), "request"))
 
@@ -312,6 +321,81 @@ def validate_cmd(ctx: Context, files, as_json, max_size):
         json.dump([r.as_dict() for r in reports], out, ensure_ascii=False, indent=2)
         out.write("\n")
     return ExitCode.INVALID if any(not r.ok for r in reports) else ExitCode.OK
+
+
+@cli.group("print")
+def print_group():
+    """Print a billing file as PDFs: each patient's fee note, the summary statement.
+
+    The billing file is validated first (as cnsx validate does): nothing is printed from an
+    invalid file. Every PDF names the billing file and its SHA-256 (footer and metadata).
+    """
+
+
+def _print_options(func):
+    options = [
+        click.argument("billing", metavar="BILLING.xml"),
+        click.option("--created", metavar="DATETIME", help="Creation date of the PDFs (default: now, or $SOURCE_DATE_EPOCH)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@print_group.command("fee-notes")
+@_print_options
+@click.option("-o", "--output", metavar="DIR", required=True, help="Folder for the PDFs (created 0700 if missing).")
+@click.option("--matricule", type=click.Choice(["full", "masked"]), default="full", show_default=True,
+              help="Print the patient's matricule in full, or masked but for its last 4 digits.")
+@pass_context
+def print_fee_notes_cmd(ctx: Context, billing, created, output, matricule):
+    """Print one A4 PDF per fee note of BILLING.xml (for the patient; '-' = stdin).
+
+    Each shows the practice's provider code, the patient, the certificate, every session
+    (date, act, label, gross, patient share, CNS share) and the totals. Files are named
+    SENDER_FAC_YYYYMMDD_SEQUENCE_MHnnnn.pdf; none is ever overwritten.
+    """
+    from cns_exchange import console, printing
+
+    printed = _created(created)
+    codes, _, _ = ctx.tables()
+    with printing.open_billing(billing, sys.stdin.buffer if billing == "-" else None, ctx.validator()) as source:
+        written = printing.print_fee_notes(source, Path(output), codes, printed, mask=matricule == "masked")
+    if not ctx.quiet:
+        where = f"{written[0]}" + (f" … {written[-1].name}" if len(written) > 1 else "") if written else output
+        console.print_line(f"{_plural(len(written), 'fee note')} → {where}")
+
+
+@print_group.command("summary")
+@_print_options
+@click.option("-o", "--output", metavar="FILE.pdf", required=True,
+              help="The PDF to write (a new file), a folder for its conventional name, or '-' for stdout.")
+@click.option("--matricule", type=click.Choice(["full", "masked"]), default="masked", show_default=True,
+              help="Print the patients' matricules in full, or masked but for their last 4 digits.")
+@pass_context
+def print_summary_cmd(ctx: Context, billing, created, output, matricule):
+    """Print the summary statement (relevé récapitulatif) of BILLING.xml as an A4 PDF ('-' = stdin).
+
+    Header data, one row per fee note, and the totals, which are the XML header's to the cent.
+    """
+    from cns_exchange import console, printing
+
+    printed = _created(created)
+    if output != "-":
+        target = Path(output)
+        if not target.is_dir() and (target.exists() or target.is_symlink()):
+            raise UsageError(f"-o {output}: a file of that name exists; cnsx never overwrites a file",
+                             "remove it, or give another name or a folder")
+        if not target.is_dir() and not target.parent.is_dir():
+            raise UsageError(f"-o {output}: folder {target.parent} does not exist", "create it first")
+    codes, _, _ = ctx.tables()
+    with printing.open_billing(billing, sys.stdin.buffer if billing == "-" else None, ctx.validator()) as source:
+        path, totals = printing.print_summary(source, None if output == "-" else Path(output),
+                                              sys.stdout.buffer if output == "-" else None, codes, printed,
+                                              mask=matricule == "masked")
+    if not ctx.quiet:
+        console.print_line(f"{_plural(totals.notes, 'fee note')}, {_plural(totals.sessions, 'session')}, "
+                           f"{totals.gross / 100:.2f} EUR gross, {totals.cns / 100:.2f} EUR to the CNS → {path or 'stdout'}")
 
 
 def main() -> None:

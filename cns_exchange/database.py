@@ -98,9 +98,11 @@ MIGRATIONS: list[str] = [
         valid_from  TEXT NOT NULL,
         valid_to    TEXT NOT NULL,
         acts        TEXT NOT NULL,              -- ZD11:1;ZD12:1;ZD13:4
-        sessions_authorised INTEGER NOT NULL
+        sessions_authorised INTEGER NOT NULL,
+        sessions_billed     INTEGER NOT NULL DEFAULT 0   -- kept up to date by import
     );
     CREATE INDEX certificates_matricule ON certificates (matricule);
+    CREATE INDEX certificates_valid_to ON certificates (valid_to);
     CREATE TABLE anomalies (
         id          INTEGER PRIMARY KEY,
         document_id INTEGER NOT NULL REFERENCES documents (id),
@@ -132,10 +134,13 @@ MIGRATIONS: list[str] = [
         gross        INTEGER NOT NULL,          -- cents
         patient_share INTEGER NOT NULL,
         cns_share    INTEGER NOT NULL,
+        paid         INTEGER,                   -- accepted by the CNS (cents); NULL: no payment line yet
+        disputed     INTEGER,                   -- billed - accepted when the line is disputed
         UNIQUE (fee_note_id, line_no)
     );
     CREATE INDEX sessions_document ON sessions (document_id);
-    CREATE INDEX sessions_month ON sessions (substr(session_date, 1, 7));
+    CREATE INDEX sessions_awaiting ON sessions (session_date) WHERE paid IS NULL;
+    CREATE INDEX sessions_month ON sessions (substr(session_date, 1, 7), cns_share, paid, disputed);
     CREATE TABLE acknowledgements (
         id          INTEGER PRIMARY KEY,
         document_id INTEGER NOT NULL REFERENCES documents (id),
@@ -168,6 +173,7 @@ MIGRATIONS: list[str] = [
         session_id         INTEGER REFERENCES sessions (id)    -- NULL: matches no billed session
     );
     CREATE INDEX payment_lines_session ON payment_lines (session_id);
+    CREATE INDEX payment_lines_disputed ON payment_lines (session_id) WHERE reason_code IS NOT NULL;
     """,
 ]
 

@@ -74,7 +74,7 @@ def _sha256(path: Path) -> str:
 
 def read_leniently(path: Path, validator) -> Document:
     """Read a document of any kind: records plus warnings; ``fatal`` when unreadable."""
-    from cns_exchange.validate import xsd_check
+    from cns_exchange.validate import PARALLEL_XSD_BYTES, _ParallelXsd
     from cns_exchange.xmlread import ITEM_TAGS, HostileDocument
 
     doc = Document(path, path.name, _sha256(path))
@@ -83,14 +83,10 @@ def read_leniently(path: Path, validator) -> Document:
         doc.fatal = issues or [Issue("XML04", "the document kind cannot be told", file=str(path))]
         return doc
     doc.kind, doc.root = kind, root
-    for code, line, xpath, message in xsd_check(str(path), schema_set.schema(kind), ITEM_TAGS[kind] or root, root):
-        issue = Issue(code, message, file=str(path), line=line, xpath=xpath)
-        if code == "XML01":
-            doc.fatal.append(issue)
-        else:
-            issue.severity = WARNING
-            issue.hint = "imported what could be read; ask the CNS about this deviation"
-            doc.warnings.append(issue)
+    # The XSD check (for the warnings) runs in a second process on large files, while this
+    # one reads the records.
+    xsd = _ParallelXsd(str(path), schema_set.schema(kind), ITEM_TAGS[kind] or root, root,
+                       os.path.getsize(path) >= PARALLEL_XSD_BYTES)
     try:
         with open(path, "rb") as f:
             for item in read_document(f, kind, root):
@@ -108,6 +104,16 @@ def read_leniently(path: Path, validator) -> Document:
     except Exception as exc:  # lxml's XMLSyntaxError and kin: the whole file is unreadable
         if not doc.fatal:
             doc.fatal.append(Issue("XML01", f"cannot be read: {exc}", file=str(path)))
+    for code, line, xpath, message in xsd.result():
+        issue = Issue(code, message, file=str(path), line=line, xpath=xpath)
+        if code == "XML01":
+            if not any(i.code == "XML01" for i in doc.fatal):
+                doc.fatal.append(issue)
+        else:
+            issue.severity = WARNING
+            issue.hint = "imported what could be read; ask the CNS about this deviation"
+            doc.warnings.append(issue)
+    doc.warnings.sort(key=lambda i: i.line or 0)
     if doc.header is None and not doc.fatal:
         doc.fatal.append(Issue("XSD01", "the header (EnTete) cannot be read", file=str(path)))
     return doc
@@ -207,7 +213,7 @@ def import_document(conn: sqlite3.Connection, doc: Document) -> tuple[str, int |
              len(doc.warnings)))
         doc_id = cur.lastrowid
         _INSERT[doc.kind](conn, doc_id, doc)
-        unmatched = rematch(conn)
+        unmatched = rematch(conn, doc_id)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -279,8 +285,10 @@ _INSERT = {"request": _insert_requests, "billing": _insert_billing, "ack": _inse
            "answers": _insert_answers, "payment": _insert_payment}
 
 
-def rematch(conn: sqlite3.Connection) -> list[str]:
-    """Link every return not yet linked to what it answers; return what still matches nothing."""
+def rematch(conn: sqlite3.Connection, document_id: int | None = None) -> list[str]:
+    """Link every return not yet linked to what it answers; keep the counters status reads
+    (sessions paid/disputed, certificates' sessions billed) up to date; return what still
+    matches nothing."""
     conn.execute("""UPDATE answers SET request_id = (
                         SELECT r.id FROM requests r JOIN documents d ON d.id = answers.document_id
                         WHERE r.request_ref = answers.request_ref AND r.provider = d.provider)
@@ -299,6 +307,16 @@ def rematch(conn: sqlite3.Connection) -> list[str]:
                         JOIN sessions s ON s.fee_note_id = f.id AND s.line_no = payment_lines.line_no
                         WHERE p.id = payment_lines.payment_id)
                     WHERE session_id IS NULL AND payment_id IN (SELECT id FROM payments WHERE billing_document_id IS NOT NULL)""")
+    conn.execute("""UPDATE sessions SET (paid, disputed) = (
+                        SELECT p.accepted, CASE WHEN p.reason_code IS NOT NULL THEN p.billed - p.accepted END
+                        FROM payment_lines p WHERE p.session_id = sessions.id ORDER BY p.id DESC LIMIT 1)
+                    WHERE paid IS NULL AND id IN (SELECT session_id FROM payment_lines WHERE session_id IS NOT NULL)""")
+    if document_id is not None:
+        conn.execute("""UPDATE certificates SET sessions_billed = (
+                            SELECT count(*) FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id
+                            WHERE f.certificate_number = certificates.number)
+                        WHERE number IN (SELECT certificate_number FROM fee_notes WHERE document_id = :doc)
+                           OR answer_id IN (SELECT id FROM answers WHERE document_id = :doc)""", {"doc": document_id})
     unmatched = []
     for label, query in (
         ("answers match no request", "SELECT count(*) FROM answers WHERE request_id IS NULL"),

@@ -9,6 +9,11 @@ in the header's NumeroSequence.
 A prescription attached to a request is named after the request it belongs to:
 
     SENDER_ORD_REQUESTREF.pdf             e.g. 123456_ORD_REQ-0001.pdf
+
+The printed documents of a billing file (``cnsx print``) are named after it: the fee note of
+each patient by its number (NumeroMemoire), the summary statement RECAP:
+
+    123456_FAC_20261120_000001_MH0001.pdf    123456_FAC_20261120_000001_RECAP.pdf
 """
 
 from __future__ import annotations
@@ -66,6 +71,16 @@ def parse_name(name: str) -> FileName | None:
 def attachment_name(sender: str, request_ref: str) -> str:
     """Return the conventional name of the prescription PDF of a request."""
     return f"{sender}_ORD_{request_ref}.pdf"
+
+
+def fee_note_pdf_name(billing: FileName, number: int) -> str:
+    """Return the name of the printed fee note ``number`` of a billing file."""
+    return f"{str(billing)[:-4]}_MH{number:04d}.pdf"
+
+
+def summary_pdf_name(billing: FileName) -> str:
+    """Return the name of the printed summary statement of a billing file."""
+    return f"{str(billing)[:-4]}_RECAP.pdf"
 
 
 def next_sequence(folder: Path, sender: str, kind: str, day: date) -> int:

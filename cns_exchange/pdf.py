@@ -527,12 +527,18 @@ class _Sheet:
         x = _LEFT
         for i, (col, cell) in enumerate(zip(columns, cells)):
             cell_lines = lines[i] if lines is not None and lines[i] else [cell]
+            # A left-aligned text may run on over the empty cells that follow it ("Total").
+            room = col.width
+            for j in range(i + 1, len(columns)):
+                if cells[j] or (lines is not None and lines[j]):
+                    break
+                room += columns[j].width
             for k, line in enumerate(cell_lines):
                 baseline = y - 10 - k * (size + 2)
                 if col.align == "right":
                     self.text(x + col.width - 3, baseline, line, size=size, bold=bold, align="right")
                 else:
-                    self.text(x + 3, baseline, fit(line, col.width - 6, size, bold), size=size, bold=bold)
+                    self.text(x + 3, baseline, fit(line, room - 6, size, bold), size=size, bold=bold)
             x += col.width
         return y - height
 
@@ -572,10 +578,10 @@ def _pages(heights: Iterable[float], first: float, other: float, tail: float) ->
 # --- the patient's fee note --------------------------------------------------------------------
 
 _NOTE_COLUMNS = [
-    _Column("N°", 22), _Column("Date", 52), _Column("Acte", 34), _Column("Libellé", 169),
+    _Column("N°", 22), _Column("Date", 56), _Column("Acte", 34), _Column("Libellé", 165),
     _Column("Exécutant", 50), _Column("Brut €", 58, "right"), _Column("Part patient €", 64, "right"),
     _Column("Part CNS €", 61, "right"),
-]
+]   # 510 points: the width between the margins
 _NOTE_FIRST = 160.0      # points above the table on the first page (title and identity blocks)
 _NOTE_NEXT = 40.0        # on the following pages (a short title)
 _NOTE_TAIL = 112.0       # totals row and the "what you pay" box
@@ -586,7 +592,7 @@ def _note_rows(note: FeeNote, labels: dict[str, str]) -> list[tuple[list[str], l
     rows = []
     for s in note.sessions:
         label = _wrap(labels.get(s.act_code, ""), label_width, 8)
-        cells = [str(s.line_no), french_date(s.session_date), s.act_code, "", s.executing_provider,
+        cells = [str(s.line_no), french_date(s.session_date), s.act_code, label[0], s.executing_provider,
                  euros(s.gross), euros(s.patient_share), euros(s.cns_share)]
         lines = [[], [], [], label, [], [], [], []]
         rows.append((cells, lines, max(_ROW, 4 + len(label) * 10.0)))
@@ -601,6 +607,7 @@ def write_fee_note(out: IO[bytes], note: FeeNote, source: Source) -> None:
     label, executing provider, gross amount, patient share, CNS share), the totals and what
     the patient pays; every page names the billing file and its SHA-256.
     """
+    _register_fonts()  # the layout measures text before the first page is drawn
     rows = _note_rows(note, source.act_labels)
     body = _TOP - _BOTTOM
     pages = _pages((h for *_, h in rows), body - _NOTE_FIRST - _ROW - 2, body - _NOTE_NEXT - _ROW - 2, _NOTE_TAIL)
@@ -636,17 +643,15 @@ def write_fee_note(out: IO[bytes], note: FeeNote, source: Source) -> None:
     for i, (cells, lines, height) in enumerate(rows):
         if y - height < _BOTTOM:
             sheet.next_page()
-            y = _TOP - 16
-            sheet.text(_LEFT, y, f"Mémoire d'honoraires n° {note.number} (suite)", size=11, bold=True)
-            y = sheet.table_header(y - (_NOTE_NEXT - 16), _NOTE_COLUMNS)
+            sheet.text(_LEFT, _TOP - 16, f"Mémoire d'honoraires n° {note.number} (suite)", size=11, bold=True)
+            y = sheet.table_header(_TOP - _NOTE_NEXT, _NOTE_COLUMNS)
         y = sheet.row(y, _NOTE_COLUMNS, cells, shade=i % 2 == 1, height=height, lines=lines)
     totals = Totals()
     totals.add(note)
     if y - _NOTE_TAIL < _BOTTOM:
         sheet.next_page()
-        y = _TOP - 16
-        sheet.text(_LEFT, y, f"Mémoire d'honoraires n° {note.number} (suite)", size=11, bold=True)
-        y -= _NOTE_NEXT - 16
+        sheet.text(_LEFT, _TOP - 16, f"Mémoire d'honoraires n° {note.number} (suite)", size=11, bold=True)
+        y = sheet.table_header(_TOP - _NOTE_NEXT, _NOTE_COLUMNS)  # the totals row under its column titles
     c.setLineWidth(0.8)
     c.setStrokeColorRGB(0, 0, 0)
     c.line(_LEFT, y, _RIGHT, y)
@@ -669,12 +674,12 @@ def write_fee_note(out: IO[bytes], note: FeeNote, source: Source) -> None:
 # --- the summary statement of a billing file -------------------------------------------------
 
 _SUMMARY_COLUMNS = [
-    _Column("N°", 26), _Column("Titre", 84), _Column("Patient", 112), _Column("Matricule", 66),
-    _Column("Séances", 36, "right"), _Column("Du", 46), _Column("Au", 46),
-    _Column("Brut €", 50, "right"), _Column("Patient €", 45, "right"), _Column("CNS €", 50, "right"),
-]
+    _Column("N°", 22), _Column("Titre", 72), _Column("Patient", 104), _Column("Matricule", 62),
+    _Column("Séances", 34, "right"), _Column("Du", 38), _Column("Au", 38),
+    _Column("Brut €", 46, "right"), _Column("Patient €", 44, "right"), _Column("CNS €", 50, "right"),
+]   # 510 points: the width between the margins
 _SUMMARY_ROW = 13.0
-_SUMMARY_FIRST = 186.0   # points above the table on the first page
+_SUMMARY_FIRST = 160.0   # points above the table on the first page
 _SUMMARY_NEXT = 40.0
 _SUMMARY_TAIL = 108.0    # totals row and totals box
 
@@ -722,8 +727,7 @@ def write_summary(out: IO[bytes], notes: Iterable[FeeNote], source: Source, coun
     for note in notes:
         if y - _SUMMARY_ROW < _BOTTOM:
             sheet.next_page()
-            y = _TOP - 16
-            sheet.text(_LEFT, y, f"Relevé récapitulatif (suite) — {source.name}", size=11, bold=True)
+            sheet.text(_LEFT, _TOP - 16, f"Relevé récapitulatif (suite) — {source.name}", size=11, bold=True)
             y = sheet.table_header(_TOP - _SUMMARY_NEXT, _SUMMARY_COLUMNS)
         before = (totals.gross, totals.patient, totals.cns)
         totals.add(note)
@@ -732,19 +736,18 @@ def write_summary(out: IO[bytes], notes: Iterable[FeeNote], source: Source, coun
                  show_matricule(note.matricule, source.mask_matricule), str(len(note.sessions)),
                  f"{min(days):%d/%m/%y}" if days else "", f"{max(days):%d/%m/%y}" if days else "",
                  euros(totals.gross - before[0]), euros(totals.patient - before[1]), euros(totals.cns - before[2])]
-        y = sheet.row(y, _SUMMARY_COLUMNS, cells, shade=index % 2 == 1, size=7.5, height=_SUMMARY_ROW)
+        y = sheet.row(y, _SUMMARY_COLUMNS, cells, shade=index % 2 == 1, size=7, height=_SUMMARY_ROW)
         index += 1
     if y - _SUMMARY_TAIL < _BOTTOM:
         sheet.next_page()
-        y = _TOP - 16
-        sheet.text(_LEFT, y, f"Relevé récapitulatif (suite) — {source.name}", size=11, bold=True)
-        y = _TOP - _SUMMARY_NEXT
+        sheet.text(_LEFT, _TOP - 16, f"Relevé récapitulatif (suite) — {source.name}", size=11, bold=True)
+        y = sheet.table_header(_TOP - _SUMMARY_NEXT, _SUMMARY_COLUMNS)  # the totals row under its column titles
     c.setLineWidth(0.8)
     c.setStrokeColorRGB(0, 0, 0)
     c.line(_LEFT, y, _RIGHT, y)
     y = sheet.row(y, _SUMMARY_COLUMNS, ["Total", "", f"{totals.notes} mémoire{'s' if totals.notes != 1 else ''}", "",
                                         str(totals.sessions), "", "", euros(totals.gross), euros(totals.patient),
-                                        euros(totals.cns)], bold=True, size=7.5)
+                                        euros(totals.cns)], bold=True, size=7)
     y -= 14
     box = 66
     c.setFillColorRGB(*_GREY)

@@ -22,6 +22,7 @@ from cns_exchange.identifiers import check_matricule, check_prescriber, check_pr
 from cns_exchange.issues import Issue
 from cns_exchange.model import CertificateRequest, Session
 from cns_exchange.nomenclature import Codes
+from cns_exchange.pdf import PrescriptionFiles
 
 FORMATS = ("csv", "json", "ndjson")
 
@@ -53,8 +54,8 @@ class InputReport:
     name: str
     issues: list[Issue] = field(default_factory=list)
 
-    def add(self, code: str, message: str, line: int | None = None, column: str = "") -> None:
-        self.issues.append(Issue(code, message, file=self.name, line=line, field=column))
+    def add(self, code: str, message: str, line: int | None = None, column: str = "", hint: str = "") -> None:
+        self.issues.append(Issue(code, message, file=self.name, line=line, field=column, hint=hint))
 
     def add_problems(self, problems, line: int, column: str) -> None:
         for code, message in problems:
@@ -327,11 +328,12 @@ def _name(row: Row, column: str, report: InputReport, required: bool) -> str | N
 
 
 def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path,
-               attachment_name=None) -> CertificateRequest | None:
+               attachment_name=None, prescriptions: PrescriptionFiles | None = None) -> CertificateRequest | None:
     """Turn a row into a CertificateRequest, or return None after reporting every problem.
 
-    The prescription PDF is read here (hash and signature check); its path is relative to
-    ``base_dir`` unless absolute.
+    The prescription is checked here by ``prescriptions`` (opens as a PDF, not encrypted, has
+    a page, not too large; JPEG/PNG scans converted if it was asked to) and hashed; its path
+    is relative to ``base_dir`` unless absolute.
     """
     before = len(report.issues)
     ref = _required(row, "request_ref", report)
@@ -366,7 +368,7 @@ def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path,
     pdf = _required(row, "prescription_pdf", report)
     pdf_name = pdf_sha = pdf_path = ""
     if pdf is not None:
-        pdf_path, pdf_name, pdf_sha = _attachment(pdf, row, report, base_dir)
+        pdf_path, pdf_name, pdf_sha = _attachment(pdf, row, report, base_dir, prescriptions or PrescriptionFiles())
         if pdf_name and attachment_name is not None and ref is not None:
             pdf_name = attachment_name(ref)
     if any(i.is_error for i in report.issues[before:]) or None in (ref, matricule, last, first, prescriber, prescribed, treatment):
@@ -401,25 +403,15 @@ def _requested_acts(row: Row, report: InputReport, codes: Codes, treatment: str 
     return acts
 
 
-def _attachment(value: str, row: Row, report: InputReport, base_dir: Path) -> tuple[str, str, str]:
-    import hashlib
-
-    path = Path(value)
-    if not path.is_absolute():
-        path = base_dir / path
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1024)
-            digest = hashlib.sha256(head)
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        report.add("IN008", f"cannot read '{value}' ({exc.strerror})", row.line, "prescription_pdf")
+def _attachment(value: str, row: Row, report: InputReport, base_dir: Path,
+                prescriptions: PrescriptionFiles) -> tuple[str, str, str]:
+    """Return (path, name, sha256) of the prescription PDF, or empty strings after reporting."""
+    prescription, problems = prescriptions.prepare(value, base_dir)
+    for problem in problems:
+        report.add(problem.code, problem.message, row.line, "prescription_pdf", problem.hint)
+    if prescription is None:
         return "", "", ""
-    if b"%PDF-" not in head:
-        report.add("IN009", f"'{value}' is not a PDF file", row.line, "prescription_pdf")
-        return "", "", ""
-    return str(path), path.name, digest.hexdigest()
+    return str(prescription.path), prescription.name, prescription.sha256
 
 
 class SessionReader:

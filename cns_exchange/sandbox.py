@@ -50,7 +50,7 @@ from cns_exchange.model import (
 )
 from cns_exchange.naming import CNS_SENDER, KIND_CODES, make_name, next_sequence, parse_name
 from cns_exchange.nomenclature import Codes
-from cns_exchange.validate import Report, Validator
+from cns_exchange.validate import Report, Validator, check_attachment
 from cns_exchange.xmlread import read_document, read_header
 from cns_exchange.xmlwrite import write_acknowledgement, write_answers, write_payment_statement
 
@@ -129,8 +129,11 @@ def add_months(day: date, months: int) -> date:
 
 
 def validity_end(start: date) -> date:
-    """Return the last day of validity of a certificate whose validity starts on ``start``."""
-    return add_months(start, VALIDITY_MONTHS) - timedelta(days=1)
+    """Return the last day of validity of a certificate whose validity starts on ``start``:
+    the day before the same day :data:`VALIDITY_MONTHS` months later, or that month's last
+    day when the same day does not exist in it (2026-08-31 -> 2027-02-28)."""
+    end = add_months(start, VALIDITY_MONTHS)
+    return end - timedelta(days=1) if end.day == start.day else end
 
 
 def _label(text: str) -> str:
@@ -224,6 +227,7 @@ class Sandbox:
         self.seed = seed
         self.now = now
         self.default_provider = default_provider
+        self._hashes: dict[str, tuple[tuple[int, int, int], str]] = {}
 
     # --- running -------------------------------------------------------------------------
 
@@ -253,13 +257,13 @@ class Sandbox:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         state = _State(self.state_path)
         report = PassReport(recovered=self._finish_pending(state))
-        for path in self._waiting(state):
+        for path, sha in self._waiting(state):
             if stop is not None and stop.is_set():
                 break
-            report.deposits.append(self._answer_file(path, state))
+            report.deposits.append(self._answer_file(path, sha, state))
         return report
 
-    def _waiting(self, state: _State) -> list[Path]:
+    def _waiting(self, state: _State) -> list[tuple[Path, str]]:
         """The deposited XML files not answered yet (same name and SHA-256), in order."""
         found = []
         with os.scandir(self.upload) as entries:
@@ -273,17 +277,34 @@ class Sandbox:
         waiting = []
         for name in sorted(found, key=_deposit_order):
             path = self.upload / name
+            try:
+                sha = self._hash(path)
+            except FileNotFoundError:
+                continue  # taken away meanwhile
             done = state["processed"].get(name)
-            if done is None or done["sha256"] != _sha256(path):
-                waiting.append(path)
+            if done is None or done["sha256"] != sha:
+                waiting.append((path, sha))
         return waiting
+
+    def _hash(self, path: Path) -> str:
+        """SHA-256 of a deposited file; a file unchanged since the last pass is not read again."""
+        st = path.stat()
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        known = self._hashes.get(path.name)
+        if known is not None and known[0] == key:
+            return known[1]
+        sha = _sha256(path)
+        self._hashes[path.name] = (key, sha)
+        return sha
 
     # --- one deposited file ----------------------------------------------------------------
 
-    def _answer_file(self, path: Path, state: _State) -> Deposit:
+    def _answer_file(self, path: Path, sha: str, state: _State) -> Deposit:
         name = path.name
-        sha = _sha256(path)
-        report = self.validator.validate(str(path))
+        # The acknowledgement judges the XML document; each request's prescription PDF is
+        # judged when the request is answered (R06), so that one missing scan refuses one
+        # request, not the whole file.
+        report = self.validator.validate(str(path), attachments=False)
         with open(path, "rb") as f:
             header = read_header(f)
         deposit = Deposit(name, report.kind, False)
@@ -413,12 +434,10 @@ class Sandbox:
         return False
 
     def _prescription_deposited(self, r: CertificateRequest) -> bool:
-        """True if the PDF the request names is in the upload folder with the SHA-256 it gives."""
-        path = self.upload / r.pdf_name
+        """True if the PDF the request names is in the upload folder with the SHA-256 it gives
+        (the check of PDF08 and PDF09 in ``cnsx validate``)."""
         try:
-            if not path.is_file() or path.is_symlink():
-                return False
-            return _sha256(path) == r.pdf_sha256
+            return check_attachment(self.upload, r.pdf_name, r.pdf_sha256)[1] is None
         except OSError:
             return False
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from cns_exchange.errors import InputError, TransportFatalError
+from cns_exchange.fsutil import sha256_of  # (the upload command takes it from here too)
 from cns_exchange.issues import Issue
 from cns_exchange.naming import make_name, parse_name
 from cns_exchange.transport import Transport, with_retries
@@ -50,25 +51,13 @@ class Outcome:
                 "path": self.local_path}
 
 
-def sha256_of(path: Path) -> tuple[str, int]:
-    """Return (hex SHA-256, size) of a file."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def plan(paths: list[Path], validator, names: dict[Path, str] | None = None) -> list[Planned]:
     """Validate every document and list what to send, PDFs before the request naming them.
 
     Raises InputError (exit 3) with every issue if any document is invalid or a PDF it
-    names is missing beside it or differs from its SHA-256: then nothing is sent.
+    names is missing beside it or differs from its SHA-256 (validate.check_attachment,
+    through the validator): then nothing is sent.
     """
-    from cns_exchange.xmlread import read_document
-
     issues: list[Issue] = []
     planned: list[Planned] = []
     for path in paths:
@@ -77,23 +66,7 @@ def plan(paths: list[Path], validator, names: dict[Path, str] | None = None) -> 
         if not report.ok:
             continue
         name = (names or {}).get(path, path.name)
-        if report.kind == "request":
-            with open(path, "rb") as f:
-                for item in read_document(f, "request", "DemandesTitrePriseEnCharge"):
-                    if item.what != "item" or item.record is None:
-                        continue
-                    pdf = path.parent / item.record.pdf_name
-                    if not pdf.is_file():
-                        issues.append(Issue("IN008", f"prescription {item.record.pdf_name} is not beside the request file",
-                                            file=str(path), line=item.line, xpath=item.xpath + "/Ordonnance/NomFichier"))
-                        continue
-                    sha, size = sha256_of(pdf)
-                    if sha != item.record.pdf_sha256:
-                        issues.append(Issue("IN008", f"{item.record.pdf_name} differs from the SHA-256 the request names",
-                                            file=str(path), line=item.line, xpath=item.xpath + "/Ordonnance/Sha256",
-                                            hint="rebuild the request from the current PDF"))
-                        continue
-                    planned.append(Planned(pdf, pdf.name, "attachment", sha, size))
+        planned.extend(Planned(a.path, a.path.name, "attachment", a.sha256, a.size) for a in report.attachments)
         sha, size = sha256_of(path)
         planned.append(Planned(path, name, report.kind, sha, size))
     if issues:

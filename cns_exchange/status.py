@@ -36,35 +36,36 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
         FROM answers a LEFT JOIN anomalies x ON x.answer_id = a.id
         WHERE a.refused = 1 {"AND a.matricule = ?" if patient else ""}
         GROUP BY a.id ORDER BY a.request_ref""", (patient,) if patient else ())
+    # Open certificates: still valid, or expired within the last 30 days (one case: all of it).
+    open_only = "" if (certificate or patient) else " AND c.valid_to >= date(?, '-30 days')"
     sections["certificates"] = _rows(conn, f"""
         SELECT c.number AS certificate, c.matricule, c.valid_from, c.valid_to, c.sessions_authorised,
-               coalesce(u.used, 0) AS sessions_billed, c.sessions_authorised - coalesce(u.used, 0) AS sessions_remaining,
+               c.sessions_billed, c.sessions_authorised - c.sessions_billed AS sessions_remaining,
                CASE WHEN c.valid_to < ? THEN 'expired' ELSE 'valid' END AS state
         FROM certificates c
-        LEFT JOIN (SELECT f.certificate_number, count(*) AS used FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id
-                   GROUP BY f.certificate_number) u ON u.certificate_number = c.number
-        WHERE 1 = 1 {cert_filter}
-        ORDER BY c.valid_to""", (today.isoformat(),) + params)
+        WHERE 1 = 1 {cert_filter}{open_only}
+        ORDER BY c.valid_to LIMIT 1000""", (today.isoformat(),) + params + (() if (certificate or patient) else (today.isoformat(),)))
     note_filter = " AND f.certificate_number = ?" if certificate else (" AND f.matricule = ?" if patient else "")
     note_params = (certificate,) if certificate else ((patient,) if patient else ())
     sections["billed_awaiting_payment"] = _rows(conn, f"""
-        SELECT f.certificate_number AS certificate, f.matricule, s.session_date, s.act, printf('%.2f', s.cns_share / 100.0) AS cns_share,
-               d.name AS billing_file
+        SELECT f.certificate_number AS certificate, f.matricule, s.session_date, s.act,
+               printf('%.2f', s.cns_share / 100.0) AS cns_share, d.name AS billing_file
         FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id JOIN documents d ON d.id = s.document_id
-        WHERE NOT EXISTS (SELECT 1 FROM payment_lines p WHERE p.session_id = s.id) {note_filter}
+        WHERE s.paid IS NULL {note_filter}
         ORDER BY s.session_date LIMIT 1000""", note_params)
     sections["disputed"] = _rows(conn, f"""
         SELECT f.certificate_number AS certificate, f.matricule, s.session_date, s.act, p.reason_code, p.reason_label,
                printf('%.2f', p.billed / 100.0) AS billed, printf('%.2f', p.accepted / 100.0) AS accepted
         FROM payment_lines p JOIN sessions s ON s.id = p.session_id JOIN fee_notes f ON f.id = s.fee_note_id
         WHERE p.reason_code IS NOT NULL {note_filter}
-        ORDER BY s.session_date""", note_params)
+        ORDER BY s.session_date LIMIT 1000""", note_params)
+    month_source = ("sessions s" if not note_filter
+                    else f"sessions s JOIN fee_notes f ON f.id = s.fee_note_id WHERE 1 = 1 {note_filter}")
     sections["per_month"] = _rows(conn, f"""
         SELECT substr(s.session_date, 1, 7) AS month, count(*) AS sessions,
                printf('%.2f', sum(s.cns_share) / 100.0) AS billed,
-               printf('%.2f', coalesce(sum(p.accepted), 0) / 100.0) AS paid,
-               printf('%.2f', coalesce(sum(CASE WHEN p.reason_code IS NOT NULL THEN p.billed - p.accepted END), 0) / 100.0) AS disputed
-        FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id LEFT JOIN payment_lines p ON p.session_id = s.id
-        WHERE 1 = 1 {note_filter}
+               printf('%.2f', coalesce(sum(s.paid), 0) / 100.0) AS paid,
+               printf('%.2f', coalesce(sum(s.disputed), 0) / 100.0) AS disputed
+        FROM {month_source}
         GROUP BY month ORDER BY month""", note_params)
     return sections

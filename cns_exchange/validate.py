@@ -18,6 +18,7 @@ from typing import IO
 
 from lxml import etree
 
+from cns_exchange.fsutil import sha256_of
 from cns_exchange.identifiers import birth_date, check_matricule, check_prescriber, check_provider
 from cns_exchange.issues import Issue
 from cns_exchange.model import Header
@@ -38,6 +39,7 @@ class Report:
     version: str = ""
     items: int = 0
     issues: list[Issue] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)  # a request's PDFs found intact beside it
 
     @property
     def ok(self) -> bool:
@@ -46,6 +48,33 @@ class Report:
     def as_dict(self) -> dict:
         return {"file": self.name, "kind": self.kind, "version": self.version, "items": self.items,
                 "valid": self.ok, "issues": [i.as_dict() for i in self.issues]}
+
+
+@dataclass
+class Attachment:
+    """A prescription PDF a request file names, found beside it with the SHA-256 it names."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+def check_attachment(folder: Path, name: str, sha256: str) -> tuple[Attachment | None, tuple[str, str] | None]:
+    """Look for the prescription PDF ``name`` a request names in ``folder`` (the request's).
+
+    Returns (the attachment, None) when it is there with the SHA-256 the request names, else
+    (None, (code, message)): PDF08 when it is not there, PDF09 when its content differs.
+    Used by ``cnsx validate`` and by upload, which sends the PDFs before the request.
+    """
+    if not name or Path(name).name != name or name in (".", ".."):
+        return None, ("PDF08", f"'{name}' is not a plain file name: the prescription cannot be looked for beside the request file")
+    pdf = folder / name
+    if not pdf.is_file():
+        return None, ("PDF08", f"prescription {name} is not beside the request file")
+    sha, size = sha256_of(pdf)
+    if sha != sha256.strip().lower():
+        return None, ("PDF09", f"{name} differs from the SHA-256 the request names")
+    return Attachment(pdf, sha, size), None
 
 
 class _Rules:
@@ -93,6 +122,9 @@ class _Rules:
 
 
 class _RequestRules(_Rules):
+    #: The folder of a request file on disk, where its prescription PDFs must be (None: stdin).
+    attachments_folder: Path | None = None
+
     def __init__(self, *args) -> None:
         super().__init__(*args)
         self.rules = RequestRules(self.codes)
@@ -100,6 +132,12 @@ class _RequestRules(_Rules):
     def on_item(self, item: Item) -> None:
         super().on_item(item)
         r, line, xp = item.record, item.line, item.xpath
+        if self.attachments_folder is not None:
+            found, problem = check_attachment(self.attachments_folder, r.pdf_name, r.pdf_sha256)
+            if problem is not None:
+                self.add(problem[0], problem[1], line, xp + ("/Ordonnance/NomFichier" if problem[0] == "PDF08" else "/Ordonnance/Sha256"))
+            else:
+                self.report.attachments.append(found)
         self._matricule(r.matricule, line, xp + "/Patient/Matricule")
         self.problems(check_prescriber(r.prescriber_code), line, xp + "/CodeMedecinPrescripteur")
         for code in r.pathology_codes:
@@ -417,12 +455,15 @@ class Validator:
         self.max_bytes = max_bytes
 
     def validate(self, name: str, stream: IO[bytes] | None = None, expect_kind: str | None = None,
-                 check_name: bool = True, rules: bool = True, size_limit: bool = True) -> Report:
+                 check_name: bool = True, rules: bool = True, size_limit: bool = True,
+                 attachments: bool = True) -> Report:
         """Validate the document ``name`` (a path, or '-' with ``stream`` as stdin); return its report.
 
         With ``rules=False`` only the XSD is checked (used by build, which has checked the
-        business rules on the records it wrote). Never raises for a bad document: every
-        problem is an issue in the report.
+        business rules on the records it wrote). With ``attachments`` (and the rules), a
+        request file on disk also has its prescription PDFs checked beside it (PDF08,
+        PDF09); those found intact are listed in ``report.attachments``. Never raises for a
+        bad document: every problem is an issue in the report.
         """
         report = Report(name="<stdin>" if name == "-" else name)
         limit = self.max_bytes if size_limit else 0
@@ -434,7 +475,8 @@ class Validator:
             else:
                 open_document(name, limit).close()
                 path = name
-            self._validate(path, report, expect_kind, rules)
+            self._validate(path, report, expect_kind, rules,
+                           Path(name).resolve().parent if attachments and spooled is None else None)
         except DocumentTooLarge as exc:
             report.issues.append(Issue("XML03", exc.message, file=report.name))
         except DocumentUnreadable as exc:
@@ -446,7 +488,8 @@ class Validator:
             self._check_name(Path(name).name, report)
         return report
 
-    def _validate(self, path: str, report: Report, expect_kind: str | None, with_rules: bool = True) -> None:
+    def _validate(self, path: str, report: Report, expect_kind: str | None, with_rules: bool = True,
+                  attachments_folder: Path | None = None) -> None:
         with open(path, "rb") as source:
             detected = self._detect(source, report)
         if detected is None:
@@ -462,6 +505,8 @@ class Validator:
             return
         rules_report = Report(report.name)
         rules = RULES[kind](rules_report, self.codes, self.nomenclature)
+        if isinstance(rules, _RequestRules):
+            rules.attachments_folder = attachments_folder
         xsd = _ParallelXsd(path, schema_set.schema(kind), ITEM_TAGS[kind] or root, root,
                            os.path.getsize(path) >= PARALLEL_XSD_BYTES)
         try:
@@ -491,6 +536,8 @@ class Validator:
             for issue in rules_report.issues:
                 issue.line = lines.get(issue.xpath, issue.line)
         report.items = rules.count
+        if not schema_issues:
+            report.attachments = rules_report.attachments
         # Business rules speak only of schema-valid documents: on a broken one they would
         # mostly repeat the schema's complaints in other words.
         report.issues.extend(schema_issues or rules_report.issues)

@@ -203,16 +203,32 @@ def _answer(el, dates) -> Answer:
 
 
 def _payment_line(el, dates) -> PaymentLine:
-    dispute = el.find("Contestation")
-    accepted_text = dispute.findtext("MontantAccepte") if dispute is not None else el.findtext("MontantAccepte")
+    # One pass over the children (find() per field costs several times more on 200,000 lines).
+    fields: dict[str, str | None] = {}
+    reason_code = reason_label = ""
+    accepted = None
+    for child in el:
+        tag = child.tag
+        if tag == "Contestation":
+            for part in child:
+                if part.tag == "CodeMotif":
+                    reason_code = part.text or ""
+                elif part.tag == "Libelle":
+                    reason_label = part.text or ""
+                elif part.tag == "MontantAccepte":
+                    accepted = part.text
+        else:
+            fields[tag] = child.text
+    if accepted is None:
+        accepted = fields.get("MontantAccepte")
     return PaymentLine(
-        fee_note=int(el.findtext("NumeroMemoire") or ""),
-        line_no=int(el.findtext("NumeroLigne") or ""),
-        certificate_number=el.findtext("NumeroTitre") or "",
-        billed=_cents(el.findtext("MontantFacture")),
-        accepted=_cents(accepted_text),
-        reason_code=dispute.findtext("CodeMotif") or "" if dispute is not None else "",
-        reason_label=dispute.findtext("Libelle") or "" if dispute is not None else "",
+        fee_note=int(fields.get("NumeroMemoire") or ""),
+        line_no=int(fields.get("NumeroLigne") or ""),
+        certificate_number=fields.get("NumeroTitre") or "",
+        billed=_cents(fields.get("MontantFacture")),
+        accepted=_cents(accepted),
+        reason_code=reason_code,
+        reason_label=reason_label,
     )
 
 

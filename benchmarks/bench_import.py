@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Benchmark of import and status. Prints figures; asserts nothing.
+
+    python benchmarks/bench_import.py [--notes 50000] [--status-sessions 1000000]
+
+- import of a payment statement of 4 x NOTES lines (after its billing file): lines/s, peak MB;
+- cnsx status --json on a database holding STATUS-SESSIONS sessions (made with SQL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cns_exchange.model import FileRef, Header, PaymentLine  # noqa: E402
+from cns_exchange.xmlread import read_document  # noqa: E402
+from cns_exchange.xmlwrite import write_payment_statement  # noqa: E402
+
+
+def measured(cmd: list[str], env: dict) -> tuple[float, float]:
+    wrapper = [sys.executable, "-c",
+               "import resource,subprocess,sys,time;t=time.perf_counter();"
+               "r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.PIPE);"
+               "w=time.perf_counter()-t;sys.stderr.write(r.stderr.decode()[-1500:] if r.returncode else '');"
+               "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024)"] + cmd
+    out = subprocess.run(wrapper, capture_output=True, text=True, env=env)
+    sys.stderr.write(out.stderr)
+    wall, peak = out.stdout.split()
+    return float(wall), float(peak)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--notes", type=int, default=50000)
+    ap.add_argument("--status-sessions", type=int, default=1_000_000)
+    ap.add_argument("--workdir", default=str(ROOT / "benchmarks" / "data-import"))
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_foundation.py"), "--notes", str(args.notes),
+                    "--workdir", str(work / "gen"), "--repeat", "1"], check=True, capture_output=True)
+    billing = next((work / "gen" / "out").glob("*.xml"))
+    rng = random.Random(1)
+    lines = []
+    with open(billing, "rb") as f:
+        for item in read_document(f, "billing", "FichierFacturation"):
+            if item.what == "item":
+                for s in item.record.sessions:
+                    if rng.random() < 0.02:
+                        lines.append(PaymentLine(item.record.number, s.line_no, item.record.certificate_number, s.cns_share, 0,
+                                                 "C04", "Séance facturée en double"))
+                    else:
+                        lines.append(PaymentLine(item.record.number, s.line_no, item.record.certificate_number,
+                                                 s.cns_share, s.cns_share))
+    payment = work / "CNS_DEC_20261125_000001.xml"
+    sha = hashlib.sha256(billing.read_bytes()).hexdigest()
+    with open(payment, "wb") as out:
+        write_payment_statement(out, Header("123456", datetime(2026, 11, 25, 6), 1, "1"), FileRef(billing.name, sha),
+                                date(2026, 11, 25), "VIR-1", lines)
+    env = dict(os.environ, CNSX_DATA_DIR=str(work / "data"), CNSX_CONFIG_DIR=str(work / "cfg"))
+    cnsx = [sys.executable, "-m", "cns_exchange", "-q", "import"]
+    t_billing, _ = measured(cnsx + [str(billing)], env)
+    t_payment, peak = measured(cnsx + [str(payment)], env)
+    n = len(lines)
+    print(f"import billing file of {n} sessions: {t_billing:.2f} s ({n / t_billing:,.0f} sessions/s)")
+    print(f"import payment statement of {n} lines: {t_payment:.2f} s, {n / t_payment:,.0f} lines/s (goal >= 50,000), "
+          f"peak {peak:.0f} MB (goal <= 150)")
+
+    # status on a large database, filled with SQL (the shape import writes)
+    db = work / "status.sqlite"
+    from cns_exchange.database import connect
+
+    conn = connect(db)
+    conn.execute("PRAGMA foreign_keys = OFF")  # synthetic rows: certificates point at no real answer
+    total = args.status_sessions
+    per_note = 4
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO documents (id, kind, name, sha256, provider, created_at, sequence, version, imported_at) "
+                 "VALUES (1, 'billing', 'b.xml', 'x', '123456', '2026-01-01T00:00:00', 1, '1', '2026-01-01')")
+    conn.executemany("INSERT INTO fee_notes (id, document_id, number, certificate_number, matricule, last_name, first_name) "
+                     "VALUES (?, 1, ?, ?, ?, '', '')",
+                     ((i, i, f"TPC-{i:07d}", f"19700101{i % 1000:03d}00") for i in range(1, total // per_note + 1)))
+    conn.executemany("INSERT INTO sessions (fee_note_id, document_id, line_no, session_date, act, executing, gross, "
+                     "patient_share, cns_share) VALUES (?, 1, ?, ?, 'ZD13', '123456', 5555, 667, 4888)",
+                     ((i // per_note + 1, i % per_note + 1, f"2025-{(i % 12) + 1:02d}-{(i % 28) + 1:02d}")
+                      for i in range(total)))
+    conn.executemany("INSERT INTO certificates (number, answer_id, matricule, valid_from, valid_to, acts, sessions_authorised) "
+                     "VALUES (?, 1, ?, '2026-01-01', '2027-12-31', 'ZD13:4', 4)",
+                     ((f"TPC-{i:07d}", f"19700101{i % 1000:03d}00") for i in range(1, total // per_note + 1)))
+    conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    conn.close()
+    best = min(measured([sys.executable, "-m", "cns_exchange", "status", "--json", "--db", str(db)], env)[0]
+               for _ in range(3))
+    print(f"cnsx status --json on {total:,} sessions: {best:.2f} s (goal < 1)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""cnsx print: a billing file -> printable PDFs (each patient's fee note, the summary statement).
+
+The billing file is validated first, exactly as ``cnsx validate`` does it: nothing is printed
+from an invalid file, so that what is printed is what the CNS is billed, and the printed
+totals are the XML header's (checked again after drawing, to the cent, before anything is
+published). The file is then read a second time, streaming (xmlread.read_document), and each
+fee note is drawn as it comes (pdf module): memory stays flat whatever the file's size.
+
+Every PDF names the billing file and its SHA-256, in its footer and in its metadata. Output
+files are written atomically (temp file, fsync, link), 0600, and never over an existing file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+from cns_exchange.errors import InputError, UsageError
+from cns_exchange.fsutil import publish, sha256_of, temp_file
+from cns_exchange.issues import Issue
+from cns_exchange.model import FeeNote, Header
+from cns_exchange.naming import FileName, fee_note_pdf_name, summary_pdf_name
+from cns_exchange.nomenclature import Codes
+
+
+@dataclass
+class Billing:
+    """A validated billing file, ready to print."""
+
+    path: Path           # where it is read from (a private copy for stdin)
+    name: str            # the name shown: the file's, or its conventional name for stdin
+    sha256: str
+    header: Header
+    root: str            # its root element (for the reader)
+    file_name: FileName  # its conventional name, from the header: the printed files' prefix
+
+
+@contextmanager
+def open_billing(name: str, stream: IO[bytes] | None, validator) -> Iterator[Billing]:
+    """Validate the billing file ``name`` (a path, or '-' with ``stream``) and yield it.
+
+    Raises InputError (exit 3) with the issues when it is not a valid billing file.
+    """
+    from cns_exchange.xmlread import read_document
+    from cns_exchange.xmlsafe import spool
+
+    spooled = None
+    try:
+        if name == "-":
+            spooled = spool("<stdin>", stream, validator.max_bytes)  # read twice: once to validate, once to print
+            path = Path(spooled.name)
+        else:
+            path = Path(name)
+        shown = "<stdin>" if name == "-" else name
+        report = validator.validate(str(path), expect_kind="billing", check_name=False, attachments=False)
+        errors = [i for i in report.issues if i.is_error]
+        for issue in errors:
+            issue.file = shown
+        if errors:
+            raise InputError(f"{shown}: not a valid billing file; nothing was printed",
+                             "fix the document (cnsx validate shows the same issues) and print again", errors)
+        root = validator.registry.get(report.version).documents["billing"].root
+        with open(path, "rb") as f:
+            header = next(read_document(f, "billing", root)).record
+        sha256, _ = sha256_of(path)
+        file_name = FileName(header.provider, "billing", header.created.date(), header.sequence)
+        yield Billing(path, path.name if name != "-" else str(file_name), sha256, header, root, file_name)
+    finally:
+        if spooled is not None:
+            spooled.close()
+
+
+def _notes(billing: Billing) -> Iterator[FeeNote]:
+    from cns_exchange.xmlread import read_document
+
+    with open(billing.path, "rb") as f:
+        for item in read_document(f, "billing", billing.root):
+            if item.what == "item":
+                yield item.record
+
+
+def _source(billing: Billing, codes: Codes, printed: datetime, mask: bool):
+    from cns_exchange.pdf import Source
+
+    labels = {act: spec.get("label", "") for act, spec in codes.acts.items()}
+    return Source(billing.name, billing.sha256, billing.header, printed, labels, mask)
+
+
+def _write(target: Path, draw: Callable[[IO[bytes]], object]) -> object:
+    """Draw into a temp file beside ``target``, then publish it there (0600, never over a file)."""
+    with temp_file(target.parent) as (stream, path):
+        result = draw(stream)
+        stream.close()
+        try:
+            publish(path, target, overwrite=False)
+        except FileExistsError:
+            raise UsageError(f"{target} appeared while printing; cnsx never overwrites a file",
+                             "run again into another folder") from None
+    return result
+
+
+def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datetime, mask: bool = False) -> list[Path]:
+    """Write one A4 PDF per fee note of ``billing`` into ``folder``; return their paths.
+
+    The folder is created (0700) if its parent exists. Raises UsageError if the folder
+    cannot be made or already holds printed fee notes of this billing file: nothing is then
+    written. Each file is published on its own, atomically.
+    """
+    from cns_exchange.pdf import write_fee_note
+
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"-o {folder}: cannot create the folder ({exc.strerror})", "give an existing folder, or one whose parent exists") from None
+    if not folder.is_dir():
+        raise UsageError(f"-o {folder}: not a folder", "give a folder: one PDF is written per fee note")
+    prefix = str(billing.file_name)[:-4] + "_MH"
+    existing = sorted(folder.glob(prefix + "*.pdf"))
+    if existing:
+        raise UsageError(f"{folder} already holds printed fee notes of this billing file ({existing[0].name}); "
+                         "cnsx never overwrites a file", "remove them, or print into another folder")
+    source = _source(billing, codes, printed, mask)
+    written: list[Path] = []
+    for note in _notes(billing):
+        target = folder / fee_note_pdf_name(billing.file_name, note.number)
+        _write(target, lambda out, note=note: write_fee_note(out, note, source))
+        written.append(target)
+    return written
+
+
+def print_summary(billing: Billing, output: Path | None, stdout: IO[bytes] | None, codes: Codes, printed: datetime,
+                  mask: bool = True) -> tuple[Path | None, object]:
+    """Write the summary statement of ``billing`` to ``output`` (a new file, or a folder for
+    its conventional name) or to ``stdout``; return (the path or None, the totals drawn).
+
+    Raises UsageError if the file exists, InputError if the totals drawn differ from the
+    header's (nothing is then written).
+    """
+    from cns_exchange.pdf import write_summary
+
+    count = int(billing.header.extra.get("NombreMemoires", "0") or 0)
+    source = _source(billing, codes, printed, mask)
+
+    def draw(out: IO[bytes]):
+        totals = write_summary(out, _notes(billing), source, count)
+        _check_totals(billing, totals)
+        return totals
+
+    if stdout is not None:
+        with tempfile.TemporaryDirectory(prefix="cnsx-") as work:
+            target = Path(work) / summary_pdf_name(billing.file_name)
+            totals = _write(target, draw)
+            with open(target, "rb") as f:
+                shutil.copyfileobj(f, stdout)
+            stdout.flush()
+        return None, totals
+    assert output is not None
+    target = output / summary_pdf_name(billing.file_name) if output.is_dir() else output
+    if target.exists() or target.is_symlink():
+        raise UsageError(f"{target} exists; cnsx never overwrites a file", "remove it, or give another name")
+    return target, _write(target, draw)
+
+
+def _check_totals(billing: Billing, totals) -> None:
+    """The printed totals must be the header's, to the cent (validation checked the same)."""
+    extra = billing.header.extra
+    wanted = {"NombreMemoires": (totals.notes, False), "NombreSeances": (totals.sessions, False),
+              "TotalMontantBrut": (totals.gross, True), "TotalParticipationPersonnelle": (totals.patient, True),
+              "TotalPartStatutaire": (totals.cns, True)}
+    wrong = []
+    for element, (value, money) in wanted.items():
+        declared = extra.get(element)
+        if declared is None:
+            continue
+        try:
+            number = Decimal(declared) * (100 if money else 1)
+        except InvalidOperation:
+            number = None
+        if number != value:
+            found = f"adds up to {value / 100:.2f}" if money else f"counts {value}"
+            wrong.append(Issue("DOC02" if money else "DOC01", f"header {element} is {declared}, the summary {found}",
+                               file=billing.name, xpath=f"/{billing.root}/EnTete/{element}"))
+    if wrong:  # pragma: no cover - validation has checked the same sums
+        raise InputError(f"{billing.name}: the summary does not add up to the header; nothing was printed",
+                         "validate the file (cnsx validate) and report the problem", wrong)
