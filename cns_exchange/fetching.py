@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from cns_exchange.errors import TransportRetryableError
-from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry, Transport, unsafe_name_reason, with_retries
+from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry, RetryingConnection, Transport, unsafe_name_reason
 
 
 class LocalDiskError(TransportRetryableError):
@@ -75,25 +75,13 @@ class Fetcher:
                  retries: int, backoff: float, on_retry=None) -> None:
         self.conn, self.profile, self.remote, self.folder, self.inbox = conn, profile, remote, folder, inbox
         self.after_fetch, self.archive_folder = after_fetch, archive_folder
-        self._connect, self.retries, self.backoff, self.on_retry = connect, retries, backoff, on_retry
-        self.transport: Transport | None = None
+        self.connection = RetryingConnection(connect, retries, backoff, on_retry)
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-            self.transport = None
+        self.connection.close()
 
     def _with_transport(self, action):
-        def attempt():
-            if self.transport is None:
-                self.transport = self._connect()
-            try:
-                return action(self.transport)
-            except BaseException:
-                self.close()
-                raise
-
-        return with_retries(attempt, self.retries, self.backoff, self.on_retry)
+        return self.connection.run(action)
 
     #: Files downloaded at once (one ledger transaction each) and SFTP sessions used for them.
     BATCH = 64

@@ -10,7 +10,6 @@ saying why. The same reading turns any document back into rows (``rows_of``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 from dataclasses import dataclass, field
@@ -65,11 +64,9 @@ class ImportResult:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from cns_exchange.fsutil import sha256_file
+
+    return sha256_file(path)[0]
 
 
 def read_leniently(path: Path, validator) -> Document:

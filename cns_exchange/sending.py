@@ -22,7 +22,7 @@ from cns_exchange.errors import InputError, TransportFatalError
 from cns_exchange.fsutil import sha256_of  # (the upload command takes it from here too)
 from cns_exchange.issues import Issue
 from cns_exchange.naming import make_name, parse_name
-from cns_exchange.transport import Transport, with_retries
+from cns_exchange.transport import RetryingConnection, Transport
 
 
 @dataclass
@@ -86,26 +86,15 @@ class Uploader:
                  connect: Callable[[], Transport], retries: int, backoff: float,
                  on_retry: Callable[[Exception, int, float], None] | None = None) -> None:
         self.conn, self.profile, self.remote, self.folder = conn, profile, remote, folder
-        self._connect, self.retries, self.backoff, self.on_retry = connect, retries, backoff, on_retry
-        self.transport: Transport | None = None
+        # A new session first removes what killed runs left in the upload folder.
+        self.connection = RetryingConnection(connect, retries, backoff, on_retry,
+                                             on_open=lambda t: t.remove_stale_temps(folder))
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-            self.transport = None
+        self.connection.close()
 
     def _with_transport(self, action: Callable[[Transport], object]):
-        def attempt():
-            if self.transport is None:
-                self.transport = self._connect()
-                self.transport.remove_stale_temps(self.folder)
-            try:
-                return action(self.transport)
-            except BaseException:
-                self.close()  # a broken session is not reused: the retry reconnects
-                raise
-
-        return with_retries(attempt, self.retries, self.backoff, self.on_retry)
+        return self.connection.run(action)
 
     def sent_row(self, sha256: str):
         return self.conn.execute(

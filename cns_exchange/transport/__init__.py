@@ -130,3 +130,34 @@ def with_retries(action: Callable[[], object], retries: int, backoff: float = 1.
             if on_retry:
                 on_retry(exc, attempt, delay)
             time.sleep(delay)
+
+
+class RetryingConnection:
+    """Opens a transport on first use and runs actions on it with retries: after a failure
+    the broken session is closed and the next attempt reconnects."""
+
+    def __init__(self, connect: Callable[[], Transport], retries: int, backoff: float,
+                 on_retry: Callable[[Exception, int, float], None] | None = None,
+                 on_open: Callable[[Transport], None] | None = None) -> None:
+        self._connect, self.retries, self.backoff = connect, retries, backoff
+        self.on_retry, self.on_open = on_retry, on_open
+        self.transport: Transport | None = None
+
+    def run(self, action: Callable[[Transport], object]):
+        def attempt():
+            if self.transport is None:
+                self.transport = self._connect()
+                if self.on_open is not None:
+                    self.on_open(self.transport)
+            try:
+                return action(self.transport)
+            except BaseException:
+                self.close()
+                raise
+
+        return with_retries(attempt, self.retries, self.backoff, self.on_retry)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            transport, self.transport = self.transport, None
+            transport.close()

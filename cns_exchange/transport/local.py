@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from cns_exchange.errors import TransportFatalError, TransportRetryableError
+from cns_exchange.fsutil import fsync_dir
 from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry
 
 
@@ -69,7 +70,7 @@ class LocalTransport:
             raise _error(exc, name) from None
         finally:
             temp.unlink(missing_ok=True)
-        _fsync_dir(target_dir)
+        fsync_dir(target_dir)
 
     def get(self, folder: str, name: str, sink: IO[bytes], progress: Callable[[int], None] | None = None,
             size: int | None = None) -> int:
@@ -112,14 +113,6 @@ class LocalTransport:
 
     def close(self) -> None:
         pass
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _error(exc: OSError, name: str):
