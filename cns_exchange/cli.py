@@ -65,12 +65,18 @@ class CnsxGroup(click.Group):
 class Context:
     """Options shared by every command, and lazily loaded settings and tables."""
 
-    def __init__(self, config: str | None, profile: str | None, debug: bool, quiet: bool) -> None:
+    def __init__(self, config: str | None, profile: str | None, debug: bool, quiet: bool, verbose: bool = False) -> None:
         self.config_path = config
         self.profile = profile
         self.debug = debug
         self.quiet = quiet
+        self.verbose = verbose and not quiet
         self._settings = None
+
+    @property
+    def show_progress(self) -> bool:
+        """Progress bars only for a person watching a terminal."""
+        return not self.quiet and sys.stderr.isatty()
 
     @property
     def settings(self):
@@ -103,16 +109,17 @@ pass_context = click.make_pass_decorator(Context)
 @click.option("--config", "config", metavar="PATH", help="Config file (default: $CNSX_CONFIG, else the user config folder's config.toml).")
 @click.option("--profile", metavar="NAME", help="Config profile (default: $CNSX_PROFILE, else default_profile).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
+@click.option("-v", "--verbose", is_flag=True, help="Say what was done (transfers and imports are silent on success).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def cli(ctx: click.Context, config, profile, quiet, debug) -> None:
+def cli(ctx: click.Context, config, profile, quiet, verbose, debug) -> None:
     """cnsx: electronic exchange of a dietician practice with the CNS (Luxembourg).
 
     Build request and billing files from the practice's CSV/JSON, validate them, and (in later
     commands) send them and read the CNS's answers. Exit codes: 0 ok, 1 internal error, 2 usage,
     3 invalid input or document, 4 configuration error, 5/6 transport failure, 7 locked.
     """
-    ctx.obj = Context(config, profile, debug, quiet)
+    ctx.obj = Context(config, profile, debug, quiet, verbose)
 
 
 def _created(value: str | None) -> datetime:
@@ -294,12 +301,14 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provi
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON on stdout.")
 @click.option("--max-size", type=click.IntRange(min=1), metavar="BYTES", help="Refuse documents larger than this (default: max_xml_bytes, 512 MiB).")
+@click.option("--no-attachments", is_flag=True, help="Do not look for a request file's prescription PDFs beside it.")
 @pass_context
-def validate_cmd(ctx: Context, files, as_json, max_size):
+def validate_cmd(ctx: Context, files, as_json, max_size, no_attachments):
     """Validate CNS documents (any of the five kinds, any installed schema version).
 
     Detects each file's kind and version, checks it against its XSD and the business rules,
-    and reports every issue with its code, line and XPath. '-' reads stdin. Exit 3 if any
+    and reports every issue with its code, line and XPath. A request file on disk must have
+    its prescription PDFs beside it, matching their SHA-256. '-' reads stdin. Exit 3 if any
     file has an error.
     """
     from cns_exchange import console
@@ -309,7 +318,7 @@ def validate_cmd(ctx: Context, files, as_json, max_size):
     validator = ctx.validator(max_size)
     reports = []
     for name in files:
-        report = validator.validate(name, stream=sys.stdin.buffer if name == "-" else None)
+        report = validator.validate(name, stream=sys.stdin.buffer if name == "-" else None, attachments=not no_attachments)
         reports.append(report)
         console.print_issues(report.issues)
         if not ctx.quiet:
@@ -425,7 +434,7 @@ def _on_retry(ctx: Context):
     from cns_exchange import console
 
     def report(exc, attempt, delay):
-        if not ctx.quiet:
+        if ctx.verbose:  # a retry that then succeeds needs no human
             console.print_line(f"retry {attempt} in {delay:.0f} s: {exc.message}")
     return report
 
@@ -493,7 +502,8 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
                 from cns_exchange import importing
 
                 for item in planned:
-                    outcome = uploader.send(item)
+                    with console.progress(item.size, item.name, ctx.show_progress) as advance:
+                        outcome = uploader.send(item, progress=advance)
                     if item.kind in ("request", "billing"):
                         # What was sent is evidence, and what the returns will be matched with.
                         importing.import_path(conn, item.path, validator, settings.local_dir("archive"), None, move=False)
@@ -502,7 +512,7 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
                         sys.stdout.flush()
                     if outcome.status == "already-sent":
                         console.print_line(f"{item.path.name}: already sent as {outcome.name}, not sent again (--force resends)")
-                    elif not ctx.quiet:
+                    elif ctx.verbose:
                         console.print_line(f"{item.path.name} → {remote}/{settings.upload_dir}/{outcome.name}"
                                            + (" (found complete on the server)" if outcome.status == "recovered" else ""))
             finally:
@@ -533,15 +543,19 @@ def fetch_cmd(ctx: Context, dry_run, wait):
                           settings.local_dir("inbox"), str(settings.after_fetch), settings.remote_archive_dir,
                           connect, int(settings.retries), float(settings.backoff), _on_retry(ctx))
 
-        def emit(item):
-            sys.stdout.write(json.dumps(item.as_dict()) + "\n")
-            sys.stdout.flush()
+        with console.progress(None, "fetching", ctx.show_progress) as advance:
+            def emit(item):
+                sys.stdout.write(json.dumps(item.as_dict()) + "\n")
+                sys.stdout.flush()
+                advance(1)
+                if ctx.verbose:
+                    console.print_line(f"{item.name} → {item.path}" + (f" ({item.note})" if item.note else ""))
 
-        try:
-            report = fetcher.run(dry_run=dry_run, emit=emit)
-        finally:
-            fetcher.close()
-            conn.close()
+            try:
+                report = fetcher.run(dry_run=dry_run, emit=emit)
+            finally:
+                fetcher.close()
+                conn.close()
     for name, why in report.skipped:
         console.print_line(f"not fetched: {name}: {why}", style="yellow")
     for warning in report.warnings:
@@ -782,7 +796,7 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
                                (f"; moved to {result.moved_to} (see .why.txt)" if result.moved_to else ""), style="red")
         elif result.status == "already-imported":
             console.print_line(f"{result.name}: already imported, nothing changed")
-        elif result.status == "imported" and not ctx.quiet:
+        elif result.status == "imported" and ctx.verbose:
             console.print_line(f"{result.name}: imported ({result.kind})")
         for note in result.unmatched:
             console.print_line(f"note: {note}", style="yellow")
@@ -896,11 +910,11 @@ def sandbox_cmd(ctx: Context, root, upload_dir, download_dir, seed, once, interv
     def report(result) -> None:
         for name in result.recovered:
             console.print_line(f"published {name}, left pending by an interrupted run")
-        if ctx.quiet:
-            return
         for d in result.deposits:
             if d.note:
                 console.print_line(f"{d.name}: not answered: {d.note}", style="yellow")
+                continue
+            if ctx.quiet:
                 continue
             detail = ""
             if d.accepted and d.kind == "request":

@@ -7,7 +7,8 @@ that ``cnsx --help`` stays fast.
 from __future__ import annotations
 
 import sys
-from typing import IO, Iterable
+from contextlib import contextmanager
+from typing import IO, Callable, Iterable, Iterator
 
 from cns_exchange.issues import Issue
 
@@ -64,3 +65,20 @@ def print_tables(sections: dict[str, list[dict]], stream: IO[str] | None = None)
         for row in rows:
             table.add_row(*("" if v is None else str(v) for v in row.values()))
         out.print(table)
+
+
+@contextmanager
+def progress(total: int | None, label: str, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """Yield an ``advance(n)`` callback drawing a progress bar on stderr when ``enabled``
+    (a terminal); a no-op otherwise, so that cron and pipes stay quiet."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn()]
+    if total is not None:
+        columns += [DownloadColumn(), TransferSpeedColumn()]
+    with Progress(*columns, console=console(sys.stderr), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)

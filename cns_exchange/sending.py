@@ -101,7 +101,7 @@ class Uploader:
             "SELECT name, finished_at FROM uploads WHERE sha256 = ? AND remote = ? AND result = 'sent' ORDER BY id LIMIT 1",
             (sha256, self.remote)).fetchone()
 
-    def send(self, item: Planned, force: bool = False) -> Outcome:
+    def send(self, item: Planned, force: bool = False, progress: Callable[[int], None] | None = None) -> Outcome:
         """Send one planned file (or find it already sent); record it. Returns the outcome."""
         done = self.sent_row(item.sha256)
         if done is not None and not force:
@@ -116,15 +116,15 @@ class Uploader:
                 "INSERT INTO uploads (name, sha256, size, kind, profile, remote, local_path, started_at, result) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
                 (item.name, item.sha256, item.size, item.kind, self.profile, self.remote, str(item.path), _now()))
-        status = self._with_transport(lambda t: self._put(t, item))
+        status = self._with_transport(lambda t: self._put(t, item, progress))
         self.conn.execute("UPDATE uploads SET result = 'sent', finished_at = ?, message = NULL WHERE remote = ? AND name = ?",
                           (_now(), self.remote, item.name))
         return Outcome(item.name, status, item.sha256, item.size, str(item.path))
 
-    def _put(self, transport: Transport, item: Planned) -> str:
+    def _put(self, transport: Transport, item: Planned, progress: Callable[[int], None] | None = None) -> str:
         with open(item.path, "rb") as source:
             try:
-                transport.put(source, item.size, self.folder, item.name)
+                transport.put(source, item.size, self.folder, item.name, progress)
                 return "sent"
             except FileExistsError:
                 pass

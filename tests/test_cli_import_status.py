@@ -78,7 +78,9 @@ def test_returns_before_what_they_answer_are_matched_later(run, data):
     assert status["disputed"] == []  # not linked to a session yet
     r = run("import", str(BILLING), str(REQUEST))
     assert r.exit_code == 0
-    assert "note:" not in r.stderr.split("123456_DTP")[-1]
+    conn = sqlite3.connect(data / "practice.sqlite")
+    assert conn.execute("SELECT count(*) FROM answers WHERE request_id IS NULL").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM payment_lines WHERE session_id IS NULL").fetchone()[0] == 0
     status = json.loads(run("status", "--json").stdout)
     assert [d["reason_code"] for d in status["disputed"]] == ["C01"]
     assert status["billed_awaiting_payment"] == []
