@@ -17,7 +17,10 @@ def console(stream: IO[str] | None = None):
     """Return a rich console writing to ``stream`` (default: stderr)."""
     from rich.console import Console
 
-    return Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
+    stream = stream or sys.stderr
+    # Off a terminal (a pipe, a file, cron mail) tables get room instead of an 80-column fold.
+    width = None if getattr(stream, "isatty", lambda: False)() else 200
+    return Console(file=stream, highlight=False, soft_wrap=True, width=width)
 
 
 def _escape(text: str) -> str:

@@ -517,6 +517,11 @@ class Sandbox:
         with temp_file(self.staging) as (stream, temp):
             write(stream, header)
             stream.close()
+            if os.geteuid() == 0:
+                # Beside an SFTP server, the drop box belongs to the practice's account: its
+                # return files must too, or that account could not fetch them (they are 0600).
+                owner = self.download.stat()
+                os.chown(temp, owner.st_uid, owner.st_gid)
             publish(temp, self.staging / name)
         return name
 
