@@ -19,12 +19,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from cns_exchange.errors import TransportRetryableError
+from cns_exchange.errors import CnsxError, ExitCode, TransportRetryableError
 from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry, RetryingConnection, Transport, unsafe_name_reason
 
 
-class LocalDiskError(TransportRetryableError):
-    """The inbox cannot take the file (disk full, permissions): nothing recorded, nothing deleted."""
+class LocalDiskError(CnsxError):
+    """The inbox cannot take the file (disk full, permissions): nothing recorded, nothing
+    deleted. Exit 5 like a retryable failure (a later run may succeed), but not retried within
+    the run: the disk will not have emptied a second later."""
+
+    exit_code = ExitCode.TRANSPORT_RETRYABLE
 
 
 @dataclass
@@ -90,6 +94,7 @@ class Fetcher:
     def run(self, dry_run: bool = False, emit: Callable[[Fetched], None] | None = None) -> FetchReport:
         """Fetch every new file; call ``emit`` for each as soon as it is recorded."""
         report = FetchReport()
+        self._remove_stale_temps()
         self._finish_remote_actions(report)
         entries: list[RemoteEntry] = self._with_transport(lambda t: t.list(self.folder))
         todo: list[RemoteEntry] = []
@@ -120,6 +125,11 @@ class Fetcher:
         if not dry_run:
             self._finish_remote_actions(report)
         return report
+
+    def _remove_stale_temps(self) -> None:
+        """Delete the partial downloads a killed run left in the inbox (we hold the lock)."""
+        for stale in self.inbox.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)
 
     def _temp(self, entry: RemoteEntry) -> Path:
         return self.inbox / f"{TEMP_PREFIX}{entry.name}.{os.getpid()}{TEMP_SUFFIX}"

@@ -30,8 +30,8 @@ def run_lock(database: Path, wait: float = 0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise LockedError(f"another cnsx run is using {database}",
-                                      "let it finish, or pass --wait SECONDS") from None
+                    # One line, for cron mail: what and what to do.
+                    raise LockedError(f"another cnsx run is using {database}: let it finish, or pass --wait SECONDS") from None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

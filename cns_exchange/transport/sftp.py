@@ -26,6 +26,31 @@ from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry
 _CHUNK = 32768
 
 
+def _quiet_paramiko() -> None:
+    """Keep paramiko's own log lines and its background threads' tracebacks off stderr: a
+    dead server is reported once, by cnsx, with its remedy (--debug shows everything)."""
+    import logging
+    import threading
+
+    if os.environ.get("CNSX_DEBUG") == "1":
+        return
+    logger = logging.getLogger("paramiko")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+    previous = threading.excepthook
+    if getattr(previous, "_cnsx", False):
+        return
+
+    def hook(args):
+        if args.exc_type in (EOFError, OSError, ConnectionError, paramiko.SSHException) or \
+                issubclass(args.exc_type, (EOFError, OSError, paramiko.SSHException)):
+            return  # a paramiko worker thread losing its connection: the caller sees the error
+        previous(args)
+
+    hook._cnsx = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
 def fingerprint(key: paramiko.PKey) -> str:
     """Return a key's fingerprint as OpenSSH prints it: ``SHA256:`` + unpadded base64."""
     digest = hashlib.sha256(key.asbytes()).digest()
@@ -46,6 +71,7 @@ def _connect_socket(host: str, port: int, timeout: float) -> socket.socket:
 
 def server_keys(host: str, port: int, timeout: float = 15) -> list[paramiko.PKey]:
     """Return the host keys a server offers (one handshake per key type), authenticating nothing."""
+    _quiet_paramiko()
     keys = []
     for key_type in ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512"):
         sock = _connect_socket(host, port, timeout)
@@ -105,9 +131,20 @@ class SftpTransport:
 
     @classmethod
     def connect(cls, remote, settings, prompt: Callable[[str], str] | None = None) -> "SftpTransport":
+        _quiet_paramiko()
         timeout = float(settings.timeout)
+        key_types = None
+        if settings.host_key:
+            # A server offers several host keys and negotiation picks one: ask for the type
+            # of the pinned key, so that pinning any of the fingerprints `cnsx hostkey` prints works.
+            for key in server_keys(remote.host, remote.port, timeout):
+                if fingerprint(key) == settings.host_key.strip():
+                    key_types = [key.get_name()] if key.get_name() != "ssh-rsa" else ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
         sock = _connect_socket(remote.host, remote.port, timeout)
         transport = paramiko.Transport(sock)
+        if key_types:
+            options = transport.get_security_options()
+            options.key_types = [t for t in key_types if t in options.key_types] or options.key_types
         try:
             try:
                 transport.start_client(timeout=timeout)
@@ -149,6 +186,7 @@ class SftpTransport:
         temp = f"{folder}/{TEMP_PREFIX}{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
         try:
             with self.sftp.open(temp, "wbx") as out:  # O_EXCL: never write into a file that exists
+                out.chmod(0o600)  # health data: private on the server too
                 out.set_pipelined(True)
                 for chunk in iter(lambda: source.read(_CHUNK * 8), b""):
                     out.write(chunk)
