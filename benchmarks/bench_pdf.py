@@ -22,7 +22,6 @@ import csv
 import io
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -66,13 +65,16 @@ def make_csv(path: Path, notes: int) -> int:
 
 
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Run ``cmd``; return (wall seconds, peak RSS MB of the child). Exits if it fails."""
+    """Run ``cmd``; return (wall seconds, peak RSS MB of that child). Exits if it fails."""
     t = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
-    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr.decode()}")
+    return wall, usage.ru_maxrss / 1024
 
 
 def main() -> None:

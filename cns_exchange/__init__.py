@@ -3,6 +3,7 @@
 The package is laid out along the data flow:
 
     records      CSV / JSON / NDJSON rows  -> typed records (with row locations)
+    pdf          prescription PDFs checked (pypdf), scans converted (img2pdf); PDFs drawn (reportlab)
     identifiers  matricule, provider, prescriber, pathology and act codes
     nomenclature dated tariff tables, pricing
     treatment    treatment-sequence rules shared by build and validate
@@ -13,6 +14,7 @@ The package is laid out along the data flow:
     xmlread      XML documents -> records (streaming)
     validate     XSD + business rules -> list of issues
     build        build-request / build-invoice orchestration
+    printing     billing file -> printed fee notes and summary statement (cnsx print)
     fsutil       writes that cannot half-happen
     console      human output on stderr (rich)
     cli          the click commands

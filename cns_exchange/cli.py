@@ -371,7 +371,9 @@ def print_fee_notes_cmd(ctx: Context, billing, created, output, matricule):
     with printing.open_billing(billing, sys.stdin.buffer if billing == "-" else None, ctx.validator()) as source:
         written = printing.print_fee_notes(source, Path(output), codes, printed, mask=matricule == "masked")
     if not ctx.quiet:
-        where = f"{written[0]}" + (f" … {written[-1].name}" if len(written) > 1 else "") if written else output
+        where = str(written[0]) if written else output
+        if len(written) > 1:
+            where += f" … {written[-1].name}"
         console.print_line(f"{_plural(len(written), 'fee note')} → {where}")
 
 
@@ -390,6 +392,8 @@ def print_summary_cmd(ctx: Context, billing, created, output, matricule):
     from cns_exchange import console, printing
 
     printed = _created(created)
+    if output == "-" and sys.stdout.isatty():
+        raise UsageError("-o -: stdout is a terminal, not the place for a PDF", "redirect it (> recap.pdf) or give a file name")
     if output != "-":
         target = Path(output)
         if not target.is_dir() and (target.exists() or target.is_symlink()):

@@ -118,8 +118,12 @@ class _File:
     kind: str
 
 
-def mib(size: int) -> str:
-    """Return a size in MiB for messages ('20.0 MiB')."""
+def human_size(size: int) -> str:
+    """Return a size for messages: '900 bytes', '6.8 KiB', '20.0 MiB'."""
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
     return f"{size / (1024 * 1024):.1f} MiB"
 
 
@@ -252,7 +256,7 @@ class PrescriptionFiles:
         return _File(value, path, data, sniff(data[:1024]))
 
     def _too_large(self, what: str, size: int) -> Problem:
-        return Problem("PDF04", f"'{what}' is {mib(size)}, over the limit of {mib(self.max_bytes)} ({self.max_bytes} bytes)")
+        return Problem("PDF04", f"'{what}' is {human_size(size)}, over the limit of {human_size(self.max_bytes)} (max_pdf_bytes)")
 
     @staticmethod
     def _not_pdf(f: _File) -> Problem:
@@ -265,27 +269,27 @@ class PrescriptionFiles:
 
     @staticmethod
     def _image_refused(files: list[_File]) -> Problem:
-        kinds = sorted({_DESCRIPTIONS[f.kind].split(" ", 1)[1] for f in files})
         names = ";".join(f.value for f in files)
-        what = f"'{names}' is {_DESCRIPTIONS[files[0].kind]}" if len(files) == 1 else f"'{names}' are {' and '.join(kinds)}s"
+        one = len(files) == 1
+        kinds = " and ".join(sorted({f.kind.upper() for f in files}))
+        what = f"'{names}' is {_DESCRIPTIONS[files[0].kind]}" if one else f"'{names}' are {kinds} images"
         target = shlex.quote(str(Path(files[0].value).with_suffix(".pdf")))
         command = "img2pdf " + " ".join(shlex.quote(f.value) for f in files) + f" -o {target}"
         return Problem("PDF05", f"{what}, not a PDF",
-                       f"pass --convert-images to turn {'it' if len(files) == 1 else 'them'} into one PDF losslessly,"
-                       f" or convert it yourself: {command}")
+                       f"pass --convert-images to turn {'it' if one else 'them'} into one PDF losslessly,"
+                       f" or convert {'it' if one else 'them'} yourself: {command}")
 
     def _convert(self, files: list[_File], value: str) -> tuple[Prescription | None, list[Problem]]:
-        data, problem = _images_to_pdf([f.data for f in files])
-        if problem is not None:
+        data, why = _images_to_pdf([f.data for f in files])
+        if data is None:
             # Find the image img2pdf stumbled on, to name it.
             for f in files if len(files) > 1 else ():
-                if _images_to_pdf([f.data])[1] is not None:
-                    return None, [Problem("PDF07", f"'{f.value}' cannot be converted to PDF ({problem})")]
-            return None, [Problem("PDF07", f"'{value}' cannot be converted to PDF ({problem})")]
-        assert data is not None
+                if _images_to_pdf([f.data])[0] is None:
+                    return None, [Problem("PDF07", f"'{f.value}' cannot be converted to PDF ({why})")]
+            return None, [Problem("PDF07", f"'{value}' cannot be converted to PDF ({why})")]
         if len(data) > self.max_bytes:
-            return None, [Problem("PDF04", f"the PDF made from '{value}' is {mib(len(data))}, over the limit of"
-                                           f" {mib(self.max_bytes)} ({self.max_bytes} bytes)")]
+            return None, [Problem("PDF04", f"the PDF made from '{value}' is {human_size(len(data))}, over the limit of"
+                                           f" {human_size(self.max_bytes)} (max_pdf_bytes)")]
         pages, checked = check_pdf(data, value)
         if checked is not None:  # pragma: no cover - img2pdf wrote something pypdf cannot read
             return None, [Problem("PDF07", f"'{value}' cannot be converted to PDF ({checked.message})")]
@@ -674,7 +678,7 @@ def write_fee_note(out: IO[bytes], note: FeeNote, source: Source) -> None:
 # --- the summary statement of a billing file -------------------------------------------------
 
 _SUMMARY_COLUMNS = [
-    _Column("N°", 22), _Column("Titre", 72), _Column("Patient", 104), _Column("Matricule", 62),
+    _Column("N°", 22), _Column("Titre", 72), _Column("Patient", 100), _Column("Matricule", 66),
     _Column("Séances", 34, "right"), _Column("Du", 38), _Column("Au", 38),
     _Column("Brut €", 46, "right"), _Column("Patient €", 44, "right"), _Column("CNS €", 50, "right"),
 ]   # 510 points: the width between the margins

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from cns_exchange.errors import InputError, UsageError
 from cns_exchange.fsutil import publish, sha256_of, temp_file
@@ -27,6 +27,9 @@ from cns_exchange.issues import Issue
 from cns_exchange.model import FeeNote, Header
 from cns_exchange.naming import FileName, fee_note_pdf_name, summary_pdf_name
 from cns_exchange.nomenclature import Codes
+from cns_exchange.pdf import Source, Totals, write_fee_note, write_summary
+from cns_exchange.xmlread import read_document
+from cns_exchange.xmlsafe import spool
 
 
 @dataclass
@@ -47,9 +50,6 @@ def open_billing(name: str, stream: IO[bytes] | None, validator) -> Iterator[Bil
 
     Raises InputError (exit 3) with the issues when it is not a valid billing file.
     """
-    from cns_exchange.xmlread import read_document
-    from cns_exchange.xmlsafe import spool
-
     spooled = None
     try:
         if name == "-":
@@ -77,22 +77,18 @@ def open_billing(name: str, stream: IO[bytes] | None, validator) -> Iterator[Bil
 
 
 def _notes(billing: Billing) -> Iterator[FeeNote]:
-    from cns_exchange.xmlread import read_document
-
     with open(billing.path, "rb") as f:
         for item in read_document(f, "billing", billing.root):
             if item.what == "item":
                 yield item.record
 
 
-def _source(billing: Billing, codes: Codes, printed: datetime, mask: bool):
-    from cns_exchange.pdf import Source
-
+def _source(billing: Billing, codes: Codes, printed: datetime, mask: bool) -> Source:
     labels = {act: spec.get("label", "") for act, spec in codes.acts.items()}
     return Source(billing.name, billing.sha256, billing.header, printed, labels, mask)
 
 
-def _write(target: Path, draw: Callable[[IO[bytes]], object]) -> object:
+def _write(target: Path, draw: Callable[[IO[bytes]], Any]) -> Any:
     """Draw into a temp file beside ``target``, then publish it there (0600, never over a file)."""
     with temp_file(target.parent) as (stream, path):
         result = draw(stream)
@@ -112,8 +108,6 @@ def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datet
     cannot be made or already holds printed fee notes of this billing file: nothing is then
     written. Each file is published on its own, atomically.
     """
-    from cns_exchange.pdf import write_fee_note
-
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
     except OSError as exc:
@@ -135,19 +129,17 @@ def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datet
 
 
 def print_summary(billing: Billing, output: Path | None, stdout: IO[bytes] | None, codes: Codes, printed: datetime,
-                  mask: bool = True) -> tuple[Path | None, object]:
+                  mask: bool = True) -> tuple[Path | None, Totals]:
     """Write the summary statement of ``billing`` to ``output`` (a new file, or a folder for
     its conventional name) or to ``stdout``; return (the path or None, the totals drawn).
 
     Raises UsageError if the file exists, InputError if the totals drawn differ from the
     header's (nothing is then written).
     """
-    from cns_exchange.pdf import write_summary
-
     count = int(billing.header.extra.get("NombreMemoires", "0") or 0)
     source = _source(billing, codes, printed, mask)
 
-    def draw(out: IO[bytes]):
+    def draw(out: IO[bytes]) -> Totals:
         totals = write_summary(out, _notes(billing), source, count)
         _check_totals(billing, totals)
         return totals
@@ -167,7 +159,7 @@ def print_summary(billing: Billing, output: Path | None, stdout: IO[bytes] | Non
     return target, _write(target, draw)
 
 
-def _check_totals(billing: Billing, totals) -> None:
+def _check_totals(billing: Billing, totals: Totals) -> None:
     """The printed totals must be the header's, to the cent (validation checked the same)."""
     extra = billing.header.extra
     wanted = {"NombreMemoires": (totals.notes, False), "NombreSeances": (totals.sessions, False),

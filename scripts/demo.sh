@@ -30,7 +30,7 @@ cnsx validate "$out"/outbox/*.xml
 step "upload them (prescription PDFs first) to the drop box $out/dropbox"
 cnsx -v upload "$out"/outbox/*.xml
 step "the CNS sandbox answers"
-cnsx sandbox --once
+cnsx -v sandbox --once
 step "fetch the return files and import them into $CNSX_DATA_DIR/practice.sqlite"
 cnsx fetch | cnsx -v import -
 step "status"

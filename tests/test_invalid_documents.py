@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -113,6 +114,8 @@ def generate(case: dict, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / case.get("name", case["source"])
     target.write_bytes(etree.tostring(tree, xml_declaration=True, encoding="UTF-8") + b"\n")
+    for pdf in EXAMPLES.glob("123456_ORD_*.pdf"):  # a request's prescriptions beside it, as cnsx validate wants them
+        shutil.copyfile(pdf, folder / pdf.name)
     return target
 
 

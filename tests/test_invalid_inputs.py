@@ -97,9 +97,10 @@ def test_every_corpus_file_has_a_case():
 
 
 def test_corpus_covers_every_input_code():
-    """Every IN0xx code, every identifier code but MAT04 (a warning, tested below) and the rules."""
+    """Every IN0xx code, every identifier code but MAT04 (a warning, tested below), the rules, and
+    the prescription checks that need no option (PDF04, PDF07: tests/test_pdf_attachments.py)."""
     wanted = {code for code in CATALOGUE if code.startswith(("IN", "MAT", "PRV", "PRS", "PAT", "ACT", "CRT", "TRT"))}
-    wanted |= {"NOM01"}
+    wanted |= {"NOM01", "PDF01", "PDF02", "PDF03", "PDF05", "PDF06"}
     wanted -= {"MAT04"}
     wanted -= {"CRT02", "CRT03", "CRT04", "CRT05"}  # need imported certificates: tests/test_cli_import_status.py
     covered = {code for case in CASES for _, _, code in expected_issues(case)}

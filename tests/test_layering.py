@@ -72,8 +72,12 @@ HOMES = {
     "rich": lambda m: m == "console",
     "stdnum": lambda m: m == "identifiers",
     "paramiko": lambda m: "transport" in m.split("."),       # a future transport module or package
-    "pypdf": lambda m: "pdf" in m.split("."),                # a future pdf module or package
+    "pypdf": lambda m: m == "pdf",                           # the PDF libraries: reading,
+    "img2pdf": lambda m: m == "pdf",                         # converting scans,
+    "reportlab": lambda m: m == "pdf",                       # drawing (and Pillow, which img2pdf uses)
+    "PIL": lambda m: m == "pdf",
 }
+PDF_LIBRARIES = {"pypdf", "img2pdf", "reportlab", "PIL"}
 
 
 def test_the_package_is_found():
@@ -101,9 +105,16 @@ def test_only_cli_imports_click():
     assert importers == ["cns_exchange.cli"]
 
 
-@pytest.mark.parametrize("library", ["lxml", "rich", "stdnum", "paramiko", "pypdf"])
+@pytest.mark.parametrize("library", ["lxml", "rich", "stdnum", "paramiko", "pypdf", "img2pdf", "reportlab", "PIL"])
 def test_cli_imports_heavy_libraries_lazily(library):
     assert library not in _top_level_imports(MODULES["cns_exchange.cli"])
+
+
+def test_pdf_module_imports_its_libraries_inside_functions():
+    # records and build import cns_exchange.pdf at their top: it must not load its libraries then.
+    assert not _top_level_imports(MODULES["cns_exchange.pdf"]) & PDF_LIBRARIES
+    used = {name for name, _ in _imports(MODULES["cns_exchange.pdf"])}
+    assert {"pypdf", "img2pdf", "reportlab"} <= used   # the walk does see the lazy imports
 
 
 def test_cli_top_level_imports_only_the_standard_library_click_and_cnsx():
@@ -128,8 +139,15 @@ def _imported_modules(statement: str) -> list[str]:
 def test_importing_the_cli_loads_no_lxml_or_rich():
     modules = _imported_modules("import cns_exchange.cli")
     assert "cns_exchange.cli" in modules and "click" in modules   # the list is really read
-    heavy = sorted(m for m in modules if m.split(".")[0] in {"lxml", "rich", "paramiko", "pypdf"})
+    heavy = sorted(m for m in modules if m.split(".")[0] in {"lxml", "rich", "paramiko"} | PDF_LIBRARIES)
     assert heavy == [], f"importing cns_exchange.cli loads {', '.join(heavy)}: import them inside the commands"
+
+
+def test_building_blocks_load_no_pdf_library():
+    modules = _imported_modules("import cns_exchange.build, cns_exchange.records, cns_exchange.printing, cns_exchange.pdf")
+    assert "cns_exchange.pdf" in modules
+    heavy = sorted(m for m in modules if m.split(".")[0] in PDF_LIBRARIES)
+    assert heavy == [], f"importing the build modules loads {', '.join(heavy)}: import them inside the functions"
 
 
 def test_importing_the_entry_point_loads_no_lxml_or_rich():

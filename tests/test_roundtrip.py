@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import io
 import json
+import shutil
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -419,5 +420,7 @@ def test_whitespace_around_typed_values_reads_the_same(run, tmp_path, name):
     assert _records(kind, relaid) == _records(kind, original)
     path = tmp_path / name
     path.write_bytes(relaid)
+    for pdf in EXAMPLES.glob("123456_ORD_*.pdf"):  # a request's prescriptions, checked beside it
+        shutil.copyfile(pdf, tmp_path / pdf.name)
     r = run("validate", str(path))
     assert r.exit_code == 0, r.stderr

@@ -103,6 +103,8 @@ def test_installed_copy_is_the_one_imported(outside, installed):
 def test_installed_validate(outside, name):
     copy = outside.cwd / name
     shutil.copyfile(EXAMPLES / name, copy)
+    for pdf in EXAMPLES.glob("123456_ORD_*.pdf"):  # the request's prescriptions, checked beside it
+        shutil.copyfile(pdf, outside.cwd / pdf.name)
     proc = outside("-m", "cns_exchange", "validate", name)
     assert proc.returncode == 0, proc.stderr.decode()
     assert "valid" in proc.stderr.decode() and "INVALID" not in proc.stderr.decode()
