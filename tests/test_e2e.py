@@ -41,7 +41,7 @@ def test_whole_exchange_over_sftp(sshd, tmp_path):
     sent = cnsx("upload", "--json", *documents)
     assert len(sent.stdout.splitlines()) == 5  # three PDFs, then the two documents
     assert sorted(p.name for p in sshd.upload_dir.iterdir()) == sorted(json.loads(x)["name"] for x in sent.stdout.splitlines())
-    answered = cnsx("-v", "sandbox", "--once", "--root", str(sshd.home))
+    answered = cnsx("-v", "sandbox", "--once", "--root", str(sshd.home), "--state", str(tmp_path / "sandbox-state.json"))
     assert "2 certificates, 1 refusal" in answered.stdout + answered.stderr
     fetched = cnsx("fetch")
     assert len(fetched.stdout.splitlines()) == 4  # two acknowledgements, the answers, the payment statement
