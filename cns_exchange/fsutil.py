@@ -79,13 +79,3 @@ def sha256_of(path: Path) -> tuple[str, int]:
             size += len(chunk)
     return digest.hexdigest(), size
 
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    """Return (hex SHA-256, size in bytes) of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size

@@ -64,9 +64,9 @@ class ImportResult:
 
 
 def _sha256(path: Path) -> str:
-    from cns_exchange.fsutil import sha256_file
+    from cns_exchange.fsutil import sha256_of
 
-    return sha256_file(path)[0]
+    return sha256_of(path)[0]
 
 
 def read_leniently(path: Path, validator) -> Document:
