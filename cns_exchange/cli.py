@@ -835,23 +835,59 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
 @click.option("--csv", "fmt", flag_value="csv", help="Print the sections as CSV (a 'section' column first).")
 @click.option("--certificate", metavar="NUMBER", help="Show one certificate.")
 @click.option("--patient", metavar="MATRICULE", help="Show one patient.")
+@click.option("--pdf", "pdf_path", metavar="FILE.pdf",
+              help="Write the report as an A4 PDF (a new file, or '-' for stdout); stdout then gets only --json/--csv.")
+@click.option("--matricule", type=click.Choice(["full", "masked"]),
+              help="Matricules in full, or masked but for their last 4 digits. Default: masked in the PDF, full otherwise.")
 @pass_context
-def status_cmd(ctx: Context, db, fmt, certificate, patient):
+def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule):
     """Show requests awaiting an answer, certificates used and remaining, billed sessions
-    awaiting payment, disputed lines and amounts per month."""
+    awaiting payment, disputed lines and amounts per month.
+
+    With --pdf the report is also written as an A4 PDF whose footer and metadata carry the
+    SHA-256 of the canonical JSON of the sections it shows; tables are then not printed.
+    """
     from datetime import date as date_cls
 
     from cns_exchange import database
-    from cns_exchange.status import status
+    from cns_exchange import status as status_mod
 
+    if pdf_path == "-" and fmt:
+        raise UsageError(f"--pdf - and --{fmt}: both would go to stdout", "write the PDF to a file")
+    if pdf_path == "-" and sys.stdout.isatty():
+        raise UsageError("--pdf -: stdout is a terminal, not the place for a PDF", "redirect it (> status.pdf) or give a file name")
+    if pdf_path and pdf_path != "-":
+        target = Path(pdf_path)
+        if target.exists() or target.is_symlink():   # before any work: cnsx never overwrites a file
+            raise UsageError(f"--pdf {pdf_path}: a file of that name exists; cnsx never overwrites a file",
+                             "remove it, or give another name")
     db_path = Path(db).expanduser() if db else ctx.settings.database_path()
     if not db_path.exists():
         raise InputError(f"{db_path}: no practice database yet", "run cnsx import (or upload/fetch) first, or pass --db")
+    today = date_cls.today()
     conn = database.connect(db_path)
     try:
-        sections = status(conn, date_cls.today(), certificate, patient)
+        sections = status_mod.status(conn, today, certificate, patient)
+        providers = status_mod.providers(conn)
     finally:
         conn.close()
+    if pdf_path:
+        from cns_exchange import console, printing
+        from cns_exchange.pdf import StatusHeading, show_matricule
+
+        mask = matricule != "full"
+        shown = status_mod.masked(sections) if mask else sections
+        heading = StatusHeading(providers, today, _created(None), status_mod.data_sha256(shown), certificate,
+                                show_matricule(patient, mask) if patient else None)
+        pages = printing.print_status(shown, heading, None if pdf_path == "-" else Path(pdf_path),
+                                      sys.stdout.buffer if pdf_path == "-" else None)
+        if not ctx.quiet:
+            console.print_line(f"status report, {_plural(pages, 'page')}, data SHA-256 {heading.data_sha256} "
+                               f"→ {'stdout' if pdf_path == '-' else pdf_path}")
+        if not fmt:
+            return
+    if matricule == "masked":
+        sections = status_mod.masked(sections)
     if fmt == "json":
         json.dump(sections, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")

@@ -9,8 +9,8 @@ Prescriptions: :class:`PrescriptionFiles` checks the file a request row names (i
 PDF, is not encrypted, has a page, is not too large) or, when asked, converts JPEG/PNG scans
 into one PDF. Problems are returned as data (code, message, hint), never printed.
 
-Printing: :func:`write_fee_note` and :func:`write_summary` draw on reportlab's canvas, page
-by page, with fixed row heights, so that the page count is known before drawing (for "page
+Printing: :func:`write_fee_note`, :func:`write_summary` and :func:`write_status` (the
+practice's status report, from the database) draw on reportlab's canvas, page by page, with fixed row heights, so that the page count is known before drawing (for "page
 N/M") and a 500-fee-note summary takes a fraction of a second (a single platypus ``Table`` of
 that size takes far longer).
 """
@@ -439,33 +439,47 @@ class _Column:
     title: str
     width: float
     align: str = "left"   # 'left' or 'right'
+    key: str = ""         # the status report: the row's key this column shows,
+    kind: str = "text"    # and how: text, wrap, date, day (of a date-time), month, amount, state
 
 
 class _Sheet:
-    """One PDF being drawn: metadata, fonts, the running footer with its 'page N/M'."""
+    """One PDF being drawn: metadata, fonts, the running footer with its 'page N/M'.
 
-    def __init__(self, out: IO[bytes], source: Source, title: str, subject: str, pages: int) -> None:
+    ``footer`` names what the SHA-256 printed on every page is the hash of.
+    """
+
+    def __init__(self, out: IO[bytes], printed: datetime, pages: int, *, title: str, author: str, subject: str,
+                 keywords: str, footer: str, sha256: str) -> None:
         from reportlab.pdfgen import canvas
 
         _register_fonts()
         # invariant: no random document ID and no time-based comments, so that the same
-        # billing file printed with the same date gives the same bytes.
+        # data printed with the same date gives the same bytes.
         self.c = canvas.Canvas(out, pagesize=(_W, _H), invariant=1, pageCompression=1)
-        created = source.printed
-        offset = created.utcoffset()
+        offset = printed.utcoffset()
         minutes = int(offset.total_seconds() // 60) if offset is not None else 0
-        stamp = created.strftime("D:%Y%m%d%H%M%S") + (
+        stamp = printed.strftime("D:%Y%m%d%H%M%S") + (
             f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}'{abs(minutes) % 60:02d}'" if offset is not None else "")
         self.c.setDateFormatter(lambda *_: stamp)
         self.c.setTitle(title)
-        self.c.setAuthor(f"Prestataire {source.header.provider}")
+        self.c.setAuthor(author)
         self.c.setSubject(subject)
-        self.c.setKeywords(f"CNS, tiers payant, {source.name}, sha256:{source.sha256}")
+        self.c.setKeywords(keywords)
         self.c.setCreator(PRODUCER)
         self.c.setProducer(PRODUCER)
-        self.source = source
+        self.printed = printed
+        self.footer_label = footer
+        self.sha256 = sha256
         self.pages = pages
         self.page = 1
+
+    @classmethod
+    def of_billing(cls, out: IO[bytes], source: Source, title: str, subject: str, pages: int) -> "_Sheet":
+        """A printed document of a billing file: its name and SHA-256 in the metadata and footer."""
+        return cls(out, source.printed, pages, title=title, author=f"Prestataire {source.header.provider}",
+                   subject=subject, keywords=f"CNS, tiers payant, {source.name}, sha256:{source.sha256}",
+                   footer=f"Fichier {source.name} · SHA-256 :", sha256=source.sha256)
 
     def text(self, x: float, y: float, text: str, size: float = 9, bold: bool = False, align: str = "left",
              grey: bool = False) -> None:
@@ -486,12 +500,12 @@ class _Sheet:
         c.setStrokeColorRGB(*_DARK)
         c.setLineWidth(0.4)
         c.line(_LEFT, y + 10, _RIGHT, y + 10)
-        self.text(_LEFT, y, f"Fichier {self.source.name} · SHA-256 :", size=7, grey=True)
+        self.text(_LEFT, y, self.footer_label, size=7, grey=True)
         c.setFont(_MONO, 6.8)
         c.setFillColorRGB(*_DARK)
-        c.drawRightString(_RIGHT, y, self.source.sha256)
+        c.drawRightString(_RIGHT, y, self.sha256)
         c.setFillColorRGB(0, 0, 0)
-        self.text(_LEFT, y - 10, f"Imprimé par {PRODUCER} le {self.source.printed:%d/%m/%Y à %H:%M}", size=7, grey=True)
+        self.text(_LEFT, y - 10, f"Imprimé par {PRODUCER} le {self.printed:%d/%m/%Y à %H:%M}", size=7, grey=True)
         self.text(_RIGHT, y - 10, f"page {self.page}/{self.pages}", size=7, grey=True, align="right")
 
     def next_page(self) -> None:
@@ -615,7 +629,7 @@ def write_fee_note(out: IO[bytes], note: FeeNote, source: Source) -> None:
     rows = _note_rows(note, source.act_labels)
     body = _TOP - _BOTTOM
     pages = _pages((h for *_, h in rows), body - _NOTE_FIRST - _ROW - 2, body - _NOTE_NEXT - _ROW - 2, _NOTE_TAIL)
-    sheet = _Sheet(out, source, f"Mémoire d'honoraires n° {note.number} — {source.name}",
+    sheet = _Sheet.of_billing(out, source, f"Mémoire d'honoraires n° {note.number} — {source.name}",
                    f"Mémoire d'honoraires n° {note.number} du fichier de facturation {source.name}, SHA-256 {source.sha256}",
                    pages)
     header = source.header
@@ -702,7 +716,7 @@ def write_summary(out: IO[bytes], notes: Iterable[FeeNote], source: Source, coun
     other = body - _SUMMARY_NEXT - _ROW - 2
     pages = _pages((_SUMMARY_ROW for _ in range(count)), first, other, _SUMMARY_TAIL)
     header = source.header
-    sheet = _Sheet(out, source, f"Relevé récapitulatif — {source.name}",
+    sheet = _Sheet.of_billing(out, source, f"Relevé récapitulatif — {source.name}",
                    f"Relevé récapitulatif du fichier de facturation {source.name}, SHA-256 {source.sha256}", pages)
     c = sheet.c
     y = _TOP - 16
@@ -764,3 +778,228 @@ def write_summary(out: IO[bytes], notes: Iterable[FeeNote], source: Source, coun
         sheet.text(_RIGHT - 10, y - 16 - 17 * k, f"{euros(amount)} €", size=10.5 if big else 9.5, bold=big, align="right")
     sheet.finish()
     return totals
+
+
+# --- the status report of the practice database ----------------------------------------------
+
+@dataclass
+class StatusHeading:
+    """What the status report says about itself: whose, when, which selection, which data."""
+
+    providers: list[str]        # the provider codes found in the database
+    today: date                 # the day the status is computed for (ages, expiry)
+    printed: datetime           # the PDF's creation date
+    data_sha256: str            # SHA-256 of the canonical JSON of the sections shown (status.data_sha256)
+    certificate: str | None = None
+    patient: str | None = None  # the matricule as shown (masked or not)
+
+
+#: Each section of status.status(): its key, its title, its columns (510 points, the width
+#: between the margins) and, for the months, the columns summed on a total line.
+_STATUS_SECTIONS: list[tuple[str, str, list[_Column]]] = [
+    ("requests_awaiting_answer", "Demandes en attente de réponse", [
+        _Column("Demande", 70, key="request_ref"), _Column("Matricule", 80, key="matricule"),
+        _Column("Prescription", 62, key="prescription_date", kind="date"),
+        _Column("Traitement", 88, key="treatment"), _Column("Pathologies", 80, key="pathologies", kind="wrap"),
+        _Column("Envoyée le", 70, key="sent_at", kind="day"), _Column("Âge (jours)", 60, "right", key="age_days")]),
+    ("refused_requests", "Demandes refusées", [
+        _Column("Demande", 70, key="request_ref"), _Column("Matricule", 80, key="matricule"),
+        _Column("Motifs du refus", 360, key="reasons", kind="wrap")]),
+    ("certificates", "Titres de prise en charge", [
+        _Column("Titre", 88, key="certificate"), _Column("Matricule", 80, key="matricule"),
+        _Column("Valable du", 60, key="valid_from", kind="date"), _Column("au", 60, key="valid_to", kind="date"),
+        _Column("Autorisées", 56, "right", key="sessions_authorised"),
+        _Column("Facturées", 54, "right", key="sessions_billed"),
+        _Column("Restantes", 56, "right", key="sessions_remaining"), _Column("État", 56, key="state", kind="state")]),
+    ("billed_awaiting_payment", "Séances facturées en attente de paiement", [
+        _Column("Titre", 88, key="certificate"), _Column("Matricule", 80, key="matricule"),
+        _Column("Séance", 60, key="session_date", kind="date"), _Column("Acte", 40, key="act"),
+        _Column("Part CNS €", 62, "right", key="cns_share", kind="amount"),
+        _Column("Fichier de facturation", 180, key="billing_file")]),
+    ("disputed", "Lignes contestées par la CNS", [
+        _Column("Titre", 88, key="certificate"), _Column("Matricule", 76, key="matricule"),
+        _Column("Séance", 54, key="session_date", kind="date"), _Column("Acte", 34, key="act"),
+        _Column("Motif", 34, key="reason_code"), _Column("Libellé du motif", 124, key="reason_label", kind="wrap"),
+        _Column("Facturé €", 50, "right", key="billed", kind="amount"),
+        _Column("Accepté €", 50, "right", key="accepted", kind="amount")]),
+    ("per_month", "Montants par mois, part CNS", [
+        _Column("Mois", 90, key="month", kind="month"), _Column("Séances", 60, "right", key="sessions"),
+        _Column("Facturé €", 120, "right", key="billed", kind="amount"),
+        _Column("Payé €", 120, "right", key="paid", kind="amount"),
+        _Column("Contesté €", 120, "right", key="disputed", kind="amount")]),
+]
+_STATUS_TOTALS = {"per_month": ("sessions", "billed", "paid", "disputed")}
+_STATUS_STATES = {"valid": "valide", "expired": "expiré"}
+_STATUS_FIRST = 100.0     # points above the first section on the first page (title and facts)
+_STATUS_NEXT = 30.0       # on the following pages (a short title)
+_STATUS_HEADING = 26.0    # a section's title (with ": aucune" when it is empty)
+
+
+def status_columns() -> dict[str, list[str]]:
+    """Return, per section of the status report, the keys of the rows its columns show."""
+    return {name: [col.key for col in columns] for name, _, columns in _STATUS_SECTIONS}
+
+
+def cents(amount: str) -> int:
+    """Return the cents of an amount written as status() writes it ('1234.56', '-0.50'), exactly."""
+    sign = -1 if amount.startswith("-") else 1
+    whole, _, fraction = amount.lstrip("+-").partition(".")
+    return sign * (int(whole or "0") * 100 + int((fraction + "00")[:2]))
+
+
+def _status_cell(value, column: _Column) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    if column.kind == "amount":
+        amount = cents(text)
+        return ("-" if amount < 0 else "") + euros(abs(amount))
+    if column.kind in ("date", "day") and len(text) >= 10 and text[4] == "-" and text[7] == "-":
+        return f"{text[8:10]}/{text[5:7]}/{text[:4]}"
+    if column.kind == "month" and len(text) == 7 and text[4] == "-":
+        return f"{text[5:7]}/{text[:4]}"
+    if column.kind == "state":
+        return _STATUS_STATES.get(text, text)
+    return text
+
+
+class _Op(NamedTuple):
+    """One thing drawn on a page of the status report, top to bottom."""
+
+    what: str                   # heading, header, row, total
+    height: float
+    text: str = ""
+    columns: list | None = None
+    cells: list | None = None
+    lines: list | None = None
+    shade: bool = False
+
+
+def _status_layout(sections: dict[str, list[dict]]) -> list[list[_Op]]:
+    """Lay the sections out on pages: a section's title never ends a page, a table going on
+    to the next page has its title "(suite)" and column titles again, and the total line is
+    drawn under column titles. Pure arithmetic: the page count is known before drawing."""
+    body = _TOP - _BOTTOM
+    pages: list[list[_Op]] = [[]]
+    room = body - _STATUS_FIRST
+
+    def new_page() -> None:
+        nonlocal room
+        pages.append([])
+        room = body - _STATUS_NEXT
+
+    def put(op: _Op) -> None:
+        nonlocal room
+        pages[-1].append(op)
+        room -= op.height
+
+    header_height = _ROW + 2
+    for name, title, columns in _STATUS_SECTIONS:
+        rows = sections.get(name, [])
+        if not rows:
+            if _STATUS_HEADING > room:
+                new_page()
+            put(_Op("heading", _STATUS_HEADING, f"{title} : aucune" if name != "per_month" else f"{title} : aucun"))
+            continue
+        drawn = []
+        for row in rows:
+            cells = [_status_cell(row.get(col.key), col) for col in columns]
+            lines = [_wrap(cell, col.width - 6, 8) if col.kind == "wrap" else [] for col, cell in zip(columns, cells)]
+            height = max([_ROW] + [4 + len(x) * 10.0 for x in lines if x])
+            drawn.append(_Op("row", height, columns=columns, cells=cells, lines=lines))
+        heading = f"{title} ({len(rows)})"
+        if _STATUS_HEADING + header_height + drawn[0].height > room:
+            new_page()
+        put(_Op("heading", _STATUS_HEADING, heading))
+        put(_Op("header", header_height, columns=columns))
+        for i, op in enumerate(drawn):
+            if op.height > room:
+                new_page()
+                put(_Op("heading", _STATUS_HEADING, f"{title} (suite)"))
+                put(_Op("header", header_height, columns=columns))
+            put(op._replace(shade=i % 2 == 1))
+        summed = _STATUS_TOTALS.get(name)
+        if summed:
+            cells = ["Total"]
+            for col in columns[1:]:
+                if col.key not in summed:
+                    cells.append("")
+                elif col.kind == "amount":
+                    cells.append(_status_cell(_sum_amounts(r[col.key] for r in rows), col))
+                else:
+                    cells.append(str(sum(int(r[col.key]) for r in rows)))
+            if _ROW + 2 > room:
+                new_page()
+                put(_Op("heading", _STATUS_HEADING, f"{title} (suite)"))
+                put(_Op("header", header_height, columns=columns))
+            put(_Op("total", _ROW + 2, columns=columns, cells=cells))
+    return pages
+
+
+def _sum_amounts(amounts: Iterable[str]) -> str:
+    """Sum amounts written '1234.56', exactly (in cents), and write the sum the same way."""
+    total = sum(cents(a) for a in amounts)
+    return f"{'-' if total < 0 else ''}{abs(total) // 100}.{abs(total) % 100:02d}"
+
+
+def write_status(out: IO[bytes], sections: dict[str, list[dict]], heading: StatusHeading) -> int:
+    """Draw the status report of the practice database as an A4 PDF into ``out``; return its page count.
+
+    One table per section of :func:`cns_exchange.status.status` (as given: matricules already
+    masked or not), long tables split over pages with their column titles repeated, amounts to
+    the cent as in the JSON output (written the French way), and a total line under the months.
+    The title names the provider code(s), the day and the selection (one certificate or
+    patient); the metadata and every page's footer carry ``heading.data_sha256``. No patient
+    data goes into the metadata.
+    """
+    _register_fonts()  # the layout measures text
+    pages = _status_layout(sections)
+    providers = ", ".join(heading.providers) or "—"
+    day = french_date(heading.today)
+    if heading.certificate:
+        selection, scope = f"titre de prise en charge {heading.certificate}", " (un titre de prise en charge)"
+    elif heading.patient:
+        selection, scope = f"patient de matricule {heading.patient}", " (un patient)"
+    else:
+        selection, scope = "tout le cabinet (titres valables, ou expirés depuis 30 jours au plus)", ""
+    title = f"État du cabinet {providers} au {day}"
+    sheet = _Sheet(out, heading.printed, len(pages), title=title + scope, author=f"Prestataire {providers}",
+                   subject=f"{title}{scope}, données de la base du cabinet, data SHA-256 {heading.data_sha256}",
+                   keywords=f"CNS, tiers payant, état, data-sha256:{heading.data_sha256}",
+                   footer="Données affichées (JSON canonique) · data SHA-256 :", sha256=heading.data_sha256)
+    c = sheet.c
+    y = _TOP - 16
+    sheet.text(_LEFT, y, "État du cabinet", size=18, bold=True)
+    sheet.text(_RIGHT, y, f"au {day}", size=12, bold=True, align="right")
+    y -= 16
+    sheet.text(_LEFT, y, "Demandes, titres de prise en charge, facturation et paiements CNS · diététique", size=9, grey=True)
+    y -= 22
+    facts = [("Code prestataire", providers), ("Sélection", selection),
+             ("Établi le", f"{day}, d'après la base de données du cabinet")]
+    for label, value in facts:
+        sheet.text(_LEFT, y, label, size=9, grey=True)
+        sheet.text(_LEFT + 100, y, fit(value, _RIGHT - _LEFT - 100, 9), size=9,
+                   bold=label == "Sélection" and bool(scope))
+        y -= 13
+    for number, ops in enumerate(pages):
+        if number:
+            sheet.next_page()
+            sheet.text(_LEFT, _TOP - 16, f"{title} (suite)", size=11, bold=True)
+            y = _TOP - _STATUS_NEXT
+        else:
+            y = _TOP - _STATUS_FIRST
+        for op in ops:
+            if op.what == "heading":
+                sheet.text(_LEFT, y - 18, op.text, size=11, bold=True)
+            elif op.what == "header":
+                sheet.table_header(y, op.columns)
+            elif op.what == "row":
+                sheet.row(y, op.columns, op.cells, shade=op.shade, height=op.height, lines=op.lines)
+            elif op.what == "total":
+                c.setLineWidth(0.8)
+                c.setStrokeColorRGB(0, 0, 0)
+                c.line(_LEFT, y, _RIGHT, y)
+                sheet.row(y - 2, op.columns, op.cells, bold=True)
+            y -= op.height
+    sheet.finish()
+    return len(pages)

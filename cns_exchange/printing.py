@@ -1,4 +1,5 @@
-"""cnsx print: a billing file -> printable PDFs (each patient's fee note, the summary statement).
+"""cnsx print: a billing file -> printable PDFs (each patient's fee note, the summary statement);
+and cnsx status --pdf: the practice database's status report.
 
 The billing file is validated first, exactly as ``cnsx validate`` does it: nothing is printed
 from an invalid file, so that what is printed is what the CNS is billed, and the printed
@@ -6,8 +7,9 @@ totals are the XML header's (checked again after drawing, to the cent, before an
 published). The file is then read a second time, streaming (xmlread.read_document), and each
 fee note is drawn as it comes (pdf module): memory stays flat whatever the file's size.
 
-Every PDF names the billing file and its SHA-256, in its footer and in its metadata. Output
-files are written atomically (temp file, fsync, link), 0600, and never over an existing file.
+Every PDF names the billing file and its SHA-256, in its footer and in its metadata (the status
+report: the SHA-256 of the canonical JSON of the data it shows). Output files are written
+atomically (temp file, fsync, link), 0600, and never over an existing file.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from cns_exchange.issues import Issue
 from cns_exchange.model import FeeNote, Header
 from cns_exchange.naming import FileName, fee_note_pdf_name, summary_pdf_name
 from cns_exchange.nomenclature import Codes
-from cns_exchange.pdf import Source, Totals, write_fee_note, write_summary
+from cns_exchange.pdf import Source, StatusHeading, Totals, write_fee_note, write_status, write_summary
 from cns_exchange.xmlread import read_document
 from cns_exchange.xmlsafe import spool
 
@@ -145,18 +147,44 @@ def print_summary(billing: Billing, output: Path | None, stdout: IO[bytes] | Non
         return totals
 
     if stdout is not None:
-        with tempfile.TemporaryDirectory(prefix="cnsx-") as work:
-            target = Path(work) / summary_pdf_name(billing.file_name)
-            totals = _write(target, draw)
-            with open(target, "rb") as f:
-                shutil.copyfileobj(f, stdout)
-            stdout.flush()
-        return None, totals
+        return None, _stream(draw, stdout)
     assert output is not None
     target = output / summary_pdf_name(billing.file_name) if output.is_dir() else output
     if target.exists() or target.is_symlink():
         raise UsageError(f"{target} exists; cnsx never overwrites a file", "remove it, or give another name")
     return target, _write(target, draw)
+
+
+def _stream(draw: Callable[[IO[bytes]], Any], stdout: IO[bytes]) -> Any:
+    """Draw into a private temp file, then copy it to ``stdout`` (only a finished PDF is sent)."""
+    with tempfile.TemporaryDirectory(prefix="cnsx-") as work:
+        target = Path(work) / "out.pdf"
+        result = _write(target, draw)
+        with open(target, "rb") as f:
+            shutil.copyfileobj(f, stdout)
+        stdout.flush()
+    return result
+
+
+def print_status(sections: dict[str, list[dict]], heading: StatusHeading, output: Path | None,
+                 stdout: IO[bytes] | None = None) -> int:
+    """Write the status report of ``sections`` (as status.status() returns them, matricules
+    masked or not) as an A4 PDF to ``output`` (a new file) or to ``stdout``; return its pages.
+
+    Raises UsageError if ``output`` exists or its folder does not (nothing is then written).
+    """
+    def draw(out: IO[bytes]) -> int:
+        return write_status(out, sections, heading)
+
+    if stdout is not None:
+        return _stream(draw, stdout)
+    assert output is not None
+    if output.exists() or output.is_symlink():
+        raise UsageError(f"--pdf {output}: a file of that name exists; cnsx never overwrites a file",
+                         "remove it, or give another name")
+    if not output.parent.is_dir():
+        raise UsageError(f"--pdf {output}: folder {output.parent} does not exist", "create it first")
+    return _write(output, draw)
 
 
 def _check_totals(billing: Billing, totals: Totals) -> None:

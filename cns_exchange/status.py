@@ -1,13 +1,20 @@
 """status: what is asked, granted, used, billed, paid and disputed, from the practice database.
 
 Each section is one SQL query over indexed tables, so that a database of a million sessions
-answers within a second. Results are plain dicts (printed as tables, JSON or CSV by the CLI).
+answers within a second. Results are plain dicts (printed as tables, JSON or CSV by the CLI,
+or drawn as a PDF report by the pdf module). A printed report names the SHA-256 of the
+canonical JSON of the sections it shows (:func:`data_sha256`), so that its figures can be tied
+to the data they were printed from.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 from datetime import date
+
+from cns_exchange.pdf import show_matricule
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
@@ -69,3 +76,29 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
         FROM {month_source}
         GROUP BY month ORDER BY month""", note_params)
     return sections
+
+
+def providers(conn: sqlite3.Connection) -> list[str]:
+    """Return the provider codes of the documents in the database (the practice's), sorted."""
+    return [row[0] for row in conn.execute("SELECT DISTINCT provider FROM documents ORDER BY provider")]
+
+
+def masked(sections: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Return a copy of ``sections`` whose matricules are masked but for their last 4 digits
+    (as on the printed documents: '•••••••••6700')."""
+    return {name: [{k: show_matricule(v, True) if k == "matricule" and isinstance(v, str) else v for k, v in row.items()}
+                   for row in rows] for name, rows in sections.items()}
+
+
+def canonical_json(sections: dict[str, list[dict]]) -> bytes:
+    """Return the canonical JSON of ``sections``: UTF-8, keys sorted, no blanks between items.
+
+    The same as ``json.dumps(d, ensure_ascii=False, sort_keys=True, separators=(",", ":"))``
+    of the object ``cnsx status --json`` prints, so that anyone can compute it again.
+    """
+    return json.dumps(sections, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def data_sha256(sections: dict[str, list[dict]]) -> str:
+    """Return the hex SHA-256 of :func:`canonical_json` of ``sections``."""
+    return hashlib.sha256(canonical_json(sections)).hexdigest()

@@ -1,0 +1,241 @@
+"""cnsx status --pdf: the status report of the practice database as an A4 PDF.
+
+The examples are imported into a private database; the PDF's text is read back with pypdf and
+compared with what `cnsx status --json` says of the same database (amounts to the cent, written
+the French way), and its data SHA-256 is computed again from that JSON. The first page is
+rendered to tests/artefacts/status-1.png for a person to look at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from pypdf import PdfReader
+
+from cns_exchange import __version__
+from conftest import EXAMPLES
+from test_cli_print import flat, french, metadata, render, second_reader, text_of
+
+DOCUMENTS = ["123456_DTP_20261120_000001.xml", "123456_FAC_20261120_000001.xml", "CNS_ACR_20261120_000001.xml",
+             "CNS_RTP_20261120_000002.xml", "CNS_DEC_20261125_000001.xml"]
+EPOCH = "1795253400"   # 2026-11-21T09:30:00Z: the PDF's creation date
+MATRICULES = ["1974091186700", "1982080285657", "2001120308757", "2015123101725"]
+
+
+@pytest.fixture
+def db(run, tmp_path, monkeypatch):
+    """A practice database holding the five example documents."""
+    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+    path = tmp_path / "practice.sqlite"
+    r = run("import", "--db", str(path), *(str(EXAMPLES / name) for name in DOCUMENTS))
+    assert r.exit_code == 0, r.stderr
+    return path
+
+
+def status_json(run, db, *options: str) -> dict:
+    r = run("status", "--json", "--db", str(db), *options)
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def sha256_of_json(sections: dict) -> str:
+    """The data SHA-256 as docs/cli.md tells a reader to compute it."""
+    text = json.dumps(sections, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def test_status_pdf_shows_every_section(run, db, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    target = tmp_path / "out" / "status.pdf"
+    target.parent.mkdir()
+    r = run("status", "--pdf", str(target), "--db", str(db))
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == ""                                   # no tables with --pdf
+    assert "status report, 1 page, data SHA-256 " in r.stderr and f"→ {target}" in r.stderr
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in target.parent.iterdir()) == ["status.pdf"]   # no temp file left
+    data = status_json(run, db)
+    text = text_of(target)
+    today = date.today()
+    assert f"État du cabinet au {today:%d/%m/%Y}" in text
+    assert "Code prestataire 123456" in text
+    assert "Demandes en attente de réponse : aucune" in text
+    refused = data["refused_requests"][0]
+    assert refused["request_ref"] == "REQ-0003" and refused["reasons"].startswith("R03")
+    assert f"REQ-0003 •••••••••{refused['matricule'][-4:]} {refused['reasons']}" in text
+    for cert in data["certificates"]:
+        assert (f"{cert['certificate']} •••••••••{cert['matricule'][-4:]} {cert['valid_from'][8:]}/{cert['valid_from'][5:7]}/"
+                f"{cert['valid_from'][:4]}") in text
+        assert (f"{cert['sessions_authorised']} {cert['sessions_billed']} {cert['sessions_remaining']} "
+                f"{'valide' if cert['state'] == 'valid' else 'expiré'}") in text
+    disputed = data["disputed"][0]
+    assert (disputed["reason_code"], disputed["billed"]) == ("C01", "55.55")
+    assert f"C01 {disputed['reason_label']} {french(disputed['billed'])} {french(disputed['accepted'])}" in text
+    assert "Montants par mois, part CNS (2)" in text
+    for month in data["per_month"]:
+        assert (f"{month['month'][5:]}/{month['month'][:4]} {month['sessions']} {french(month['billed'])} "
+                f"{french(month['paid'])} {french(month['disputed'])}") in text
+    totals = [sum(Decimal(m[k]) for m in data["per_month"]) for k in ("billed", "paid", "disputed")]
+    sessions = sum(m["sessions"] for m in data["per_month"])
+    assert f"Total {sessions} {' '.join(french(str(t)) for t in totals)}" in text
+    assert "176,00" in text and "384,86" in text and "560,86" in text
+    for matricule in MATRICULES:                            # masked by default
+        assert matricule not in text
+    sha = sha256_of_json(status_json(run, db, "--matricule", "masked"))
+    assert f"data SHA-256 : {sha}" in text                   # footer
+    assert "page 1/1" in text and f"cnsx {__version__}" in text
+    meta = metadata(target)
+    assert meta["/Producer"] == meta["/Creator"] == f"cnsx {__version__}"
+    assert meta["/Title"] == f"État du cabinet 123456 au {today:%d/%m/%Y}"
+    assert meta["/Author"] == "Prestataire 123456"
+    assert sha in meta["/Subject"] and f"data-sha256:{sha}" in meta["/Keywords"]
+    assert meta["/CreationDate"].startswith("D:20261121093000+00'00'")
+    values = "".join(str(v) for v in meta.values())
+    assert not any(m[-4:] in values for m in MATRICULES)   # no patient data in the metadata
+    other = second_reader(target)
+    if other is not None:
+        assert "REQ-0003" in other and "55,55" in other and sha in other
+    pages = render(target, "status")
+    assert len(pages) in (0, 1)
+
+
+def test_pdf_and_json_together(run, db, tmp_path):
+    r = run("status", "--pdf", str(tmp_path / "s.pdf"), "--json", "--db", str(db))
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout) == status_json(run, db)    # the JSON as without --pdf (matricules in full)
+    assert (tmp_path / "s.pdf").read_bytes().startswith(b"%PDF-")
+    r = run("status", "--pdf", str(tmp_path / "c.pdf"), "--csv", "--db", str(db))
+    assert r.exit_code == 0 and r.stdout.startswith("section,")
+
+
+def test_full_matricules_and_their_hash(run, db, tmp_path):
+    r = run("status", "--pdf", str(tmp_path / "s.pdf"), "--matricule", "full", "--db", str(db))
+    assert r.exit_code == 0, r.stderr
+    text = text_of(tmp_path / "s.pdf")
+    assert "1974091186700" in text
+    assert sha256_of_json(status_json(run, db)) in text     # the hash of the --json output itself
+
+
+def test_masked_json(run, db):
+    data = status_json(run, db, "--matricule", "masked")
+    assert data["certificates"][0]["matricule"] == "•••••••••6700"
+
+
+def test_never_overwrites(run, db, tmp_path):
+    target = tmp_path / "s.pdf"
+    target.write_bytes(b"mine")
+    r = run("status", "--pdf", str(target), "--db", str(db))
+    assert r.exit_code == 2
+    assert "never overwrites" in r.stderr and r.stdout == ""
+    assert target.read_bytes() == b"mine"
+    r = run("status", "--pdf", str(tmp_path / "no" / "such.pdf"), "--db", str(db))
+    assert r.exit_code == 2 and "does not exist" in r.stderr
+
+
+def test_certificate_filter(run, db, tmp_path):
+    target = tmp_path / "one.pdf"
+    r = run("status", "--pdf", str(target), "--certificate", "TPC-2026-000102", "--db", str(db))
+    assert r.exit_code == 0, r.stderr
+    text = text_of(target)
+    assert "Sélection titre de prise en charge TPC-2026-000102" in text
+    assert "TPC-2026-000101" not in text and "Lignes contestées par la CNS : aucune" in text
+    one = status_json(run, db, "--certificate", "TPC-2026-000102")
+    for month in one["per_month"]:
+        assert french(month["billed"]) in text
+    assert sha256_of_json(status_json(run, db, "--certificate", "TPC-2026-000102", "--matricule", "masked")) in text
+    meta = metadata(target)
+    assert meta["/Title"].endswith("(un titre de prise en charge)") and "TPC-2026-000102" not in "".join(meta.values())
+
+
+def test_patient_filter_masks_the_patient(run, db, tmp_path):
+    target = tmp_path / "p.pdf"
+    r = run("status", "--pdf", str(target), "--patient", "1974091186700", "--db", str(db))
+    assert r.exit_code == 0, r.stderr
+    text = text_of(target)
+    assert "Sélection patient de matricule •••••••••6700" in text and "1974091186700" not in text
+    assert "TPC-2026-000101" in text and "TPC-2026-000102" not in text
+    assert metadata(target)["/Title"].endswith("(un patient)")
+
+
+def test_pdf_to_stdout(run, db):
+    r = run("status", "--pdf", "-", "--db", str(db))
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout_bytes.startswith(b"%PDF-") and "→ stdout" in r.stderr
+    text = flat("\n".join(p.extract_text() for p in PdfReader(io.BytesIO(r.stdout_bytes)).pages))
+    assert "REQ-0003" in text
+    r = run("status", "--pdf", "-", "--json", "--db", str(db))
+    assert r.exit_code == 2 and "both would go to stdout" in r.stderr and r.stdout == ""
+
+
+def test_no_database(run, tmp_path):
+    r = run("status", "--pdf", str(tmp_path / "s.pdf"), "--db", str(tmp_path / "none.sqlite"))
+    assert r.exit_code == 3 and not (tmp_path / "s.pdf").exists()
+
+
+def test_columns_cover_every_key_of_status(run, tmp_path, monkeypatch, db):
+    """Each column of the PDF shows a key of status()'s rows, and every key is shown (a new
+    key in status.py must be given a column)."""
+    from cns_exchange.pdf import status_columns
+
+    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data2"))
+    early = tmp_path / "early.sqlite"   # requests and billing only: requests awaiting, sessions awaiting payment
+    assert run("import", "--db", str(early), *(str(EXAMPLES / n) for n in DOCUMENTS[:2])).exit_code == 0
+    seen: dict[str, set] = {}
+    for data in (status_json(run, db), status_json(run, early)):
+        for name, rows in data.items():
+            for row in rows:
+                seen.setdefault(name, set()).update(row)
+    columns = status_columns()
+    assert set(columns) == set(seen) == set(data)
+    for name, keys in seen.items():
+        assert set(columns[name]) == keys, name
+
+
+def test_long_sections_go_on_over_pages_with_their_column_titles(tmp_path):
+    """120 sessions awaiting payment and 30 months: the tables run over pages, each page says
+    'page k/N', each continued table has its title '(suite)' and its column titles again, and
+    the months' total is under column titles."""
+    from datetime import datetime, timezone
+
+    from cns_exchange.pdf import StatusHeading, write_status
+
+    awaiting = [{"certificate": f"TPC-2026-{n:06d}", "matricule": "•••••••••6700", "session_date": "2026-11-02",
+                 "act": "ZD12", "cns_share": f"{n}.{n % 100:02d}", "billing_file": "123456_FAC_20261120_000001.xml"}
+                for n in range(1, 121)]
+    months = [{"month": f"{2024 + m // 12}-{m % 12 + 1:02d}", "sessions": m, "billed": "1234.56", "paid": "1000.00",
+               "disputed": "0.01"} for m in range(30)]
+    sections = {"requests_awaiting_answer": [], "refused_requests": [], "certificates": [],
+                "billed_awaiting_payment": awaiting, "disputed": [], "per_month": months}
+    heading = StatusHeading(["123456"], date(2026, 11, 21), datetime(2026, 11, 21, tzinfo=timezone.utc), "0" * 64)
+    out = io.BytesIO()
+    pages = write_status(out, sections, heading)
+    reader = PdfReader(io.BytesIO(out.getvalue()))
+    assert len(reader.pages) == pages >= 3
+    texts = [flat(p.extract_text()) for p in reader.pages]
+    for k, text in enumerate(texts, 1):
+        assert f"page {k}/{pages}" in text
+        if k > 1:
+            assert "État du cabinet 123456 au 21/11/2026 (suite)" in text
+    assert "Séances facturées en attente de paiement (suite)" in texts[1]
+    assert "Titre Matricule Séance Acte Part CNS € Fichier de facturation" in texts[1]
+    everything = " ".join(texts)
+    for n in range(1, 121):
+        assert f"TPC-2026-{n:06d}" in everything
+    assert "120,20" in everything and "1,01" in everything
+    last = texts[-1]
+    assert "Mois Séances Facturé € Payé € Contesté €" in last
+    assert f"Total {sum(range(30))} {french(str(Decimal('1234.56') * 30))} {french('30000.00')} 0,30" in last
+    path = tmp_path / "long.pdf"
+    path.write_bytes(out.getvalue())
+    render(path, "status-long")
+
+
+def test_cents_are_exact():
+    from cns_exchange.pdf import cents
+
+    assert cents("0.10") == 10 and cents("1234.56") == 123456 and cents("-0.50") == -50 and cents("7") == 700
