@@ -33,7 +33,16 @@ class CnsxGroup(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
-        except (click.Abort, KeyboardInterrupt):
+        except click.Abort as exc:
+            if isinstance(exc.__context__, EOFError) and not isinstance(exc.__context__, KeyboardInterrupt):
+                # click turns an EOFError into Abort: here it is a connection lost, not Ctrl-C.
+                from cns_exchange import console
+
+                console.print_error(f"connection lost ({exc.__context__ or 'EOF'})", "run again: cnsx resumes where it stopped")
+                sys.exit(ExitCode.TRANSPORT_RETRYABLE)
+            click.echo("interrupted", err=True)
+            sys.exit(ExitCode.INTERRUPTED)
+        except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(ExitCode.INTERRUPTED)
         except CnsxError as exc:

@@ -266,11 +266,17 @@ class SftpTransport:
         return SftpTransport(self.transport, sftp, self.description)
 
     def close_clone(self) -> None:
-        self.sftp.close()
-
-    def close(self) -> None:
         try:
             self.sftp.close()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+    def close(self) -> None:
+        # Closing a session whose server died must not raise (and hide the real error).
+        try:
+            self.sftp.close()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
         finally:
             self.transport.close()
 
