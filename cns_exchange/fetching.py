@@ -134,14 +134,29 @@ class Fetcher:
     def _temp(self, entry: RemoteEntry) -> Path:
         return self.inbox / f"{TEMP_PREFIX}{entry.name}.{os.getpid()}{TEMP_SUFFIX}"
 
-    def _download(self, transport: Transport, entry: RemoteEntry) -> str:
-        """Download one file to its temp name, fsynced and size-checked; return its SHA-256."""
+    #: Files up to this size are read whole, many at once, where the transport can (get_small).
+    SMALL = 128 * 1024
+
+    def _download_lane(self, transport: Transport, entries: list[RemoteEntry]) -> list[str]:
+        """Download ``entries`` one after the other over one session; return their SHA-256s."""
+        small = [e for e in entries if e.size <= self.SMALL]
+        data: dict[str, bytes | None] = {}
+        if len(small) > 1 and hasattr(transport, "get_small"):
+            data = dict(zip((e.name for e in small), transport.get_small(self.folder, small)))
+        return [self._download(transport, e, data.get(e.name)) for e in entries]
+
+    def _download(self, transport: Transport, entry: RemoteEntry, data: bytes | None = None) -> str:
+        """Download one file (or write ``data``, already read) to its temp name, fsynced and
+        size-checked; return its SHA-256."""
         temp = self._temp(entry)
         try:
             fd = os.open(temp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as f:
                 sink = _HashingFile(f)
-                transport.get(self.folder, entry.name, sink, size=entry.size)
+                if data is None:
+                    transport.get(self.folder, entry.name, sink, size=entry.size)
+                else:
+                    sink.write(data)
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:
@@ -169,7 +184,7 @@ class Fetcher:
             try:
                 lanes = [batch[i::len(sessions)] for i in range(len(sessions))]
                 with ThreadPoolExecutor(len(sessions)) as pool:
-                    results = list(pool.map(lambda lane_session: [self._download(lane_session[1], e) for e in lane_session[0]],
+                    results = list(pool.map(lambda lane_session: self._download_lane(lane_session[1], lane_session[0]),
                                             zip(lanes, sessions)))
             finally:
                 for extra in sessions[1:]:

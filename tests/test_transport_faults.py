@@ -748,3 +748,31 @@ def test_after_fetch_delete_removes_the_remote_file_once_recorded(sshd, env):
                                           after_fetch="delete"), r)
     again = env.run("fetch")
     assert again.code == 0 and again.stdout == "" and again.stderr == "", again
+
+
+def test_small_files_are_read_many_at_once_and_odd_ones_left_to_get(sshd, env, tmp_path):
+    """get_small (all opens, reads and closes in flight at once) returns each file's exact
+    bytes, and None for a file that is gone or no longer the listed size; fetch then takes
+    those through get() and reports or fetches them as before."""
+    from cns_exchange.config import load_settings
+    from cns_exchange.transport import RemoteEntry, open_transport
+
+    files = {"a.xml": b"", "b.xml": b"x", "c.xml": os.urandom(128 * 1024), "d.xml": os.urandom(5000)}
+    _put_returns(sshd, {**files, "grown.xml": b"12345", "gone.xml": b"abc"})
+    env.write_config(sshd)
+    transport = open_transport(load_settings(str(env.config_path)))
+    try:
+        entries = {e.name: e for e in transport.list("download")}
+        (sshd.download_dir / "gone.xml").unlink()
+        sshd.put_remote("download/grown.xml", b"123456789")
+        order = ["a.xml", "gone.xml", "b.xml", "grown.xml", "c.xml", "d.xml"]
+        got = transport.get_small("download", [entries[n] for n in order])
+        assert got == [files["a.xml"], None, files["b.xml"], None, files["c.xml"], files["d.xml"]]
+        listed_wrong = RemoteEntry("d.xml", 4999, 0, entries["d.xml"].mode)
+        assert transport.get_small("download", [listed_wrong]) == [None], "one byte more than listed: not whole"
+        assert transport.get_small("download", []) == []
+    finally:
+        transport.close()
+    r = env.run("fetch")
+    assert r.code == 0, r
+    assert listing(env.inbox) == {**files, "grown.xml": b"123456789"}

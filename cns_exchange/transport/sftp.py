@@ -23,6 +23,10 @@ import paramiko
 from cns_exchange.errors import ConfigError, TransportFatalError, TransportRetryableError
 from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry
 
+#: Bytes per SFTP read or write request. paramiko asks for 32 KiB, which caps a download at
+#: ~70 % of OpenSSH's sftp here; 128 KiB (OpenSSH's server takes up to 256 KiB) is faster than
+#: sftp. A server that answers with less is still read whole: paramiko fetches the gaps.
+_REQUEST = 128 * 1024
 _CHUNK = 32768
 
 
@@ -188,6 +192,7 @@ class SftpTransport:
             with self.sftp.open(temp, "wbx") as out:  # O_EXCL: never write into a file that exists
                 out.chmod(0o600)  # health data: private on the server too
                 out.set_pipelined(True)
+                out.MAX_REQUEST_SIZE = _REQUEST
                 for chunk in iter(lambda: source.read(_CHUNK * 8), b""):
                     out.write(chunk)
                     if progress:
@@ -223,6 +228,7 @@ class SftpTransport:
             with self.sftp.open(f"{folder}/{name}", "rb") as source:
                 if size is None:
                     size = source.stat().st_size or 0  # one more round trip: pass size when known
+                source.MAX_REQUEST_SIZE = _REQUEST
                 source.prefetch(size)  # keep many read requests in flight
                 for chunk in iter(lambda: source.read(1 << 20), b""):
                     sink.write(chunk)
@@ -234,6 +240,39 @@ class SftpTransport:
                 raise  # a local error: the caller reports it
             raise _error(exc, name) from None
         return total
+
+    def get_small(self, folder: str, entries: list[RemoteEntry]) -> list[bytes | None]:
+        """Read small files (up to _REQUEST bytes each) whole, with every open, then every
+        read, then every close in flight at once: three round trips for the lot instead of
+        three per file, which is what bounds small files. A file that does not read cleanly
+        this way (gone, refused, not the listed size) comes back as None: fetch it with get(),
+        which reports why."""
+        from paramiko.sftp import CMD_CLOSE, CMD_DATA, CMD_HANDLE, CMD_OPEN, CMD_READ, SFTP_FLAG_READ
+        from paramiko.sftp_client import int64
+
+        replies = _Replies()
+        sftp = self.sftp
+
+        def gather(numbers: list[int]) -> list[tuple[int, paramiko.Message]]:
+            while not all(n in replies.got for n in numbers):
+                sftp._read_response()
+            return [replies.got.pop(n) for n in numbers]
+
+        results: list[bytes | None] = [None] * len(entries)
+        try:
+            opened = gather([sftp._async_request(replies, CMD_OPEN, f"{folder}/{e.name}", SFTP_FLAG_READ,
+                                                 paramiko.SFTPAttributes()) for e in entries])
+            handles = [msg.get_binary() if t == CMD_HANDLE else None for t, msg in opened]
+            reading = [(i, sftp._async_request(replies, CMD_READ, h, int64(0), entries[i].size + 1))
+                       for i, h in enumerate(handles) if h is not None]
+            for (i, _), (t, msg) in zip(reading, gather([n for _, n in reading])):
+                data = msg.get_string() if t == CMD_DATA else b""
+                if len(data) == entries[i].size:  # one byte more was asked: none came, so no more
+                    results[i] = data
+            gather([sftp._async_request(replies, CMD_CLOSE, h) for h in handles if h is not None])
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise _error(exc, entries[0].name if entries else folder) from None
+        return results
 
     def remove(self, folder: str, name: str) -> None:
         try:
@@ -279,6 +318,17 @@ class SftpTransport:
             pass
         finally:
             self.transport.close()
+
+
+class _Replies:
+    """Collects the answers to requests sent with paramiko's _async_request (it calls
+    ``_async_response`` on the object a request was sent for)."""
+
+    def __init__(self) -> None:
+        self.got: dict[int, tuple[int, paramiko.Message]] = {}
+
+    def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
+        self.got[num] = (t, msg)
 
 
 def _authenticate(transport: paramiko.Transport, remote, settings, prompt) -> None:
