@@ -752,27 +752,41 @@ def test_after_fetch_delete_removes_the_remote_file_once_recorded(sshd, env):
 
 def test_small_files_are_read_many_at_once_and_odd_ones_left_to_get(sshd, env, tmp_path):
     """get_small (all opens, reads and closes in flight at once) returns each file's exact
-    bytes, and None for a file that is gone or no longer the listed size; fetch then takes
-    those through get() and reports or fetches them as before."""
+    bytes, and None for a file that is gone or no longer the listed size; a fetch lane then
+    takes those through get(), whose checks speak."""
     from cns_exchange.config import load_settings
+    from cns_exchange.errors import TransportRetryableError
+    from cns_exchange.fetching import Fetcher
     from cns_exchange.transport import RemoteEntry, open_transport
 
     files = {"a.xml": b"", "b.xml": b"x", "c.xml": os.urandom(128 * 1024), "d.xml": os.urandom(5000)}
-    _put_returns(sshd, {**files, "grown.xml": b"12345", "gone.xml": b"abc"})
+    _put_returns(sshd, {**files, "grown.xml": b"12345", "gone.xml": b"abc", "big.xml": os.urandom(128 * 1024 + 1)})
     env.write_config(sshd)
     transport = open_transport(load_settings(str(env.config_path)))
     try:
+        # OpenSSH states its limits (limits@openssh.com): 128 KiB requests both ways.
+        assert (transport.read_size, transport.write_size) == (128 * 1024, 128 * 1024), transport.limits
         entries = {e.name: e for e in transport.list("download")}
         (sshd.download_dir / "gone.xml").unlink()
         sshd.put_remote("download/grown.xml", b"123456789")
-        order = ["a.xml", "gone.xml", "b.xml", "grown.xml", "c.xml", "d.xml"]
+        order = ["a.xml", "gone.xml", "b.xml", "grown.xml", "c.xml", "big.xml", "d.xml"]
         got = transport.get_small("download", [entries[n] for n in order])
-        assert got == [files["a.xml"], None, files["b.xml"], None, files["c.xml"], files["d.xml"]]
-        listed_wrong = RemoteEntry("d.xml", 4999, 0, entries["d.xml"].mode)
-        assert transport.get_small("download", [listed_wrong]) == [None], "one byte more than listed: not whole"
+        assert got == [files["a.xml"], None, files["b.xml"], None, files["c.xml"], None, files["d.xml"]]
+        listed_short = RemoteEntry("d.xml", 4999, 0, entries["d.xml"].mode)
+        assert transport.get_small("download", [listed_short]) == [None], "a byte past the listed size: not whole"
         assert transport.get_small("download", []) == []
+
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        fetcher = Fetcher(None, "test", "r", "download", inbox, "keep", None, lambda: transport, 0, 0)
+        lane = [entries["b.xml"], entries["d.xml"]]
+        assert fetcher._download_lane(transport, lane) == [sha256(files["b.xml"]), sha256(files["d.xml"])]
+        assert fetcher._temp(entries["d.xml"]).read_bytes() == files["d.xml"]
+        with pytest.raises(TransportRetryableError, match="received 9 bytes, the server listed 5"):
+            fetcher._download_lane(transport, [entries["b.xml"], entries["grown.xml"]])
+        assert not fetcher._temp(entries["grown.xml"]).exists(), "no partial file left behind"
     finally:
         transport.close()
     r = env.run("fetch")
     assert r.code == 0, r
-    assert listing(env.inbox) == {**files, "grown.xml": b"123456789"}
+    assert listing(env.inbox) == {**files, "grown.xml": b"123456789", "big.xml": (sshd.download_dir / "big.xml").read_bytes()}

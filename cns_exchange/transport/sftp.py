@@ -23,10 +23,15 @@ import paramiko
 from cns_exchange.errors import ConfigError, TransportFatalError, TransportRetryableError
 from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry
 
-#: Bytes per SFTP read or write request. paramiko asks for 32 KiB, which caps a download at
-#: ~70 % of OpenSSH's sftp here; 128 KiB (OpenSSH's server takes up to 256 KiB) is faster than
-#: sftp. A server that answers with less is still read whole: paramiko fetches the gaps.
+#: Bytes per SFTP read or write request where the server says it takes that many (OpenSSH's
+#: limits@openssh.com extension; its server takes up to 255 KiB). paramiko's 32 KiB caps a
+#: download at ~70 % of OpenSSH's sftp here; 128 KiB is faster than sftp. A server that does
+#: not say keeps 32 KiB: some cap reads at 63 or 64 KiB, and short answers would stop
+#: paramiko's read-ahead, or reject larger writes.
 _REQUEST = 128 * 1024
+_DEFAULT_REQUEST = 32 * 1024
+#: Files opened at once by get_small when the server does not say how many it allows.
+_HANDLES = 32
 _CHUNK = 32768
 
 
@@ -128,10 +133,16 @@ def check_host_key(key: paramiko.PKey, host: str, port: int, settings) -> None:
 class SftpTransport:
     """A connected SFTP session to the drop box."""
 
-    def __init__(self, transport: paramiko.Transport, sftp: paramiko.SFTPClient, description: str) -> None:
+    def __init__(self, transport: paramiko.Transport, sftp: paramiko.SFTPClient, description: str,
+                 limits: tuple[int, int, int] | None = None) -> None:
         self.transport = transport
         self.sftp = sftp
         self.description = description
+        self.limits = _server_limits(sftp) if limits is None else limits
+        max_read, max_write, max_handles = self.limits
+        self.read_size = min(_REQUEST, max_read) if max_read else _DEFAULT_REQUEST
+        self.write_size = min(_REQUEST, max_write) if max_write else _DEFAULT_REQUEST
+        self.handles = max(1, min(_HANDLES, max_handles - 8)) if max_handles else _HANDLES
 
     @classmethod
     def connect(cls, remote, settings, prompt: Callable[[str], str] | None = None) -> "SftpTransport":
@@ -192,7 +203,7 @@ class SftpTransport:
             with self.sftp.open(temp, "wbx") as out:  # O_EXCL: never write into a file that exists
                 out.chmod(0o600)  # health data: private on the server too
                 out.set_pipelined(True)
-                out.MAX_REQUEST_SIZE = _REQUEST
+                out.MAX_REQUEST_SIZE = self.write_size
                 for chunk in iter(lambda: source.read(_CHUNK * 8), b""):
                     out.write(chunk)
                     if progress:
@@ -228,7 +239,7 @@ class SftpTransport:
             with self.sftp.open(f"{folder}/{name}", "rb") as source:
                 if size is None:
                     size = source.stat().st_size or 0  # one more round trip: pass size when known
-                source.MAX_REQUEST_SIZE = _REQUEST
+                source.MAX_REQUEST_SIZE = self.read_size
                 source.prefetch(size)  # keep many read requests in flight
                 for chunk in iter(lambda: source.read(1 << 20), b""):
                     sink.write(chunk)
@@ -242,36 +253,57 @@ class SftpTransport:
         return total
 
     def get_small(self, folder: str, entries: list[RemoteEntry]) -> list[bytes | None]:
-        """Read small files (up to _REQUEST bytes each) whole, with every open, then every
-        read, then every close in flight at once: three round trips for the lot instead of
-        three per file, which is what bounds small files. A file that does not read cleanly
-        this way (gone, refused, not the listed size) comes back as None: fetch it with get(),
-        which reports why."""
-        from paramiko.sftp import CMD_CLOSE, CMD_DATA, CMD_HANDLE, CMD_OPEN, CMD_READ, SFTP_FLAG_READ
+        """Read small files whole, with every open, then every read, then every close of a
+        group in flight at once: three round trips for the group instead of three per file,
+        which is what bounds small files. A file is taken only if it is exactly its listed
+        size: a read of that many bytes returns them all and a read just past them finds the
+        end of the file. Any other file (gone, refused, grown, larger than one request) comes
+        back as None: fetch it with get(), which reports why."""
+        results: list[bytes | None] = [None] * len(entries)
+        wanted = [i for i, e in enumerate(entries) if e.size <= self.read_size]
+        if not wanted or not hasattr(self.sftp, "_async_request") or not hasattr(self.sftp, "_read_response"):
+            return results  # (paramiko's internals moved: get() still works)
+        try:
+            for start in range(0, len(wanted), self.handles):
+                group = wanted[start:start + self.handles]
+                for i, data in zip(group, self._read_group(folder, [entries[i] for i in group])):
+                    results[i] = data
+        except (OSError, paramiko.SSHException, paramiko.SFTPError, EOFError) as exc:
+            raise _error(exc, f"{folder} ({len(entries)} files)") from None
+        return results
+
+    def _read_group(self, folder: str, entries: list[RemoteEntry]) -> list[bytes | None]:
+        from paramiko.sftp import CMD_CLOSE, CMD_DATA, CMD_HANDLE, CMD_OPEN, CMD_READ, CMD_STATUS, SFTP_EOF, SFTP_FLAG_READ
         from paramiko.sftp_client import int64
 
-        replies = _Replies()
-        sftp = self.sftp
+        sftp, replies = self.sftp, _Replies()
+
+        def send(*request) -> int:
+            return sftp._async_request(replies, *request)
 
         def gather(numbers: list[int]) -> list[tuple[int, paramiko.Message]]:
             while not all(n in replies.got for n in numbers):
                 sftp._read_response()
             return [replies.got.pop(n) for n in numbers]
 
+        opened = gather([send(CMD_OPEN, f"{folder}/{e.name}", SFTP_FLAG_READ, paramiko.SFTPAttributes())
+                         for e in entries])
+        handles = [msg.get_binary() if t == CMD_HANDLE else None for t, msg in opened]
+        asked = [(i, send(CMD_READ, h, int64(0), entries[i].size) if entries[i].size else None,
+                  send(CMD_READ, h, int64(entries[i].size), 1))
+                 for i, h in enumerate(handles) if h is not None]
+        answers = iter(gather([n for _, whole, end in asked for n in (whole, end) if n is not None]))
         results: list[bytes | None] = [None] * len(entries)
-        try:
-            opened = gather([sftp._async_request(replies, CMD_OPEN, f"{folder}/{e.name}", SFTP_FLAG_READ,
-                                                 paramiko.SFTPAttributes()) for e in entries])
-            handles = [msg.get_binary() if t == CMD_HANDLE else None for t, msg in opened]
-            reading = [(i, sftp._async_request(replies, CMD_READ, h, int64(0), entries[i].size + 1))
-                       for i, h in enumerate(handles) if h is not None]
-            for (i, _), (t, msg) in zip(reading, gather([n for _, n in reading])):
-                data = msg.get_string() if t == CMD_DATA else b""
-                if len(data) == entries[i].size:  # one byte more was asked: none came, so no more
-                    results[i] = data
-            gather([sftp._async_request(replies, CMD_CLOSE, h) for h in handles if h is not None])
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise _error(exc, entries[0].name if entries else folder) from None
+        for i, whole, _ in asked:
+            data = b""
+            if whole is not None:
+                t, msg = next(answers)
+                data = msg.get_string() if t == CMD_DATA else None
+            t, msg = next(answers)
+            at_end = t == CMD_STATUS and msg.get_int() == SFTP_EOF
+            if data is not None and len(data) == entries[i].size and at_end:
+                results[i] = data
+        gather([send(CMD_CLOSE, h) for h in handles if h is not None])
         return results
 
     def remove(self, folder: str, name: str) -> None:
@@ -302,7 +334,7 @@ class SftpTransport:
         if sftp is None:
             raise TransportRetryableError("the server opened no second SFTP session", "run again later")
         sftp.get_channel().settimeout(self.sftp.get_channel().gettimeout())
-        return SftpTransport(self.transport, sftp, self.description)
+        return SftpTransport(self.transport, sftp, self.description, self.limits)
 
     def close_clone(self) -> None:
         try:
@@ -318,6 +350,22 @@ class SftpTransport:
             pass
         finally:
             self.transport.close()
+
+
+def _server_limits(sftp: paramiko.SFTPClient) -> tuple[int, int, int]:
+    """Return the server's (max read length, max write length, max open files) as its
+    limits@openssh.com extension states them; 0 for what it does not say."""
+    from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
+
+    try:
+        t, msg = sftp._request(CMD_EXTENDED, "limits@openssh.com")
+        if t != CMD_EXTENDED_REPLY:
+            return 0, 0, 0
+        msg.get_int64()  # max packet length
+        return msg.get_int64(), msg.get_int64(), msg.get_int64()
+    except (OSError, EOFError, paramiko.SFTPError, paramiko.SSHException, AttributeError):
+        return 0, 0, 0  # not supported (a STATUS answer), or paramiko's internals moved; a lost
+        # connection shows in the next request
 
 
 class _Replies:
