@@ -637,6 +637,11 @@ def config_init_cmd(ctx: Context, provider):
     from cns_exchange import console
     from cns_exchange.config import config_dir
 
+    from cns_exchange.identifiers import check_provider
+
+    problems = check_provider(provider) if provider != "000000" else []  # 000000: the placeholder to fill in
+    if problems:  # it goes into the file as TOML text: only a valid code may
+        raise UsageError(f"--provider: {problems[0][1]}", "pass the code the CNS issued to the practice (6 to 8 digits)")
     path = Path(ctx.config_path or os.environ.get("CNSX_CONFIG") or config_dir() / "config.toml")
     if path.exists():
         raise UsageError(f"{path} exists already; cnsx config init never replaces it", "edit it, or pass --config NEW_PATH")

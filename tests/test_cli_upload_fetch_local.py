@@ -270,6 +270,13 @@ def test_config_init_writes_private_starter_once(run, isolated_config):
     assert again.exit_code == 2 and "exists already" in again.stderr
 
 
+@pytest.mark.parametrize("provider", ["abc", '123456"\nremote = "file:///tmp/elsewhere', "12345"])
+def test_config_init_refuses_a_provider_code_that_is_not_one(run, isolated_config, provider):
+    r = run("config", "init", "--provider", provider)
+    assert r.exit_code == 2 and "--provider" in r.stderr and "6 to 8 digits" in r.stderr, r.stderr
+    assert not (isolated_config / "config.toml").exists(), "nothing written"
+
+
 def test_doctor_reports_each_check(run, dropbox, isolated_config):
     root, data = dropbox
     r = run("doctor")
