@@ -30,19 +30,26 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
         cert_filter, params = " AND c.number = ?", (certificate,)
     elif patient:
         cert_filter, params = " AND c.matricule = ?", (patient,)
+    # Requests and refusals of one case are those of its patient (never anyone else's).
+    person = patient
+    if certificate:
+        row = (conn.execute("SELECT matricule FROM certificates WHERE number = ?", (certificate,)).fetchone()
+               or conn.execute("SELECT matricule FROM fee_notes WHERE certificate_number = ? LIMIT 1",
+                               (certificate,)).fetchone())
+        person = row[0] if row else "\x00"  # an unknown certificate: no one's requests
     sections: dict[str, list[dict]] = {}
     sections["requests_awaiting_answer"] = _rows(conn, f"""
         SELECT r.request_ref, r.matricule, r.prescription_date, r.treatment, r.pathologies, d.created_at AS sent_at,
                CAST(julianday(?) - julianday(substr(d.created_at, 1, 10)) AS INTEGER) AS age_days
         FROM requests r JOIN documents d ON d.id = r.document_id
         WHERE NOT EXISTS (SELECT 1 FROM answers a WHERE a.request_id = r.id)
-        {"AND r.matricule = ?" if patient else ""}
-        ORDER BY d.created_at""", (today.isoformat(),) + ((patient,) if patient else ()))
+        {"AND r.matricule = ?" if person else ""}
+        ORDER BY d.created_at""", (today.isoformat(),) + ((person,) if person else ()))
     sections["refused_requests"] = _rows(conn, f"""
         SELECT a.request_ref, a.matricule, group_concat(x.code || ' ' || x.label, '; ') AS reasons
         FROM answers a LEFT JOIN anomalies x ON x.answer_id = a.id
-        WHERE a.refused = 1 {"AND a.matricule = ?" if patient else ""}
-        GROUP BY a.id ORDER BY a.request_ref""", (patient,) if patient else ())
+        WHERE a.refused = 1 {"AND a.matricule = ?" if person else ""}
+        GROUP BY a.id ORDER BY a.request_ref""", (person,) if person else ())
     # Open certificates: still valid, or expired within the last 30 days (one case: all of it).
     open_only = "" if (certificate or patient) else " AND c.valid_to >= date(?, '-30 days')"
     sections["certificates"] = _rows(conn, f"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -11,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -58,6 +60,13 @@ def test_import_examples_then_status(run, data):
     one = json.loads(run("status", "--json", "--certificate", "TPC-2026-000102").stdout)
     assert [c["certificate"] for c in one["certificates"]] == ["TPC-2026-000102"]
     assert one["disputed"] == []
+    # One case shows its own patient only: REQ-0003 (refused) is another patient's.
+    assert one["refused_requests"] == [] and one["requests_awaiting_answer"] == []
+    refused = status["refused_requests"][0]["matricule"]
+    case = json.loads(run("status", "--json", "--patient", refused).stdout)
+    assert [x["request_ref"] for x in case["refused_requests"]] == ["REQ-0003"]
+    unknown = json.loads(run("status", "--json", "--certificate", "TPC-2099-999999").stdout)
+    assert all(rows == [] for rows in unknown.values()), unknown
 
 
 def test_reimport_changes_nothing(run, data):
@@ -231,3 +240,16 @@ def test_build_invoice_counts_sessions_already_billed(run, data, tmp_path):
     assert r.exit_code == 3
     assert f"{rows}:4 [certificate_number]" in r.stderr and "CRT03" in r.stderr
     assert f"{rows}:2 [" not in r.stderr and f"{rows}:3 [" not in r.stderr
+
+
+def test_a_run_killed_after_archiving_leaves_no_copy_without_mode_or_sidecar(run, data):
+    """A run killed right after putting the copy in the archive (before chmod and sidecar):
+    the next run of the same file makes the copy private and writes its sidecar."""
+    assert run("import", str(ACK)).exit_code == 0
+    kept = data / "archive" / ACK.name
+    kept.chmod(0o644)
+    Path(f"{kept}.sha256").unlink()
+    r = run("import", str(ACK))
+    assert r.exit_code == 0 and "already imported" in r.stderr, r.stderr
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert Path(f"{kept}.sha256").read_text().split()[0] == hashlib.sha256(ACK.read_bytes()).hexdigest()
