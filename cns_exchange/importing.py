@@ -174,9 +174,13 @@ def _keep(path: Path, folder: Path, sha256: str, move: bool) -> Path:
                 write_atomic(target, path.read_bytes())
         else:
             write_atomic(target, path.read_bytes())
-        os.chmod(target, 0o600)
-        write_atomic(Path(f"{target}.sha256"), f"{sha256}  {target.name}\n".encode())
-        fsync_dir(folder)
+    # Also when the copy was already there: a run killed right after linking it left it
+    # without its mode and its sidecar.
+    os.chmod(target, 0o600)
+    sidecar = Path(f"{target}.sha256")
+    if not sidecar.exists():
+        write_atomic(sidecar, f"{sha256}  {target.name}\n".encode())
+    fsync_dir(folder)
     if move and path.resolve() != target.resolve():
         path.unlink()
     return target
@@ -186,9 +190,11 @@ def quarantine(path: Path, errors_dir: Path, issues: list[Issue], move: bool) ->
     """Put an unreadable file in the errors folder with NAME.why.txt saying why."""
     from cns_exchange.fsutil import write_atomic
 
-    target = _keep(path, errors_dir, _sha256(path), move)
+    target = _keep(path, errors_dir, _sha256(path), move=False)
     why = "".join(f"{i.location()}: {i.severity} {i.code}: {i.message}\n    hint: {i.hint}\n" for i in issues)
     write_atomic(Path(f"{target}.why.txt"), why.encode("utf-8"))
+    if move and path.resolve() != target.resolve():
+        path.unlink()  # only once the reason is written beside the kept copy
     return target
 
 
