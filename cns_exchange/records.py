@@ -135,6 +135,8 @@ def read_rows(stream: IO[bytes], fmt: str, report: InputReport, columns: tuple[s
 
 
 def _check_columns(names: list[str], report: InputReport, columns, optional, line: int) -> None:
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        report.add("IN002", f"column '{name}' appears {names.count(name)} times in the header", line, name)
     for name in names:
         if name not in columns and name not in optional:
             report.add("IN002", f"unknown column '{name}'", line, name)
@@ -388,8 +390,13 @@ def _requested_acts(row: Row, report: InputReport, codes: Codes, treatment: str 
         if act not in codes.acts:
             report.add("ACT01", f"requested act '{act}' is not a known act code", row.line, "requested_acts")
             continue
-        if not count.strip().isdigit() or int(count) < 1:
+        count = count.strip()
+        if not (count.isascii() and count.isdigit()) or int(count) < 1:
             report.add("IN012", f"'{part.strip()}' is not ACT:COUNT", row.line, "requested_acts")
+            continue
+        if any(act == seen for seen, _ in acts):
+            report.add("IN012", f"{act} is named twice: give each act once, with its total count", row.line,
+                       "requested_acts")
             continue
         if treatment in codes.treatments:
             limits = dict(codes.treatment_sequence(treatment))
