@@ -218,6 +218,9 @@ def _read_json_array(stream, report, columns, optional, encoding) -> Iterator[Ro
     except json.JSONDecodeError as exc:
         report.add("IN006", f"not valid JSON at column {exc.colno} ({exc.msg})", exc.lineno)
         return
+    except RecursionError:
+        report.add("IN006", "JSON nested too deeply: an input is an array of flat objects", 1)
+        return
     if not isinstance(data, list):
         report.add("IN006", "a JSON input is an array of objects, one per row", 1)
         return
@@ -251,6 +254,9 @@ def _read_ndjson(stream, report, columns, optional, encoding) -> Iterator[Row]:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             report.add("IN006", f"not valid JSON at column {exc.colno} ({exc.msg})", lineno)
+            continue
+        except RecursionError:
+            report.add("IN006", "JSON nested too deeply: each line is one flat object", lineno)
             continue
         row = _row_from_object(obj, lineno, report, "line")
         if row is None:

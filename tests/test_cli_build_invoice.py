@@ -169,3 +169,12 @@ def test_unknown_schema_version_is_config_error(run, examples):
     r = run("build-invoice", str(examples / "sessions.csv"), *ARGS, "--schema-version", "9")
     assert r.exit_code == 4
     assert "schema version '9'" in r.stderr
+
+
+@pytest.mark.parametrize("fmt, text", [("json", "[" * 100_000), ("ndjson", '{"a":' * 100_000 + "\n")])
+def test_deeply_nested_json_is_a_malformed_input_not_a_crash(run, tmp_path, fmt, text):
+    path = tmp_path / f"deep.{fmt}"
+    path.write_text(text)
+    r = run("build-invoice", str(path), *ARGS)
+    assert r.exit_code == 3, r.stderr
+    assert "IN006" in r.stderr and "nested too deeply" in r.stderr and r.stdout == ""
