@@ -723,8 +723,12 @@ def doctor_cmd(ctx: Context):
 
 # --- import and status -----------------------------------------------------------------------
 
-def _import_sources(files: tuple[str, ...], settings) -> list[Path]:
-    """FILES, or paths named by NDJSON lines on stdin ('-', as cnsx fetch prints them), or the inbox."""
+def _import_sources(files: tuple[str, ...], settings, spool_dir: Path | None = None) -> list[Path]:
+    """FILES, or paths named by NDJSON lines on stdin ('-', as cnsx fetch prints them), or the inbox.
+
+    A document on stdin is kept in the inbox (imported, it is archived from there), or in
+    ``spool_dir`` when given (--no-db: nothing is written where a later run would import it).
+    """
     if not files:
         inbox = settings.local_dir("inbox")
         return sorted(p for p in inbox.glob("*.xml") if not p.name.startswith("."))
@@ -746,7 +750,7 @@ def _import_sources(files: tuple[str, ...], settings) -> list[Path]:
         else:
             from cns_exchange.fsutil import write_atomic
 
-            spool = settings.local_dir("inbox") / f"stdin-{hashlib.sha256(data).hexdigest()[:16]}.xml"
+            spool = (spool_dir or settings.local_dir("inbox")) / f"stdin-{hashlib.sha256(data).hexdigest()[:16]}.xml"
             if not spool.exists():
                 write_atomic(spool, data)
             paths.append(spool)
@@ -779,8 +783,11 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
     from cns_exchange import console, importing
     from cns_exchange.lock import run_lock
 
+    import tempfile
+
     settings = ctx.settings
-    paths = _import_sources(files, settings)
+    scratch = tempfile.TemporaryDirectory(prefix="cnsx-import-") if no_db else None
+    paths = _import_sources(files, settings, Path(scratch.name) if scratch is not None else None)
     validator = ctx.validator()
     out = sys.stdout
     writer = None
@@ -820,10 +827,13 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
             console.print_line(f"note: {note}", style="yellow")
 
     if no_db:
-        for path in paths:
-            result, doc = importing.import_path(None, path, validator, None, None, move=False)
-            emit(result, doc)
-            report(result)
+        try:
+            for path in paths:
+                result, doc = importing.import_path(None, path, validator, None, None, move=False)
+                emit(result, doc)
+                report(result)
+        finally:
+            scratch.cleanup()
         return exit_code
     from cns_exchange import database
 
@@ -834,6 +844,10 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
         try:
             for path in paths:
                 move = path.resolve().parent == inbox
+                if not files and not path.exists():
+                    # Listed in the inbox before the lock was ours: another run took it since.
+                    console.print_line(f"{path.name}: no longer in the inbox (imported by another run)")
+                    continue
                 result, doc = importing.import_path(conn, path, validator, settings.local_dir("archive"),
                                                     settings.local_dir("errors"), move)
                 emit(result, doc)

@@ -33,8 +33,12 @@ def data(tmp_path, monkeypatch):
 
 
 def _count(db, table):
+    """Rows in ``table``; 0 if the table is not there yet (a run killed before its first
+    migration committed leaves an empty database file)."""
     conn = sqlite3.connect(db)
     try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is None:
+            return 0
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     finally:
         conn.close()
@@ -117,6 +121,43 @@ def test_rows_build_the_same_document_again(run, tmp_path, source, command):
     assert again.exit_code == 0, again.stderr
     assert again.stdout_bytes == source.read_bytes()
     assert not (tmp_path / "data").exists()  # --no-db touched nothing
+
+
+def test_no_db_from_stdin_leaves_nothing_behind(run, tmp_path):
+    """--no-db reading a document on stdin keeps no copy where a later import would take it."""
+    r = run("import", "--no-db", "--csv", "-", input=PAYMENT.read_bytes())
+    assert r.exit_code == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 9
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.xml"))
+
+
+def test_an_inbox_file_taken_by_another_run_is_skipped(run, data, tmp_path):
+    """The inbox is listed before the lock is ours: a file another run imported meanwhile is
+    skipped with a line, and the others are imported."""
+    inbox = data / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ACK, inbox)
+    r = run("import", input=b"")  # the inbox, nothing vanished: a baseline
+    assert r.exit_code == 0, r.stderr
+    from cns_exchange import cli
+
+    listed = cli._import_sources
+
+    def vanishing(files, settings, spool_dir=None):
+        found = listed(files, settings, spool_dir)
+        (inbox / BILLING.name).unlink()  # what another run does after this listing
+        return found
+
+    shutil.copy(BILLING, inbox)
+    shutil.copy(PAYMENT, inbox)
+    cli._import_sources = vanishing
+    try:
+        r = run("import")
+    finally:
+        cli._import_sources = listed
+    assert r.exit_code == 0, r.stderr
+    assert f"{BILLING.name}: no longer in the inbox" in r.stderr
+    assert not (inbox / PAYMENT.name).exists() and (data / "archive" / PAYMENT.name).exists()
 
 
 def test_json_and_ndjson_rows_for_every_kind(run):
