@@ -424,6 +424,9 @@ def test_fetch_survives_sigkill_at_random_moments(sshd, tmp_path):
     files = _example_returns()
     files["CNS_DEC_20261126_000002.xml"] = rng.randbytes(1 << 20)
     files["CNS_RTP_20261126_000003.xml"] = rng.randbytes(1 << 20)
+    # Small files fetch many at once: enough of them that a run spans several batches
+    # (64 files each) and a kill lands in the middle of one.
+    files.update({f"CNS_ACR_20261126_{i:06d}.xml": rng.randbytes(20_000) for i in range(10, 210)})
 
     def practice(label: str, after_fetch: str) -> CnsxEnv:
         env = CnsxEnv(tmp_path / label / "config", tmp_path / label / "data")
@@ -434,7 +437,7 @@ def test_fetch_survives_sigkill_at_random_moments(sshd, tmp_path):
     measuring = practice("measure", "keep")
     first_transfer, duration = _measure(measuring, ("fetch",), lambda: measuring.inbox)
     problems, states, kills, iteration = [], [], 0, 0
-    while kills < KILLS_WANTED and iteration < 2 * KILLS_WANTED:
+    while kills < KILLS_WANTED and iteration < 3 * KILLS_WANTED:
         iteration += 1
         after_fetch = ("keep", "delete")[iteration % 2]   # delete: only once recorded, checked at every kill
         sshd.reset()
