@@ -11,6 +11,24 @@ from typing import Iterator
 
 from cns_exchange.errors import LockedError
 
+#: Descriptors of the locks this process holds (see close_inherited).
+_HELD: set[int] = set()
+
+
+def close_inherited() -> None:
+    """In a forked child: close the lock descriptors inherited from the parent.
+
+    An flock belongs to the open file, which a fork shares: a child that kept it would hold
+    the lock after its parent died (killed, say), and the next run would find it taken.
+    Closing the child's copy leaves the parent's lock as it is.
+    """
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
 
 @contextmanager
 def run_lock(database: Path, wait: float = 0) -> Iterator[None]:
@@ -35,6 +53,8 @@ def run_lock(database: Path, wait: float = 0) -> Iterator[None]:
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD.add(fd)
         yield
     finally:
+        _HELD.discard(fd)
         os.close(fd)  # releases the lock

@@ -397,6 +397,9 @@ def _unclosed(root: str) -> tuple[str, None, str, str]:
 
 
 def _xsd_worker(path: str, schema, item_tag: str, root: str, conn) -> None:  # pragma: no cover - runs in the child
+    from cns_exchange.lock import close_inherited
+
+    close_inherited()  # else, were the parent killed, this child would hold its run lock
     try:
         conn.send(xsd_check(path, schema, item_tag, root))
     except BaseException as exc:  # noqa: BLE001 - the parent reports it
