@@ -9,6 +9,7 @@ that cannot be read yields ``None`` with the reason, never an exception.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import IO, Any, Iterator
@@ -422,5 +423,16 @@ def locate_paths(source: IO[bytes], xpaths: set[str]) -> dict[str, int]:
     return lines
 
 
+#: Elements whose values are personal data: XSD messages about them do not repeat the value
+#: (they reach stderr and cron mail; the line and XPath say where to look).
+PERSONAL_ELEMENTS = ("Matricule", "Nom", "Prenom")
+_ELEMENT = re.compile(r"Element '(\w+)'")
+
+
 def _clean(message: str) -> str:
-    return message.strip().rstrip(".") + "."
+    message = message.strip().rstrip(".") + "."
+    named = _ELEMENT.match(message)
+    if named and named.group(1) in PERSONAL_ELEMENTS:
+        message = re.sub(r"The value '[^']*'", "The value (not shown)", message)
+        message = re.sub(r"^(Element '\w+': )'[^']*'", r"\1the value (not shown)", message)
+    return message

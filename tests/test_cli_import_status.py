@@ -186,6 +186,20 @@ def test_deviating_file_imports_what_it_can(run, data, tmp_path):
     assert _count(data / "practice.sqlite", "payment_lines") == 7
 
 
+def test_schema_warnings_do_not_repeat_a_matricule(run, data, tmp_path):
+    """An XSD message about a Matricule names the line and element, never the value."""
+    text = ANSWERS.read_text("utf-8")
+    matricule = text.split("<Matricule>")[1].split("<")[0]
+    broken = matricule[:-1] + "X"
+    bad = tmp_path / ANSWERS.name
+    bad.write_text(text.replace(f"<Matricule>{matricule}<", f"<Matricule>{broken}<", 1), "utf-8")
+    r = run("import", str(bad))
+    assert "warning XSD01" in r.stderr and "Matricule" in r.stderr, r.stderr
+    assert broken not in r.stderr and "(not shown)" in r.stderr, r.stderr
+    v = run("validate", str(bad))
+    assert v.exit_code == 3 and "Matricule" in v.stderr and broken not in v.stderr, v.stderr
+
+
 def test_unreadable_file_goes_to_errors_with_reason(run, data, tmp_path):
     inbox = data / "inbox"
     inbox.mkdir(parents=True)
