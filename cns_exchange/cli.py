@@ -636,7 +636,6 @@ def config_init_cmd(ctx: Context, provider):
     """Write a commented starter config file (0600); never replaces an existing one."""
     from cns_exchange import console
     from cns_exchange.config import config_dir
-
     from cns_exchange.identifiers import check_provider
 
     problems = check_provider(provider) if provider != "000000" else []  # 000000: the placeholder to fill in
@@ -779,11 +778,10 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
     build-request / build-invoice read).
     """
     import csv as csvmod
+    import tempfile
 
     from cns_exchange import console, importing
     from cns_exchange.lock import run_lock
-
-    import tempfile
 
     settings = ctx.settings
     scratch = tempfile.TemporaryDirectory(prefix="cnsx-import-") if no_db else None

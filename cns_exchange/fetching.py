@@ -134,16 +134,16 @@ class Fetcher:
     def _temp(self, entry: RemoteEntry) -> Path:
         return self.inbox / f"{TEMP_PREFIX}{entry.name}.{os.getpid()}{TEMP_SUFFIX}"
 
-    #: Files up to this size are read whole, many at once, where the transport can (get_small).
-    SMALL = 128 * 1024
-
     def _download_lane(self, transport: Transport, entries: list[RemoteEntry]) -> list[str]:
-        """Download ``entries`` one after the other over one session; return their SHA-256s."""
-        small = [e for e in entries if e.size <= self.SMALL]
-        data: dict[str, bytes | None] = {}
-        if len(small) > 1 and hasattr(transport, "get_small"):
-            data = dict(zip((e.name for e in small), transport.get_small(self.folder, small)))
-        return [self._download(transport, e, data.get(e.name)) for e in entries]
+        """Download ``entries`` one after the other over one session; return their SHA-256s.
+
+        Where the transport reads small files many at once (SFTP's get_small), those come
+        from one such read; the rest, and any it could not take whole, through get().
+        """
+        whole: list[bytes | None] = [None] * len(entries)
+        if len(entries) > 1 and hasattr(transport, "get_small"):
+            whole = transport.get_small(self.folder, entries)
+        return [self._download(transport, e, data) for e, data in zip(entries, whole)]
 
     def _download(self, transport: Transport, entry: RemoteEntry, data: bytes | None = None) -> str:
         """Download one file (or write ``data``, already read) to its temp name, fsynced and

@@ -166,21 +166,24 @@ def _keep(path: Path, folder: Path, sha256: str, move: bool) -> Path:
     if target.exists() and _sha256(target) != sha256:
         stem, dot, ext = path.name.rpartition(".")
         target = folder / (f"{stem}~{sha256[:12]}.{ext}" if dot else f"{path.name}~{sha256[:12]}")
+    linked = False
     if not target.exists():
         if move:
             try:
                 os.link(path, target)
+                linked = True
             except OSError:
                 write_atomic(target, path.read_bytes())
         else:
             write_atomic(target, path.read_bytes())
-    # Also when the copy was already there: a run killed right after linking it left it
-    # without its mode and its sidecar.
+    # A linked copy has the inbox file's mode; and a run killed right after linking left the
+    # copy without mode and sidecar: made sure of here, also for a copy already there.
     os.chmod(target, 0o600)
     sidecar = Path(f"{target}.sha256")
     if not sidecar.exists():
-        write_atomic(sidecar, f"{sha256}  {target.name}\n".encode())
-    fsync_dir(folder)
+        write_atomic(sidecar, f"{sha256}  {target.name}\n".encode())  # (fsyncs the folder)
+    elif linked:
+        fsync_dir(folder)
     if move and path.resolve() != target.resolve():
         path.unlink()
     return target

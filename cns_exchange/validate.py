@@ -26,7 +26,9 @@ from cns_exchange.naming import parse_name
 from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError
 from cns_exchange.schemaset import SchemaRegistry, SchemaSet
 from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age
-from cns_exchange.xmlread import ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, locate_paths, locate_schema_errors, read_document
+from cns_exchange.xmlread import (
+    ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, clean_message, locate_paths, locate_schema_errors, read_document,
+)
 from cns_exchange.xmlsafe import PARSER_OPTIONS, DocumentTooLarge, DocumentUnreadable, has_doctype, open_document, spool
 
 
@@ -374,12 +376,12 @@ def xsd_check(path: str, schema, item_tag: str, root: str) -> list[tuple[str, in
             if parse_errors or not schema_errors:
                 # Not well-formed (the log may be empty: then the exception itself says where).
                 if parse_errors:
-                    return [("XML01", parse_errors[0].line or None, "", _clean(parse_errors[0].message))]
-                return [("XML01", exc.lineno or None, "", _clean(exc.msg or str(exc)))]
+                    return [("XML01", parse_errors[0].line or None, "", clean_message(parse_errors[0].message))]
+                return [("XML01", exc.lineno or None, "", clean_message(exc.msg or str(exc)))]
             source.seek(0)
             located = locate_schema_errors(source, schema)
             if not located:  # pragma: no cover - defensive: report what libxml2 said
-                located = [(None, "", _clean(e.message)) for e in schema_errors]
+                located = [(None, "", clean_message(e.message)) for e in schema_errors]
             found = [("XSD01", line, xpath, message) for line, xpath, message in located]
             if not closed:
                 found.append(_unclosed(root))
@@ -581,7 +583,7 @@ class Validator:
                     break
         except etree.XMLSyntaxError as exc:
             line = exc.lineno if exc.lineno else None
-            report.issues.append(Issue("XML01", _clean(str(exc.msg if hasattr(exc, 'msg') else exc)), file=report.name, line=line))
+            report.issues.append(Issue("XML01", clean_message(str(exc.msg if hasattr(exc, 'msg') else exc)), file=report.name, line=line))
             return None
         if root is None:
             report.issues.append(Issue("XML01", "the document is empty", file=report.name))
@@ -622,6 +624,3 @@ def _number(text: str):
     except InvalidOperation:
         return text
 
-
-def _clean(message: str) -> str:
-    return message.strip().rstrip(".") + "."

@@ -387,7 +387,7 @@ def locate_schema_errors(source: IO[bytes], schema, limit: int = 1000) -> list[t
                         continue
                     name = entry.message.split("'")[1] if entry.message.startswith("Element '") else ""
                     xpath, line = paths.element_named(name, reader.line)
-                    found.append((line or reader.line, xpath, _clean(entry.message)))
+                    found.append((line or reader.line, xpath, clean_message(entry.message)))
                 seen = len(log)
                 if len(found) >= limit:
                     break
@@ -429,7 +429,8 @@ PERSONAL_ELEMENTS = ("Matricule", "Nom", "Prenom")
 _ELEMENT = re.compile(r"Element '(\w+)'")
 
 
-def _clean(message: str) -> str:
+def clean_message(message: str) -> str:
+    """A libxml2 message as cnsx prints it: one sentence, personal values left out."""
     message = message.strip().rstrip(".") + "."
     named = _ELEMENT.match(message)
     if named and named.group(1) in PERSONAL_ELEMENTS:
