@@ -24,6 +24,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -793,3 +794,90 @@ def test_small_files_are_read_many_at_once_and_odd_ones_left_to_get(sshd, env, t
     r = env.run("fetch")
     assert r.code == 0, r
     assert listing(env.inbox) == {**files, "grown.xml": b"123456789", "big.xml": (sshd.download_dir / "big.xml").read_bytes()}
+
+
+# -- what the issue asks that only file:// covered before ------------------------------------
+
+def test_hostile_remote_names_and_links_on_the_server_are_not_fetched(sshd, env):
+    good = RETURNS[0]
+    sshd.put_remote(f"download/{good.name}", good.read_bytes())
+    for name in (".hidden.xml", "evil\x1b[31m.xml", "spa ce.xml", "..x"):
+        sshd.put_remote(f"download/{name}", b"<x/>")
+    (sshd.download_dir / "link.xml").symlink_to("/etc/passwd")
+    (sshd.download_dir / "dir.xml").mkdir()
+    env.write_config(sshd)
+    r = env.run("fetch")
+    assert r.code == 0, r
+    assert [json.loads(line)["name"] for line in r.stdout.splitlines()] == [good.name]
+    assert r.stderr.count("unsafe name") == 4 and r.stderr.count("not a regular file") == 2, r.stderr
+    assert "\x1b" not in r.stderr, "control characters are shown escaped"
+    assert listing(env.inbox) == {good.name: good.read_bytes()}
+
+
+def test_doctor_against_the_sftp_server(sshd, env, tmp_path):
+    env.write_config(sshd)
+    r = env.run("doctor")
+    assert r.code == 0, r
+    for check in ("connection", "host key", "login", "upload folder", "download folder"):
+        assert any(check in line and "✓" in line for line in r.stderr.splitlines()), (check, r.stderr)
+    stranger = tmp_path / "known_hosts"
+    stranger.write_text("")
+    env.write_config(sshd, known_hosts=stranger)
+    r = env.run("doctor")
+    assert r.code == 6, r
+    assert "✗" in r.stderr and "host key" in r.stderr and "SHA256:" in r.stderr, r.stderr
+
+
+def test_password_typed_at_a_terminal_prompt(sshd, env):
+    """password = "prompt": asked on the terminal, not echoed; without a terminal, refused."""
+    pexpect = pytest.importorskip("pexpect")
+    sshd.put_remote(f"download/{RETURNS[0].name}", RETURNS[0].read_bytes())
+    env.write_config(sshd, key_file=None, password="prompt")
+    child = pexpect.spawn(env.command("fetch")[0], env.command("fetch")[1:], env=env.environ(), encoding="utf-8",
+                          timeout=30)
+    child.expect("password for sftp://")
+    child.sendline(sshd.password)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert sshd.password not in child.before, "the password is not echoed"
+    assert (env.inbox / RETURNS[0].name).read_bytes() == RETURNS[0].read_bytes()
+    cron = env.run("fetch")  # no terminal (stdin is /dev/null)
+    assert cron.code in (2, 4) and "terminal" in cron.stderr, cron
+
+
+def test_progress_bars_only_on_a_terminal(sshd, env):
+    pexpect = pytest.importorskip("pexpect")
+    big = os.urandom(4 << 20)
+    sshd.put_remote("download/CNS_DEC_20261126_000007.xml", big)
+    env.write_config(sshd)
+    piped = env.run("-v", "fetch")
+    assert piped.code == 0 and "\r" not in piped.stderr and "━" not in piped.stderr, piped
+    sshd.reset()
+    sshd.put_remote("download/CNS_DEC_20261126_000008.xml", big)
+    child = pexpect.spawn(env.command()[0], env.command("-v", "fetch")[1:], env=env.environ(), encoding="utf-8",
+                          timeout=60)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert "━" in child.before, "a progress bar on the terminal"
+
+
+def test_password_from_the_system_keyring(sshd, env, tmp_path):
+    """password = "keyring": read from the keyring (a file backend here: no D-Bus on CI)."""
+    pytest.importorskip("keyring")
+    from cns_exchange.config import load_settings
+
+    sshd.put_remote(f"download/{RETURNS[0].name}", RETURNS[0].read_bytes())
+    env.write_config(sshd, key_file=None, password="keyring")
+    backend = {"PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring", "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    missing = env.run("fetch", env=backend)
+    assert missing.code == 4 and "keyring set cnsx CNSX_PASSWORD:" in missing.stderr, missing
+    remote = str(load_settings(str(env.config_path)).remote_url())
+    stored = subprocess.run([sys.executable, "-c", "import keyring, sys; keyring.set_password('cnsx', sys.argv[1], sys.argv[2])",
+                             f"CNSX_PASSWORD:{remote}", sshd.password], env={**env.environ(), **backend})
+    assert stored.returncode == 0
+    r = env.run("fetch", env=backend)
+    assert r.code == 0, r
+    assert (env.inbox / RETURNS[0].name).read_bytes() == RETURNS[0].read_bytes()
+    assert sshd.password not in r.stderr
