@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Iterator
 
 from cns_exchange.issues import WARNING, Issue
+from cns_exchange.xmlplain import KINDS as PLAIN_KINDS
+from cns_exchange.xmlplain import NotPlain, read_plain
 from cns_exchange.xmlread import read_document
 
 #: Output columns per document kind (CSV header / JSON keys). Requests and billing use the
@@ -72,7 +74,7 @@ def _sha256(path: Path) -> str:
 def read_leniently(path: Path, validator) -> Document:
     """Read a document of any kind: records plus warnings; ``fatal`` when unreadable."""
     from cns_exchange.validate import PARALLEL_XSD_BYTES, _ParallelXsd
-    from cns_exchange.xmlread import ITEM_TAGS, HostileDocument
+    from cns_exchange.xmlread import ITEM_TAGS
 
     doc = Document(path, path.name, _sha256(path))
     schema_set, kind, root, issues = validator.detect(str(path))
@@ -81,27 +83,25 @@ def read_leniently(path: Path, validator) -> Document:
         return doc
     doc.kind, doc.root = kind, root
     # The XSD check (for the warnings) runs in a second process on large files, while this
-    # one reads the records.
-    xsd = _ParallelXsd(str(path), schema_set.schema(kind), ITEM_TAGS[kind] or root, root,
-                       os.path.getsize(path) >= PARALLEL_XSD_BYTES)
+    # one reads the records: by regular expressions if the file is written plainly, records
+    # that count only if the XSD check passes the file (see xmlplain).
+    large = os.path.getsize(path) >= PARALLEL_XSD_BYTES
+    xsd = _ParallelXsd(str(path), schema_set.schema(kind), ITEM_TAGS[kind] or root, root, large,
+                       schema_set.documents[kind].xsd)
+    plain = large and kind in PLAIN_KINDS
     try:
-        with open(path, "rb") as f:
-            for item in read_document(f, kind, root):
-                if item.record is None:
-                    target = doc.fatal if item.what == "header" else doc.warnings
-                    target.append(Issue("XSD01", f"not imported: {item.error}", severity="error" if item.what == "header" else WARNING,
-                                        file=str(path), line=item.line, xpath=item.xpath,
-                                        hint="the rest of the file is imported" if item.what != "header" else ""))
-                elif item.what == "header":
-                    doc.header = item.record
-                else:
-                    doc.records.append(item.record)
-    except HostileDocument:
-        doc.fatal.append(Issue("XML02", "the document declares a DOCTYPE", file=str(path), line=1))
-    except Exception as exc:  # lxml's XMLSyntaxError and kin: the whole file is unreadable
-        if not doc.fatal:
-            doc.fatal.append(Issue("XML01", f"cannot be read: {exc}", file=str(path)))
-    for code, line, xpath, message in xsd.result():
+        try:
+            _read_records(doc, path, kind, root, plain)
+        except NotPlain:
+            plain = False
+            _read_records(doc, path, kind, root, plain)
+    except BaseException:
+        xsd.cancel()
+        raise
+    found = xsd.result()
+    if plain and found:
+        _read_records(doc, path, kind, root, False)  # lenient reading of a deviating file is lxml's
+    for code, line, xpath, message in found:
         issue = Issue(code, message, file=str(path), line=line, xpath=xpath)
         if code == "XML01":
             if not any(i.code == "XML01" for i in doc.fatal):
@@ -114,6 +114,32 @@ def read_leniently(path: Path, validator) -> Document:
     if doc.header is None and not doc.fatal:
         doc.fatal.append(Issue("XSD01", "the header (EnTete) cannot be read", file=str(path)))
     return doc
+
+
+def _read_records(doc: Document, path: Path, kind: str, root: str, plain: bool) -> None:
+    """Read the header and records of ``doc`` (afresh: what an earlier read found is dropped)."""
+    from cns_exchange.xmlread import HostileDocument
+
+    doc.header, doc.records, doc.warnings, doc.fatal = None, [], [], []
+    try:
+        with open(path, "rb") as f:
+            for item in (read_plain if plain else read_document)(f, kind, root):
+                if item.record is None:
+                    target = doc.fatal if item.what == "header" else doc.warnings
+                    target.append(Issue("XSD01", f"not imported: {item.error}", severity="error" if item.what == "header" else WARNING,
+                                        file=str(path), line=item.line, xpath=item.xpath,
+                                        hint="the rest of the file is imported" if item.what != "header" else ""))
+                elif item.what == "header":
+                    doc.header = item.record
+                else:
+                    doc.records.append(item.record)
+    except HostileDocument:
+        doc.fatal.append(Issue("XML02", "the document declares a DOCTYPE", file=str(path), line=1))
+    except NotPlain:
+        raise
+    except Exception as exc:  # lxml's XMLSyntaxError and kin: the whole file is unreadable
+        if not doc.fatal:
+            doc.fatal.append(Issue("XML01", f"cannot be read: {exc}", file=str(path)))
 
 
 def rows_of(doc: Document) -> Iterator[dict]:

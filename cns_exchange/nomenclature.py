@@ -92,6 +92,7 @@ class Nomenclature:
         self.tables = sorted(tables, key=lambda t: t.valid_from)
         self._starts = [t.valid_from.toordinal() for t in self.tables]
         self._price_cache: dict[tuple[int, str, bool], Price] = {}
+        self._acts_cache: dict[tuple[int, tuple[str, ...], bool], tuple[tuple[int, ...], tuple[int, ...]]] = {}
 
     def table_on(self, day: date) -> TariffTable:
         """Return the table in force on ``day``; raise NoTariffError before every table."""
@@ -123,6 +124,29 @@ class Nomenclature:
         minor = age < self.tables[i].minor_below_age
         price = self._price_cache.get((i, act, minor))
         return price if price is not None else self.price(act, day, minor)
+
+    def prices_between(self, acts: tuple[str, ...], first: date, last: date, born: date) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """Return (gross, patient share) of each of ``acts`` for sessions from ``first`` to
+        ``last``, when one table and one age band cover them all; else None (price each session).
+
+        Raises NoTariffError if ``first`` is before every table.
+        """
+        starts = self._starts
+        i = bisect.bisect_right(starts, first.toordinal()) - 1
+        if i < 0:
+            raise NoTariffError(first)
+        if i + 1 < len(starts) and last.toordinal() >= starts[i + 1]:
+            return None
+        below = self.tables[i].minor_below_age
+        minor = first.year - born.year - ((first.month, first.day) < (born.month, born.day)) < below
+        if minor != (last.year - born.year - ((last.month, last.day) < (born.month, born.day)) < below):
+            return None
+        key = (i, acts, minor)
+        prices = self._acts_cache.get(key)
+        if prices is None:
+            each = [self.price(act, first, minor) for act in acts]
+            prices = self._acts_cache[key] = (tuple(p.gross for p in each), tuple(p.patient_share for p in each))
+        return prices
 
     def is_minor(self, age: int, day: date) -> bool:
         """Return True if a patient of ``age`` on ``day`` pays the minors' share."""

@@ -10,6 +10,7 @@ XPath (:func:`cns_exchange.xmlread.locate_schema_errors`).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import date
@@ -27,9 +28,12 @@ from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError
 from cns_exchange.schemaset import SchemaRegistry, SchemaSet
 from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age
 from cns_exchange.xmlread import (
-    ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, clean_message, locate_paths, locate_schema_errors, read_document,
+    ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, cents, clean_message, locate_paths, locate_schema_errors, read_document,
 )
+from cns_exchange.xmlplain import KINDS as PLAIN_KINDS
+from cns_exchange.xmlplain import NotPlain, read_plain
 from cns_exchange.xmlsafe import PARSER_OPTIONS, DocumentTooLarge, DocumentUnreadable, has_doctype, open_document, spool
+from cns_exchange.xsdstream import verdict
 
 
 @dataclass
@@ -169,6 +173,11 @@ class _BillingRules(_Rules):
         self._providers: set[str] = set()
         self._matricules: set[str] = set()   # checked clean (no issue at all)
         self._dates: dict[str, date] = {}
+        self._cents: dict[str, int] = {}
+        #: With ``defer``, the fast path takes a well-shaped matricule as clean and notes it in
+        #: ``deferred``; :meth:`settle` then checks them (see Validator._validate).
+        self.defer = False
+        self.deferred: set[str] = set()
         self._sequences: dict[tuple[str, ...], tuple | None] = {}
 
     def on_header(self, header: Header, line: int, xpath: str) -> None:
@@ -196,7 +205,11 @@ class _BillingRules(_Rules):
         if n == 0 or len(t) != 7 * n or self.rules.knows(certificate):
             return False
         if matricule not in self._matricules:
-            if check_matricule(matricule):
+            if self.defer:
+                if len(matricule) != 13 or not matricule.isascii() or not matricule.isdigit():
+                    return False
+                self.deferred.add(matricule)
+            elif check_matricule(matricule):
                 return False
             self._matricules.add(matricule)
         acts = tuple(t[2::7])
@@ -205,28 +218,24 @@ class _BillingRules(_Rules):
             sequence = self._sequences[acts] = self.rules.sequence_ok(acts)
         if sequence is None or not self._providers.issuperset(t[3::7]) or len(set(t[0::7])) != n:
             return False
-        dates = self._dates
         try:
-            days = [dates[d] for d in t[1::7]]
-            gross = [int(x.replace(".", "")) for x in t[4::7]]
-            share = [int(x.replace(".", "")) for x in t[5::7]]
-            cns = [int(x.replace(".", "")) for x in t[6::7]]
-        except (KeyError, ValueError):
-            return False
-        if (self.created is not None and max(days) > self.created) or any(map(int.__ne__, gross, map(int.__add__, share, cns))):
+            days, gross, share, cns = self._columns(t)
+        except KeyError:
+            if not self._learn(t):
+                return False
+            days, gross, share, cns = self._columns(t)
+        first, last = min(days), max(days)
+        if (self.created is not None and last > self.created) or any(map(int.__ne__, gross, map(int.__add__, share, cns))):
             return False
         patient_days = [(matricule, day) for day in days]
         if len(set(days)) != n or self.rules.seen_days(patient_days):
             return False
-        born = birth_date(matricule)
-        price_for = self.nomenclature.price_for
         try:
-            for act, day, g, p in zip(acts, days, gross, share):
-                price = price_for(act, day, born)
-                if price.gross != g or price.patient_share != p:
-                    return False
+            prices = self.nomenclature.prices_between(acts, first, last, birth_date(matricule))
         except NoTariffError:
             return False
+        if prices is None or prices[0] != gross or prices[1] != share:
+            return False  # prices that change within the note are checked session by session
         kind, position, counts = sequence
         self.rules.register(certificate, matricule, kind, position, counts, patient_days)
         self.count += 1
@@ -234,6 +243,32 @@ class _BillingRules(_Rules):
         self.gross += sum(gross)
         self.share += sum(share)
         self.cns += sum(cns)
+        return True
+
+    def settle(self, clean: set[str] | None) -> bool:
+        """Return True if every deferred matricule is clean: found in ``clean`` (checked by
+        the XSD worker) or checked here. False means the verdict must be made again without
+        deferring: the per-session path would have reported these notes."""
+        return not any(check_matricule(m) for m in self.deferred - (clean or set()))
+
+    def _columns(self, t: list[str]) -> tuple[list[date], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """Dates and amounts of a note's sessions, from the texts already seen (KeyError if not)."""
+        dates, cents = self._dates.__getitem__, self._cents.__getitem__
+        return (list(map(dates, t[1::7])), tuple(map(cents, t[4::7])), tuple(map(cents, t[5::7])),
+                tuple(map(cents, t[6::7])))
+
+    def _learn(self, t: list[str]) -> bool:
+        """Convert a note's dates and amounts not seen before; False if one is not of its type."""
+        try:
+            for text in t[1::7]:
+                if text not in self._dates:
+                    self._dates[text] = date.fromisoformat(text.strip())
+            for k in (4, 5, 6):
+                for text in t[k::7]:
+                    if text not in self._cents:
+                        self._cents[text] = cents(text)
+        except ValueError:
+            return False
         return True
 
     def _check_note(self, note, item: Item) -> None:
@@ -351,12 +386,16 @@ RULES = {"request": _RequestRules, "billing": _BillingRules, "answers": _AnswerR
 PARALLEL_XSD_BYTES = 4 * 1024 * 1024
 
 
-def xsd_check(path: str, schema, item_tag: str, root: str) -> list[tuple[str, int | None, str, str]]:
-    """Validate the document at ``path`` against ``schema``, streaming.
+def xsd_check(path: str, schema, item_tag: str, root: str, xsd: Path | None = None) -> list[tuple[str, int | None, str, str]]:
+    """Validate the document at ``path`` against ``schema`` (compiled from the file ``xsd``), streaming.
 
     Returns ``(code, line, xpath, message)`` tuples: XML01 for a well-formedness error, XSD01
     for each schema violation (tied to its line by a second pass), nothing if valid.
+    libxml2's tree-less validator gives the verdict first (:mod:`xsdstream`); only a
+    document it does not pass goes through lxml, which says where and why.
     """
+    if xsd is not None and verdict(path, str(xsd)):
+        return []
     etree.clear_error_log()  # libxml2's log is global: a previous document must not speak here
     closed = False
     with open(path, "rb") as source:
@@ -393,17 +432,38 @@ def xsd_check(path: str, schema, item_tag: str, root: str) -> list[tuple[str, in
     return []
 
 
+_MATRICULE = re.compile(rb"<Matricule>\s*([0-9]{13})\s*</Matricule>")
+
+
+def clean_matricules(path: str) -> set[str]:
+    """Return the matricules of the document at ``path`` that pass every check (no issue).
+
+    Run by the XSD worker for :meth:`_BillingRules.settle`; one missed here is checked there,
+    so a plain regular expression suffices.
+    """
+    found: set[bytes] = set()
+    tail = b""
+    with open(path, "rb") as source:
+        while chunk := source.read(4 << 20):
+            data = tail + chunk
+            found.update(_MATRICULE.findall(data))
+            tail = data[-64:]
+    matricules = {m.decode("ascii") for m in found}
+    return {m for m in matricules if not check_matricule(m)}
+
+
 def _unclosed(root: str) -> tuple[str, None, str, str]:
     return ("XML01", None, f"/{root}",
             f"the document was not read to its end </{root}>: it is truncated, or nested deeper than the parser allows.")
 
 
-def _xsd_worker(path: str, schema, item_tag: str, root: str, conn) -> None:  # pragma: no cover - runs in the child
+def _xsd_worker(path: str, schema, item_tag: str, root: str, xsd: Path | None, then, conn) -> None:  # pragma: no cover - runs in the child
     from cns_exchange.lock import close_inherited
 
     close_inherited()  # else, were the parent killed, this child would hold its run lock
     try:
-        conn.send(xsd_check(path, schema, item_tag, root))
+        found = xsd_check(path, schema, item_tag, root, xsd)
+        conn.send((found, then(path) if then is not None and not found else None))
     except BaseException as exc:  # noqa: BLE001 - the parent reports it
         conn.send(exc)
     finally:
@@ -416,22 +476,27 @@ class _ParallelXsd:
     The XSD check is libxml2 work and the business rules Python work: on two cores they
     overlap, and a large document is validated in about the time of the XSD check alone.
     Falls back to running inline where fork is not available.
+
+    ``then(path)``, if given, runs in the worker after a clean XSD check, and what it
+    returns is :attr:`extra` (None when it did not run): work the caller hands over.
     """
 
-    def __init__(self, path: str, schema, item_tag: str, root: str, parallel: bool) -> None:
+    def __init__(self, path: str, schema, item_tag: str, root: str, parallel: bool, xsd: Path | None = None,
+                 then=None) -> None:
         import multiprocessing
 
-        self.path, self.schema, self.item_tag, self.root, self.proc = path, schema, item_tag, root, None
+        self.path, self.schema, self.item_tag, self.root, self.xsd, self.proc = path, schema, item_tag, root, xsd, None
+        self.extra = None
         if parallel and "fork" in multiprocessing.get_all_start_methods():
             ctx = multiprocessing.get_context("fork")
             self.conn, child = ctx.Pipe(duplex=False)
-            self.proc = ctx.Process(target=_xsd_worker, args=(path, schema, item_tag, root, child), daemon=True)
+            self.proc = ctx.Process(target=_xsd_worker, args=(path, schema, item_tag, root, xsd, then, child), daemon=True)
             self.proc.start()
             child.close()
 
     def result(self) -> list[tuple[str, int | None, str, str]]:
         if self.proc is None:
-            return xsd_check(self.path, self.schema, self.item_tag, self.root)
+            return xsd_check(self.path, self.schema, self.item_tag, self.root, self.xsd)
         try:
             outcome = self.conn.recv()
         except EOFError:
@@ -441,7 +506,8 @@ class _ParallelXsd:
             self.conn.close()
         if isinstance(outcome, BaseException):
             raise outcome
-        return outcome
+        found, self.extra = outcome
+        return found
 
     def cancel(self) -> None:
         if self.proc is not None and self.proc.is_alive():
@@ -506,24 +572,27 @@ class Validator:
             return
         if not with_rules:
             report.issues.extend(Issue(code, message, file=report.name, line=line, xpath=xpath)
-                                 for code, line, xpath, message in xsd_check(path, schema_set.schema(kind), ITEM_TAGS[kind] or root, root))
+                                 for code, line, xpath, message in xsd_check(path, schema_set.schema(kind), ITEM_TAGS[kind] or root, root,
+                                                                               schema_set.documents[kind].xsd))
             return
-        rules_report = Report(report.name)
-        rules = RULES[kind](rules_report, self.codes, self.nomenclature)
-        if isinstance(rules, _RequestRules):
-            rules.attachments_folder = attachments_folder
-        xsd = _ParallelXsd(path, schema_set.schema(kind), ITEM_TAGS[kind] or root, root,
-                           os.path.getsize(path) >= PARALLEL_XSD_BYTES)
+        large = os.path.getsize(path) >= PARALLEL_XSD_BYTES
+        # On a large billing file the XSD worker, which has time left, checks the matricules'
+        # check digits while this process reads and checks the rest.
+        defer = large and kind == "billing"
+        xsd = _ParallelXsd(path, schema_set.schema(kind), ITEM_TAGS[kind] or root, root, large, schema_set.documents[kind].xsd,
+                           clean_matricules if defer else None)
+        defer = defer and xsd.proc is not None
+        # A large plainly written file is read by regular expressions: their records count
+        # only if the XSD check passes it, and then they are lxml's (see xmlplain).
+        plain = large and kind in PLAIN_KINDS
+        rules = self._new_rules(report.name, kind, attachments_folder, defer)
         try:
-            with open(path, "rb") as source:
-                for item in read_document(source, kind, root, columns=True):
-                    if item.record is None:
-                        continue  # the XSD check says why
-                    if item.what == "header":
-                        rules.on_header(item.record, item.line, item.xpath)
-                    else:
-                        rules.on_item(item)
-            rules.finish()
+            try:
+                self._read(rules, path, kind, root, plain)
+            except NotPlain:
+                plain = False
+                rules = self._new_rules(report.name, kind, attachments_folder, defer)
+                self._read(rules, path, kind, root, plain)
         except HostileDocument:
             xsd.cancel()
             report.issues.append(Issue("XML02", "the document declares a DOCTYPE", file=report.name, line=1))
@@ -535,6 +604,10 @@ class Validator:
             raise
         schema_issues = [Issue(code, message, file=report.name, line=line, xpath=xpath)
                          for code, line, xpath, message in xsd.result()]
+        if defer and not schema_issues and not rules.settle(xsd.extra):  # type: ignore[attr-defined]
+            rules = self._new_rules(report.name, kind, attachments_folder, False)
+            self._read(rules, path, kind, root, plain)
+        rules_report = rules.report
         if rules_report.issues and not schema_issues:
             with open(path, "rb") as source:
                 lines = locate_paths(source, {i.xpath for i in rules_report.issues if i.xpath})
@@ -547,6 +620,27 @@ class Validator:
         # mostly repeat the schema's complaints in other words.
         report.issues.extend(schema_issues or rules_report.issues)
         report.issues.sort(key=lambda i: (i.line or 0))
+
+    def _new_rules(self, name: str, kind: str, attachments_folder: Path | None, defer: bool = False) -> _Rules:
+        rules = RULES[kind](Report(name), self.codes, self.nomenclature)
+        if isinstance(rules, _RequestRules):
+            rules.attachments_folder = attachments_folder
+        if isinstance(rules, _BillingRules):
+            rules.defer = defer
+        return rules
+
+    @staticmethod
+    def _read(rules: _Rules, path: str, kind: str, root: str, plain: bool) -> None:
+        """Read the document at ``path`` through ``rules``, which check its business rules."""
+        with open(path, "rb") as source:
+            for item in (read_plain if plain else read_document)(source, kind, root, columns=True):
+                if item.record is None:
+                    continue  # the XSD check says why
+                if item.what == "header":
+                    rules.on_header(item.record, item.line, item.xpath)
+                else:
+                    rules.on_item(item)
+        rules.finish()
 
     def detect(self, path: str) -> tuple[SchemaSet | None, str, str, list[Issue]]:
         """Return (schema set, kind, root element, issues) of the document at ``path``;

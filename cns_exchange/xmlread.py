@@ -48,7 +48,7 @@ class Item:
     error: str = ""      # why the record could not be read
 
 
-def _cents(text: str | None) -> int:
+def cents(text: str | None) -> int:
     """Return a T_Montant text ('88.89') in cents; ValueError for anything else."""
     if text and not text[-1].isdigit() or text and not text[0].isdigit():
         text = text.strip()  # XSD decimals collapse white space: ' 88.89 ' is valid
@@ -146,7 +146,7 @@ class FeeNoteColumns:
             when = dates.get(day)
             if when is None:
                 when = _date(day, dates)
-            append(BilledSession(int(n), when, act, executing.strip(), _cents(gross), _cents(share), _cents(cns), line))
+            append(BilledSession(int(n), when, act, executing.strip(), cents(gross), cents(share), cents(cns), line))
         return FeeNote(self.number, self.certificate_number, self.matricule, self.last_name, self.first_name, sessions)
 
 
@@ -226,8 +226,8 @@ def _payment_line(el, dates) -> PaymentLine:
         fee_note=int(fields.get("NumeroMemoire") or ""),
         line_no=int(fields.get("NumeroLigne") or ""),
         certificate_number=fields.get("NumeroTitre") or "",
-        billed=_cents(fields.get("MontantFacture")),
-        accepted=_cents(accepted),
+        billed=cents(fields.get("MontantFacture")),
+        accepted=cents(accepted),
         reason_code=reason_code,
         reason_label=reason_label,
     )

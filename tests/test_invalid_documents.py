@@ -284,3 +284,18 @@ def test_xmllint_agrees(tmp_path, case):
     for issue in case["expect"]:
         element = _one(tree.getroot(), issue["xpath"])
         assert any(m["element"] == element.tag and int(m["line"]) == element.sourceline for m in errors), result.stderr
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_the_large_file_road_gives_the_same_report(run, tmp_path, monkeypatch, case):
+    """Large files are read otherwise (XSD in a worker, libxml2's verdict, the plain reader,
+    deferred matricule checks: see test_fast_paths): every case gets the same report."""
+    import cns_exchange.validate as validate
+
+    document = generate(case, tmp_path / case["id"])
+    reports = []
+    for threshold in (10**12, 0):
+        monkeypatch.setattr(validate, "PARALLEL_XSD_BYTES", threshold)
+        r = run("validate", "--json", str(document))
+        reports.append((r.exit_code, r.stdout, r.stderr))
+    assert reports[0] == reports[1]

@@ -67,7 +67,8 @@ def _short(module: str) -> str:
 
 #: library -> which modules may import it (a predicate over the module name without the package).
 HOMES = {
-    "lxml": lambda m: m in {"xmlread", "xmlwrite", "validate", "schemaset", "xmlsafe"},
+    "lxml": lambda m: m in {"xmlread", "xmlwrite", "validate", "schemaset", "xmlsafe", "xsdstream"},
+    "ctypes": lambda m: m == "xsdstream",                    # libxml2's streaming validator, through lxml's copy
     "click": lambda m: m == "cli",
     "rich": lambda m: m == "console",
     "stdnum": lambda m: m == "identifiers",
