@@ -9,7 +9,6 @@ which installs a half-written file when the command fails.)
 from __future__ import annotations
 
 import hashlib
-import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
@@ -59,6 +58,23 @@ def publish(temp: Path, target: Path, overwrite: bool = True) -> None:
         os.link(temp, target)  # fails if target exists: no clobbering
         temp.unlink()
     fsync_dir(target.parent)
+
+
+def copy_atomic(source: Path, target: Path, sha256: str) -> None:
+    """Copy ``source`` to ``target`` atomically (0600), a chunk at a time (memory stays flat).
+
+    The copy must have the SHA-256 ``sha256`` (what was read before): else ValueError, and
+    ``target`` is untouched.
+    """
+    digest = hashlib.sha256()
+    with open(source, "rb") as src, temp_file(target.parent) as (stream, path):
+        for chunk in iter(lambda: src.read(1 << 20), b""):
+            digest.update(chunk)
+            stream.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise ValueError(f"{source} changed while it was read")
+        stream.close()
+        publish(path, target)
 
 
 def write_atomic(target: Path, data: bytes) -> None:

@@ -19,7 +19,7 @@ from typing import Iterator
 
 from cns_exchange.issues import WARNING, Issue
 from cns_exchange.xmlplain import KINDS as PLAIN_KINDS
-from cns_exchange.xmlplain import NotPlain, read_plain
+from cns_exchange.xmlplain import NotPlain, read_plain_records
 from cns_exchange.xmlread import read_document
 
 #: Output columns per document kind (CSV header / JSON keys). Requests and billing use the
@@ -101,8 +101,14 @@ def read_leniently(path: Path, validator) -> Document:
     found = xsd.result()
     if plain and found:
         _read_records(doc, path, kind, root, False)  # lenient reading of a deviating file is lxml's
+    _conclude(doc, found)
+    return doc
+
+
+def _conclude(doc: Document, found: list) -> None:
+    """Add the XSD check's findings to ``doc``: warnings, or fatal for a file not well-formed."""
     for code, line, xpath, message in found:
-        issue = Issue(code, message, file=str(path), line=line, xpath=xpath)
+        issue = Issue(code, message, file=str(doc.path), line=line, xpath=xpath)
         if code == "XML01":
             if not any(i.code == "XML01" for i in doc.fatal):
                 doc.fatal.append(issue)
@@ -112,8 +118,7 @@ def read_leniently(path: Path, validator) -> Document:
             doc.warnings.append(issue)
     doc.warnings.sort(key=lambda i: i.line or 0)
     if doc.header is None and not doc.fatal:
-        doc.fatal.append(Issue("XSD01", "the header (EnTete) cannot be read", file=str(path)))
-    return doc
+        doc.fatal.append(Issue("XSD01", "the header (EnTete) cannot be read", file=str(doc.path)))
 
 
 def _read_records(doc: Document, path: Path, kind: str, root: str, plain: bool) -> None:
@@ -123,7 +128,15 @@ def _read_records(doc: Document, path: Path, kind: str, root: str, plain: bool) 
     doc.header, doc.records, doc.warnings, doc.fatal = None, [], [], []
     try:
         with open(path, "rb") as f:
-            for item in (read_plain if plain else read_document)(f, kind, root):
+            if plain:  # the header item, then bare records (a line that cannot be read: NotPlain)
+                items = read_plain_records(f, kind, root)
+                header = next(items)
+                if header.record is None:  # type: ignore[union-attr]
+                    raise NotPlain("the header cannot be read here")
+                doc.header = header.record  # type: ignore[union-attr]
+                doc.records.extend(items)
+                return
+            for item in read_document(f, kind, root):
                 if item.record is None:
                     target = doc.fatal if item.what == "header" else doc.warnings
                     target.append(Issue("XSD01", f"not imported: {item.error}", severity="error" if item.what == "header" else WARNING,
@@ -184,8 +197,20 @@ def _now() -> str:
 
 
 def _keep(path: Path, folder: Path, sha256: str, move: bool) -> Path:
-    """Put the original in ``folder`` (never over another file) with a NAME.sha256 sidecar."""
-    from cns_exchange.fsutil import fsync_dir, write_atomic
+    """Put the original in ``folder`` (never over another file) with a NAME.sha256 sidecar;
+    with ``move``, remove it from where it was."""
+    target = _archive(path, folder, sha256, move)
+    if move and path.resolve() != target.resolve():
+        path.unlink()
+    return target
+
+
+def _archive(path: Path, folder: Path, sha256: str, link: bool) -> Path:
+    """The part of :func:`_keep` that leaves ``path`` alone: a copy (or with ``link``, a
+    hard link where possible) in ``folder`` with its sidecar. Safe to do before the import
+    commits: a copy already there with the same SHA-256 is kept as it is."""
+    from cns_exchange.errors import InputError
+    from cns_exchange.fsutil import copy_atomic, fsync_dir, write_atomic
 
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = folder / path.name
@@ -194,14 +219,18 @@ def _keep(path: Path, folder: Path, sha256: str, move: bool) -> Path:
         target = folder / (f"{stem}~{sha256[:12]}.{ext}" if dot else f"{path.name}~{sha256[:12]}")
     linked = False
     if not target.exists():
-        if move:
+        if link:
             try:
                 os.link(path, target)
                 linked = True
             except OSError:
-                write_atomic(target, path.read_bytes())
-        else:
-            write_atomic(target, path.read_bytes())
+                pass
+        if not linked:
+            try:
+                copy_atomic(path, target, sha256)
+            except ValueError:
+                raise InputError(f"{path}: changed while cnsx read it: the copy kept would not be the file read",
+                                 "leave files alone while cnsx imports them, then import again") from None
     # A linked copy has the inbox file's mode; and a run killed right after linking left the
     # copy without mode and sidecar: made sure of here, also for a copy already there.
     os.chmod(target, 0o600)
@@ -210,8 +239,6 @@ def _keep(path: Path, folder: Path, sha256: str, move: bool) -> Path:
         write_atomic(sidecar, f"{sha256}  {target.name}\n".encode())  # (fsyncs the folder)
     elif linked:
         fsync_dir(folder)
-    if move and path.resolve() != target.resolve():
-        path.unlink()
     return target
 
 
@@ -273,6 +300,10 @@ def _insert_billing(conn, doc_id, doc) -> None:
             "patient_share, cns_share) VALUES (?,?,?,?,?,?,?,?,?)",
             ((note_id, doc_id, s.line_no, s.session_date.isoformat(), s.act_code, s.executing_provider, s.gross,
               s.patient_share, s.cns_share) for s in note.sessions))
+    conn.execute("""INSERT INTO month_totals (month, sessions, billed)
+                        SELECT substr(session_date, 1, 7), count(*), sum(cns_share) FROM sessions WHERE document_id = ? GROUP BY 1
+                    ON CONFLICT (month) DO UPDATE SET sessions = sessions + excluded.sessions, billed = billed + excluded.billed""",
+                 (doc_id,))
 
 
 def _insert_acks(conn, doc_id, doc) -> None:
@@ -302,15 +333,48 @@ def _insert_answers(conn, doc_id, doc) -> None:
 
 def _insert_payment(conn, doc_id, doc) -> None:
     extra = doc.header.extra
+    sha256 = extra.get("FichierFacture/Sha256", "")
+    row = conn.execute("SELECT id FROM documents WHERE sha256 = ? AND kind = 'billing'", (sha256,)).fetchone()
+    billing_id = row[0] if row else None
     payment_id = conn.execute(
-        "INSERT INTO payments (document_id, billing_name, billing_sha256, paid_on, reference) VALUES (?,?,?,?,?)",
-        (doc_id, extra.get("FichierFacture/NomFichier", ""), extra.get("FichierFacture/Sha256", ""),
+        "INSERT INTO payments (document_id, billing_name, billing_sha256, billing_document_id, paid_on, reference) "
+        "VALUES (?,?,?,?,?,?)",
+        (doc_id, extra.get("FichierFacture/NomFichier", ""), sha256, billing_id,
          extra.get("DatePaiement", ""), extra.get("ReferencePaiement", ""))).lastrowid
+    # Each line is matched with its billed session as it goes in (two index look-ups); a
+    # line whose billing file is not imported yet is matched by rematch once it is.
+    first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM payment_lines").fetchone()[0]
     conn.executemany(
         "INSERT INTO payment_lines (payment_id, fee_note_number, line_no, certificate_number, billed, accepted, "
-        "reason_code, reason_label) VALUES (?,?,?,?,?,?,?,?)",
+        "reason_code, reason_label, session_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+        "(SELECT s.id FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.line_no = ?3 "
+        " WHERE f.document_id = ?9 AND f.number = ?2))",
         ((payment_id, p.fee_note, p.line_no, p.certificate_number, p.billed, p.accepted, p.reason_code or None,
-          p.reason_label or None) for p in doc.records))
+          p.reason_label or None, billing_id) for p in doc.records))
+    _apply_payment_lines(conn, "id >= ?", (first,))
+
+
+def _apply_payment_lines(conn, where: str, params: tuple) -> None:
+    """Set sessions' paid and disputed amounts from the matched payment lines ``where`` says,
+    and the month totals with them. For each session the latest line imported decides (a
+    corrected statement replaces an earlier one); a line older than the one that decided
+    changes nothing."""
+    conn.execute("DROP TABLE IF EXISTS temp.applied")
+    # SQLite takes the other columns from the row of max(id): the latest line per session.
+    conn.execute(f"""CREATE TEMP TABLE applied AS
+                        SELECT session_id, max(id) AS line_id, accepted,
+                               CASE WHEN reason_code IS NOT NULL THEN billed - accepted END AS disputed
+                        FROM payment_lines WHERE {where} AND session_id IS NOT NULL GROUP BY session_id""", params)
+    conn.execute("""INSERT INTO month_totals (month, paid, disputed)
+                        SELECT substr(s.session_date, 1, 7), sum(a.accepted - coalesce(s.paid, 0)),
+                               sum(coalesce(a.disputed, 0) - coalesce(s.disputed, 0))
+                        FROM temp.applied a JOIN sessions s ON s.id = a.session_id
+                        WHERE s.payment_line_id IS NULL OR s.payment_line_id < a.line_id GROUP BY 1
+                    ON CONFLICT (month) DO UPDATE SET paid = paid + excluded.paid, disputed = disputed + excluded.disputed""")
+    conn.execute("""UPDATE sessions SET paid = a.accepted, disputed = a.disputed, payment_line_id = a.line_id
+                    FROM temp.applied a
+                    WHERE sessions.id = a.session_id AND (sessions.payment_line_id IS NULL OR sessions.payment_line_id < a.line_id)""")
+    conn.execute("DROP TABLE temp.applied")
 
 
 _INSERT = {"request": _insert_requests, "billing": _insert_billing, "ack": _insert_acks,
@@ -319,8 +383,8 @@ _INSERT = {"request": _insert_requests, "billing": _insert_billing, "ack": _inse
 
 def rematch(conn: sqlite3.Connection, document_id: int | None = None) -> list[str]:
     """Link every return not yet linked to what it answers; keep the counters status reads
-    (sessions paid/disputed, certificates' sessions billed) up to date; return what still
-    matches nothing."""
+    (sessions paid/disputed, month totals, certificates' sessions billed) up to date; return
+    what still matches nothing."""
     conn.execute("""UPDATE answers SET request_id = (
                         SELECT r.id FROM requests r JOIN documents d ON d.id = answers.document_id
                         WHERE r.request_ref = answers.request_ref AND r.provider = d.provider)
@@ -333,16 +397,19 @@ def rematch(conn: sqlite3.Connection, document_id: int | None = None) -> list[st
     conn.execute("""UPDATE payments SET billing_document_id = (
                         SELECT d.id FROM documents d WHERE d.sha256 = payments.billing_sha256 AND d.kind = 'billing')
                     WHERE billing_document_id IS NULL""")
+    # Lines not matched yet (the partial index lists them: usually none) whose billing file is
+    # now known: matched, then applied.
+    conn.execute("DROP TABLE IF EXISTS temp.unmatched")
+    conn.execute("""CREATE TEMP TABLE unmatched AS SELECT id FROM payment_lines WHERE session_id IS NULL
+                    AND payment_id IN (SELECT id FROM payments WHERE billing_document_id IS NOT NULL)""")
     conn.execute("""UPDATE payment_lines SET session_id = (
                         SELECT s.id FROM payments p
                         JOIN fee_notes f ON f.document_id = p.billing_document_id AND f.number = payment_lines.fee_note_number
                         JOIN sessions s ON s.fee_note_id = f.id AND s.line_no = payment_lines.line_no
                         WHERE p.id = payment_lines.payment_id)
-                    WHERE session_id IS NULL AND payment_id IN (SELECT id FROM payments WHERE billing_document_id IS NOT NULL)""")
-    conn.execute("""UPDATE sessions SET (paid, disputed) = (
-                        SELECT p.accepted, CASE WHEN p.reason_code IS NOT NULL THEN p.billed - p.accepted END
-                        FROM payment_lines p WHERE p.session_id = sessions.id ORDER BY p.id DESC LIMIT 1)
-                    WHERE paid IS NULL AND id IN (SELECT session_id FROM payment_lines WHERE session_id IS NOT NULL)""")
+                    WHERE id IN (SELECT id FROM temp.unmatched)""")
+    _apply_payment_lines(conn, "id IN (SELECT id FROM temp.unmatched)", ())
+    conn.execute("DROP TABLE temp.unmatched")
     if document_id is not None:
         conn.execute("""UPDATE certificates SET sessions_billed = (
                             SELECT count(*) FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id
@@ -363,6 +430,30 @@ def rematch(conn: sqlite3.Connection, document_id: int | None = None) -> list[st
     return unmatched
 
 
+class _Background:
+    """Runs ``function(*args)`` in a thread; :meth:`result` waits, returns or re-raises."""
+
+    def __init__(self, function, *args) -> None:
+        import threading
+
+        self._outcome: tuple[bool, object] = (False, None)
+        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, function, args) -> None:
+        try:
+            self._outcome = (True, function(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self._outcome = (False, exc)
+
+    def result(self):
+        self._thread.join()
+        done, value = self._outcome
+        if not done:
+            raise value  # type: ignore[misc]
+        return value
+
+
 def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_dir: Path | None,
                 errors_dir: Path | None, move: bool) -> tuple[ImportResult, Document]:
     """Read and (with a connection) import one file; archive or quarantine it."""
@@ -376,10 +467,17 @@ def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_
         return result, doc
     if conn is None:
         return result, doc
-    status, doc_id, unmatched = import_document(conn, doc)
+    # The copy for the archive is made while the database works (file I/O and hashing let
+    # the other thread run); the original is only removed once the import is committed.
+    archiving = _Background(_archive, path, archive_dir, doc.sha256, move) if archive_dir is not None else None
+    try:
+        status, doc_id, unmatched = import_document(conn, doc)
+    finally:
+        kept = archiving.result() if archiving is not None else None
     result.status, result.document_id, result.unmatched = status, doc_id, unmatched
-    if archive_dir is not None:
-        kept = _keep(path, archive_dir, doc.sha256, move)
+    if kept is not None:
+        if move and path.resolve() != kept.resolve():
+            path.unlink()
         result.moved_to = str(kept)
         conn.execute("UPDATE documents SET archive_path = ? WHERE id = ? AND archive_path IS NULL", (str(kept), doc_id))
         conn.execute("UPDATE fetched SET local_path = ? WHERE sha256 = ?", (str(kept), doc.sha256))

@@ -67,21 +67,27 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
         FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id JOIN documents d ON d.id = s.document_id
         WHERE s.paid IS NULL {note_filter}
         ORDER BY s.session_date LIMIT 1000""", note_params)
+    # Disputed lines still in force: a later statement may have replaced a line.
     sections["disputed"] = _rows(conn, f"""
         SELECT f.certificate_number AS certificate, f.matricule, s.session_date, s.act, p.reason_code, p.reason_label,
                printf('%.2f', p.billed / 100.0) AS billed, printf('%.2f', p.accepted / 100.0) AS accepted
-        FROM payment_lines p JOIN sessions s ON s.id = p.session_id JOIN fee_notes f ON f.id = s.fee_note_id
+        FROM payment_lines p JOIN sessions s ON s.id = p.session_id AND s.payment_line_id = p.id
+        JOIN fee_notes f ON f.id = s.fee_note_id
         WHERE p.reason_code IS NOT NULL {note_filter}
         ORDER BY s.session_date LIMIT 1000""", note_params)
-    month_source = ("sessions s" if not note_filter
-                    else f"sessions s JOIN fee_notes f ON f.id = s.fee_note_id WHERE 1 = 1 {note_filter}")
-    sections["per_month"] = _rows(conn, f"""
-        SELECT substr(s.session_date, 1, 7) AS month, count(*) AS sessions,
-               printf('%.2f', sum(s.cns_share) / 100.0) AS billed,
-               printf('%.2f', coalesce(sum(s.paid), 0) / 100.0) AS paid,
-               printf('%.2f', coalesce(sum(s.disputed), 0) / 100.0) AS disputed
-        FROM {month_source}
-        GROUP BY month ORDER BY month""", note_params)
+    if note_filter:
+        sections["per_month"] = _rows(conn, f"""
+            SELECT substr(s.session_date, 1, 7) AS month, count(*) AS sessions,
+                   printf('%.2f', sum(s.cns_share) / 100.0) AS billed,
+                   printf('%.2f', coalesce(sum(s.paid), 0) / 100.0) AS paid,
+                   printf('%.2f', coalesce(sum(s.disputed), 0) / 100.0) AS disputed
+            FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id WHERE 1 = 1 {note_filter}
+            GROUP BY month ORDER BY month""", note_params)
+    else:  # the same sums, kept by import (database.md, version 3)
+        sections["per_month"] = _rows(conn, """
+            SELECT month, sessions, printf('%.2f', billed / 100.0) AS billed, printf('%.2f', paid / 100.0) AS paid,
+                   printf('%.2f', disputed / 100.0) AS disputed
+            FROM month_totals WHERE sessions > 0 ORDER BY month""")
     return sections
 
 

@@ -95,7 +95,7 @@ class _SessionLines:
         return list(self) == list(other)
 
 
-def _fee_note(m: re.Match, text: str, line: int) -> FeeNoteColumns:
+def _fee_note(m: re.Match, text: str, line: int, amounts: dict[str, int]) -> FeeNoteColumns:
     number, certificate, matricule, last_name, first_name, sessions = m.group(2, 3, 4, 5, 6, 7)
     texts = _SESSION_TEXT.findall(sessions)
     # The lines are counted from the note's own text: a record never holds on to the chunk.
@@ -103,11 +103,18 @@ def _fee_note(m: re.Match, text: str, line: int) -> FeeNoteColumns:
                           _SessionLines(text[m.start(1):m.end()], line, len(texts) // 7))  # type: ignore[arg-type]
 
 
-def _payment_line(m: re.Match, text: str, line: int) -> PaymentLine:
+def _payment_line(m: re.Match, text: str, line: int, amounts: dict[str, int]) -> PaymentLine:
     fee_note, line_no, certificate, billed, accepted, reason_code, reason_label, partly = m.group(2, 3, 4, 5, 6, 7, 8, 9)
-    return PaymentLine(fee_note=int(fee_note), line_no=int(line_no), certificate_number=certificate,
-                       billed=cents(billed), accepted=cents(accepted if accepted is not None else partly),
-                       reason_code=reason_code or "", reason_label=reason_label or "")
+    if accepted is None:
+        accepted = partly
+    # Amounts repeat (a few tariffs): each text is converted once.
+    cents_billed = amounts.get(billed)
+    if cents_billed is None:
+        cents_billed = amounts[billed] = cents(billed)
+    cents_accepted = amounts.get(accepted)
+    if cents_accepted is None:
+        cents_accepted = amounts[accepted] = cents(accepted)
+    return PaymentLine(int(fee_note), int(line_no), certificate, cents_billed, cents_accepted, reason_code or "", reason_label or "")
 
 
 _READERS = {"billing": (_FEE_NOTE, _fee_note), "payment": (_PAYMENT_LINE, _payment_line)}
@@ -120,8 +127,55 @@ def read_plain(source: IO[bytes], kind: str, root: str, columns: bool = False) -
 
     Raises NotPlain, possibly after some items, where the document is written otherwise.
     """
-    pattern, convert = _READERS[kind]
+    convert = _READERS[kind][1]
     dates: dict[str, date] = {}
+    amounts: dict[str, int] = {}
+    item_tag = ITEM_TAGS[kind]
+    scan = _scan(source, kind, root)
+    yield next(scan)  # type: ignore[misc]
+    line, index = next(scan), 0
+    for m, text, position in scan:  # type: ignore[misc]
+        start = m.start(1)
+        line += text.count("\n", position, start)
+        index += 1
+        xpath = f"/{root}/{item_tag}[{index}]"
+        try:
+            record = convert(m, text, line, amounts)
+            if kind == "billing" and not columns:
+                record = record.to_fee_note(dates)
+        except (ValueError, TypeError) as exc:
+            yield Item("item", None, line, xpath, _reason(exc))
+        else:
+            yield Item("item", record, line, xpath)
+        line += text.count("\n", start, m.end())
+
+
+def read_plain_records(source: IO[bytes], kind: str, root: str) -> Iterator[Item | object]:
+    """Yield the header item, then the bare records (no lines, no XPaths) of a plainly
+    written ``kind`` document: what import needs of a well-formed, schema-valid one.
+
+    Raises NotPlain where :func:`read_plain` would, and also where an item cannot be
+    converted: its warning needs the line and XPath only the full reader gives.
+    """
+    convert = _READERS[kind][1]
+    dates: dict[str, date] = {}
+    amounts: dict[str, int] = {}
+    scan = _scan(source, kind, root)
+    yield next(scan)
+    next(scan)
+    try:
+        for m, text, _ in scan:  # type: ignore[misc]
+            record = convert(m, text, 0, amounts)
+            yield record.to_fee_note(dates) if kind == "billing" else record
+    except (ValueError, TypeError):
+        raise NotPlain("an item cannot be converted") from None
+
+
+def _scan(source: IO[bytes], kind: str, root: str) -> Iterator:
+    """Yield the header item, the line where the items begin, then ``(match, text,
+    position)`` for each item: ``match`` over ``text`` from ``position``, where the previous
+    item ended. Raises NotPlain where the document is not written plainly."""
+    pattern = _READERS[kind][0]
     item_tag, end = ITEM_TAGS[kind], re.compile(rf"\s*</{root}>\s*")
     decoder = codecs.getincrementaldecoder("utf-8")()
     data = source.read(CHUNK)
@@ -142,10 +196,10 @@ def read_plain(source: IO[bytes], kind: str, root: str, columns: bool = False) -
     except UnicodeDecodeError:
         raise NotPlain("not UTF-8") from None
     _check(text, "")
-    line = data.count(b"\n", 0, header_end) + 1
-    position, index, at_end = 0, 0, False
+    yield data.count(b"\n", 0, header_end) + 1
+    position, at_end, match = 0, False, pattern.match
     while True:
-        m = pattern.match(text, position)
+        m = match(text, position)
         if m is None:  # the next item is cut by the chunk's end, or not plain, or the root ends
             if not at_end and len(text) - position < MAX_ITEM:
                 more = source.read(CHUNK)
@@ -160,19 +214,7 @@ def read_plain(source: IO[bytes], kind: str, root: str, columns: bool = False) -
             if end.fullmatch(text, position):
                 return
             raise NotPlain(f"an {item_tag} element not written plainly")
-        start = m.start(1)
-        line += text.count("\n", position, start)
-        index += 1
-        xpath = f"/{root}/{item_tag}[{index}]"
-        try:
-            record = convert(m, text, line)
-            if kind == "billing" and not columns:
-                record = record.to_fee_note(dates)
-        except (ValueError, TypeError) as exc:
-            yield Item("item", None, line, xpath, _reason(exc))
-        else:
-            yield Item("item", record, line, xpath)
-        line += text.count("\n", start, m.end())
+        yield m, text, position
         position = m.end()
 
 

@@ -334,3 +334,20 @@ def test_the_xsd_worker_does_not_hold_the_run_lock(tmp_path):
             assert lock not in fds, fds
         finally:
             worker.cancel()
+
+
+def test_the_archive_copy_must_be_the_file_that_was_read(tmp_path):
+    # The copy kept as evidence is checked against the SHA-256 of what was imported: a file
+    # changed in between is refused, and nothing half-written or wrong is left in the archive.
+    from cns_exchange.errors import InputError
+    from cns_exchange.importing import _keep
+
+    source = tmp_path / PAYMENT.name
+    source.write_bytes(PAYMENT.read_bytes())
+    archive = tmp_path / "archive"
+    with pytest.raises(InputError, match="changed while cnsx read it"):
+        _keep(source, archive, hashlib.sha256(b"what was read").hexdigest(), move=False)
+    assert list(archive.iterdir()) == [] and source.exists()
+    kept = _keep(source, archive, hashlib.sha256(source.read_bytes()).hexdigest(), move=False)
+    assert kept.read_bytes() == source.read_bytes() and oct(kept.stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in archive.iterdir()) == [PAYMENT.name, PAYMENT.name + ".sha256"]
