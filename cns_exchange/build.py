@@ -27,7 +27,8 @@ from cns_exchange.records import (
     InputReport, SessionReader, read_rows, to_request,
 )
 from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age
-from cns_exchange.validate import Validator
+from cns_exchange.validate import Report, Validator
+from cns_exchange.xsdstream import WhileWriting
 
 _SESSION_RULE_FIELDS = {"TRT05": "session_date", "TRT09": "matricule"}
 
@@ -196,13 +197,17 @@ def resolve_header(registry, provider: str | None, created: datetime, schema_ver
 
 
 def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: str,
-                     destination: Destination, validator: Validator) -> tuple[Path | None, str]:
+                     destination: Destination, validator: Validator, version: str | None = None) -> tuple[Path | None, str]:
     """Write a document to a temp file, validate it, then publish it; return (path, sha256).
 
     The callers have checked every business rule on the records they pass; here the written
     bytes are validated against the XSD (header totals are computed by the writer from the
     same records). ``cnsx validate`` re-checks both on any file. Raises InputError (with the
     issues) if the document fails validation: nothing is written.
+
+    With the schema ``version`` the writer writes, libxml2 validates the bytes while they are
+    written (xsdstream.WhileWriting); the written file is validated again, with every issue
+    reported, only if that does not pass it.
     """
     if destination.stream is not None:
         folder = None
@@ -217,11 +222,17 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
 
     try:
         with temp_file(work) as (stream, path):
-            write(stream)
+            xsd = validator.registry.get(version).documents[kind].xsd if version is not None else None
+            checking = WhileWriting(stream, str(xsd)) if xsd is not None else None
+            write(checking or stream)  # type: ignore[arg-type]
+            passed = checking is not None and checking.result() is True
             stream.flush()
             stream.seek(0)
-            report = validator.validate(str(path), expect_kind=kind, check_name=False, rules=False, size_limit=False,
-                                        attachments=False)
+            if passed:  # and it is the document meant: its kind and version, by their XSD
+                schema_set, found, _, _ = validator.detect(str(path))
+                passed = schema_set is not None and found == kind and schema_set.documents[kind].xsd == xsd
+            report = Report(file_name) if passed else validator.validate(
+                str(path), expect_kind=kind, check_name=False, rules=False, size_limit=False, attachments=False)
             if not report.ok:
                 for issue in report.issues:
                     issue.file = file_name

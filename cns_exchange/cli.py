@@ -247,7 +247,7 @@ def build_request_cmd(ctx: Context, input, input_format, encoding, output, provi
             # The prescriptions first: a request file is never visible without its PDFs.
             build.copy_attachments(requests, destination.folder)
         path, sha = build.publish_document("request", lambda out: write_request_file(out, header, requests), name,
-                                           destination, ctx.validator())
+                                           destination, ctx.validator(), header.version)
     result = build.BuildResult("request", name, path, sha, len(requests), warnings=report.issues)
     _report_build(ctx, result, _plural(len(requests), "request"))
 
@@ -300,7 +300,7 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provi
         write_billing_file(out, header, notes)
         notes.clear()  # free the sessions before the written file is validated
 
-    path, sha = build.publish_document("billing", write, name, destination, ctx.validator())
+    path, sha = build.publish_document("billing", write, name, destination, ctx.validator(), header.version)
     result = build.BuildResult("billing", name, path, sha, count, sessions, warnings=report.issues)
     _report_build(ctx, result, f"{_plural(count, 'fee note')}, {_plural(sessions, 'session')}, "
                                f"{gross / 100:.2f} EUR gross, {cns / 100:.2f} EUR to the CNS")

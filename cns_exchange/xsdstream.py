@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from typing import IO
 
 #: libxml2 parser options (parser.h): XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NONET.
 _OPTIONS = 32 | 64 | 2048
@@ -125,3 +126,51 @@ def verdict(path: str, xsd: str) -> bool | None:
             _LIB.append(None)
     lib = _LIB[0]
     return None if lib is None else lib.valid(path, xsd)
+
+
+class WhileWriting:
+    """The verdict on a document while it is written: a stream to write it to (also written
+    to ``target``), whose bytes a thread feeds through a pipe to :func:`verdict` (libxml2
+    works without the GIL, so validation overlaps the writing on a second core).
+
+    :meth:`result` gives the verdict once the writing is done: True, or False/None when the
+    caller must validate the written file itself (not valid, or not told here).
+    """
+
+    def __init__(self, target: IO[bytes], xsd: str) -> None:
+        import threading
+
+        self.target = target
+        self.outcome: bool | None = None
+        self.read_end, self.write_end = os.pipe()
+        self.pipe: IO[bytes] | None = os.fdopen(self.write_end, "wb", buffering=0)
+        self.thread = threading.Thread(target=self._check, args=(xsd,), daemon=True)
+        self.thread.start()
+
+    def _check(self, xsd: str) -> None:
+        try:
+            self.outcome = verdict(f"/dev/fd/{self.read_end}", xsd)
+        finally:
+            os.close(self.read_end)  # a writer still writing gets EPIPE, not a hang
+
+    def write(self, data: bytes) -> int:
+        self.target.write(data)
+        if self.pipe is not None:
+            try:
+                self.pipe.write(data)
+            except OSError:  # the check stopped reading (it has its verdict): write on alone
+                self._close_pipe()
+        return len(data)
+
+    def _close_pipe(self) -> None:
+        if self.pipe is not None:
+            try:
+                self.pipe.close()
+            except OSError:
+                pass
+            self.pipe = None
+
+    def result(self) -> bool | None:
+        self._close_pipe()
+        self.thread.join()
+        return self.outcome

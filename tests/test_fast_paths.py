@@ -7,6 +7,7 @@ road every small file takes (lxml), on the examples and on documents written oth
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 
@@ -248,3 +249,42 @@ def test_import_reads_the_same_by_either_road(run, tmp_path, monkeypatch, source
         outputs.append((r.exit_code, r.stdout, r.stderr))
     assert outputs[0] == outputs[1]
     assert outputs[0][1].strip()
+
+
+# --- build: the XSD check while the document is written ------------------------------------
+
+def _validator():
+    from cns_exchange.validate import Validator
+
+    return Validator(REGISTRY, load_codes(), load_nomenclature(), 1 << 30)
+
+
+@pytest.mark.parametrize("change, expected", [("as-is", True), ("line-not-a-number", False),
+                                              ("not-well-formed", False), ("empty", False)])
+def test_the_verdict_while_writing_writes_everything_through(tmp_path, change, expected):
+    data = (PLAIN if change == "as-is" else BROKEN)[change](BILLING.read_bytes())
+    target = io.BytesIO()
+    checking = xsdstream.WhileWriting(target, str(REGISTRY.get("1").documents["billing"].xsd))
+    for start in range(0, len(data), 1000):  # in pieces, as a writer does
+        checking.write(data[start:start + 1000])
+    assert checking.result() is expected
+    assert target.getvalue() == data  # also when the check stopped reading early
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_a_built_document_that_fails_its_xsd_is_not_published(tmp_path, broken):
+    from cns_exchange.build import Destination, publish_document
+    from cns_exchange.errors import InputError
+
+    data = BROKEN["line-not-a-number"](BILLING.read_bytes()) if broken else BILLING.read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    if broken:
+        with pytest.raises(InputError) as caught:
+            publish_document("billing", lambda stream: stream.write(data), BILLING.name, Destination(out), _validator(), "1")
+        assert [i.code for i in caught.value.issues] == ["XSD01"]
+        assert list(out.iterdir()) == []
+    else:
+        path, sha = publish_document("billing", lambda stream: stream.write(data), BILLING.name, Destination(out),
+                                     _validator(), "1")
+        assert path.read_bytes() == data and sha == hashlib.sha256(data).hexdigest()
