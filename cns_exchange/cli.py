@@ -28,6 +28,7 @@ class CnsxGroup(click.Group):
         try:
             rv = super().main(args=args, prog_name=prog_name or "cnsx", complete_var=complete_var,
                               standalone_mode=False, **extra)
+            sys.stdout.flush()  # here, where a broken pipe is caught, not at the interpreter's exit
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
@@ -55,9 +56,21 @@ class CnsxGroup(click.Group):
                 raise
             sys.exit(exc.exit_code)
         except BrokenPipeError:
-            # The reader of our stdout went away (e.g. `| head`): not an error of ours.
-            sys.stderr.close()
-            sys.exit(ExitCode.OK)
+            _reader_gone()
+        except SystemExit as exc:
+            if isinstance(exc.__context__, BrokenPipeError):  # click exits 1 on EPIPE
+                _reader_gone()
+            raise
+        except OSError as exc:
+            # A local file or folder that cannot be used (permissions, a file where a folder
+            # belongs, a full disk): the environment cnsx is set up in, not a bug.
+            if debug:
+                raise
+            from cns_exchange import console
+
+            where = f"{exc.filename}: " if exc.filename else ""
+            console.print_error(f"{where}{exc.strerror or exc}", "check the path, its permissions and the free space")
+            sys.exit(ExitCode.CONFIG)
         except Exception as exc:  # noqa: BLE001 - the last resort: never a traceback for users
             if debug:
                 raise
@@ -69,6 +82,34 @@ class CnsxGroup(click.Group):
         if isinstance(rv, int):
             sys.exit(rv)
         sys.exit(ExitCode.OK)
+
+
+def _format_options(**helps: str):
+    """--json/--ndjson/--csv as flags of their own, handed to the command as ``fmt`` (None if
+    none): two of them is a usage error, not the last one silently winning."""
+    import functools
+
+    def decorate(func):
+        @functools.wraps(func)
+        def command(*args, **kwargs):
+            given = [name for name in helps if kwargs.pop(f"fmt_{name}")]
+            if len(given) > 1:
+                raise UsageError(f"--{' and --'.join(given)}: one output format at a time", "give one of them")
+            return func(*args, fmt=given[0] if given else None, **kwargs)
+
+        for name, text in reversed(list(helps.items())):
+            command = click.option(f"--{name}", f"fmt_{name}", is_flag=True, help=text)(command)
+        return command
+
+    return decorate
+
+
+def _reader_gone() -> None:
+    """The reader of our stdout went away (e.g. `| head`): not an error of ours, exit 0. What
+    is still buffered goes nowhere (else the interpreter's last flush fails again)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(ExitCode.OK)
 
 
 class Context:
@@ -763,9 +804,8 @@ def _import_sources(files: tuple[str, ...], settings, spool_dir: Path | None = N
 @click.argument("files", nargs=-1, metavar="[FILE...]")
 @click.option("--db", "db", metavar="PATH", help="The practice database (default: the profile's database).")
 @click.option("--no-db", is_flag=True, help="Only read: print the rows, touch no database, move no file.")
-@click.option("--json", "fmt", flag_value="json", help="Print what was read as a JSON object per file.")
-@click.option("--ndjson", "fmt", flag_value="ndjson", help="Print one JSON line per row.")
-@click.option("--csv", "fmt", flag_value="csv", help="Print rows as CSV (one document kind per run).")
+@_format_options(json="Print what was read as a JSON object per file.", ndjson="Print one JSON line per row.",
+                 csv="Print rows as CSV (one document kind per run).")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
 @pass_context
 def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
@@ -787,6 +827,16 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
     scratch = tempfile.TemporaryDirectory(prefix="cnsx-import-") if no_db else None
     paths = _import_sources(files, settings, Path(scratch.name) if scratch is not None else None)
     validator = ctx.validator()
+    if fmt == "csv" and len(paths) > 1:
+        # Told before anything is imported, not at the first file of another kind.
+        kinds: dict[str, str] = {}
+        for path in paths:
+            schema_set, kind, _, _ = validator.detect(str(path))
+            if schema_set is not None:
+                kinds.setdefault(kind, path.name)
+        if len(kinds) > 1:
+            raise UsageError("--csv prints one document kind per run: " + ", ".join(f"{n} is {k}" for k, n in kinds.items()),
+                             "import the kinds separately, or use --ndjson")
     out = sys.stdout
     writer = None
     csv_kind = None
@@ -857,8 +907,7 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
 
 @cli.command("status")
 @click.option("--db", "db", metavar="PATH", help="The practice database (default: the profile's database).")
-@click.option("--json", "fmt", flag_value="json", help="Print the sections as JSON.")
-@click.option("--csv", "fmt", flag_value="csv", help="Print the sections as CSV (a 'section' column first).")
+@_format_options(json="Print the sections as JSON.", csv="Print the sections as CSV (a 'section' column first).")
 @click.option("--certificate", metavar="NUMBER", help="Show one certificate.")
 @click.option("--patient", metavar="MATRICULE", help="Show one patient.")
 @click.option("--pdf", "pdf_path", metavar="FILE.pdf",
@@ -878,6 +927,11 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule)
     from cns_exchange import database
     from cns_exchange import status as status_mod
 
+    # As pasted from a spreadsheet or a letter: '1974 0911 867 00 ' is the same matricule.
+    certificate = certificate.strip() if certificate else certificate
+    patient = "".join(patient.split()) if patient else patient
+    if certificate and patient:
+        raise UsageError("--certificate and --patient: one case at a time", "give one of them")
     if pdf_path == "-" and fmt:
         raise UsageError(f"--pdf - and --{fmt}: both would go to stdout", "write the PDF to a file")
     if pdf_path == "-" and sys.stdout.isatty():

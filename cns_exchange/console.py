@@ -17,16 +17,26 @@ def console(stream: IO[str] | None = None):
     """Return a rich console writing to ``stream`` (default: stderr)."""
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would exit 1; the CLI treats a reader gone away (`| head`) as no error.
+            raise BrokenPipeError()
+
     stream = stream or sys.stderr
     # Off a terminal (a pipe, a file, cron mail) tables get room instead of an 80-column fold.
     width = None if getattr(stream, "isatty", lambda: False)() else 200
-    return Console(file=stream, highlight=False, soft_wrap=True, width=width)
+    return _Console(file=stream, highlight=False, soft_wrap=True, width=width)
+
+
+#: Control characters (but new line and tab) as printable escapes: a cell of an input file
+#: must not move the cursor, recolour the terminal or set its title when a message quotes it.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7f, 0xa0)] if c not in (0x09, 0x0a)}
 
 
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text)
+    return escape(text.translate(_CONTROLS))
 
 
 def print_issues(issues: Iterable[Issue], stream: IO[str] | None = None) -> None:
@@ -66,7 +76,7 @@ def print_tables(sections: dict[str, list[dict]], stream: IO[str] | None = None)
         for column in rows[0]:
             table.add_column(column)
         for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row.values()))
+            table.add_row(*("" if v is None else _escape(str(v)) for v in row.values()))
         out.print(table)
 
 

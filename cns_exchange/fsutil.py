@@ -28,7 +28,10 @@ def fsync_dir(folder: Path) -> None:
 @contextmanager
 def temp_file(folder: Path, prefix: str = ".cnsx-", suffix: str = ".part") -> Iterator[tuple[IO[bytes], Path]]:
     """Yield ``(stream, path)`` of a new 0600 temp file in ``folder``; remove it on error."""
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    try:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    except OSError as exc:  # name the folder, not a temp name the user never chose
+        raise OSError(exc.errno, f"cannot create a file in this folder ({exc.strerror})", str(folder)) from None
     path = Path(name)
     stream = os.fdopen(fd, "w+b")
     try:

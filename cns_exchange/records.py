@@ -117,9 +117,12 @@ def canonical_encoding(name: str) -> str:
     import codecs
 
     try:
-        return codecs.lookup(name).name
+        info = codecs.lookup(name)
     except LookupError:
-        raise UsageError(f"unknown encoding '{name}'", "e.g. utf-8, cp1252, latin-1") from None
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):  # rot13, base64...: not for text files
+        raise UsageError(f"unknown encoding '{name}'", "e.g. utf-8, cp1252, latin-1")
+    return info.name
 
 
 def read_rows(stream: IO[bytes], fmt: str, report: InputReport, columns: tuple[str, ...],

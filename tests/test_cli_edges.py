@@ -1,0 +1,90 @@
+"""Edges of the command line found by reviews: each gets its documented exit code and a
+message, never exit 1 ("internal error") or a silent success."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import EXAMPLES, PROVIDER, ROOT
+
+PAYMENT = EXAMPLES / "CNS_DEC_20261125_000001.xml"
+ACK = EXAMPLES / "CNS_ACR_20261120_000001.xml"
+SESSIONS = EXAMPLES / "sessions.csv"
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    folder = tmp_path / "data"
+    monkeypatch.setenv("CNSX_DATA_DIR", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("args", [["status", "--json"], ["import", "--no-db", "--ndjson", str(PAYMENT)]])
+def test_a_reader_gone_away_is_no_error(data, args):
+    # `cnsx ... | head`: the pipe's reader is gone before cnsx writes. Exit 0, nothing on stderr.
+    assert subprocess.run([sys.executable, "-m", "cns_exchange", "import", str(PAYMENT)], cwd=ROOT,
+                          capture_output=True, env=os.environ).returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cns_exchange", *args], stdout=write_end, stderr=subprocess.PIPE,
+                              cwd=ROOT, env=os.environ, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (0, b"")
+
+
+def test_an_encoding_that_is_not_for_text_is_a_usage_error(run):
+    r = run("build-invoice", "--provider", PROVIDER, "--encoding", "rot13", str(SESSIONS))
+    assert r.exit_code == 2 and "unknown encoding 'rot13'" in r.stderr and "internal error" not in r.stderr
+
+
+def test_an_output_folder_that_cannot_take_a_file_is_named(run, tmp_path):
+    r = run("build-invoice", "--provider", PROVIDER, "--no-certificate-check", "-o", "/proc/x.xml", str(SESSIONS))
+    assert r.exit_code == 4, r.stderr
+    assert "/proc: cannot create a file in this folder" in r.stderr and "internal error" not in r.stderr
+
+
+def test_a_local_folder_setting_that_is_a_file(run, data, tmp_path, monkeypatch):
+    not_a_folder = tmp_path / "inbox"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("CNSX_INBOX", str(not_a_folder))
+    r = run("import")
+    assert r.exit_code == 4 and str(not_a_folder) in r.stderr and "internal error" not in r.stderr
+
+
+@pytest.mark.parametrize("args", [["status", "--json", "--csv"], ["import", "--no-db", "--json", "--csv", str(ACK)],
+                                  ["import", "--no-db", "--ndjson", "--json", str(ACK)]])
+def test_two_output_formats_are_a_usage_error(run, data, args):
+    r = run(*args)
+    assert r.exit_code == 2 and "one output format at a time" in r.stderr and r.stdout == ""
+
+
+def test_csv_of_two_kinds_is_refused_before_anything_is_imported(run, data):
+    r = run("import", "--csv", str(PAYMENT), str(ACK))
+    assert r.exit_code == 2 and "one document kind per run" in r.stderr and r.stdout == ""
+    assert not (data / "practice.sqlite").exists()
+
+
+def test_one_case_at_a_time_and_a_matricule_as_pasted(run, data):
+    assert run("import", str(EXAMPLES / "123456_FAC_20261120_000001.xml"), str(PAYMENT)).exit_code == 0
+    assert run("status", "--certificate", "TPC-2026-000101", "--patient", "1974091186700").exit_code == 2
+    exact = json.loads(run("status", "--json", "--patient", "1974091186700").stdout)
+    pasted = json.loads(run("status", "--json", "--patient", " 1974 0911 867 00 ").stdout)
+    assert pasted == exact and exact["per_month"]
+    assert json.loads(run("status", "--json", "--certificate", " TPC-2026-000101 ").stdout)["per_month"]
+
+
+def test_control_characters_of_an_input_cell_are_shown_escaped(run, tmp_path):
+    sessions = tmp_path / "sessions.csv"
+    sessions.write_text("certificate_number,matricule,session_date,act_code\n"
+                        "TPC-2026-000101,1974091186700,2026-10-20,\x1b]0;owned\x07ZD\x1b[31m\n", "utf-8")
+    r = run("build-invoice", "--provider", PROVIDER, "--no-certificate-check", str(sessions))
+    assert r.exit_code == 3
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr
+    assert "\\x1b]0;owned\\x07zd\\x1b[31m" in r.stderr.lower()  # (act codes are read upper-cased)
