@@ -25,6 +25,10 @@ class CnsxGroup(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         debug = os.environ.get("CNSX_DEBUG") == "1" or "--debug" in (args if args is not None else sys.argv[1:])
+        if sys.stdin is None:
+            sys.stdin = _Closed("stdin")  # type: ignore[assignment]
+        if sys.stdout is None:
+            sys.stdout = _Closed("stdout")  # type: ignore[assignment]
         try:
             rv = super().main(args=args, prog_name=prog_name or "cnsx", complete_var=complete_var,
                               standalone_mode=False, **extra)
@@ -102,6 +106,23 @@ def _format_options(**helps: str):
         return command
 
     return decorate
+
+
+class _Closed:
+    """Stands in for a stdin or stdout cnsx was started without (``>&-``): a command that
+    needs it stops with a usage error; the others run as usual."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def isatty(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        pass
+
+    def __getattr__(self, attribute: str):
+        raise UsageError(f"{self.name} is closed: cnsx was started without it", f"start cnsx with its {self.name} open")
 
 
 def _reader_gone() -> None:

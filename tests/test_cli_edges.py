@@ -88,3 +88,30 @@ def test_control_characters_of_an_input_cell_are_shown_escaped(run, tmp_path):
     assert r.exit_code == 3
     assert "\x1b" not in r.stderr and "\x07" not in r.stderr
     assert "\\x1b]0;owned\\x07zd\\x1b[31m" in r.stderr.lower()  # (act codes are read upper-cased)
+
+
+def _cnsx(args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cns_exchange", *args], cwd=ROOT, env=os.environ,
+                          capture_output=True, timeout=120)
+
+
+def test_a_closed_stdout_or_stdin_is_a_usage_error_only_where_needed(data):
+    assert _cnsx(["import", str(ACK)]).returncode == 0
+    # A shell's >&- and <&- start cnsx without fd 1 or fd 0.
+    closed_out = subprocess.run(f"{sys.executable} -m cns_exchange status --json >&-", shell=True, cwd=ROOT,
+                                env=os.environ, capture_output=False, stderr=subprocess.PIPE, timeout=120)
+    assert closed_out.returncode == 2 and b"stdout is closed" in closed_out.stderr
+    closed_in = subprocess.run(f"{sys.executable} -m cns_exchange import --no-db --csv - <&-", shell=True, cwd=ROOT,
+                               env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    assert closed_in.returncode == 2 and b"stdin is closed" in closed_in.stderr
+    quiet = subprocess.run(f"{sys.executable} -m cns_exchange import {ACK} >&-", shell=True, cwd=ROOT,
+                           env=os.environ, stderr=subprocess.PIPE, timeout=120)
+    assert quiet.returncode == 0, quiet.stderr  # a command that writes nothing on stdout runs as usual
+
+
+def test_a_full_disk_under_stdout(data):
+    assert _cnsx(["import", str(ACK)]).returncode == 0
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "cns_exchange", "status", "--json"], cwd=ROOT, env=os.environ,
+                           stdout=full, stderr=subprocess.PIPE, timeout=120)
+    assert r.returncode == 4 and b"No space left on device" in r.stderr and b"internal error" not in r.stderr
