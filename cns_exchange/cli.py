@@ -816,6 +816,8 @@ def _import_sources(files: tuple[str, ...], settings, spool_dir: Path | None = N
                 write_atomic(spool, data)
             paths.append(spool)
     for path in paths:
+        if path.is_dir():
+            raise InputError(f"{path}: a folder, not a document", f"give its files ({path}/*.xml), or make it the inbox")
         if not path.is_file():
             raise InputError(f"{path}: no such file", "check the path")
     return paths
@@ -886,8 +888,9 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
         console.print_issues(result.warnings)
         if result.status == "unreadable":
             exit_code = ExitCode.INVALID
+            kept = "moved to" if result.moved else "a copy kept in"
             console.print_line(f"{result.name}: not imported, cannot be read" +
-                               (f"; moved to {result.moved_to} (see .why.txt)" if result.moved_to else ""), style="red")
+                               (f"; {kept} {result.moved_to} (see .why.txt)" if result.moved_to else ""), style="red")
         elif result.status == "already-imported":
             console.print_line(f"{result.name}: already imported, nothing changed")
         elif result.status == "imported" and ctx.verbose:
@@ -1043,8 +1046,14 @@ def sandbox_cmd(ctx: Context, root, upload_dir, download_dir, seed, once, interv
     base = Path(root)
     if not base.is_dir():
         raise UsageError(f"--root {root}: no such folder", "create it first")
-    sandbox = Sandbox(base / (upload_dir or str(settings.upload_dir or "upload")),
-                      base / (download_dir or str(settings.download_dir or "download")),
+    folders = []
+    for option, value in (("--upload-dir", upload_dir or str(settings.upload_dir or "upload")),
+                          ("--download-dir", download_dir or str(settings.download_dir or "download"))):
+        folder = (base / value).resolve()
+        if not folder.is_relative_to(base.resolve()):  # the sandbox only ever writes under its root
+            raise UsageError(f"{option} {value}: outside the root {root}", "give a folder inside the root")
+        folders.append(folder)
+    sandbox = Sandbox(folders[0], folders[1],
                       Path(state) if state else base / STATE_NAME, ctx.validator(),
                       seed=seed, now=clock, default_provider=settings.provider)
 

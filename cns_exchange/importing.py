@@ -63,6 +63,7 @@ class ImportResult:
     warnings: list[Issue] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
     moved_to: str = ""
+    moved: bool = False   # the original left its folder (the inbox); else moved_to holds a copy
 
 
 def _sha256(path: Path) -> str:
@@ -463,7 +464,7 @@ def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_
         result.status = "unreadable"
         result.warnings = doc.fatal + doc.warnings
         if errors_dir is not None:
-            result.moved_to = str(quarantine(path, errors_dir, doc.fatal, move))
+            result.moved_to, result.moved = str(quarantine(path, errors_dir, doc.fatal, move)), move
         return result, doc
     if conn is None:
         return result, doc

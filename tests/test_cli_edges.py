@@ -115,3 +115,25 @@ def test_a_full_disk_under_stdout(data):
         r = subprocess.run([sys.executable, "-m", "cns_exchange", "status", "--json"], cwd=ROOT, env=os.environ,
                            stdout=full, stderr=subprocess.PIPE, timeout=120)
     assert r.returncode == 4 and b"No space left on device" in r.stderr and b"internal error" not in r.stderr
+
+
+def test_an_unreadable_file_given_by_path_is_copied_not_moved(run, data, tmp_path):
+    broken = tmp_path / "CNS_DEC_20261125_000009.xml"
+    broken.write_text("<JustificatifPaiement><EnTete>")
+    r = run("import", str(broken))
+    assert r.exit_code == 3 and f"a copy kept in {data / 'errors' / broken.name}" in r.stderr
+    assert broken.exists()
+
+
+def test_a_folder_given_to_import_is_named_as_a_folder(run, data, tmp_path):
+    r = run("import", str(tmp_path))
+    assert r.exit_code == 3 and f"{tmp_path}: a folder, not a document" in r.stderr
+
+
+@pytest.mark.parametrize("option", ["--upload-dir", "--download-dir"])
+def test_the_sandbox_writes_only_under_its_root(run, tmp_path, option):
+    root = tmp_path / "root"
+    root.mkdir()
+    r = run("sandbox", "--root", str(root), option, "../outside", "--once")
+    assert r.exit_code == 2 and "outside the root" in r.stderr
+    assert not (tmp_path / "outside").exists()

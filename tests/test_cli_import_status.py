@@ -209,7 +209,7 @@ def test_unreadable_file_goes_to_errors_with_reason(run, data, tmp_path):
     shutil.copy(ACK, good)
     r = run("import")
     assert r.exit_code == 3
-    assert "cannot be read" in r.stderr
+    assert f"cannot be read; moved to {data / 'errors' / broken.name}" in r.stderr
     assert not broken.exists() and not good.exists()  # inbox emptied
     assert (data / "errors" / broken.name).exists()
     why = (data / "errors" / f"{broken.name}.why.txt").read_text()
