@@ -272,7 +272,11 @@ def import_document(conn: sqlite3.Connection, doc: Document) -> tuple[str, int |
             (doc.kind, doc.name, doc.sha256, h.provider, h.created.isoformat(), h.sequence, h.version, _now(),
              len(doc.warnings)))
         doc_id = cur.lastrowid
+        warned = len(doc.warnings)
         _INSERT[doc.kind](conn, doc_id, doc)
+        if len(doc.warnings) > warned:  # rows left out while inserting, each said why
+            doc.warnings.sort(key=lambda i: i.line or 0)
+            conn.execute("UPDATE documents SET warnings = ? WHERE id = ?", (len(doc.warnings), doc_id))
         unmatched = rematch(conn, doc_id)
         conn.execute("COMMIT")
     except BaseException:
@@ -282,6 +286,18 @@ def import_document(conn: sqlite3.Connection, doc: Document) -> tuple[str, int |
 
 
 def _insert_requests(conn, doc_id, doc) -> None:
+    seen: set[str] = set()
+    for index, r in enumerate(doc.records, 1):
+        known = r.request_ref not in seen and conn.execute(
+            "SELECT 1 FROM requests WHERE provider = ? AND request_ref = ?", (doc.header.provider, r.request_ref)).fetchone()
+        if r.request_ref in seen or known:
+            where = "earlier in this file" if r.request_ref in seen else "from an earlier file"
+            doc.warnings.append(Issue(
+                "IN007", f"request {r.request_ref} is already recorded ({where}): this one was not imported",
+                severity=WARNING, file=str(doc.path), line=r.line or None,
+                xpath=f"/{doc.root}/Demande[{index}]/ReferenceDemande",
+                hint="the same request sent again is harmless; a new request needs its own reference"))
+        seen.add(r.request_ref)
     conn.executemany(
         "INSERT OR IGNORE INTO requests (document_id, provider, request_ref, matricule, last_name, first_name, prescriber, "
         "prescription_date, pathologies, treatment, acts, pdf_name, pdf_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -291,7 +307,16 @@ def _insert_requests(conn, doc_id, doc) -> None:
 
 
 def _insert_billing(conn, doc_id, doc) -> None:
-    for note in doc.records:
+    for index, note in enumerate(doc.records, 1):
+        lines: set[int] = set()
+        for position, s in enumerate(note.sessions, 1):
+            if s.line_no in lines:
+                doc.warnings.append(Issue(
+                    "DOC08", f"line number {s.line_no} appears twice in fee note {note.number}: this session was not imported",
+                    severity=WARNING, file=str(doc.path), line=s.line or None,
+                    xpath=f"/{doc.root}/MemoireHonoraires[{index}]/Seance[{position}]/NumeroLigne",
+                    hint="the CNS pays a line once: ask whoever built the file"))
+            lines.add(s.line_no)
         note_id = conn.execute(
             "INSERT INTO fee_notes (document_id, number, certificate_number, matricule, last_name, first_name) "
             "VALUES (?,?,?,?,?,?)", (doc_id, note.number, note.certificate_number, note.matricule, note.last_name,

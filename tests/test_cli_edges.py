@@ -137,3 +137,23 @@ def test_the_sandbox_writes_only_under_its_root(run, tmp_path, option):
     r = run("sandbox", "--root", str(root), option, "../outside", "--once")
     assert r.exit_code == 2 and "outside the root" in r.stderr
     assert not (tmp_path / "outside").exists()
+
+
+def _edited(tmp_path, source, name, edit):
+    path = tmp_path / name
+    path.write_bytes(edit(source.read_bytes()))
+    return path
+
+
+def test_rows_left_out_of_an_import_are_warned_about(run, data, tmp_path):
+    billing = EXAMPLES / "123456_FAC_20261120_000001.xml"
+    twice = _edited(tmp_path, billing, billing.name, lambda b: b.replace(b"<NumeroLigne>2<", b"<NumeroLigne>1<", 1))
+    r = run("import", str(twice))
+    assert r.exit_code == 0, r.stderr
+    assert "warning DOC08: line number 1 appears twice in fee note 1: this session was not imported" in r.stderr
+    request = EXAMPLES / "123456_DTP_20261120_000001.xml"
+    assert "IN007" not in run("import", str(request)).stderr
+    again = _edited(tmp_path, request, "123456_DTP_20261121_000002.xml",
+                    lambda b: b.replace(b"<NumeroSequence>1<", b"<NumeroSequence>2<", 1))
+    r = run("import", str(again))
+    assert r.exit_code == 0 and r.stderr.count("warning IN007") == 3 and "from an earlier file" in r.stderr
