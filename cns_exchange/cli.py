@@ -20,8 +20,18 @@ from cns_exchange import __version__
 from cns_exchange.errors import CnsxError, ExitCode, InputError, TransportFatalError, UsageError
 
 
+class _ReaderGone(Exception):
+    """A BrokenPipeError on stdout, carried past click (which would exit 1 on it)."""
+
+
 class CnsxGroup(click.Group):
     """Turns every error into its documented exit code; tracebacks only with --debug."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _ReaderGone() from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         debug = os.environ.get("CNSX_DEBUG") == "1" or "--debug" in (args if args is not None else sys.argv[1:])
@@ -59,12 +69,8 @@ class CnsxGroup(click.Group):
             if debug:
                 raise
             sys.exit(exc.exit_code)
-        except BrokenPipeError:
+        except (BrokenPipeError, _ReaderGone):
             _reader_gone()
-        except SystemExit as exc:
-            if isinstance(exc.__context__, BrokenPipeError):  # click exits 1 on EPIPE
-                _reader_gone()
-            raise
         except OSError as exc:
             # A local file or folder that cannot be used (permissions, a file where a folder
             # belongs, a full disk): the environment cnsx is set up in, not a bug.
