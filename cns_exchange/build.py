@@ -224,8 +224,10 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
         with temp_file(work) as (stream, path):
             xsd = validator.registry.get(version).documents[kind].xsd if version is not None else None
             checking = WhileWriting(stream, str(xsd)) if xsd is not None else None
-            write(checking or stream)  # type: ignore[arg-type]
-            passed = checking is not None and checking.result() is True
+            try:
+                write(checking or stream)  # type: ignore[arg-type]
+            finally:
+                passed = checking is not None and checking.result() is True  # (ends the check's thread)
             stream.flush()
             stream.seek(0)
             if passed:  # and it is the document meant: its kind and version, by their XSD

@@ -21,7 +21,8 @@ from cns_exchange.errors import CnsxError, ExitCode, InputError, TransportFatalE
 
 
 class _ReaderGone(Exception):
-    """A BrokenPipeError on stdout, carried past click (which would exit 1 on it)."""
+    """A BrokenPipeError on stdout, carried past click (which would exit 1 on it). (On
+    stderr, the console sends the rest of the messages to /dev/null and the run goes on.)"""
 
 
 class CnsxGroup(click.Group):
@@ -132,11 +133,12 @@ class _Closed:
 
 
 def _reader_gone() -> None:
-    """The reader of our stdout went away (e.g. `| head`): not an error of ours, exit 0. What
-    is still buffered goes nowhere (else the interpreter's last flush fails again)."""
+    """The reader of our stdout went away (e.g. `| head`): the output is cut, as a shell
+    reports a death by SIGPIPE (exit 141), without a message. What is still buffered goes
+    nowhere (else the interpreter's last flush fails again)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    sys.exit(ExitCode.OK)
+    os.dup2(devnull, 1)
+    sys.exit(ExitCode.OUTPUT_CUT)
 
 
 class Context:

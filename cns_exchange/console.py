@@ -6,6 +6,7 @@ that ``cnsx --help`` stays fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from typing import IO, Callable, Iterable, Iterator
@@ -19,7 +20,12 @@ def console(stream: IO[str] | None = None):
 
     class _Console(Console):
         def on_broken_pipe(self) -> None:
-            # rich would exit 1; the CLI treats a reader gone away (`| head`) as no error.
+            # rich would exit 1 at once. Messages (stderr) lost are no reason to stop a run:
+            # the rest go to /dev/null and the run ends with its own exit code. Data
+            # (stdout) cut short: the CLI exits 141, as after SIGPIPE.
+            if self.file is sys.stderr or self.file is sys.__stderr__:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+                return
             raise BrokenPipeError()
 
     stream = stream or sys.stderr

@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     TRANSPORT_FATAL = 6
     LOCKED = 7
     INTERRUPTED = 130  # Ctrl-C, as shells report a SIGINT death
+    OUTPUT_CUT = 141   # the reader of stdout went away (`| head`), as shells report a SIGPIPE death
 
 
 class CnsxError(Exception):

@@ -472,6 +472,9 @@ class _Background:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             self._outcome = (False, exc)
 
+    def wait(self) -> None:
+        self._thread.join()
+
     def result(self):
         self._thread.join()
         done, value = self._outcome
@@ -498,8 +501,11 @@ def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_
     archiving = _Background(_archive, path, archive_dir, doc.sha256, move) if archive_dir is not None else None
     try:
         status, doc_id, unmatched = import_document(conn, doc)
-    finally:
-        kept = archiving.result() if archiving is not None else None
+    except BaseException:
+        if archiving is not None:
+            archiving.wait()  # the import's own error is the one to report
+        raise
+    kept = archiving.result() if archiving is not None else None
     result.status, result.document_id, result.unmatched = status, doc_id, unmatched
     if kept is not None:
         if move and path.resolve() != kept.resolve():

@@ -151,22 +151,26 @@ def read_plain(source: IO[bytes], kind: str, root: str, columns: bool = False) -
 
 
 def read_plain_records(source: IO[bytes], kind: str, root: str) -> Iterator[Item | object]:
-    """Yield the header item, then the bare records (no lines, no XPaths) of a plainly
+    """Yield the header item, then the bare records (no Item around them) of a plainly
     written ``kind`` document: what import needs of a well-formed, schema-valid one.
 
     Raises NotPlain where :func:`read_plain` would, and also where an item cannot be
     converted: its warning needs the line and XPath only the full reader gives.
     """
+    if kind == "billing":  # sessions carry their line (import's warnings name it): the full reader
+        for item in read_plain(source, kind, root):
+            if item.what == "item" and item.record is None:
+                raise NotPlain("an item cannot be converted")
+            yield item if item.what == "header" else item.record
+        return
     convert = _READERS[kind][1]
-    dates: dict[str, date] = {}
     amounts: dict[str, int] = {}
     scan = _scan(source, kind, root)
     yield next(scan)
     next(scan)
     try:
         for m, text, _ in scan:  # type: ignore[misc]
-            record = convert(m, text, 0, amounts)
-            yield record.to_fee_note(dates) if kind == "billing" else record
+            yield convert(m, text, 0, amounts)  # a payment line has no line of its own
     except (ValueError, TypeError):
         raise NotPlain("an item cannot be converted") from None
 

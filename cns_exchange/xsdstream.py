@@ -143,7 +143,8 @@ class WhileWriting:
         self.target = target
         self.outcome: bool | None = None
         self.read_end, self.write_end = os.pipe()
-        self.pipe: IO[bytes] | None = os.fdopen(self.write_end, "wb", buffering=0)
+        # Buffered: a write is written whole (a raw write may be short).
+        self.pipe: IO[bytes] | None = os.fdopen(self.write_end, "wb")
         self.thread = threading.Thread(target=self._check, args=(xsd,), daemon=True)
         self.thread.start()
 
@@ -171,6 +172,7 @@ class WhileWriting:
             self.pipe = None
 
     def result(self) -> bool | None:
+        """The verdict; also what ends the check when the writing failed (call it always)."""
         self._close_pipe()
         self.thread.join()
         return self.outcome

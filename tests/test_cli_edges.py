@@ -15,6 +15,7 @@ from conftest import EXAMPLES, PROVIDER, ROOT
 PAYMENT = EXAMPLES / "CNS_DEC_20261125_000001.xml"
 ACK = EXAMPLES / "CNS_ACR_20261120_000001.xml"
 SESSIONS = EXAMPLES / "sessions.csv"
+BILLING_NAME = "123456_FAC_20261120_000001.xml"
 
 
 @pytest.fixture
@@ -25,8 +26,9 @@ def data(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args", [["status", "--json"], ["import", "--no-db", "--ndjson", str(PAYMENT)]])
-def test_a_reader_gone_away_is_no_error(data, args):
-    # `cnsx ... | head`: the pipe's reader is gone before cnsx writes. Exit 0, nothing on stderr.
+def test_a_reader_of_stdout_gone_away_cuts_the_output(data, args):
+    # `cnsx ... | head`: the pipe's reader is gone before cnsx writes: 141, as after SIGPIPE,
+    # and nothing on stderr.
     assert subprocess.run([sys.executable, "-m", "cns_exchange", "import", str(PAYMENT)], cwd=ROOT,
                           capture_output=True, env=os.environ).returncode == 0
     read_end, write_end = os.pipe()
@@ -36,7 +38,28 @@ def test_a_reader_gone_away_is_no_error(data, args):
                               cwd=ROOT, env=os.environ, timeout=120)
     finally:
         os.close(write_end)
-    assert (proc.returncode, proc.stderr) == (0, b"")
+    assert (proc.returncode, proc.stderr) == (141, b"")
+
+
+def test_a_reader_of_stderr_gone_away_stops_no_run(data, tmp_path):
+    # `cnsx ... 2>&1 | head -1`: the messages after are lost, the run goes on to its own end.
+    bad = tmp_path / BILLING_NAME
+    bad.write_bytes((EXAMPLES / BILLING_NAME).read_bytes().replace(b"<NumeroLigne>2<", b"<NumeroLigne>x<", 1))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        validate = subprocess.run([sys.executable, "-m", "cns_exchange", "validate", str(bad)], stdout=subprocess.PIPE,
+                                  stderr=write_end, cwd=ROOT, env=os.environ, timeout=120)
+        imported = subprocess.run([sys.executable, "-m", "cns_exchange", "import", str(bad), str(PAYMENT), str(ACK)],
+                                  stdout=subprocess.PIPE, stderr=write_end, cwd=ROOT, env=os.environ, timeout=120)
+    finally:
+        os.close(write_end)
+    assert validate.returncode == 3
+    assert imported.returncode == 0
+    import sqlite3
+
+    names = {row[0] for row in sqlite3.connect(data / "practice.sqlite").execute("SELECT name FROM documents")}
+    assert names == {bad.name, PAYMENT.name, ACK.name}
 
 
 def test_an_encoding_that_is_not_for_text_is_a_usage_error(run):

@@ -21,7 +21,7 @@ from conftest import ROOT
 def test_exit_code_table():
     assert {c.name: int(c) for c in ExitCode} == {
         "OK": 0, "INTERNAL": 1, "USAGE": 2, "INVALID": 3, "CONFIG": 4,
-        "TRANSPORT_RETRYABLE": 5, "TRANSPORT_FATAL": 6, "LOCKED": 7, "INTERRUPTED": 130}
+        "TRANSPORT_RETRYABLE": 5, "TRANSPORT_FATAL": 6, "LOCKED": 7, "INTERRUPTED": 130, "OUTPUT_CUT": 141}
     assert [e.exit_code for e in (CnsxError("x"), UsageError("x"), InputError("x"), ConfigError("x"),
                                   TransportRetryableError("x"), TransportFatalError("x"), LockedError("x"))] == [1, 2, 3, 4, 5, 6, 7]
 

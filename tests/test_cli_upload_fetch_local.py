@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -305,3 +306,24 @@ def test_uploaded_documents_are_recorded_for_matching(run, dropbox):
     assert r.exit_code == 0 and "note:" not in r.stderr
     row = conn.execute("SELECT upload_id IS NOT NULL, acked_document_id IS NOT NULL FROM acknowledgements").fetchone()
     assert row == (1, 1)
+
+
+@pytest.mark.parametrize("error, code", [(errno.ENOTCONN, 5), (errno.EACCES, 6)])
+def test_a_drop_box_failing_under_fetch_gets_a_transport_exit_code(run, dropbox, isolated_config, monkeypatch, error, code):
+    # A mounted drop box (SMB, NFS) that goes away or refuses: 5 (retry later) or 6, never the
+    # local-configuration 4 or an internal error.
+    import types
+
+    from cns_exchange.transport import local
+
+    root, _ = dropbox
+    shutil.copy(RETURNS[0], root / "download")
+
+    def scandir(path):
+        raise OSError(error, os.strerror(error), str(path))
+
+    monkeypatch.setattr(local, "os", types.SimpleNamespace(**{**vars(os), "scandir": scandir}))
+    (isolated_config / "config.toml").write_text(f'provider = "123456"\nremote = "file://{root}"\nretries = 1\nbackoff = 0\n')
+    r = run("fetch")
+    assert r.exit_code == code, r.stderr
+    assert os.strerror(error) in r.stderr and "internal error" not in r.stderr

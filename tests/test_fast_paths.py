@@ -288,3 +288,51 @@ def test_a_built_document_that_fails_its_xsd_is_not_published(tmp_path, broken):
         path, sha = publish_document("billing", lambda stream: stream.write(data), BILLING.name, Destination(out),
                                      _validator(), "1")
         assert path.read_bytes() == data and sha == hashlib.sha256(data).hexdigest()
+
+
+def test_import_of_a_large_billing_file_names_the_real_line_of_a_session(run, tmp_path, monkeypatch):
+    # Bare records for import: a session still carries its line in the file (DOC08's warning).
+    data = BILLING.read_bytes()
+    last = data.rindex(b"<NumeroLigne>2<")
+    path = tmp_path / BILLING.name
+    path.write_bytes(data[:last] + b"<NumeroLigne>1<" + data[last + len(b"<NumeroLigne>2<"):])
+    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(validate, "PARALLEL_XSD_BYTES", 0)
+    r = run("import", str(path))
+    line = data[:data.rindex(b"<Seance>", 0, last)].count(b"\n") + 1  # a session's line: where it starts
+    assert f"{path}:{line} " in r.stderr and "DOC08" in r.stderr, r.stderr
+
+
+def test_a_failed_write_ends_the_check_while_writing(tmp_path):
+    import threading
+
+    from cns_exchange.build import Destination, publish_document
+
+    before = threading.active_count()
+
+    def failing(stream):
+        stream.write(BILLING.read_bytes()[:1000])
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        publish_document("billing", failing, BILLING.name, Destination(tmp_path), _validator(), "1")
+    assert threading.active_count() == before and list(tmp_path.iterdir()) == []
+
+
+def test_the_import_error_is_reported_not_the_archive_thread_one(tmp_path, monkeypatch):
+    import sqlite3
+
+    from cns_exchange import importing
+    from cns_exchange.errors import InputError
+
+    def import_fails(conn, doc):
+        raise sqlite3.OperationalError("database is locked")
+
+    def archive_fails(*args):
+        raise InputError("the archive copy failed")
+
+    monkeypatch.setattr(importing, "import_document", import_fails)
+    monkeypatch.setattr(importing, "_archive", archive_fails)
+    with pytest.raises(sqlite3.OperationalError):
+        importing.import_path(sqlite3.connect(":memory:"), PAYMENT, _validator(), tmp_path / "archive", tmp_path / "errors",
+                              move=False)

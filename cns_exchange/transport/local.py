@@ -33,10 +33,16 @@ class LocalTransport:
 
     def list(self, folder: str) -> list[RemoteEntry]:
         entries = []
-        with os.scandir(self._folder(folder)) as it:
-            for entry in it:
-                st = entry.stat(follow_symlinks=False)
-                entries.append(RemoteEntry(entry.name, st.st_size, int(st.st_mtime), st.st_mode))
+        try:
+            with os.scandir(self._folder(folder)) as it:
+                for entry in it:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # gone since the listing began
+                    entries.append(RemoteEntry(entry.name, st.st_size, int(st.st_mtime), st.st_mode))
+        except OSError as exc:
+            raise _error(exc, folder) from None
         return sorted(entries, key=lambda e: e.name)
 
     def stat(self, folder: str, name: str) -> RemoteEntry | None:
@@ -81,7 +87,13 @@ class LocalTransport:
         except OSError as exc:
             raise _error(exc, name) from None
         with os.fdopen(fd, "rb") as source:
-            for chunk in iter(lambda: source.read(1 << 20), b""):
+            while True:
+                try:  # a drop box's failure; the sink's (the local inbox) are the caller's to tell
+                    chunk = source.read(1 << 20)
+                except OSError as exc:
+                    raise _error(exc, name) from None
+                if not chunk:
+                    break
                 sink.write(chunk)
                 total += len(chunk)
                 if progress:
@@ -89,13 +101,21 @@ class LocalTransport:
         return total
 
     def remove(self, folder: str, name: str) -> None:
-        (self._folder(folder) / name).unlink()
+        try:
+            (self._folder(folder) / name).unlink()
+        except FileNotFoundError:
+            pass  # gone already: what was asked is done
+        except OSError as exc:
+            raise _error(exc, name) from None
 
     def move(self, folder: str, name: str, to_folder: str) -> None:
         source = self._folder(folder) / name
         target = self._folder(to_folder) / name
-        os.link(source, target)
-        source.unlink()
+        try:
+            os.link(source, target)
+            source.unlink()
+        except OSError as exc:
+            raise _error(exc, name) from None
 
     def remove_stale_temps(self, folder: str) -> int:
         count = 0
@@ -116,7 +136,8 @@ class LocalTransport:
 
 
 def _error(exc: OSError, name: str):
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN):
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN,  # and a mounted drop box gone away:
+                     errno.ENOTCONN, errno.ETIMEDOUT, errno.ESTALE, errno.EHOSTDOWN, errno.EHOSTUNREACH):
         return TransportRetryableError(f"{name}: {exc.strerror}", "free space on the drop box, then run again")
     return TransportFatalError(f"{name}: {exc.strerror}", "check the drop box folder and its permissions")
 
