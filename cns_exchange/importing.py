@@ -367,40 +367,56 @@ def _insert_payment(conn, doc_id, doc) -> None:
         "VALUES (?,?,?,?,?,?)",
         (doc_id, extra.get("FichierFacture/NomFichier", ""), sha256, billing_id,
          extra.get("DatePaiement", ""), extra.get("ReferencePaiement", ""))).lastrowid
-    # Each line is matched with its billed session as it goes in (two index look-ups); a
-    # line whose billing file is not imported yet is matched by rematch once it is.
+    # Each line is matched with its billed session as it goes in (its fee note's id from a
+    # map, then one index look-up); a line whose billing file is not imported yet is matched
+    # by rematch once it is.
+    notes: dict[int, int] = {}
+    if billing_id is not None:
+        for number, note_id in conn.execute("SELECT number, id FROM fee_notes WHERE document_id = ? ORDER BY id",
+                                            (billing_id,)):
+            notes.setdefault(number, note_id)  # a number given twice: its first fee note, as before
     first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM payment_lines").fetchone()[0]
+    get = notes.get
     conn.executemany(
         "INSERT INTO payment_lines (payment_id, fee_note_number, line_no, certificate_number, billed, accepted, "
         "reason_code, reason_label, session_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-        "(SELECT s.id FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.line_no = ?3 "
-        " WHERE f.document_id = ?9 AND f.number = ?2))",
+        "(SELECT id FROM sessions WHERE fee_note_id = ?9 AND line_no = ?3))",
         ((payment_id, p.fee_note, p.line_no, p.certificate_number, p.billed, p.accepted, p.reason_code or None,
-          p.reason_label or None, billing_id) for p in doc.records))
-    _apply_payment_lines(conn, "id >= ?", (first,))
+          p.reason_label or None, get(p.fee_note)) for p in doc.records))
+    # Lines naming a session once each (the rule: a statement pays a line once) need no
+    # "latest per session" step.
+    once = len({p.fee_note << 32 | p.line_no for p in doc.records}) == len(doc.records)  # (ints: less memory)
+    _apply_payment_lines(conn, "id >= ?", (first,), once)
 
 
-def _apply_payment_lines(conn, where: str, params: tuple) -> None:
+def _apply_payment_lines(conn, where: str, params: tuple, once: bool = False) -> None:
     """Set sessions' paid and disputed amounts from the matched payment lines ``where`` says,
     and the month totals with them. For each session the latest line imported decides (a
     corrected statement replaces an earlier one); a line older than the one that decided
-    changes nothing."""
-    conn.execute("DROP TABLE IF EXISTS temp.applied")
-    # SQLite takes the other columns from the row of max(id): the latest line per session.
-    conn.execute(f"""CREATE TEMP TABLE applied AS
-                        SELECT session_id, max(id) AS line_id, accepted,
-                               CASE WHEN reason_code IS NOT NULL THEN billed - accepted END AS disputed
-                        FROM payment_lines WHERE {where} AND session_id IS NOT NULL GROUP BY session_id""", params)
-    conn.execute("""INSERT INTO month_totals (month, paid, disputed)
-                        SELECT substr(s.session_date, 1, 7), sum(a.accepted - coalesce(s.paid, 0)),
-                               sum(coalesce(a.disputed, 0) - coalesce(s.disputed, 0))
-                        FROM temp.applied a JOIN sessions s ON s.id = a.session_id
-                        WHERE s.payment_line_id IS NULL OR s.payment_line_id < a.line_id GROUP BY 1
-                    ON CONFLICT (month) DO UPDATE SET paid = paid + excluded.paid, disputed = disputed + excluded.disputed""")
-    conn.execute("""UPDATE sessions SET paid = a.accepted, disputed = a.disputed, payment_line_id = a.line_id
-                    FROM temp.applied a
-                    WHERE sessions.id = a.session_id AND (sessions.payment_line_id IS NULL OR sessions.payment_line_id < a.line_id)""")
-    conn.execute("DROP TABLE temp.applied")
+    changes nothing. ``once``: no two of these lines name the same session."""
+    disputed = "CASE WHEN reason_code IS NOT NULL THEN billed - accepted END"
+    if once:
+        source = f"(SELECT session_id, id AS line_id, accepted, {disputed} AS disputed FROM payment_lines WHERE {where})"
+    else:
+        conn.execute("DROP TABLE IF EXISTS temp.applied")
+        # SQLite takes the other columns from the row of max(id): the latest line per session.
+        conn.execute(f"""CREATE TEMP TABLE applied AS
+                            SELECT session_id, max(id) AS line_id, accepted, {disputed} AS disputed
+                            FROM payment_lines WHERE {where} AND session_id IS NOT NULL GROUP BY session_id""", params)
+        source, params = "temp.applied", ()
+    conn.execute(f"""INSERT INTO month_totals (month, paid, disputed)
+                         SELECT substr(s.session_date, 1, 7), sum(a.accepted - coalesce(s.paid, 0)),
+                                sum(coalesce(a.disputed, 0) - coalesce(s.disputed, 0))
+                         FROM {source} a JOIN sessions s ON s.id = a.session_id
+                         WHERE s.payment_line_id IS NULL OR s.payment_line_id < a.line_id GROUP BY 1
+                     ON CONFLICT (month) DO UPDATE SET paid = paid + excluded.paid, disputed = disputed + excluded.disputed""",
+                 params)
+    conn.execute(f"""UPDATE sessions SET paid = a.accepted, disputed = a.disputed, payment_line_id = a.line_id
+                     FROM {source} a
+                     WHERE sessions.id = a.session_id AND (sessions.payment_line_id IS NULL OR sessions.payment_line_id < a.line_id)""",
+                 params)
+    if not once:
+        conn.execute("DROP TABLE temp.applied")
 
 
 _INSERT = {"request": _insert_requests, "billing": _insert_billing, "ack": _insert_acks,

@@ -146,3 +146,19 @@ def test_the_queries_in_the_database_documentation_run(run, data):
         conn.execute(query.replace("date('now', 'start of month', '-1 month')", "'2026-01-01'")).fetchall()
     rows = conn.execute(queries[0].replace("date('now', 'start of month', '-1 month')", "'2026-01-01'")).fetchall()
     assert [(r[0], r[3]) for r in rows] == [("TPC-2026-000087", "C01")]
+
+
+def test_a_line_given_twice_in_one_statement_the_later_decides(run, data, tmp_path):
+    # Two lines for one session in the same statement (the "latest per session" step).
+    text = PAYMENT.read_bytes()
+    block = re.search(rb"  <Ligne>\s*<NumeroMemoire>1</NumeroMemoire>\s*<NumeroLigne>1</NumeroLigne>.*?</Ligne>\n", text, re.S)
+    later = block.group(0).replace(b"<MontantAccepte>78.22</MontantAccepte>",
+                                   b"<Contestation><CodeMotif>C04</CodeMotif><Libelle>x</Libelle>"
+                                   b"<MontantAccepte>0.00</MontantAccepte></Contestation>")
+    assert later != block.group(0)
+    twice = tmp_path / PAYMENT.name
+    twice.write_bytes(text.replace(b"</JustificatifPaiement>", later + b"</JustificatifPaiement>"))
+    assert run("import", str(BILLING), str(twice)).exit_code == 0
+    kept, summed = _months(data / "practice.sqlite")
+    assert kept == summed
+    assert _per_month(run)["2026-10"] == (2, "176.00", "97.78", "78.22")
