@@ -285,6 +285,12 @@ def import_document(conn: sqlite3.Connection, doc: Document) -> tuple[str, int |
     return "imported", doc_id, unmatched
 
 
+def _left_out(doc: Document, code: str, message: str, line: int, xpath: str, hint: str) -> None:
+    """Warn of an item the database keeps once, and that is therefore not imported."""
+    doc.warnings.append(Issue(code, message, severity=WARNING, file=str(doc.path), line=line or None,
+                              xpath=f"/{doc.root}/{xpath}", hint=hint))
+
+
 def _insert_requests(conn, doc_id, doc) -> None:
     seen: set[str] = set()
     for index, r in enumerate(doc.records, 1):
@@ -292,11 +298,9 @@ def _insert_requests(conn, doc_id, doc) -> None:
             "SELECT 1 FROM requests WHERE provider = ? AND request_ref = ?", (doc.header.provider, r.request_ref)).fetchone()
         if r.request_ref in seen or known:
             where = "earlier in this file" if r.request_ref in seen else "from an earlier file"
-            doc.warnings.append(Issue(
-                "IN007", f"request {r.request_ref} is already recorded ({where}): this one was not imported",
-                severity=WARNING, file=str(doc.path), line=r.line or None,
-                xpath=f"/{doc.root}/Demande[{index}]/ReferenceDemande",
-                hint="the same request sent again is harmless; a new request needs its own reference"))
+            _left_out(doc, "IN007", f"request {r.request_ref} is already recorded ({where}): this one was not imported", r.line,
+                      f"Demande[{index}]/ReferenceDemande",
+                      "the same request sent again is harmless; a new request needs its own reference")
         seen.add(r.request_ref)
     conn.executemany(
         "INSERT OR IGNORE INTO requests (document_id, provider, request_ref, matricule, last_name, first_name, prescriber, "
@@ -311,11 +315,10 @@ def _insert_billing(conn, doc_id, doc) -> None:
         lines: set[int] = set()
         for position, s in enumerate(note.sessions, 1):
             if s.line_no in lines:
-                doc.warnings.append(Issue(
-                    "DOC08", f"line number {s.line_no} appears twice in fee note {note.number}: this session was not imported",
-                    severity=WARNING, file=str(doc.path), line=s.line or None,
-                    xpath=f"/{doc.root}/MemoireHonoraires[{index}]/Seance[{position}]/NumeroLigne",
-                    hint="the CNS pays a line once: ask whoever built the file"))
+                _left_out(doc, "DOC08", f"line number {s.line_no} appears twice in fee note {note.number}: "
+                                        "this session was not imported", s.line,
+                          f"MemoireHonoraires[{index}]/Seance[{position}]/NumeroLigne",
+                          "the CNS pays a line once: ask whoever built the file")
             lines.add(s.line_no)
         note_id = conn.execute(
             "INSERT INTO fee_notes (document_id, number, certificate_number, matricule, last_name, first_name) "

@@ -52,6 +52,16 @@ def _lxml_valid(path, xsd) -> bool:
         return False
 
 
+def _by_either_road(run, monkeypatch, *args) -> list[tuple]:
+    """(exit code, stdout, stderr) of cnsx ARGS as a small file, then as a large one."""
+    outputs = []
+    for threshold in (10**12, 0):
+        monkeypatch.setattr(validate, "PARALLEL_XSD_BYTES", threshold)
+        r = run(*args)
+        outputs.append((r.exit_code, r.stdout, r.stderr))
+    return outputs
+
+
 def _variant(tmp_path, source, name, edit) -> str:
     path = tmp_path / name
     path.write_bytes(edit(source.read_bytes()))
@@ -167,12 +177,8 @@ def test_documents_written_otherwise_are_left_to_lxml(run, tmp_path, monkeypatch
     with open(path, "rb") as f, pytest.raises(NotPlain):
         list(read_plain(f, "billing", ROOTS["billing"], columns=True))
     # ... and validate says the same of it by either road.
-    reports = []
-    for threshold in (10**12, 0):
-        monkeypatch.setattr(validate, "PARALLEL_XSD_BYTES", threshold)
-        r = run("validate", "--json", path)
-        reports.append((r.exit_code, json.loads(r.stdout)[0]["issues"]))
-    assert reports[0] == reports[1]
+    small, large = _by_either_road(run, monkeypatch, "validate", "--json", path)
+    assert small == large
 
 
 def test_a_long_item_that_is_not_plain_is_given_up_without_reading_the_rest(monkeypatch):
@@ -220,13 +226,9 @@ BAD_MATRICULES = {
 def test_a_bad_matricule_in_a_large_file_is_reported_as_in_a_small_one(run, tmp_path, monkeypatch, change):
     path = _variant(tmp_path, BILLING, BILLING.name, BAD_MATRICULES[change])
     assert path and open(path, "rb").read() != BILLING.read_bytes()
-    reports = []
-    for threshold in (10**12, 0):
-        monkeypatch.setattr(validate, "PARALLEL_XSD_BYTES", threshold)
-        r = run("validate", "--json", path)
-        reports.append((r.exit_code, json.loads(r.stdout)[0]["issues"]))
-    assert reports[0] == reports[1]
-    assert any(i["code"].startswith("MAT") for i in reports[0][1])
+    small, large = _by_either_road(run, monkeypatch, "validate", "--json", path)
+    assert small == large
+    assert any(i["code"].startswith("MAT") for i in json.loads(small[1])[0]["issues"])
 
 
 # --- import: the same records by either road ------------------------------------------------
@@ -242,13 +244,8 @@ IMPORTED = {
 @pytest.mark.parametrize("source", [BILLING, PAYMENT], ids=lambda p: p.name)
 def test_import_reads_the_same_by_either_road(run, tmp_path, monkeypatch, source, change):
     path = _variant(tmp_path, source, source.name, IMPORTED[change])
-    outputs = []
-    for threshold in (10**12, 0):
-        monkeypatch.setattr(validate, "PARALLEL_XSD_BYTES", threshold)
-        r = run("import", "--no-db", "--json", path)
-        outputs.append((r.exit_code, r.stdout, r.stderr))
-    assert outputs[0] == outputs[1]
-    assert outputs[0][1].strip()
+    small, large = _by_either_road(run, monkeypatch, "import", "--no-db", "--json", path)
+    assert small == large and small[1].strip()
 
 
 # --- build: the XSD check while the document is written ------------------------------------
