@@ -314,6 +314,7 @@ class CertificateBook:
         if key not in self._used:
             self._used[key] = self.conn.execute(
                 "SELECT count(*) FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id "
+                "JOIN documents d ON d.id = f.document_id AND d.rejected = 0 "  # a file the CNS rejected billed nothing
                 "WHERE f.certificate_number = ? AND s.act = ?", key).fetchone()[0]
         self._used[key] += 1
         if self._used[key] > authorised.get(act, 0):

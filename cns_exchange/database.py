@@ -176,13 +176,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX payment_lines_disputed ON payment_lines (session_id) WHERE reason_code IS NOT NULL;
     """,
     # 3: payments applied by batch, the latest line imported deciding; totals per month kept
-    #    (a status no longer sums every session, an import no longer rewrites a covering index).
+    #    (a status no longer sums every session, an import no longer rewrites a covering index);
+    #    a billing file the CNS rejected counts for nothing.
     """
     ALTER TABLE sessions ADD COLUMN payment_line_id INTEGER REFERENCES payment_lines (id);
     UPDATE sessions SET (paid, disputed, payment_line_id) = (
         SELECT p.accepted, CASE WHEN p.reason_code IS NOT NULL THEN p.billed - p.accepted END, p.id
         FROM payment_lines p WHERE p.session_id = sessions.id ORDER BY p.id DESC LIMIT 1)
     WHERE id IN (SELECT session_id FROM payment_lines WHERE session_id IS NOT NULL);
+    ALTER TABLE documents ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0;
+    UPDATE documents SET rejected = 1 WHERE kind = 'billing' AND id IN (
+        SELECT acked_document_id FROM acknowledgements WHERE accepted = 0 AND acked_document_id IS NOT NULL);
+    UPDATE certificates SET sessions_billed = (
+        SELECT count(*) FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id
+        JOIN documents d ON d.id = f.document_id AND d.rejected = 0
+        WHERE f.certificate_number = certificates.number);
     CREATE TABLE month_totals (
         month    TEXT PRIMARY KEY,              -- YYYY-MM of the session date
         sessions INTEGER NOT NULL DEFAULT 0,
@@ -192,7 +200,7 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO month_totals (month, sessions, billed, paid, disputed)
         SELECT substr(session_date, 1, 7), count(*), sum(cns_share), coalesce(sum(paid), 0), coalesce(sum(disputed), 0)
-        FROM sessions GROUP BY 1;
+        FROM sessions WHERE document_id NOT IN (SELECT id FROM documents WHERE rejected = 1) GROUP BY 1;
     DROP INDEX sessions_month;
     DROP INDEX payment_lines_session;
     CREATE INDEX payment_lines_unmatched ON payment_lines (payment_id) WHERE session_id IS NULL;

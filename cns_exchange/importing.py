@@ -411,6 +411,7 @@ def _apply_payment_lines(conn, where: str, params: tuple, once: bool = False) ->
                          SELECT substr(s.session_date, 1, 7), sum(a.accepted - coalesce(s.paid, 0)),
                                 sum(coalesce(a.disputed, 0) - coalesce(s.disputed, 0))
                          FROM {source} a JOIN sessions s ON s.id = a.session_id
+                         JOIN documents d ON d.id = s.document_id AND d.rejected = 0
                          WHERE s.payment_line_id IS NULL OR s.payment_line_id < a.line_id GROUP BY 1
                      ON CONFLICT (month) DO UPDATE SET paid = paid + excluded.paid, disputed = disputed + excluded.disputed""",
                  params)
@@ -439,6 +440,7 @@ def rematch(conn: sqlite3.Connection, document_id: int | None = None) -> list[st
                                      AND u.sha256 = acknowledgements.file_sha256),
                         acked_document_id = (SELECT d.id FROM documents d WHERE d.sha256 = acknowledgements.file_sha256)
                     WHERE upload_id IS NULL OR acked_document_id IS NULL""")
+    _reject_billing_files(conn)
     conn.execute("""UPDATE payments SET billing_document_id = (
                         SELECT d.id FROM documents d WHERE d.sha256 = payments.billing_sha256 AND d.kind = 'billing')
                     WHERE billing_document_id IS NULL""")
@@ -456,11 +458,8 @@ def rematch(conn: sqlite3.Connection, document_id: int | None = None) -> list[st
     _apply_payment_lines(conn, "id IN (SELECT id FROM temp.unmatched)", ())
     conn.execute("DROP TABLE temp.unmatched")
     if document_id is not None:
-        conn.execute("""UPDATE certificates SET sessions_billed = (
-                            SELECT count(*) FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id
-                            WHERE f.certificate_number = certificates.number)
-                        WHERE number IN (SELECT certificate_number FROM fee_notes WHERE document_id = :doc)
-                           OR answer_id IN (SELECT id FROM answers WHERE document_id = :doc)""", {"doc": document_id})
+        _count_billed(conn, """number IN (SELECT certificate_number FROM fee_notes WHERE document_id = :doc)
+                                OR answer_id IN (SELECT id FROM answers WHERE document_id = :doc)""", {"doc": document_id})
     unmatched = []
     for label, query in (
         ("answers match no request", "SELECT count(*) FROM answers WHERE request_id IS NULL"),
@@ -500,6 +499,34 @@ class _Background:
         if not done:
             raise value  # type: ignore[misc]
         return value
+
+
+def _count_billed(conn: sqlite3.Connection, where: str, params: dict) -> None:
+    """Recount the sessions billed on the certificates ``where`` selects (rejected files aside)."""
+    conn.execute(f"""UPDATE certificates SET sessions_billed = (
+                         SELECT count(*) FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id
+                         JOIN documents d ON d.id = f.document_id AND d.rejected = 0
+                         WHERE f.certificate_number = certificates.number)
+                     WHERE {where}""", params)
+
+
+def _reject_billing_files(conn: sqlite3.Connection) -> None:
+    """A billing file the CNS rejected (an acknowledgement says so) bills nothing: its sessions
+    leave the month totals and the certificates' counts, and status no longer awaits their
+    payment. Their rows stay, as the record of what was sent."""
+    rejected = [row[0] for row in conn.execute(
+        """SELECT DISTINCT d.id FROM acknowledgements a JOIN documents d ON d.id = a.acked_document_id
+           WHERE a.accepted = 0 AND d.kind = 'billing' AND d.rejected = 0""")]
+    for doc_id in rejected:
+        conn.execute("""UPDATE month_totals SET sessions = month_totals.sessions - t.sessions,
+                            billed = month_totals.billed - t.billed, paid = month_totals.paid - t.paid,
+                            disputed = month_totals.disputed - t.disputed
+                        FROM (SELECT substr(session_date, 1, 7) AS month, count(*) AS sessions, sum(cns_share) AS billed,
+                                     coalesce(sum(paid), 0) AS paid, coalesce(sum(disputed), 0) AS disputed
+                              FROM sessions WHERE document_id = ? GROUP BY 1) AS t
+                        WHERE month_totals.month = t.month""", (doc_id,))
+        conn.execute("UPDATE documents SET rejected = 1 WHERE id = ?", (doc_id,))
+        _count_billed(conn, "number IN (SELECT certificate_number FROM fee_notes WHERE document_id = :doc)", {"doc": doc_id})
 
 
 def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_dir: Path | None,

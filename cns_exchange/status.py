@@ -65,7 +65,7 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
         SELECT f.certificate_number AS certificate, f.matricule, s.session_date, s.act,
                printf('%.2f', s.cns_share / 100.0) AS cns_share, d.name AS billing_file
         FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id JOIN documents d ON d.id = s.document_id
-        WHERE s.paid IS NULL {note_filter}
+        WHERE s.paid IS NULL AND d.rejected = 0 {note_filter}
         ORDER BY s.session_date LIMIT 1000""", note_params)
     # Disputed lines still in force: a later statement may have replaced a line.
     sections["disputed"] = _rows(conn, f"""
@@ -81,7 +81,8 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
                    printf('%.2f', sum(s.cns_share) / 100.0) AS billed,
                    printf('%.2f', coalesce(sum(s.paid), 0) / 100.0) AS paid,
                    printf('%.2f', coalesce(sum(s.disputed), 0) / 100.0) AS disputed
-            FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id WHERE 1 = 1 {note_filter}
+            FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id
+            JOIN documents d ON d.id = s.document_id AND d.rejected = 0 WHERE 1 = 1 {note_filter}
             GROUP BY month ORDER BY month""", note_params)
     else:  # the same sums, kept by import (database.md, version 3)
         sections["per_month"] = _rows(conn, """

@@ -36,12 +36,14 @@ def _corrected(tmp_path):
 
 
 def _months(db) -> tuple[list, list]:
-    """(what import kept in month_totals, what the sessions sum to) per month."""
+    """(what import kept in month_totals, what the sessions of files not rejected sum to) per month."""
     conn = sqlite3.connect(db)
     try:
-        kept = conn.execute("SELECT month, sessions, billed, paid, disputed FROM month_totals ORDER BY month").fetchall()
+        kept = conn.execute("SELECT month, sessions, billed, paid, disputed FROM month_totals WHERE sessions > 0 "
+                            "ORDER BY month").fetchall()
         summed = conn.execute("SELECT substr(session_date, 1, 7), count(*), sum(cns_share), coalesce(sum(paid), 0), "
-                              "coalesce(sum(disputed), 0) FROM sessions GROUP BY 1 ORDER BY 1").fetchall()
+                              "coalesce(sum(disputed), 0) FROM sessions s JOIN documents d ON d.id = s.document_id "
+                              "WHERE d.rejected = 0 GROUP BY 1 ORDER BY 1").fetchall()
         return kept, summed
     finally:
         conn.close()
@@ -99,14 +101,19 @@ def _v2_database(path):
         INSERT INTO documents (id, kind, name, sha256, provider, created_at, sequence, version, imported_at)
             VALUES (1, 'billing', 'b.xml', 'b', '123456', '2026-11-20T09:00:00', 1, '1', 'now'),
                    (2, 'payment', 'p1.xml', 'p1', '123456', '2026-11-25T09:00:00', 1, '1', 'now'),
-                   (3, 'payment', 'p2.xml', 'p2', '123456', '2026-11-26T09:00:00', 2, '1', 'now');
+                   (3, 'payment', 'p2.xml', 'p2', '123456', '2026-11-26T09:00:00', 2, '1', 'now'),
+                   (4, 'billing', 'b2.xml', 'b2', '123456', '2026-11-21T09:00:00', 2, '1', 'now'),
+                   (5, 'ack', 'a.xml', 'a', '123456', '2026-11-21T09:05:00', 3, '1', 'now');
+        INSERT INTO acknowledgements (document_id, file_name, file_sha256, received_at, accepted, acked_document_id)
+            VALUES (5, 'b2.xml', 'b2', '2026-11-21T09:05:00', 0, 4);
         INSERT INTO fee_notes (id, document_id, number, certificate_number, matricule, last_name, first_name)
-            VALUES (1, 1, 1, 'TPC-1', '1974091186700', '', '');
+            VALUES (1, 1, 1, 'TPC-1', '1974091186700', '', ''), (2, 4, 1, 'TPC-1', '1974091186700', '', '');
         INSERT INTO sessions (id, fee_note_id, document_id, line_no, session_date, act, executing, gross, patient_share,
                               cns_share, paid, disputed)
             VALUES (1, 1, 1, 1, '2026-10-20', 'ZD11', '123456', 8889, 1067, 7822, 7822, NULL),
                    (2, 1, 1, 2, '2026-11-03', 'ZD13', '123456', 5555, 667, 4888, 0, 4888),
-                   (3, 1, 1, 3, '2026-11-10', 'ZD13', '123456', 5555, 667, 4888, NULL, NULL);
+                   (3, 1, 1, 3, '2026-11-10', 'ZD13', '123456', 5555, 667, 4888, NULL, NULL),
+                   (4, 2, 4, 1, '2026-11-17', 'ZD13', '123456', 5555, 667, 4888, NULL, NULL);
         INSERT INTO payments (id, document_id, billing_name, billing_sha256, billing_document_id, paid_on, reference)
             VALUES (1, 2, 'b.xml', 'b', 1, '2026-11-25', 'V1'), (2, 3, 'b.xml', 'b', 1, '2026-11-26', 'V2');
         INSERT INTO payment_lines (id, payment_id, fee_note_number, line_no, certificate_number, billed, accepted,
@@ -126,7 +133,10 @@ def test_a_version_2_database_is_migrated(tmp_path):
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(database.MIGRATIONS) >= 3
         rows = conn.execute("SELECT id, paid, disputed, payment_line_id FROM sessions ORDER BY id").fetchall()
         # The latest line decides now: session 2's corrected line (3) pays it in full.
-        assert [tuple(r) for r in rows] == [(1, 7822, None, 1), (2, 4888, None, 3), (3, None, None, None)]
+        assert [tuple(r) for r in rows] == [(1, 7822, None, 1), (2, 4888, None, 3), (3, None, None, None),
+                                            (4, None, None, None)]
+        # The second billing file was rejected: its session counts for nothing.
+        assert conn.execute("SELECT id FROM documents WHERE rejected = 1").fetchall()[0][0] == 4
         kept = conn.execute("SELECT month, sessions, billed, paid, disputed FROM month_totals ORDER BY month").fetchall()
         assert [tuple(r) for r in kept] == [("2026-10", 1, 7822, 7822, 0), ("2026-11", 2, 9776, 4888, 0)]
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
@@ -162,3 +172,30 @@ def test_a_line_given_twice_in_one_statement_the_later_decides(run, data, tmp_pa
     kept, summed = _months(data / "practice.sqlite")
     assert kept == summed
     assert _per_month(run)["2026-10"] == (2, "176.00", "97.78", "78.22")
+
+
+REQUEST = EXAMPLES / "123456_DTP_20261120_000001.xml"
+ANSWERS = EXAMPLES / "CNS_RTP_20261120_000002.xml"
+ACK = EXAMPLES / "CNS_ACR_20261120_000001.xml"
+
+
+@pytest.mark.parametrize("ack_first", [False, True])
+def test_a_billing_file_the_cns_rejected_bills_nothing(run, data, tmp_path, ack_first):
+    rejected = tmp_path / ACK.name
+    rejected.write_bytes(ACK.read_bytes().replace(b"<Statut>accepte</Statut>", b"<Statut>rejete</Statut>"))
+    assert run("import", str(REQUEST), str(ANSWERS)).exit_code == 0
+    for path in ([rejected, BILLING] if ack_first else [BILLING, rejected]):
+        assert run("import", str(path)).exit_code == 0
+    status = json.loads(run("status", "--json").stdout)
+    assert status["billed_awaiting_payment"] == [] and status["per_month"] == []
+    assert {c["certificate"]: c["sessions_billed"] for c in status["certificates"]} == {
+        "TPC-2026-000101": 0, "TPC-2026-000102": 0}
+    kept, summed = _months(data / "practice.sqlite")
+    assert kept == summed == []
+    # The sessions can be billed again, in a corrected file: their count is not used up.
+    r = run("build-invoice", "--provider", "123456", str(EXAMPLES / "sessions.csv"))
+    assert "CRT03" not in r.stderr, r.stderr
+    # A payment statement for the rejected file changes no total either.
+    assert run("import", str(PAYMENT)).exit_code == 0
+    kept, summed = _months(data / "practice.sqlite")
+    assert kept == summed == []
