@@ -20,7 +20,7 @@ from typing import Callable
 
 from cns_exchange.errors import InputError, TransportFatalError
 from cns_exchange.fsutil import sha256_of  # (the upload command takes it from here too)
-from cns_exchange.issues import Issue
+from cns_exchange.issues import ERROR, Issue
 from cns_exchange.naming import make_name, parse_name
 from cns_exchange.transport import RetryingConnection, Transport
 
@@ -66,6 +66,10 @@ def plan(paths: list[Path], validator, names: dict[Path, str] | None = None) -> 
         if not report.ok:
             continue
         name = (names or {}).get(path, path.name)
+        refused = _not_to_send(report.kind, name)
+        if refused:
+            issues.append(Issue(refused[0], refused[1], file=str(path), severity=ERROR))
+            continue
         planned.extend(Planned(a.path, a.path.name, "attachment", a.sha256, a.size) for a in report.attachments)
         sha, size = sha256_of(path)
         planned.append(Planned(path, name, report.kind, sha, size))
@@ -73,6 +77,21 @@ def plan(paths: list[Path], validator, names: dict[Path, str] | None = None) -> 
         raise InputError(f"{len(issues)} problem{'s' if len(issues) > 1 else ''} in the files to upload; nothing was sent",
                          "fix them (cnsx validate shows the same) and run again", issues)
     return planned
+
+
+#: What a practice sends the CNS; the other kinds come from the CNS.
+SENDABLE = ("request", "billing")
+
+
+def _not_to_send(kind: str, name: str) -> tuple[str, str] | None:
+    """(code, message) when a valid document is not one to send under ``name``, else None."""
+    if kind not in SENDABLE:
+        return "DOC06", f"this is {'an' if kind[:1] in 'aeiou' else 'a'} {kind} document, which comes from the CNS: upload sends request and billing files"
+    parsed = parse_name(name)
+    if parsed is None or parsed.kind != kind:
+        return "DOC07", (f"'{name}' is not a name the CNS expects for a {kind} file (SENDER_KIND_YYYYMMDD_SEQUENCE.xml): "
+                         "it would be filed under a wrong name")
+    return None
 
 
 def _now() -> str:

@@ -327,3 +327,16 @@ def test_a_drop_box_failing_under_fetch_gets_a_transport_exit_code(run, dropbox,
     r = run("fetch")
     assert r.exit_code == code, r.stderr
     assert os.strerror(error) in r.stderr and "internal error" not in r.stderr
+
+
+@pytest.mark.parametrize("source, name, code", [
+    (RETURNS[0], None, "DOC06"),                                   # a CNS return file
+    (BILLING, "123456_DTP_20261120_000001.xml", "DOC07"),          # a billing file named as a request file
+    (BILLING, "invoice.xml", "DOC07"),                             # not a name the CNS expects
+])
+def test_upload_sends_only_practice_documents_under_their_names(run, dropbox, source, name, code):
+    root, _ = dropbox
+    args = ["upload", "-", "--name", name] if name else ["upload", str(source)]
+    r = run(*args, input=source.read_bytes() if name else None)
+    assert r.exit_code == 3 and f"error {code}:" in r.stderr and "nothing was sent" in r.stderr, r.stderr
+    assert list((root / "upload").iterdir()) == []
