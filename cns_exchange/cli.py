@@ -445,6 +445,8 @@ def print_fee_notes_cmd(ctx: Context, billing, created, output, matricule):
     """
     from cns_exchange import console, printing
 
+    if output == "-":
+        raise UsageError("-o -: fee notes are one PDF each, they go to a folder", "give -o a folder")
     printed = _created(created)
     codes, _, _ = ctx.tables()
     with printing.open_billing(billing, sys.stdin.buffer if billing == "-" else None, ctx.validator()) as source:

@@ -173,10 +173,15 @@ def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
         report.add("IN010", "the file is empty: no header row", 1)
         return
     delimiter = ";" if first.count(";") > first.count(",") else ","
-    header = [h.strip() for h in next(csv.reader([first], delimiter=delimiter))]
+    try:
+        header = [h.strip() for h in next(csv.reader([first], delimiter=delimiter, strict=True))]
+    except csv.Error as exc:
+        report.add("IN006", f"CSV syntax error in the header ({exc})", 1)
+        return
     _check_columns(header, report, columns, optional, 1)
     width = len(header)
-    reader = csv.reader(lines, delimiter=delimiter)
+    # strict: a quote left open would otherwise swallow the rows after it into one value.
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     count = 0
     try:
         for fields in reader:

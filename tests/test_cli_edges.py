@@ -180,3 +180,19 @@ def test_rows_left_out_of_an_import_are_warned_about(run, data, tmp_path):
                     lambda b: b.replace(b"<NumeroSequence>1<", b"<NumeroSequence>2<", 1))
     r = run("import", str(again))
     assert r.exit_code == 0 and r.stderr.count("warning IN007") == 3 and "from an earlier file" in r.stderr
+
+
+def test_fee_notes_are_not_written_to_a_folder_named_dash(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = run("print", "fee-notes", "-o", "-", str(EXAMPLES / BILLING_NAME))
+    assert r.exit_code == 2 and "they go to a folder" in r.stderr
+    assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("row", ['TPC-2026-000101,1974091186700,2026-10-20,"ZD11\n',
+                                 'TPC-2026-000101,1974091186700,"2026-10-20"x,ZD11\n'])
+def test_a_quote_left_open_or_misplaced_is_a_csv_syntax_error(run, tmp_path, row):
+    sessions = tmp_path / "sessions.csv"
+    sessions.write_text("certificate_number,matricule,session_date,act_code\n" + row, "utf-8")
+    r = run("build-invoice", "--provider", PROVIDER, "--no-certificate-check", str(sessions))
+    assert r.exit_code == 3 and "IN006" in r.stderr and "CSV syntax error" in r.stderr and r.stdout == ""
