@@ -19,7 +19,7 @@ import cns_exchange.xmlplain as xmlplain
 import cns_exchange.xsdstream as xsdstream
 from cns_exchange.nomenclature import load_codes, load_nomenclature
 from cns_exchange.schemaset import SchemaRegistry
-from cns_exchange.xmlplain import NotPlain, read_plain
+from cns_exchange.xmlplain import NotPlain, read_plain, read_plain_records
 from cns_exchange.xmlread import read_document
 from cns_exchange.xmlsafe import PARSER_OPTIONS
 from conftest import EXAMPLES
@@ -156,6 +156,17 @@ def test_plain_reader_yields_what_lxml_yields(tmp_path, monkeypatch, kind, chang
             assert [list(i.record.lines) for i in got[1:]] == [i.record.lines for i in expected[1:]]
 
 
+NOT_PLAIN_PAYMENT = {  # the same changes, where a payment statement has no such element
+    "comment": lambda b: b.replace(b"<Ligne>", b"<Ligne><!-- x -->", 1),
+    "processing-instruction": lambda b: b.replace(b"<Ligne>", b"<?cnsx x?><Ligne>", 1),
+    "attribute": lambda b: b.replace(b"<Ligne>", b'<Ligne xmlns:x="urn:x">', 1),
+    "cdata": lambda b: b.replace(b"<Libelle>", b"<Libelle><![CDATA[x]]>", 1),
+    "entity": lambda b: b.replace(b"<Libelle>", b"<Libelle>&amp;", 1),
+    "character-reference": lambda b: b.replace(b"<Libelle>", b"<Libelle>&#105;", 1),
+    "space-in-tag": lambda b: b.replace(b"<NumeroTitre>", b"<NumeroTitre >", 1),
+    "doctype": lambda b: b.replace(b"<JustificatifPaiement>", b"<!DOCTYPE JustificatifPaiement>\n<JustificatifPaiement>", 1),
+}
+
 NOT_PLAIN = {
     "comment": lambda b: b.replace(b"<Seance>", b"<Seance><!-- x -->", 1),
     "cdata": lambda b: b.replace(b"<Nom>Schmit</Nom>", b"<Nom><![CDATA[Schmit]]></Nom>"),
@@ -176,6 +187,10 @@ def test_documents_written_otherwise_are_left_to_lxml(run, tmp_path, monkeypatch
     path = _variant(tmp_path, BILLING, BILLING.name, NOT_PLAIN[change])
     with open(path, "rb") as f, pytest.raises(NotPlain):
         list(read_plain(f, "billing", ROOTS["billing"], columns=True))
+    payment = _variant(tmp_path, PAYMENT, PAYMENT.name, NOT_PLAIN_PAYMENT.get(change, NOT_PLAIN[change]))
+    if open(payment, "rb").read() != PAYMENT.read_bytes():  # (the change applies to a payment statement too)
+        with open(payment, "rb") as f, pytest.raises(NotPlain):
+            list(read_plain_records(f, "payment", ROOTS["payment"]))
     # ... and validate says the same of it by either road.
     small, large = _by_either_road(run, monkeypatch, "validate", "--json", path)
     assert small == large
