@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import IO, Callable, Iterable, Iterator
 
 from cns_exchange.issues import Issue
@@ -16,6 +17,15 @@ from cns_exchange.issues import Issue
 
 def console(stream: IO[str] | None = None):
     """Return a rich console writing to ``stream`` (default: stderr)."""
+    stream = stream or sys.stderr
+    # Off a terminal (a pipe, a file, cron mail) tables get room instead of an 80-column fold.
+    width = None if getattr(stream, "isatty", lambda: False)() else 200
+    return _console_class()(file=stream, highlight=False, soft_wrap=True, width=width)
+
+
+@lru_cache(maxsize=1)
+def _console_class():
+    """rich's Console (imported on first use), with cnsx's answer to a broken pipe."""
     from rich.console import Console
 
     class _Console(Console):
@@ -28,10 +38,7 @@ def console(stream: IO[str] | None = None):
                 return
             raise BrokenPipeError()
 
-    stream = stream or sys.stderr
-    # Off a terminal (a pipe, a file, cron mail) tables get room instead of an 80-column fold.
-    width = None if getattr(stream, "isatty", lambda: False)() else 200
-    return _Console(file=stream, highlight=False, soft_wrap=True, width=width)
+    return _Console
 
 
 #: Control characters (but new line and tab) as printable escapes: a cell of an input file

@@ -69,7 +69,11 @@ def birth_date(matricule: str) -> date:
 
 def age_on(matricule: str, on: date) -> int:
     """Return the patient's age in whole years on a date."""
-    born = birth_date(matricule)
+    return years_between(birth_date(matricule), on)
+
+
+def years_between(born: date, on: date) -> int:
+    """Return the age in whole years on ``on`` of someone born on ``born``."""
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
 
 

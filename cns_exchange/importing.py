@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -198,18 +199,10 @@ def _now() -> str:
 
 
 def _keep(path: Path, folder: Path, sha256: str, move: bool) -> Path:
-    """Put the original in ``folder`` (never over another file) with a NAME.sha256 sidecar;
-    with ``move``, remove it from where it was."""
-    target = _archive(path, folder, sha256, move)
-    if move and path.resolve() != target.resolve():
-        path.unlink()
-    return target
-
-
-def _archive(path: Path, folder: Path, sha256: str, link: bool) -> Path:
-    """The part of :func:`_keep` that leaves ``path`` alone: a copy (or with ``link``, a
-    hard link where possible) in ``folder`` with its sidecar. Safe to do before the import
-    commits: a copy already there with the same SHA-256 is kept as it is."""
+    """Put a copy of the original in ``folder`` (never over another file) with a NAME.sha256
+    sidecar; return it. With ``move`` (the original is to leave its folder) a hard link where
+    possible. The original is left where it is: the caller removes it once that is safe.
+    Safe to do before an import commits: a copy already there with the same SHA-256 is kept."""
     from cns_exchange.errors import InputError
     from cns_exchange.fsutil import copy_atomic, fsync_dir, write_atomic
 
@@ -220,7 +213,7 @@ def _archive(path: Path, folder: Path, sha256: str, link: bool) -> Path:
         target = folder / (f"{stem}~{sha256[:12]}.{ext}" if dot else f"{path.name}~{sha256[:12]}")
     linked = False
     if not target.exists():
-        if link:
+        if move:
             try:
                 os.link(path, target)
                 linked = True
@@ -247,7 +240,7 @@ def quarantine(path: Path, errors_dir: Path, issues: list[Issue], move: bool) ->
     """Put an unreadable file in the errors folder with NAME.why.txt saying why."""
     from cns_exchange.fsutil import write_atomic
 
-    target = _keep(path, errors_dir, _sha256(path), move=False)
+    target = _keep(path, errors_dir, _sha256(path), move=False)  # (moved below, once the reason is written)
     why = "".join(f"{i.location()}: {i.severity} {i.code}: {i.message}\n    hint: {i.hint}\n" for i in issues)
     write_atomic(Path(f"{target}.why.txt"), why.encode("utf-8"))
     if move and path.resolve() != target.resolve():
@@ -474,33 +467,6 @@ def rematch(conn: sqlite3.Connection, document_id: int | None = None) -> list[st
     return unmatched
 
 
-class _Background:
-    """Runs ``function(*args)`` in a thread; :meth:`result` waits, returns or re-raises."""
-
-    def __init__(self, function, *args) -> None:
-        import threading
-
-        self._outcome: tuple[bool, object] = (False, None)
-        self._thread = threading.Thread(target=self._run, args=(function, args), daemon=True)
-        self._thread.start()
-
-    def _run(self, function, args) -> None:
-        try:
-            self._outcome = (True, function(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            self._outcome = (False, exc)
-
-    def wait(self) -> None:
-        self._thread.join()
-
-    def result(self):
-        self._thread.join()
-        done, value = self._outcome
-        if not done:
-            raise value  # type: ignore[misc]
-        return value
-
-
 def _count_billed(conn: sqlite3.Connection, where: str, params: dict) -> None:
     """Recount the sessions billed on the certificates ``where`` selects (rejected files aside)."""
     conn.execute(f"""UPDATE certificates SET sessions_billed = (
@@ -544,13 +510,10 @@ def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_
         return result, doc
     # The copy for the archive is made while the database works (file I/O and hashing let
     # the other thread run); the original is only removed once the import is committed.
-    archiving = _Background(_archive, path, archive_dir, doc.sha256, move) if archive_dir is not None else None
-    try:
+    # (Leaving the block waits for the copy; an error of the import is the one raised.)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        archiving = pool.submit(_keep, path, archive_dir, doc.sha256, move) if archive_dir is not None else None
         status, doc_id, unmatched = import_document(conn, doc)
-    except BaseException:
-        if archiving is not None:
-            archiving.wait()  # the import's own error is the one to report
-        raise
     kept = archiving.result() if archiving is not None else None
     result.status, result.document_id, result.unmatched = status, doc_id, unmatched
     if kept is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from cns_exchange.errors import ConfigError
+from cns_exchange.identifiers import years_between
 
 CENT = Decimal("0.01")
 
@@ -120,8 +121,7 @@ class Nomenclature:
         i = bisect.bisect_right(self._starts, day.toordinal()) - 1
         if i < 0:
             raise NoTariffError(day)
-        age = day.year - born.year - ((day.month, day.day) < (born.month, born.day))
-        minor = age < self.tables[i].minor_below_age
+        minor = years_between(born, day) < self.tables[i].minor_below_age
         price = self._price_cache.get((i, act, minor))
         return price if price is not None else self.price(act, day, minor)
 
@@ -138,8 +138,8 @@ class Nomenclature:
         if i + 1 < len(starts) and last.toordinal() >= starts[i + 1]:
             return None
         below = self.tables[i].minor_below_age
-        minor = first.year - born.year - ((first.month, first.day) < (born.month, born.day)) < below
-        if minor != (last.year - born.year - ((last.month, last.day) < (born.month, born.day)) < below):
+        minor = years_between(born, first) < below
+        if minor != (years_between(born, last) < below):
             return None
         key = (i, acts, minor)
         prices = self._acts_cache.get(key)

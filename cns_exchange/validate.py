@@ -28,7 +28,8 @@ from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError
 from cns_exchange.schemaset import SchemaRegistry, SchemaSet
 from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age
 from cns_exchange.xmlread import (
-    ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, cents, clean_message, locate_paths, locate_schema_errors, read_document,
+    ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, cents_of, clean_message, date_of, locate_paths, locate_schema_errors,
+    read_document,
 )
 from cns_exchange.xmlplain import KINDS as PLAIN_KINDS
 from cns_exchange.xmlplain import NotPlain, read_plain
@@ -261,12 +262,9 @@ class _BillingRules(_Rules):
         """Convert a note's dates and amounts not seen before; False if one is not of its type."""
         try:
             for text in t[1::7]:
-                if text not in self._dates:
-                    self._dates[text] = date.fromisoformat(text.strip())
-            for k in (4, 5, 6):
-                for text in t[k::7]:
-                    if text not in self._cents:
-                        self._cents[text] = cents(text)
+                date_of(text, self._dates)
+            for text in t[4::7] + t[5::7] + t[6::7]:
+                cents_of(text, self._cents)
         except ValueError:
             return False
         return True

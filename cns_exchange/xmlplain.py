@@ -22,7 +22,7 @@ from datetime import date
 from typing import IO, Iterator
 
 from cns_exchange.model import PaymentLine
-from cns_exchange.xmlread import ITEM_TAGS, FeeNoteColumns, Item, _reason, cents, read_document
+from cns_exchange.xmlread import ITEM_TAGS, FeeNoteColumns, Item, _reason, cents_of, read_document
 
 #: Read this much at a time: memory stays flat whatever the file's size.
 CHUNK = 4 << 20
@@ -105,16 +105,8 @@ def _fee_note(m: re.Match, text: str, line: int, amounts: dict[str, int]) -> Fee
 
 def _payment_line(m: re.Match, text: str, line: int, amounts: dict[str, int]) -> PaymentLine:
     fee_note, line_no, certificate, billed, accepted, reason_code, reason_label, partly = m.group(2, 3, 4, 5, 6, 7, 8, 9)
-    if accepted is None:
-        accepted = partly
-    # Amounts repeat (a few tariffs): each text is converted once.
-    cents_billed = amounts.get(billed)
-    if cents_billed is None:
-        cents_billed = amounts[billed] = cents(billed)
-    cents_accepted = amounts.get(accepted)
-    if cents_accepted is None:
-        cents_accepted = amounts[accepted] = cents(accepted)
-    return PaymentLine(int(fee_note), int(line_no), certificate, cents_billed, cents_accepted, reason_code or "", reason_label or "")
+    return PaymentLine(int(fee_note), int(line_no), certificate, cents_of(billed, amounts),
+                       cents_of(accepted if accepted is not None else partly, amounts), reason_code or "", reason_label or "")
 
 
 _READERS = {"billing": (_FEE_NOTE, _fee_note), "payment": (_PAYMENT_LINE, _payment_line)}

@@ -59,10 +59,19 @@ def cents(text: str | None) -> int:
     raise ValueError(f"'{text}' is not an amount")
 
 
-def _date(text: str | None, cache: dict[str, date]) -> date:
+def date_of(text: str | None, cache: dict[str, date]) -> date:
+    """Return an xs:date text as a date, converted once per distinct text (``cache``)."""
     value = cache.get(text)  # type: ignore[arg-type]
     if value is None:
         value = cache[text] = date.fromisoformat((text or "").strip())  # type: ignore[index]
+    return value
+
+
+def cents_of(text: str, cache: dict[str, int]) -> int:
+    """:func:`cents`, converted once per distinct text (``cache``): amounts repeat (a few tariffs)."""
+    value = cache.get(text)
+    if value is None:
+        value = cache[text] = cents(text)
     return value
 
 
@@ -110,7 +119,7 @@ def _request(el, dates) -> CertificateRequest:
         last_name=patient.findtext("Nom") or "",
         first_name=patient.findtext("Prenom") or "",
         prescriber_code=el.findtext("CodeMedecinPrescripteur") or "",
-        prescription_date=_date(el.findtext("DateOrdonnance"), dates),
+        prescription_date=date_of(el.findtext("DateOrdonnance"), dates),
         pathology_codes=[c.text or "" for c in el.iterfind("CodesPathologie/CodePathologie")],
         treatment=_TREATMENT[el.findtext("TypeTraitement") or ""],
         acts=_acts(el.find("ActesDemandes")),
@@ -145,7 +154,7 @@ class FeeNoteColumns:
             n, day, act, executing, gross, share, cns = texts[7 * k:7 * k + 7]
             when = dates.get(day)
             if when is None:
-                when = _date(day, dates)
+                when = date_of(day, dates)
             append(BilledSession(int(n), when, act, executing.strip(), cents(gross), cents(share), cents(cns), line))
         return FeeNote(self.number, self.certificate_number, self.matricule, self.last_name, self.first_name, sessions)
 
@@ -195,8 +204,8 @@ def _answer(el, dates) -> Answer:
     if titre is not None:
         certificate = Certificate(
             number=titre.findtext("NumeroTitre") or "",
-            valid_from=_date(titre.findtext("DateDebutValidite"), dates),
-            valid_to=_date(titre.findtext("DateFinValidite"), dates),
+            valid_from=date_of(titre.findtext("DateDebutValidite"), dates),
+            valid_to=date_of(titre.findtext("DateFinValidite"), dates),
             acts=_acts(titre.find("ActesAutorises")),
         )
     return Answer(el.findtext("ReferenceDemande") or "", (el.findtext("Matricule") or "").strip(),

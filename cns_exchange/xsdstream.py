@@ -142,9 +142,9 @@ class WhileWriting:
 
         self.target = target
         self.outcome: bool | None = None
-        self.read_end, self.write_end = os.pipe()
+        self.read_end, write_end = os.pipe()
         # Buffered: a write is written whole (a raw write may be short).
-        self.pipe: IO[bytes] | None = os.fdopen(self.write_end, "wb")
+        self.pipe: IO[bytes] | None = os.fdopen(write_end, "wb")
         self.thread = threading.Thread(target=self._check, args=(xsd,), daemon=True)
         self.thread.start()
 

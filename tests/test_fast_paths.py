@@ -344,7 +344,7 @@ def test_the_import_error_is_reported_not_the_archive_thread_one(tmp_path, monke
         raise InputError("the archive copy failed")
 
     monkeypatch.setattr(importing, "import_document", import_fails)
-    monkeypatch.setattr(importing, "_archive", archive_fails)
+    monkeypatch.setattr(importing, "_keep", archive_fails)
     with pytest.raises(sqlite3.OperationalError):
         importing.import_path(sqlite3.connect(":memory:"), PAYMENT, _validator(), tmp_path / "archive", tmp_path / "errors",
                               move=False)
