@@ -8,6 +8,7 @@ raised together in one InputError.
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ class BuildResult:
     sha256: str
     items: int
     sessions: int = 0
+    gross: int = 0        # billing: cents
+    cns: int = 0          # billing: cents to the CNS
     warnings: list[Issue] = field(default_factory=list)
     attachments: list[Path] = field(default_factory=list)
 
@@ -159,6 +162,45 @@ def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencl
                     report.add(code, message, line, "certificate_number")
     _fail_on_errors(report, "sessions")
     return list(notes.values()), report
+
+
+def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomenclature: Nomenclature,
+                  header: Header, file_name: str, destination: Destination, validator: Validator,
+                  encoding: str = "utf-8", certificates=None) -> BuildResult:
+    """Build and publish a billing file from session rows (build-invoice).
+
+    A CSV without certificates to check against takes the fast road (fastbill) first; at the
+    first thing that is not plainly clean it takes load_fee_notes, which reports every
+    problem with its row and column. Both write the same bytes.
+    """
+    from cns_exchange import fastbill
+    from cns_exchange.records import canonical_encoding
+    from cns_exchange.xmlwrite import billing_totals, write_billing_file
+
+    encoding = canonical_encoding(encoding)
+    if fmt == "csv" and certificates is None:
+        data = stream.read()
+        try:
+            clean = fastbill.plan(data, encoding, codes, nomenclature, header.provider, header.created.date())
+            try:
+                path, sha = publish_document("billing", lambda out: clean.write(out, header), file_name, destination,
+                                             validator, header.version)
+            finally:
+                clean.close()
+            return BuildResult("billing", file_name, path, sha, clean.count, clean.sessions, clean.gross, clean.cns)
+        except fastbill.NotClean:
+            stream = io.BytesIO(data)
+            del data
+    notes, report = load_fee_notes(stream, name, fmt, codes, nomenclature, header.provider, header.created.date(),
+                                   encoding, certificates)
+    count, sessions, gross, _, cns = billing_totals(notes)
+
+    def write(out: IO[bytes]) -> None:
+        write_billing_file(out, header, notes)
+        notes.clear()  # free the sessions before the written file is validated
+
+    path, sha = publish_document("billing", write, file_name, destination, validator, header.version)
+    return BuildResult("billing", file_name, path, sha, count, sessions, gross, cns, warnings=report.issues)
 
 
 def resolve_header(registry, provider: str | None, created: datetime, schema_version: str | None,

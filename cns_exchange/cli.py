@@ -357,23 +357,13 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provi
     try:
         with stream:
             fmt = records.detect_format(input, stream, input_format)
-            notes, report = build.load_fee_notes(stream, source_name, fmt, codes, nomenclature, provider,
-                                                 created_at.date(), encoding, book)
+            result = build.build_billing(stream, source_name, fmt, codes, nomenclature, header, name, destination,
+                                         ctx.validator(), encoding, book)
     finally:
         if conn is not None:
             conn.close()
-    from cns_exchange.xmlwrite import billing_totals, write_billing_file
-
-    count, sessions, gross, _, cns = billing_totals(notes)
-
-    def write(out):
-        write_billing_file(out, header, notes)
-        notes.clear()  # free the sessions before the written file is validated
-
-    path, sha = build.publish_document("billing", write, name, destination, ctx.validator(), header.version)
-    result = build.BuildResult("billing", name, path, sha, count, sessions, warnings=report.issues)
-    _report_build(ctx, result, f"{_plural(count, 'fee note')}, {_plural(sessions, 'session')}, "
-                               f"{gross / 100:.2f} EUR gross, {cns / 100:.2f} EUR to the CNS")
+    _report_build(ctx, result, f"{_plural(result.items, 'fee note')}, {_plural(result.sessions, 'session')}, "
+                               f"{result.gross / 100:.2f} EUR gross, {result.cns / 100:.2f} EUR to the CNS")
 
 
 @cli.command("validate")

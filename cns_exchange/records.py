@@ -34,9 +34,9 @@ REQUEST_OPTIONAL = ("requested_acts",)
 SESSION_COLUMNS = ("certificate_number", "matricule", "session_date", "act_code")
 SESSION_OPTIONAL = ("executing_provider", "last_name", "first_name")
 
-_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,34}\Z")
+REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,34}\Z")
 # 1-100 characters, no control characters (XML cannot carry most of them), no blank at the ends.
-_NAME = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?\Z")
+NAME = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?\Z")
 
 
 @dataclass(slots=True)
@@ -337,7 +337,7 @@ def _name(row: Row, column: str, report: InputReport, required: bool) -> str | N
     value = _required(row, column, report) if required else row.values.get(column, "")
     if not value:
         return None if required else ""
-    if not _NAME.match(value):
+    if not NAME.match(value):
         report.add("IN013", f"'{column}' must be 1 to 100 characters without control characters", row.line, column)
         return None
     return value
@@ -353,7 +353,7 @@ def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path,
     """
     before = len(report.issues)
     ref = _required(row, "request_ref", report)
-    if ref is not None and not _REFERENCE.match(ref):
+    if ref is not None and not REFERENCE.match(ref):
         report.add("IN014", f"request_ref '{ref}' is not a valid reference", row.line, "request_ref")
     matricule = _matricule(row, report)
     last = _name(row, "last_name", report, True)
@@ -472,7 +472,7 @@ class SessionReader:
         values = row.values
         cert = _required(row, "certificate_number", report)
         if cert is not None:
-            if _REFERENCE.match(cert):
+            if REFERENCE.match(cert):
                 self.good_certificates.add(cert)
             else:
                 report.add("CRT01", f"certificate_number '{cert}' is not a valid certificate number", row.line, "certificate_number")

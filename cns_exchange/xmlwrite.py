@@ -50,7 +50,7 @@ def amount(cents: int) -> str:
     return f"{sign}{cents // 100}.{cents % 100:02d}"
 
 
-class _Out:
+class TextOut:
     """Buffers text and writes it as UTF-8 in large chunks."""
 
     def __init__(self, stream: IO[bytes]) -> None:
@@ -119,7 +119,7 @@ def _anomalies(tag: str, anomalies: Iterable, indent: str) -> str:
 
 def write_request_file(stream: IO[bytes], header: Header, requests: Sequence[CertificateRequest]) -> None:
     """Write a request file (DemandesTitrePriseEnCharge) for ``requests``."""
-    out = _Out(stream)
+    out = TextOut(stream)
     out.add(_XML_DECL + "<DemandesTitrePriseEnCharge>\n")
     out.add(_header(header, _fields([("NombreDemandes", str(len(requests)))])))
     for r in requests:
@@ -151,40 +151,62 @@ def billing_totals(notes: Iterable[FeeNote]) -> tuple[int, int, int, int, int]:
     return count, sessions, gross, share, cns
 
 
-def write_billing_file(stream: IO[bytes], header: Header, notes: Sequence[FeeNote]) -> None:
-    """Write a billing file (FichierFacturation) whose header totals are the notes' sums."""
-    count, sessions, gross, share, cns = billing_totals(notes)
-    out = _Out(stream)
-    out.add(_XML_DECL + "<FichierFacturation>\n")
-    out.add(_header(header, _fields([
+def billing_start(header: Header, count: int, sessions: int, gross: int, share: int, cns: int) -> str:
+    """Return a billing file's text up to the end of its header, with these control totals."""
+    return _XML_DECL + "<FichierFacturation>\n" + _header(header, _fields([
         ("NombreMemoires", str(count)), ("NombreSeances", str(sessions)),
         ("TotalMontantBrut", amount(gross)), ("TotalParticipationPersonnelle", amount(share)),
         ("TotalPartStatutaire", amount(cns)),
-    ])))
+    ]))
+
+
+def fee_note_start(number: int, certificate: str, matricule: str, last: str = "", first: str = "") -> str:
+    """Return a fee note's text up to its first session."""
+    return (f"  <MemoireHonoraires>\n    <NumeroMemoire>{number}</NumeroMemoire>\n"
+            f"    <NumeroTitre>{certificate}</NumeroTitre>\n" + _patient(matricule, last, first, "    "))
+
+
+def session_start(line_no: int, day: str) -> str:
+    """Return a session's text up to its date (``day``: YYYY-MM-DD)."""
+    return f"    <Seance>\n      <NumeroLigne>{line_no}</NumeroLigne>\n      <DateSeance>{day}</DateSeance>\n"
+
+
+def session_rest(act: str, provider: str, gross: int, share: int, cns: int) -> str:
+    """Return the rest of a session's text: act, executing provider, amounts (cents)."""
+    return (f"      <CodeActe>{act}</CodeActe>\n"
+            f"      <PrestataireExecutant>{provider}</PrestataireExecutant>\n"
+            f"      <MontantBrut>{amount(gross)}</MontantBrut>\n"
+            f"      <ParticipationPersonnelle>{amount(share)}</ParticipationPersonnelle>\n"
+            f"      <PartStatutaire>{amount(cns)}</PartStatutaire>\n"
+            "    </Seance>\n")
+
+
+FEE_NOTE_END = "  </MemoireHonoraires>\n"
+BILLING_END = "</FichierFacturation>\n"
+
+
+def write_billing_file(stream: IO[bytes], header: Header, notes: Sequence[FeeNote]) -> None:
+    """Write a billing file (FichierFacturation) whose header totals are the notes' sums.
+
+    (build's fast road, fastbill.CleanBilling, writes the same text from the same pieces.)
+    """
+    out = TextOut(stream)
+    out.add(billing_start(header, *billing_totals(notes)))
     add = out.add
     for note in notes:
-        parts = [f"  <MemoireHonoraires>\n    <NumeroMemoire>{note.number}</NumeroMemoire>\n"
-                 f"    <NumeroTitre>{note.certificate_number}</NumeroTitre>\n",
-                 _patient(note.matricule, note.last_name, note.first_name, "    ")]
+        parts = [fee_note_start(note.number, note.certificate_number, note.matricule, note.last_name, note.first_name)]
         for s in note.sessions:
-            parts.append(
-                f"    <Seance>\n      <NumeroLigne>{s.line_no}</NumeroLigne>\n"
-                f"      <DateSeance>{s.session_date.isoformat()}</DateSeance>\n"
-                f"      <CodeActe>{s.act_code}</CodeActe>\n"
-                f"      <PrestataireExecutant>{s.executing_provider}</PrestataireExecutant>\n"
-                f"      <MontantBrut>{s.gross // 100}.{s.gross % 100:02d}</MontantBrut>\n"
-                f"      <ParticipationPersonnelle>{s.patient_share // 100}.{s.patient_share % 100:02d}</ParticipationPersonnelle>\n"
-                f"      <PartStatutaire>{s.cns_share // 100}.{s.cns_share % 100:02d}</PartStatutaire>\n"
-                "    </Seance>\n")
-        parts.append("  </MemoireHonoraires>\n")
+            parts.append(session_start(s.line_no, s.session_date.isoformat()))
+            parts.append(session_rest(s.act_code, s.executing_provider, s.gross, s.patient_share, s.cns_share))
+        parts.append(FEE_NOTE_END)
         add("".join(parts))
-    out.add("</FichierFacturation>\n")
+    out.add(BILLING_END)
     out.flush()
 
 
 def write_acknowledgement(stream: IO[bytes], header: Header, ack: Acknowledgement) -> None:
     """Write an acknowledgement of receipt (AccuseReception)."""
-    out = _Out(stream)
+    out = TextOut(stream)
     out.add(_XML_DECL + "<AccuseReception>\n")
     out.add(_header(header))
     out.add(_file_ref("FichierAccuse", FileRef(ack.file_name, ack.file_sha256), "  ")
@@ -198,7 +220,7 @@ def write_acknowledgement(stream: IO[bytes], header: Header, ack: Acknowledgemen
 
 def write_answers(stream: IO[bytes], header: Header, request_file: FileRef, answers: Sequence[Answer]) -> None:
     """Write the answers to a request file (ReponsesTitrePriseEnCharge)."""
-    out = _Out(stream)
+    out = TextOut(stream)
     out.add(_XML_DECL + "<ReponsesTitrePriseEnCharge>\n")
     out.add(_header(header, _file_ref("FichierDemandes", request_file, "    ")
                     + _fields([("NombreReponses", str(len(answers)))])))
@@ -231,7 +253,7 @@ def write_payment_statement(stream: IO[bytes], header: Header, billing_file: Fil
                             lines: Sequence[PaymentLine]) -> None:
     """Write a payment statement (JustificatifPaiement) whose totals are the lines' sums."""
     count, billed, accepted = payment_totals(lines)
-    out = _Out(stream)
+    out = TextOut(stream)
     out.add(_XML_DECL + "<JustificatifPaiement>\n")
     out.add(_header(header, _file_ref("FichierFacture", billing_file, "    ") + _fields([
         ("DatePaiement", paid_on.isoformat()), ("ReferencePaiement", reference), ("NombreLignes", str(count)),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import IO
+from typing import IO, Callable, Iterator
 
 #: libxml2 parser options (parser.h): XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NONET.
 _OPTIONS = 32 | 64 | 2048
@@ -50,6 +50,9 @@ class _Libxml2:
             ("xmlSchemaIsValid", i, [p]),
             ("xmlCreateURLParserCtxt", p, [s, i]),
             ("xmlParseDocument", i, [p]),
+            ("xmlCreatePushParserCtxt", p, [p, p, s, i, s]),
+            ("xmlCtxtUseOptions", i, [p, i]),
+            ("xmlParseChunk", i, [p, s, i, i]),
             ("xmlFreeParserCtxt", None, [p]),
         ):
             function = getattr(lib, name)  # AttributeError if not exported
@@ -77,6 +80,29 @@ class _Libxml2:
         return compiled
 
     def valid(self, path: str, xsd: str) -> bool | None:
+        """The verdict on the file at ``path``."""
+        return self._run(xsd, lambda: self.xmlCreateURLParserCtxt(os.fsencode(path), _OPTIONS), self.xmlParseDocument)
+
+    def valid_pushed(self, xsd: str, chunks: Iterator[bytes]) -> bool | None:
+        """The verdict on the document made of ``chunks``, fed to libxml2's push parser as
+        they come (each call parses one chunk without the GIL)."""
+        def create() -> int:
+            parser = self.xmlCreatePushParserCtxt(None, None, None, 0, None)
+            if parser:
+                self.xmlCtxtUseOptions(parser, _OPTIONS)
+            return parser
+
+        def parse(parser: int) -> int:
+            for chunk in chunks:
+                if self.xmlParseChunk(parser, chunk, len(chunk), 0) != 0:
+                    return 1  # not well-formed: no need to read on
+            return self.xmlParseChunk(parser, None, 0, 1)
+
+        return self._run(xsd, create, parse)
+
+    def _run(self, xsd: str, create: Callable[[], int], parse: Callable[[int], int]) -> bool | None:
+        """Create a parser (``create``), plug the schema validator into its SAX stream,
+        ``parse``, and return the verdict."""
         schema = self.schema(xsd)
         if schema is None:
             return None
@@ -86,7 +112,7 @@ class _Libxml2:
         parser = None
         try:
             self.xmlSchemaSetValidStructuredErrors(validator, self.on_error, None)
-            parser = self.xmlCreateURLParserCtxt(os.fsencode(path), _OPTIONS)
+            parser = create()
             if not parser:
                 return False  # cannot be opened: lxml's pass says why
             # An empty SAX2 handler: the validator's plug forwards only to callbacks that
@@ -101,7 +127,7 @@ class _Libxml2:
                 if not plug:
                     return None
                 self.errors = 0
-                parsed = self.xmlParseDocument(parser)
+                parsed = parse(parser)
                 self.xmlSchemaSAXUnplug(plug)
             finally:
                 sax.value = original
@@ -119,60 +145,79 @@ _LIB: list[_Libxml2 | None] = []
 def verdict(path: str, xsd: str) -> bool | None:
     """Return True if the document at ``path`` is well-formed and valid against ``xsd``,
     False if it is not, None if this cannot be told here (use lxml's pass instead)."""
+    lib = _library()
+    return None if lib is None else lib.valid(path, xsd)
+
+
+def _library() -> _Libxml2 | None:
+    """libxml2's functions through lxml's module, or None where they cannot be found."""
     if not _LIB:
         try:
             _LIB.append(_Libxml2())
         except (OSError, AttributeError):
             _LIB.append(None)
-    lib = _LIB[0]
-    return None if lib is None else lib.valid(path, xsd)
+    return _LIB[0]
 
 
 class WhileWriting:
     """The verdict on a document while it is written: a stream to write it to (also written
-    to ``target``), whose bytes a thread feeds through a pipe to :func:`verdict` (libxml2
-    works without the GIL, so validation overlaps the writing on a second core).
+    to ``target``), whose bytes a thread feeds, in chunks of about 1 MiB, to libxml2's push
+    parser with the schema plugged in (libxml2 works without the GIL, so validation overlaps
+    the writing on a second core).
 
     :meth:`result` gives the verdict once the writing is done: True, or False/None when the
     caller must validate the written file itself (not valid, or not told here).
     """
 
+    CHUNK = 1 << 20
+
     def __init__(self, target: IO[bytes], xsd: str) -> None:
+        import queue
         import threading
 
         self.target = target
         self.outcome: bool | None = None
-        self.read_end, write_end = os.pipe()
-        # Buffered: a write is written whole (a raw write may be short).
-        self.pipe: IO[bytes] | None = os.fdopen(write_end, "wb")
+        self.pending: list[bytes] = []
+        self.size = 0
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)  # at most ~8 MiB waiting
+        self.stopped = False  # the check has its verdict (maybe before the end: not well-formed)
+        self.ended = False    # the check has seen the end of the document
         self.thread = threading.Thread(target=self._check, args=(xsd,), daemon=True)
         self.thread.start()
 
+    def _chunks(self) -> Iterator[bytes]:
+        while (chunk := self.queue.get()) is not None:
+            yield chunk
+        self.ended = True
+
     def _check(self, xsd: str) -> None:
         try:
-            self.outcome = verdict(f"/dev/fd/{self.read_end}", xsd)
+            lib = _library()
+            self.outcome = None if lib is None else lib.valid_pushed(xsd, self._chunks())
         finally:
-            os.close(self.read_end)  # a writer still writing gets EPIPE, not a hang
+            self.stopped = True
+            while not self.ended and self.queue.get() is not None:  # a writer waiting on a full queue goes on
+                pass
 
     def write(self, data: bytes) -> int:
         self.target.write(data)
-        if self.pipe is not None:
-            try:
-                self.pipe.write(data)
-            except OSError:  # the check stopped reading (it has its verdict): write on alone
-                self._close_pipe()
+        if not self.stopped:
+            self.pending.append(bytes(data))
+            self.size += len(data)
+            if self.size >= self.CHUNK:
+                self._send()
         return len(data)
 
-    def _close_pipe(self) -> None:
-        if self.pipe is not None:
-            try:
-                self.pipe.close()
-            except OSError:
-                pass
-            self.pipe = None
+    def _send(self) -> None:
+        if self.pending:
+            self.queue.put(b"".join(self.pending))
+            self.pending.clear()
+            self.size = 0
 
     def result(self) -> bool | None:
         """The verdict; also what ends the check when the writing failed (call it always)."""
-        self._close_pipe()
+        if not self.stopped:
+            self._send()
+        self.queue.put(None)
         self.thread.join()
         return self.outcome

@@ -283,6 +283,19 @@ def test_the_verdict_while_writing_writes_everything_through(tmp_path, change, e
     assert target.getvalue() == data  # also when the check stopped reading early
 
 
+def test_a_check_that_stops_early_never_holds_up_the_writer():
+    # libxml2 stops at the first well-formedness error; the writer then still writes many
+    # times what the queue between them holds (8 chunks of 1 MiB), and must not wait.
+    session = b"<Seance><NumeroLigne>1</NumeroLigne></Seance>\n" * 1000
+    target = io.BytesIO()
+    checking = xsdstream.WhileWriting(target, str(REGISTRY.get("1").documents["billing"].xsd))
+    checking.write(b"<?xml version='1.0'?><FichierFacturation><<")
+    for _ in range(500):  # ~23 MB
+        checking.write(session)
+    assert checking.result() is False
+    assert len(target.getvalue()) > 20_000_000
+
+
 @pytest.mark.parametrize("broken", [False, True])
 def test_a_built_document_that_fails_its_xsd_is_not_published(tmp_path, broken):
     from cns_exchange.build import Destination, publish_document
