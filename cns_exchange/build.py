@@ -284,11 +284,13 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
                                  "this is a bug in cnsx or in a dropped-in schema set: please report it with the messages above",
                                  report.issues)
             stream.seek(0)
-            digest = hashlib.sha256()
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(chunk)
-                if destination.stream is not None:
-                    destination.stream.write(chunk)
+            digest = checking.sha256 if checking is not None else hashlib.sha256()
+            if destination.stream is not None or checking is None:
+                for chunk in iter(lambda: stream.read(1 << 20), b""):
+                    if checking is None:
+                        digest.update(chunk)
+                    if destination.stream is not None:
+                        destination.stream.write(chunk)
             stream.close()
             if destination.stream is not None:
                 destination.stream.flush()

@@ -41,7 +41,7 @@ from cns_exchange.xmlwrite import (
     BILLING_END, FEE_NOTE_END, TextOut, billing_start, fee_note_start, session_rest, session_start,
 )
 
-_BLOCK = 16384                      # rows turned into columns at a time
+_BLOCK = 512  # rows turned into columns at a time: small enough for its strings to stay in the CPU cache
 _MATRICULE = re.compile(r"[1-9][0-9]{12}\Z")
 _NO_NAMES = ("", "")
 
@@ -268,18 +268,19 @@ class _Table:
         what is checked across notes; return the CleanBilling with the header's totals."""
         if not self.certificates:
             raise NotClean("no rows")
-        if len(_run_starts(self.certificates)) != len(self._certificates):
+        starts = _run_starts(self.certificates)
+        if len(starts) != len(self._certificates):
             self._regroup()  # a certificate's rows are not all together: put them together
+            starts = _run_starts(self.certificates)
         c, m, d = self.certificates, self.matricules, self.days
         same_note = list(map(eq, c[1:], c[:-1]))  # row i+1 is on the fee note of row i
         if any(map(and_, same_note, map(ne, m[1:], m[:-1]))):
             raise NotClean("a certificate used for two patients")
         if any(map(and_, same_note, map(lt, d[1:], d[:-1]))):
-            self._sort_days()
+            self._sort_days(starts)
             d = self.days
         if any(map(and_, same_note, map(eq, d[1:], d[:-1]))):
             raise NotClean("two consultations on one day")
-        starts = _run_starts(c)
         if len(self._matricules) != len(starts):  # a patient on several fee notes: no day twice across them
             patient_days: dict[str, set[str]] = {}
             for start, end in zip(starts, starts[1:] + [len(d)]):
@@ -307,9 +308,8 @@ class _Table:
         ranks = list(map(rank.__getitem__, self.certificates))
         self._reorder(sorted(range(len(ranks)), key=ranks.__getitem__))  # stable: row order kept
 
-    def _sort_days(self) -> None:
+    def _sort_days(self, starts: list[int]) -> None:
         """Order each fee note's rows by date (rows of one date keep their order)."""
-        starts = _run_starts(self.certificates)
         note = [0] * len(self.certificates)
         for number, start in enumerate(starts):
             note[start] = number
@@ -342,8 +342,11 @@ def _totals(table: _Table, starts: list[int], nomenclature: Nomenclature) -> tup
         matricule = matricules[start]
         if matricule > born_after[days[start]]:
             born = birth_date(matricule)
-            for day, act in zip(days[start:end], acts[start:end]):
-                share += nomenclature.price_for(act, dates[day], born).patient_share - adult[(day, act)]
+            note_days, note_acts = days[start:end], tuple(acts[start:end])
+            prices = nomenclature.prices_between(note_acts, dates[note_days[0]], dates[note_days[-1]], born)
+            exact = prices[1] if prices is not None else [
+                nomenclature.price_for(act, dates[day], born).patient_share for day, act in zip(note_days, note_acts)]
+            share += sum(exact) - sum(map(adult.__getitem__, zip(note_days, note_acts)))
     return gross, share
 
 

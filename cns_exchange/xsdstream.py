@@ -166,16 +166,19 @@ class WhileWriting:
     the writing on a second core).
 
     :meth:`result` gives the verdict once the writing is done: True, or False/None when the
-    caller must validate the written file itself (not valid, or not told here).
+    caller must validate the written file itself (not valid, or not told here). ``sha256``
+    is the hash of what was written.
     """
 
     CHUNK = 1 << 20
 
     def __init__(self, target: IO[bytes], xsd: str) -> None:
+        import hashlib
         import queue
         import threading
 
         self.target = target
+        self.sha256 = hashlib.sha256()  # of everything written (hashlib works without the GIL too)
         self.outcome: bool | None = None
         self.pending: list[bytes] = []
         self.size = 0
@@ -201,6 +204,7 @@ class WhileWriting:
 
     def write(self, data: bytes) -> int:
         self.target.write(data)
+        self.sha256.update(data)
         if not self.stopped:
             self.pending.append(bytes(data))
             self.size += len(data)
