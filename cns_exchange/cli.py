@@ -921,7 +921,7 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
                     console.print_line(f"{path.name}: no longer in the inbox (imported by another run)")
                     continue
                 result, doc = importing.import_path(conn, path, validator, settings.local_dir("archive"),
-                                                    settings.local_dir("errors"), move)
+                                                    settings.local_dir("errors"), move, stream=fmt is None)
                 emit(result, doc)
                 report(result)
         finally:

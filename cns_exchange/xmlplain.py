@@ -103,10 +103,15 @@ def _fee_note(m: re.Match, text: str, line: int, amounts: dict[str, int]) -> Fee
                           _SessionLines(text[m.start(1):m.end()], line, len(texts) // 7))  # type: ignore[arg-type]
 
 
-def _payment_line(m: re.Match, text: str, line: int, amounts: dict[str, int]) -> PaymentLine:
+def _payment_values(m: re.Match, text: str, line: int, amounts: dict[str, int]) -> tuple:
+    """A payment line's fields, in the order of PaymentLine's."""
     fee_note, line_no, certificate, billed, accepted, reason_code, reason_label, partly = m.group(2, 3, 4, 5, 6, 7, 8, 9)
-    return PaymentLine(int(fee_note), int(line_no), certificate, cents_of(billed, amounts),
-                       cents_of(accepted if accepted is not None else partly, amounts), reason_code or "", reason_label or "")
+    return (int(fee_note), int(line_no), certificate, cents_of(billed, amounts),
+            cents_of(accepted if accepted is not None else partly, amounts), reason_code or "", reason_label or "")
+
+
+def _payment_line(m: re.Match, text: str, line: int, amounts: dict[str, int]) -> PaymentLine:
+    return PaymentLine(*_payment_values(m, text, line, amounts))
 
 
 _READERS = {"billing": (_FEE_NOTE, _fee_note), "payment": (_PAYMENT_LINE, _payment_line)}
@@ -142,9 +147,10 @@ def read_plain(source: IO[bytes], kind: str, root: str, columns: bool = False) -
         line += text.count("\n", start, m.end())
 
 
-def read_plain_records(source: IO[bytes], kind: str, root: str) -> Iterator[Item | object]:
+def read_plain_records(source: IO[bytes], kind: str, root: str, values: bool = False) -> Iterator[Item | object]:
     """Yield the header item, then the bare records (no Item around them) of a plainly
     written ``kind`` document: what import needs of a well-formed, schema-valid one.
+    With ``values``, a payment statement's records come as tuples of PaymentLine's fields.
 
     Raises NotPlain where :func:`read_plain` would, and also where an item cannot be
     converted: its warning needs the line and XPath only the full reader gives.
@@ -155,7 +161,7 @@ def read_plain_records(source: IO[bytes], kind: str, root: str) -> Iterator[Item
                 raise NotPlain("an item cannot be converted")
             yield item if item.what == "header" else item.record
         return
-    convert = _READERS[kind][1]
+    convert = _payment_values if values and kind == "payment" else _READERS[kind][1]
     amounts: dict[str, int] = {}
     scan = _scan(source, kind, root)
     yield next(scan)
