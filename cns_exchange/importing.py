@@ -200,11 +200,12 @@ class _StreamedRecords:
             raise NotPlain("not plainly written")
         return message
 
-    def __iter__(self) -> Iterator[tuple]:
-        """The records' fields (for a payment line, in the order of PaymentLine's)."""
+    def chunks(self) -> Iterator[tuple[list[tuple], bool]]:
+        """The records' fields (for a payment line, in the order of PaymentLine's), a chunk
+        at a time, each with whether its lines name distinct (fee note, line) pairs."""
         try:
             while (chunk := self._receive()) is not None:
-                yield from chunk
+                yield chunk
         except BaseException:
             self.cancel()
             raise
@@ -258,7 +259,7 @@ def _stream_worker(path: Path, kind: str, root: str, conn, parent_end) -> None: 
             conn.send_bytes(marshal.dumps(None if h is None else (
                 h.provider, h.created.isoformat(), h.sequence, h.version, dict(h.extra))))
             while chunk := list(islice(items, _CHUNK_RECORDS)):
-                conn.send_bytes(marshal.dumps(chunk))
+                conn.send_bytes(marshal.dumps((chunk, _names_once(chunk))))
         conn.send_bytes(marshal.dumps(None))
     except BaseException:  # noqa: BLE001 - NotPlain or worse: the parent reads the file itself, and says what is wrong
         conn.send_bytes(marshal.dumps("not plain"))
@@ -529,40 +530,36 @@ def _insert_payment(conn, doc_id, doc) -> None:
         "VALUES (?,?,?,?,?,?)",
         (doc_id, extra.get("FichierFacture/NomFichier", ""), sha256, billing_id,
          extra.get("DatePaiement", ""), extra.get("ReferencePaiement", ""))).lastrowid
-    # Each line is matched with its billed session as it goes in (its fee note's id from a
-    # map, then one index look-up); a line whose billing file is not imported yet is matched
-    # by rematch once it is.
-    notes: dict[int, int] = {}
-    if billing_id is not None:
-        for number, note_id in conn.execute("SELECT number, id FROM fee_notes WHERE document_id = ? ORDER BY id",
-                                            (billing_id,)):
-            notes.setdefault(number, note_id)  # a number given twice: its first fee note, as before
-    first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM payment_lines").fetchone()[0]
-    get = notes.get
-    named: set[int] = set()  # the lines' (fee note, line) as ints: less memory
-    name = named.add
-    count = 0
-
+    # Each line is matched with its billed session as it goes in (two index look-ups: its fee
+    # note, the first of that number in the billing file, then the session); a line whose
+    # billing file is not imported yet is matched by rematch once it is. The values go to
+    # SQLite as they come, with nothing done per line in Python.
     records = doc.records
-    if not isinstance(records, _StreamedRecords):  # (which gives the fields themselves)
-        records = ((p.fee_note, p.line_no, p.certificate_number, p.billed, p.accepted, p.reason_code, p.reason_label)
-                   for p in records)
-
-    def rows():  # (one pass: the records may be arriving from the streamed road's worker)
-        nonlocal count
-        for fee_note, line_no, certificate, billed, accepted, code, label in records:
-            count += 1
-            name(fee_note << 32 | line_no)
-            yield (payment_id, fee_note, line_no, certificate, billed, accepted, code or None, label or None,
-                   get(fee_note))
-
-    conn.executemany(
+    if isinstance(records, _StreamedRecords):
+        chunks = records.chunks()
+    else:
+        values = [(p.fee_note, p.line_no, p.certificate_number, p.billed, p.accepted, p.reason_code, p.reason_label)
+                  for p in records]
+        chunks = iter([(values, _names_once(values))])
+    insert = (
         "INSERT INTO payment_lines (payment_id, fee_note_number, line_no, certificate_number, billed, accepted, "
-        "reason_code, reason_label, session_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-        "(SELECT id FROM sessions WHERE fee_note_id = ?9 AND line_no = ?3))", rows())
-    # Lines naming a session once each (the rule: a statement pays a line once) need no
-    # "latest per session" step.
-    _apply_payment_lines(conn, "id >= ?", (first,), len(named) == count)
+        "reason_code, reason_label, session_id) VALUES "
+        f"({int(payment_id)}, ?1, ?2, ?3, ?4, ?5, nullif(?6, ''), nullif(?7, ''), (SELECT s.id FROM sessions s "
+        f"WHERE s.line_no = ?2 AND s.fee_note_id = (SELECT min(f.id) FROM fee_notes f "
+        f"WHERE f.document_id = {int(billing_id) if billing_id is not None else 'NULL'} AND f.number = ?1)))")
+    # Each chunk is applied to the sessions as soon as it is in (on the streamed road, while
+    # the next is read); a line of a later chunk, a later id, replaces one of an earlier chunk
+    # for the same session, as a later statement would.
+    for values, once in chunks:
+        first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM payment_lines").fetchone()[0]
+        conn.executemany(insert, values)
+        _apply_payment_lines(conn, "id >= ?", (first,), once)
+
+
+def _names_once(values: list[tuple]) -> bool:
+    """True if no two payment lines (their fields) name the same (fee note, line): then no
+    "latest per session" step is needed (the rule: a statement pays a line once)."""
+    return len({v[0] << 32 | v[1] for v in values}) == len(values)  # (ints: less memory)
 
 
 def _apply_payment_lines(conn, where: str, params: tuple, once: bool = False) -> None:
