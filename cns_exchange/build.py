@@ -169,8 +169,8 @@ def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencla
                   encoding: str = "utf-8", certificates=None) -> BuildResult:
     """Build and publish a billing file from session rows (build-invoice).
 
-    A CSV without certificates to check against takes the fast road (fastbill) first; at the
-    first thing that is not plainly clean it takes load_fee_notes, which reports every
+    A CSV takes the fast road (fastbill) first; at the first thing that is not plainly clean
+    (a certificate that does not allow a session included) it takes load_fee_notes, which reports every
     problem with its row and column. Both write the same bytes.
     """
     from cns_exchange import fastbill
@@ -178,10 +178,11 @@ def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencla
     from cns_exchange.xmlwrite import billing_totals, write_billing_file
 
     encoding = canonical_encoding(encoding)
-    if fmt == "csv" and certificates is None:
+    if fmt == "csv":
         data = stream.read()
         try:
-            clean = fastbill.plan(data, encoding, codes, nomenclature, header.provider, header.created.date())
+            clean = fastbill.plan(data, encoding, codes, nomenclature, header.provider, header.created.date(),
+                                  certificates)
             try:
                 path, sha = publish_document("billing", lambda out: clean.write(out, header), file_name, destination,
                                              validator, header.version)
@@ -353,7 +354,7 @@ class CertificateBook:
             problems.append(("CRT05", f"certificate {certificate} was granted for another patient"))
         if not row["valid_from"] <= day.isoformat() <= row["valid_to"]:
             problems.append(("CRT04", f"{day} is outside the certificate's validity {row['valid_from']} to {row['valid_to']}"))
-        authorised = dict((a, int(n)) for a, _, n in (part.partition(":") for part in row["acts"].split(";") if part))
+        authorised = _authorised(row["acts"])
         key = (certificate, act)
         if key not in self._used:
             self._used[key] = self.conn.execute(
@@ -365,3 +366,29 @@ class CertificateBook:
             problems.append(("CRT03", f"{act} session {self._used[key]} on certificate {certificate}: "
                                       f"{authorised.get(act, 0)} authorised (billed ones included)"))
         return problems
+
+    def remaining(self, certificates) -> dict[str, tuple[str, str, str, dict[str, int]]]:
+        """For fastbill: each of ``certificates`` that was imported, as (matricule, valid from,
+        valid to, {act: sessions still allowed once those billed in earlier files are counted})."""
+        conn = self.conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (number TEXT PRIMARY KEY)")
+        try:
+            conn.executemany("INSERT OR IGNORE INTO temp.wanted VALUES (?)", ((c,) for c in certificates))
+            found = {number: (matricule, valid_from, valid_to, _authorised(acts)) for number, matricule, valid_from, valid_to, acts
+                     in conn.execute("SELECT c.number, c.matricule, c.valid_from, c.valid_to, c.acts FROM certificates c "
+                                     "JOIN temp.wanted w ON w.number = c.number")}
+            for number, act, billed in conn.execute(
+                    "SELECT f.certificate_number, s.act, count(*) FROM temp.wanted w "
+                    "JOIN fee_notes f ON f.certificate_number = w.number JOIN sessions s ON s.fee_note_id = f.id "
+                    "JOIN documents d ON d.id = f.document_id AND d.rejected = 0 GROUP BY 1, 2"):
+                if number in found:
+                    allowed = found[number][3]
+                    allowed[act] = allowed.get(act, 0) - billed
+        finally:
+            conn.execute("DROP TABLE temp.wanted")
+        return found
+
+
+def _authorised(acts: str) -> dict[str, int]:
+    """A certificate's authorised acts as stored ('ZD11:1;ZD12:1;ZD13:4') as {act: count}."""
+    return {a: int(n) for a, _, n in (part.partition(":") for part in acts.split(";") if part)}

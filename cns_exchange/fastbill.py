@@ -73,6 +73,9 @@ class CleanBilling:
         self.cns = gross - share
         self.codes = codes
         self.nomenclature = nomenclature
+        #: With build-invoice's certificate check: build.CertificateBook.remaining for the
+        #: file's certificates; a fee note its certificate does not allow is NotClean.
+        self.certificates: dict[str, tuple[str, str, str, dict[str, int]]] | None = None
 
     def close(self) -> None:
         """Stop the matricule checks if they still run (the write failed or never happened)."""
@@ -101,8 +104,11 @@ class CleanBilling:
                 sequence = sequences[note_acts] = rules.sequence_ok(note_acts)
             if sequence is None:
                 raise NotClean(f"treatment order or counts in fee note {number}")
-            born = birth_date(matricule)
             note_days = days[first:end]
+            if self.certificates is not None and not _allowed(self.certificates.get(certificates[first]), matricule,
+                                                               note_days, note_acts):
+                raise NotClean(f"the certificate of fee note {number}")
+            born = birth_date(matricule)
             prices = prices_between(note_acts, dates[note_days[0]], dates[note_days[-1]], born)
             if prices is None:  # a new tariff table or the 18th birthday within the fee note
                 each = [price_for(act, dates[day], born) for day, act in zip(note_days, note_acts)]
@@ -133,9 +139,10 @@ class CleanBilling:
 
 
 def plan(data: bytes, encoding: str, codes: Codes, nomenclature: Nomenclature, provider: str,
-         created: date) -> CleanBilling:
+         created: date, certificates=None) -> CleanBilling:
     """Read a CSV of sessions (``data``, in ``encoding``) and return its fee notes, checked
-    and priced; raise NotClean if anything needs the row-by-row road."""
+    and priced; raise NotClean if anything needs the row-by-row road. ``certificates`` (a
+    build.CertificateBook) has each fee note checked against its imported certificate."""
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError:
@@ -160,7 +167,10 @@ def plan(data: bytes, encoding: str, codes: Codes, nomenclature: Nomenclature, p
             table.add(*(block[header.index(name)] for name in SESSION_COLUMNS),
                       *(block[header.index(name)] if name in header else None for name in SESSION_OPTIONAL))
         del body
-        return table.grouped(codes, nomenclature, checks)
+        clean = table.grouped(codes, nomenclature, checks)
+        if certificates is not None:
+            clean.certificates = certificates.remaining(table.distinct_certificates)
+        return clean
     except BaseException:
         checks.cancel()
         raise
@@ -263,6 +273,10 @@ class _Table:
     def distinct_matricules(self):
         return self._matricules.keys()
 
+    @property
+    def distinct_certificates(self):
+        return self._certificates.keys()
+
     def grouped(self, codes: Codes, nomenclature: Nomenclature, checks: "_Matricules") -> CleanBilling:
         """Group the rows into fee notes (rows of a certificate together, by date) and check
         what is checked across notes; return the CleanBilling with the header's totals."""
@@ -321,6 +335,17 @@ class _Table:
 def _run_starts(column: list[str]) -> list[int]:
     """The indexes where a run of equal values starts."""
     return [0, *compress(count(1), map(ne, column[1:], column[:-1]))]
+
+
+def _allowed(certificate, matricule: str, days: list[str], acts: tuple[str, ...]) -> bool:
+    """True if an imported certificate (see CleanBilling.certificates) allows a fee note:
+    same patient, every date within its validity, no act beyond what remains (CRT02-CRT05)."""
+    if certificate is None:
+        return False
+    holder, valid_from, valid_to, remaining = certificate
+    if holder != matricule or days[0] < valid_from or days[-1] > valid_to:  # (dates sorted: ISO texts)
+        return False
+    return all(remaining.get(act, 0) >= count for act, count in Counter(acts).items())
 
 
 def _totals(table: _Table, starts: list[int], nomenclature: Nomenclature) -> tuple[int, int]:

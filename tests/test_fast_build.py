@@ -360,3 +360,69 @@ def test_build_invoice_reports_by_the_row_by_row_road(run, tmp_path):
     assert r.exit_code == 3
     assert f"{source}:9" in r.stderr and "MAT03" in r.stderr and "matricule" in r.stderr
     assert list(out.iterdir()) == []
+
+
+# --- with the certificates imported from the CNS -------------------------------------------
+
+def _with_certificates(run, data: Path, *more: Path) -> Path:
+    from conftest import EXAMPLES
+
+    db = data / "practice.sqlite"
+    for path in (EXAMPLES / "123456_DTP_20261120_000001.xml", EXAMPLES / "CNS_RTP_20261120_000002.xml", *more):
+        assert run("import", "--db", str(db), str(path)).exit_code == 0
+    return db
+
+
+#: Changes to examples/sessions.csv (the rows whose certificates the examples' answers grant),
+#: each with the issue the certificate check reports; None: allowed.
+CERTIFICATE_FAULTS = {
+    "as-is": (lambda t: t, None),
+    "unknown certificate": (lambda t: t.replace("TPC-2026-000102", "TPC-2026-999999"), "CRT02"),
+    "count exceeded": (lambda t: t + t.splitlines()[6].replace("2026-11-12", "2026-11-19") + "\n", "CRT03"),
+    "outside the validity": (lambda t: t.replace("2026-10-20", "2026-10-01"), "CRT04"),
+    "another patient": (lambda t: t.replace("1982080285657", "1974091186700"), "CRT05"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(CERTIFICATE_FAULTS), ids=str)
+def test_the_certificate_check_is_the_same_by_either_road(run, tmp_path, monkeypatch, fault):
+    from conftest import EXAMPLES
+
+    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+    db = _with_certificates(run, tmp_path / "data")
+    change, code = CERTIFICATE_FAULTS[fault]
+    source = tmp_path / "sessions.csv"
+    granted = "".join(line for line in (EXAMPLES / "sessions.csv").read_text(encoding="utf-8").splitlines(True)
+                      if "TPC-2026-000087" not in line)  # (an extension granted in an answer not among the examples)
+    source.write_text(change(granted), encoding="utf-8")
+    args = ("build-invoice", str(source), "--provider", PROVIDER, "--created", CREATED, "--db", str(db))
+    fast = run(*args)
+    with monkeypatch.context() as m:
+        m.setattr(fastbill, "plan", lambda *a, **k: (_ for _ in ()).throw(fastbill.NotClean("forced")))
+        slow = run(*args)
+    assert (fast.exit_code, fast.stdout_bytes, fast.stderr) == (slow.exit_code, slow.stdout_bytes, slow.stderr)
+    if code is None:
+        assert fast.exit_code == 0
+        monkeypatch.setattr(build, "load_fee_notes", _no_row_by_row)
+        assert run(*args).stdout_bytes == fast.stdout_bytes  # by the fast road
+    else:
+        assert fast.exit_code == 3 and code in fast.stderr, fast.stderr
+
+
+def test_sessions_billed_in_an_earlier_file_count_on_the_fast_road(run, tmp_path, monkeypatch):
+    from conftest import EXAMPLES
+
+    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+    db = _with_certificates(run, tmp_path / "data", EXAMPLES / "123456_FAC_20261120_000001.xml")
+    source = tmp_path / "sessions.csv"
+    source.write_text("certificate_number,matricule,session_date,act_code\n"
+                      "TPC-2026-000101,1974091186700,2026-11-17,ZD13\n"   # third ZD13 (two billed): allowed
+                      "TPC-2026-000101,1974091186700,2026-11-18,ZD13\n")  # fourth: allowed
+    args = ("build-invoice", str(source), "--provider", PROVIDER, "--created", CREATED, "--db", str(db))
+    with monkeypatch.context() as m:
+        m.setattr(build, "load_fee_notes", _no_row_by_row)
+        assert run(*args).exit_code == 0
+    with open(source, "a") as f:
+        f.write("TPC-2026-000101,1974091186700,2026-11-19,ZD13\n")    # fifth: over
+    r = run(*args)
+    assert r.exit_code == 3 and "CRT03" in r.stderr and f"{source}:4" in r.stderr
