@@ -26,8 +26,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import date
 from collections import Counter
+from datetime import date
 from itertools import accumulate, compress, count, islice, repeat
 from operator import and_, eq, lt, ne
 from typing import IO
@@ -35,7 +35,7 @@ from typing import IO
 from cns_exchange.identifiers import birth_date, check_matricule, check_provider
 from cns_exchange.model import Header
 from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError
-from cns_exchange.records import NAME, REFERENCE, SESSION_COLUMNS, SESSION_OPTIONAL
+from cns_exchange.records import NAME, REFERENCE, SESSION_COLUMNS, SESSION_OPTIONAL, iso_date
 from cns_exchange.treatment import SessionRules
 from cns_exchange.xmlwrite import (
     BILLING_END, FEE_NOTE_END, TextOut, billing_start, fee_note_start, session_rest, session_start,
@@ -143,6 +143,8 @@ def plan(data: bytes, encoding: str, codes: Codes, nomenclature: Nomenclature, p
     """Read a CSV of sessions (``data``, in ``encoding``) and return its fee notes, checked
     and priced; raise NotClean if anything needs the row-by-row road. ``certificates`` (a
     build.CertificateBook) has each fee note checked against its imported certificate."""
+    if "\n".encode(encoding) != b"\n":  # (UTF-16, EBCDIC...: the row-by-row road reads lines of bytes)
+        raise NotClean("an encoding whose line feed is not the byte 0x0A")
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError:
@@ -232,9 +234,7 @@ class _Table:
             self._matricules[value] = value
         for value in set(days).difference(self.dates):
             try:
-                if len(value) != 10:
-                    raise ValueError
-                self.dates[value] = date.fromisoformat(value)
+                self.dates[value] = iso_date(value)  # (the column's texts are written and compared as they are)
             except ValueError:
                 raise NotClean("session date") from None
             self._day_texts[value] = value
@@ -388,7 +388,8 @@ class _Matricules:
         if "fork" in multiprocessing.get_all_start_methods():
             ctx = multiprocessing.get_context("fork")
             self.conn, child = ctx.Pipe(duplex=False)
-            self.proc = ctx.Process(target=_check_matricules, args=(body, delimiter, width, column, child), daemon=True)
+            self.proc = ctx.Process(target=_check_matricules, args=(body, delimiter, width, column, child, self.conn),
+                                    daemon=True)
             self.proc.start()
             child.close()
 
@@ -417,8 +418,9 @@ class _Matricules:
             self.proc = None
 
 
-def _check_matricules(body: str, delimiter: str, width: int, column: int, conn) -> None:
+def _check_matricules(body: str, delimiter: str, width: int, column: int, conn, parent_end) -> None:  # pragma: no cover - runs in the child
     """In the worker: send (number of distinct matricules, those with a problem), or None."""
+    parent_end.close()  # else, were the parent killed, a write would wait forever: the pipe would keep a reader
     try:
         distinct: set[str] = set()
         for block in _blocks(body, delimiter, width):
@@ -426,5 +428,7 @@ def _check_matricules(body: str, delimiter: str, width: int, column: int, conn) 
         conn.send((len(distinct), [m for m in distinct if check_matricule(m)]))
     except NotClean:
         conn.send(None)
+    except BaseException:  # noqa: BLE001 - Ctrl-C, or the parent gone: it checks them itself if it still runs
+        pass
     finally:
         conn.close()

@@ -106,6 +106,7 @@ def read_leniently(path: Path, validator, stream: Callable[[str], bool] | None =
     insert meanwhile, and libxml2 checks the file in a thread; ``doc.settle()`` then says
     whether the records stand (see _StreamedRecords).
     """
+    from cns_exchange import xsdstream
     from cns_exchange.validate import PARALLEL_XSD_BYTES, _ParallelXsd
     from cns_exchange.xmlread import ITEM_TAGS
 
@@ -120,7 +121,7 @@ def read_leniently(path: Path, validator, stream: Callable[[str], bool] | None =
     # that count only if the XSD check passes the file (see xmlplain).
     large = os.path.getsize(path) >= PARALLEL_XSD_BYTES
     plain = large and kind in PLAIN_KINDS
-    if stream is not None and plain and kind in _STREAMED and _can_fork() and stream(doc.sha256):
+    if stream is not None and plain and kind in _STREAMED and _can_fork() and xsdstream.available() and stream(doc.sha256):
         try:
             records = _StreamedRecords(path, kind, root, schema_set.documents[kind].xsd)
         except NotPlain:
@@ -178,8 +179,7 @@ class _StreamedRecords:
         self.proc.start()
         child.close()
         self.verdict: bool | None = None
-        self.checking = threading.Thread(target=self._check, args=(path, xsd), daemon=True)
-        self.checking.start()
+        self.checking: threading.Thread | None = None
         try:
             header = self._receive()
             if header is None:
@@ -188,6 +188,8 @@ class _StreamedRecords:
         except BaseException:
             self.cancel()
             raise
+        self.checking = threading.Thread(target=self._check, args=(path, xsd), daemon=True)
+        self.checking.start()
 
     def _receive(self):
         import marshal
@@ -218,7 +220,6 @@ class _StreamedRecords:
     def result(self) -> list[tuple[str, int | None, str, str]]:
         """Nothing if the file is valid against its XSD; else raise ReadAgain (the
         lenient road then reports each deviation with its line)."""
-        self.checking.join()
         self.cancel()
         if self.verdict is not True:
             raise ReadAgain("the file deviates from the schema, or the check could not tell")
@@ -233,7 +234,8 @@ class _StreamedRecords:
             self.proc.join()
             self.conn.close()
             self.proc = None
-        self.checking.join()
+        if self.checking is not None:
+            self.checking.join()
 
 
 def _header_of(message: list):

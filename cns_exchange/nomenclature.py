@@ -177,6 +177,8 @@ def parse_table(text: str, where: str, known_acts: Iterable[str]) -> TariffTable
         raise ConfigError(f"{where}: missing {', '.join(sorted(missing))}", "see docs/rules.md, Tariffs")
     try:
         valid_from = date.fromisoformat(str(raw["valid_from"]))
+        if valid_from.isoformat() != str(raw["valid_from"]):  # (fromisoformat also takes week dates)
+            raise ValueError
     except ValueError:
         raise ConfigError(f"{where}: valid_from '{raw['valid_from']}' is not a YYYY-MM-DD date", "fix the tariff table") from None
     if not str(raw["source"]).strip():

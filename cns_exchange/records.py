@@ -299,6 +299,15 @@ def _required(row: Row, column: str, report: InputReport) -> str | None:
     return value
 
 
+def iso_date(text: str) -> date:
+    """The date written YYYY-MM-DD in ``text``; ValueError for anything else (Python's
+    ``date.fromisoformat`` also takes '20261120' and week dates such as '2026-W47-5')."""
+    result = date.fromisoformat(text)
+    if result.isoformat() != text:
+        raise ValueError(f"not YYYY-MM-DD: {text!r}")
+    return result
+
+
 def parse_date(row: Row, column: str, report: InputReport, cache: dict[str, date] | None = None) -> date | None:
     """Return the ISO date in ``column`` or None after reporting IN003/IN004."""
     value = _required(row, column, report)
@@ -309,9 +318,7 @@ def parse_date(row: Row, column: str, report: InputReport, cache: dict[str, date
         if cached is not None:
             return cached
     try:
-        if len(value) != 10:
-            raise ValueError
-        result = date.fromisoformat(value)
+        result = iso_date(value)
     except ValueError:
         report.add("IN004", f"'{column}' value '{value}' is not a YYYY-MM-DD date", row.line, column)
         return None

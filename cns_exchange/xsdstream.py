@@ -149,6 +149,11 @@ def verdict(path: str, xsd: str) -> bool | None:
     return None if lib is None else lib.valid(path, xsd)
 
 
+def available() -> bool:
+    """True if :func:`verdict` can tell (libxml2's functions were found)."""
+    return _library() is not None
+
+
 def _library() -> _Libxml2 | None:
     """libxml2's functions through lxml's module, or None where they cannot be found."""
     if not _LIB:

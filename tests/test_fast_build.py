@@ -244,6 +244,8 @@ FAULTS = {
     "two patients": (lambda r: r + [[r[4][0], _matricule_of(date(1960, 1, 1), 999), "2026-11-18", "ZD13", PROVIDER]], "TRT09"),
     "before every tariff table": (lambda r: [[*r[0][:2], "2018-12-31", *r[0][3:]]] + r[1:], "NOM01"),
     "not a date": (lambda r: [[*r[0][:2], "2026-02-30", *r[0][3:]]] + r[1:], "IN004"),
+    "a week date": (lambda r: [[*r[0][:2], date.fromisoformat(r[0][2]).strftime("%G-W%V-%u"), *r[0][3:]]] + r[1:], "IN004"),
+    "a date without dashes": (lambda r: [[*r[0][:2], r[0][2].replace("-", ""), *r[0][3:]]] + r[1:], "IN004"),
     "no date": (lambda r: [[*r[0][:2], "", *r[0][3:]]] + r[1:], "IN003"),
     "unknown act": (lambda r: [[*r[0][:3], "ZD99", r[0][4]]] + r[1:], "ACT01"),
     "bad provider": (lambda r: [[*r[0][:4], "12345"]] + r[1:], "PRV01"),
@@ -284,6 +286,35 @@ def test_a_name_the_fast_road_does_not_take(name, code):
         assert issues == [] and slow == _slow(_csv(clean), nomenclature)[0]
     else:
         assert code in {i.code for i in issues}, issues
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "cp037"])
+def test_an_encoding_whose_line_feed_is_not_0x0a_is_read_as_the_row_by_row_road_reads_it(run, tmp_path, encoding):
+    source = tmp_path / "sessions.csv"
+    source.write_bytes(_csv(_bench_like(3), COLUMNS[:5]).decode().encode(encoding))
+    data = source.read_bytes()
+    assert _fast(data, NOMENCLATURES["bundled"], encoding) is None
+    r = run("build-invoice", str(source), "--encoding", encoding, "--provider", PROVIDER, "--created", CREATED)
+    slow, issues = _slow(data, NOMENCLATURES["bundled"], encoding)
+    assert r.exit_code == (0 if slow is not None else 3) and (slow is None or r.stdout_bytes == slow)
+
+
+def test_a_matricule_worker_whose_parent_is_gone_ends():
+    # Were the parent killed, nothing would read the worker's answer: the worker must get
+    # EPIPE and end, not wait forever to write (it holds the input and stdout open).
+    from stdnum import luhn
+
+    rows = [[f"TPC-{n:06d}", f"19{n:09d}{luhn.calc_check_digit(f'19{n:09d}')}0", "2026-01-05", "ZD11", PROVIDER]
+            for n in range(1, 40001)]  # wrong C2 digits: an answer of about 600 KB
+    body = "\n".join(",".join(r) for r in rows) + "\n"
+    checks = fastbill._Matricules(body, ",", 5, 1)
+    checks.conn.close()  # as the parent's death would
+    checks.proc.join(timeout=60)
+    alive = checks.proc.is_alive()
+    if alive:
+        checks.proc.kill()
+    checks.proc.join()
+    assert not alive
 
 
 # --- the matricule checks in a worker process --------------------------------------------
