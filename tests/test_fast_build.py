@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing
+import os
 import random
 import tempfile
 from datetime import date, datetime, timedelta, timezone
@@ -131,7 +132,7 @@ def session_files(draw):
             base = "19901301" + "123"
             from stdnum import luhn, verhoeff
             bad = base + luhn.calc_check_digit(base) + verhoeff.calc_check_digit(base)
-            rows = [[r[0], bad, *r[2:]] if r[1] == row[1] else r for r in rows]
+            rows = [[r[0], bad, *r[2:]] if len(r) > 1 and r[1] == row[1] else r for r in rows]
             row = rows[at]
         elif fault == "spaces in matricule":
             row[1] = row[1][:4] + " " + row[1][4:]
@@ -171,7 +172,8 @@ def session_files(draw):
     return rows, faults
 
 
-@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow],
+          derandomize=os.environ.get("CNSX_HYPOTHESIS_RANDOM") is None)  # (CI: the same 300 files each run)
 @given(files=session_files(), tables=st.sampled_from(sorted(NOMENCLATURES)), names=st.booleans(),
        shape=st.sampled_from(["plain", "semicolon-crlf-bom", "quoted"]))
 def test_the_fast_road_writes_only_what_the_row_by_row_road_writes_without_an_issue(files, tables, names, shape):
