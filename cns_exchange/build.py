@@ -7,7 +7,6 @@ raised together in one InputError.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import shutil
 import tempfile
@@ -261,7 +260,7 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
         target = destination.path / file_name if destination.is_folder else destination.path
         folder = target.parent
         work = folder
-    from cns_exchange.fsutil import publish, temp_file
+    from cns_exchange.fsutil import publish, sha256_of, temp_file
 
     try:
         with temp_file(work) as (stream, path):
@@ -284,25 +283,20 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
                 raise InputError(f"the {kind} document built from the input fails validation; nothing was written",
                                  "this is a bug in cnsx or in a dropped-in schema set: please report it with the messages above",
                                  report.issues)
-            stream.seek(0)
-            digest = checking.sha256 if checking is not None else hashlib.sha256()
-            if destination.stream is not None or checking is None:
-                for chunk in iter(lambda: stream.read(1 << 20), b""):
-                    if checking is None:
-                        digest.update(chunk)
-                    if destination.stream is not None:
-                        destination.stream.write(chunk)
             stream.close()
+            sha256 = checking.sha256.hexdigest() if checking is not None else sha256_of(path)[0]
             if destination.stream is not None:
+                with open(path, "rb") as written:
+                    shutil.copyfileobj(written, destination.stream, 1 << 20)
                 destination.stream.flush()
                 path.unlink()
-                return None, digest.hexdigest()
+                return None, sha256
             try:
                 publish(path, target, overwrite=False)
             except FileExistsError:
                 raise UsageError(f"{target} appeared while building; cnsx never overwrites a document",
                                  "run again: another run is writing to the same place") from None
-            return target, digest.hexdigest()
+            return target, sha256
     finally:
         if tmp_ctx is not None:
             tmp_ctx.cleanup()
@@ -345,6 +339,8 @@ class CertificateBook:
 
     def check(self, certificate: str, matricule: str, day: date, act: str) -> list[tuple[str, str]]:
         """Check one session to bill; return its problems (CRT02-CRT05)."""
+        from cns_exchange.database import BILLED_SESSIONS
+
         row = self.conn.execute("SELECT matricule, valid_from, valid_to, acts FROM certificates WHERE number = ?",
                                 (certificate,)).fetchone()
         if row is None:
@@ -358,9 +354,7 @@ class CertificateBook:
         key = (certificate, act)
         if key not in self._used:
             self._used[key] = self.conn.execute(
-                "SELECT count(*) FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id "
-                "JOIN documents d ON d.id = f.document_id AND d.rejected = 0 "  # a file the CNS rejected billed nothing
-                "WHERE f.certificate_number = ? AND s.act = ?", key).fetchone()[0]
+                f"SELECT count(*) FROM {BILLED_SESSIONS} WHERE f.certificate_number = ? AND s.act = ?", key).fetchone()[0]
         self._used[key] += 1
         if self._used[key] > authorised.get(act, 0):
             problems.append(("CRT03", f"{act} session {self._used[key]} on certificate {certificate}: "
@@ -370,6 +364,8 @@ class CertificateBook:
     def remaining(self, certificates) -> dict[str, tuple[str, str, str, dict[str, int]]]:
         """For fastbill: each of ``certificates`` that was imported, as (matricule, valid from,
         valid to, {act: sessions still allowed once those billed in earlier files are counted})."""
+        from cns_exchange.database import BILLED_SESSIONS
+
         conn = self.conn
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (number TEXT PRIMARY KEY)")
         try:
@@ -378,9 +374,8 @@ class CertificateBook:
                      in conn.execute("SELECT c.number, c.matricule, c.valid_from, c.valid_to, c.acts FROM certificates c "
                                      "JOIN temp.wanted w ON w.number = c.number")}
             for number, act, billed in conn.execute(
-                    "SELECT f.certificate_number, s.act, count(*) FROM temp.wanted w "
-                    "JOIN fee_notes f ON f.certificate_number = w.number JOIN sessions s ON s.fee_note_id = f.id "
-                    "JOIN documents d ON d.id = f.document_id AND d.rejected = 0 GROUP BY 1, 2"):
+                    f"SELECT f.certificate_number, s.act, count(*) FROM temp.wanted w CROSS JOIN {BILLED_SESSIONS} "
+                    "WHERE f.certificate_number = w.number GROUP BY 1, 2"):  # (CROSS JOIN: the file's certificates first)
                 if number in found:
                     allowed = found[number][3]
                     allowed[act] = allowed.get(act, 0) - billed

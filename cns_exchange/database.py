@@ -208,6 +208,12 @@ MIGRATIONS: list[str] = [
 ]
 
 
+#: The sessions billed, with their fee notes (``f``) and billing files (``d``), as SQL to
+#: follow FROM: a billing file the CNS rejected bills nothing (documents.rejected).
+BILLED_SESSIONS = ("fee_notes f JOIN sessions s ON s.fee_note_id = f.id "
+                   "JOIN documents d ON d.id = f.document_id AND d.rejected = 0")
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating 0600 if needed) and migrate the practice database."""
     path = Path(path)

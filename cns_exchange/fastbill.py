@@ -25,24 +25,24 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections import Counter
 from datetime import date
 from itertools import accumulate, compress, count, islice, repeat
 from operator import and_, eq, lt, ne
-from typing import IO
+from typing import IO, Iterator
 
-from cns_exchange.identifiers import birth_date, check_matricule, check_provider
+from cns_exchange import forked
+from cns_exchange.forked import Worker
+from cns_exchange.identifiers import MATRICULE_FORM, birth_date, check_matricule, check_provider
 from cns_exchange.model import Header
 from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError
-from cns_exchange.records import NAME, REFERENCE, SESSION_COLUMNS, SESSION_OPTIONAL, iso_date
+from cns_exchange.records import NAME, REFERENCE, SESSION_COLUMNS, SESSION_OPTIONAL, csv_header, iso_date
 from cns_exchange.treatment import SessionRules
 from cns_exchange.xmlwrite import (
     BILLING_END, FEE_NOTE_END, TextOut, billing_start, fee_note_start, session_rest, session_start,
 )
 
 _BLOCK = 512  # rows turned into columns at a time: small enough for its strings to stay in the CPU cache
-_MATRICULE = re.compile(r"[1-9][0-9]{12}\Z")
 _NO_NAMES = ("", "")
 
 
@@ -55,7 +55,7 @@ class CleanBilling:
     """The sessions of a clean file, grouped into fee notes, with the header's totals.
 
     The columns (one shared text per distinct value) are ordered by fee note, then date;
-    fee note k is rows ``starts[k]`` to ``ends[k]``. The treatment rules and the prices of
+    fee note k is rows ``starts[k]`` up to ``starts[k + 1]``. The treatment rules and the prices of
     each note are checked and computed as it is written (:meth:`write`), while the XSD check
     of the text already written runs in its thread; the header's totals are computed before,
     from the columns (:func:`_totals`), and must come out equal to the notes' sums.
@@ -97,7 +97,7 @@ class CleanBilling:
         rests: dict[tuple[str, str, int, int], str] = {}
         gross_sum = share_sum = 0
         for number, first, end in zip(count(1), self.starts, self.starts[1:] + [self.sessions]):
-            matricule = matricules[first]
+            certificate, matricule = certificates[first], matricules[first]
             note_acts = tuple(acts[first:end])
             sequence = sequences.get(note_acts, False)
             if sequence is False:
@@ -105,7 +105,7 @@ class CleanBilling:
             if sequence is None:
                 raise NotClean(f"treatment order or counts in fee note {number}")
             note_days = days[first:end]
-            if self.certificates is not None and not _allowed(self.certificates.get(certificates[first]), matricule,
+            if self.certificates is not None and not _allowed(self.certificates.get(certificate), matricule,
                                                                note_days, note_acts):
                 raise NotClean(f"the certificate of fee note {number}")
             born = birth_date(matricule)
@@ -116,7 +116,6 @@ class CleanBilling:
             gross, share = prices
             gross_sum += sum(gross)
             share_sum += sum(share)
-            certificate = certificates[first]
             parts = [fee_note_start(number, certificate, matricule, *names.get(certificate, _NO_NAMES))]
             for line_no, day, act, provider, g, s in zip(count(1), note_days, note_acts, providers[first:end],
                                                          gross, share):
@@ -155,9 +154,8 @@ def plan(data: bytes, encoding: str, codes: Codes, nomenclature: Nomenclature, p
         text = text.replace("\r\n", "\n")
     first, _, body = text.partition("\n")
     del text
-    delimiter = ";" if first.count(";") > first.count(",") else ","  # as records._read_csv decides
     try:
-        header = [name.strip() for name in next(csv.reader([first], delimiter=delimiter, strict=True))]
+        delimiter, header = csv_header(first)
     except csv.Error:
         raise NotClean("CSV syntax") from None
     if len(set(header)) != len(header) or not set(SESSION_COLUMNS) <= set(header) <= {*SESSION_COLUMNS, *SESSION_OPTIONAL}:
@@ -215,50 +213,60 @@ class _Table:
         self.acts: list[str] = []
         self.providers: list[str] = []
         self.names: dict[str, tuple[str, str]] = {}   # certificate -> (last name, first name)
+        self.dates: dict[str, date] = {}              # session date text -> date
+        # Each distinct value seen -> what its rows share (see _shared).
         self._certificates: dict[str, str] = {}
         self._matricules: dict[str, str] = {}
-        self.dates: dict[str, date] = {}
-        self._day_texts: dict[str, str] = {}
+        self._days: dict[str, str] = {}
         self._acts: dict[str, str] = {}
         self._providers: dict[str, str] = {}
 
     def add(self, certificates: list[str], matricules: list[str], days: list[str], acts: list[str],
             providers: list[str] | None, last_names: list[str] | None, first_names: list[str] | None) -> None:
-        for value in set(certificates).difference(self._certificates):
-            if not REFERENCE.match(value):
-                raise NotClean("certificate number")
-            self._certificates[value] = value
-        for value in set(matricules).difference(self._matricules):
-            if not _MATRICULE.match(value):
-                raise NotClean("matricule")
-            self._matricules[value] = value
-        for value in set(days).difference(self.dates):
-            try:
-                self.dates[value] = iso_date(value)  # (the column's texts are written and compared as they are)
-            except ValueError:
-                raise NotClean("session date") from None
-            self._day_texts[value] = value
-            if self.dates[value] > self.created:
-                raise NotClean("a session after the creation date")
-        for value in set(acts).difference(self._acts):
-            if value not in self.acts_known:
-                raise NotClean("act code")
-            self._acts[value] = value
+        """Add a block of rows, as columns (an optional column absent: None)."""
         if providers is None:
             providers = [""] * len(certificates)
-        for value in set(providers).difference(self._providers):
-            executing = value or self.provider
-            if not executing or check_provider(executing):
-                raise NotClean("executing provider")
-            self._providers[value] = executing
         if last_names is not None or first_names is not None:
             self._add_names(certificates, last_names or [""] * len(certificates),
                             first_names or [""] * len(certificates))
-        self.certificates += map(self._certificates.__getitem__, certificates)
-        self.matricules += map(self._matricules.__getitem__, matricules)
-        self.days += map(self._day_texts.__getitem__, days)
-        self.acts += map(self._acts.__getitem__, acts)
-        self.providers += map(self._providers.__getitem__, providers)
+        self.certificates += _shared(certificates, self._certificates, self._certificate)
+        self.matricules += _shared(matricules, self._matricules, self._matricule)
+        self.days += _shared(days, self._days, self._day)
+        self.acts += _shared(acts, self._acts, self._act)
+        self.providers += _shared(providers, self._providers, self._provider)
+
+    @staticmethod
+    def _certificate(value: str) -> str:
+        if not REFERENCE.match(value):
+            raise NotClean("certificate number")
+        return value
+
+    @staticmethod
+    def _matricule(value: str) -> str:
+        if not MATRICULE_FORM.match(value):
+            raise NotClean("matricule")
+        return value
+
+    def _day(self, value: str) -> str:
+        try:
+            day = iso_date(value)  # (the column's texts are written and compared as they are)
+        except ValueError:
+            raise NotClean("session date") from None
+        if day > self.created:
+            raise NotClean("a session after the creation date")
+        self.dates[value] = day
+        return value
+
+    def _act(self, value: str) -> str:
+        if value not in self.acts_known:
+            raise NotClean("act code")
+        return value
+
+    def _provider(self, value: str) -> str:
+        executing = value or self.provider
+        if not executing or check_provider(executing):
+            raise NotClean("executing provider")
+        return executing
 
     def _add_names(self, certificates: list[str], last_names: list[str], first_names: list[str]) -> None:
         """A fee note takes the patient's names from its certificate's first row."""
@@ -332,6 +340,14 @@ class _Table:
         self._reorder(sorted(range(len(keys)), key=keys.__getitem__))
 
 
+def _shared(values: list[str], known: dict[str, str], convert) -> Iterator[str]:
+    """``values`` as references to one object per distinct value: ``convert`` checks each
+    value not seen before (NotClean) and gives what its rows share."""
+    for value in set(values).difference(known):
+        known[value] = convert(value)
+    return map(known.__getitem__, values)
+
+
 def _run_starts(column: list[str]) -> list[int]:
     """The indexes where a run of equal values starts."""
     return [0, *compress(count(1), map(ne, column[1:], column[:-1]))]
@@ -375,23 +391,14 @@ def _totals(table: _Table, starts: list[int], nomenclature: Nomenclature) -> tup
     return gross, share
 
 
-class _Matricules:
+class _Matricules(Worker):
     """The check digits and birth dates of every distinct matricule of the file, checked in
-    a forked process while this one reads, groups and writes (pure Python work: a thread
-    would only take turns with this one on one core). Checked here where fork is not
-    available, or if the worker failed."""
+    a forked process (see forked) while this one reads, groups and writes. Checked here
+    where fork is not available, or if the worker failed."""
 
     def __init__(self, body: str, delimiter: str, width: int, column: int) -> None:
-        import multiprocessing
-
-        self.proc = None
-        if "fork" in multiprocessing.get_all_start_methods():
-            ctx = multiprocessing.get_context("fork")
-            self.conn, child = ctx.Pipe(duplex=False)
-            self.proc = ctx.Process(target=_check_matricules, args=(body, delimiter, width, column, child, self.conn),
-                                    daemon=True)
-            self.proc.start()
-            child.close()
+        if forked.available():
+            self.start(_check_matricules, body, delimiter, width, column)
 
     def all_clean(self, matricules) -> bool:
         """True if none of ``matricules`` (the file's distinct ones) has a problem, not even
@@ -403,24 +410,17 @@ class _Matricules:
             except EOFError:  # the worker died
                 pass
             finally:
-                self.proc.join()
-                self.conn.close()
-                self.proc = None
+                self.stop()
         if found is None or found[0] != len(matricules):  # (the worker read what this process read)
             return not any(map(check_matricule, matricules))
         return not found[1]
 
     def cancel(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.join()
-            self.conn.close()
-            self.proc = None
+        self.stop()
 
 
-def _check_matricules(body: str, delimiter: str, width: int, column: int, conn, parent_end) -> None:  # pragma: no cover - runs in the child
+def _check_matricules(conn, body: str, delimiter: str, width: int, column: int) -> None:  # pragma: no cover - runs in the child
     """In the worker: send (number of distinct matricules, those with a problem), or None."""
-    parent_end.close()  # else, were the parent killed, a write would wait forever: the pipe would keep a reader
     try:
         distinct: set[str] = set()
         for block in _blocks(body, delimiter, width):
@@ -428,7 +428,3 @@ def _check_matricules(body: str, delimiter: str, width: int, column: int, conn, 
         conn.send((len(distinct), [m for m in distinct if check_matricule(m)]))
     except NotClean:
         conn.send(None)
-    except BaseException:  # noqa: BLE001 - Ctrl-C, or the parent gone: it checks them itself if it still runs
-        pass
-    finally:
-        conn.close()

@@ -16,7 +16,7 @@ from stdnum import luhn, verhoeff
 
 Problem = tuple[str, str]
 
-_DIGITS_13 = re.compile(r"[1-9][0-9]{12}\Z")
+MATRICULE_FORM = re.compile(r"[1-9][0-9]{12}\Z")  # 13 digits, the first 1-9 (the check digits apart)
 _DIGITS_11 = re.compile(r"[0-9]{11}\Z")
 _PROVIDER = re.compile(r"[1-9][0-9]{5,7}\Z")
 _PRESCRIBER = re.compile(r"[0-9]{6,8}\Z")
@@ -31,7 +31,7 @@ def check_matricule(value: str) -> tuple[Problem, ...]:
     """
     if _DIGITS_11.match(value):
         return (("MAT05", f"'{value}' is an old 11-digit matricule, not accepted in exchange files"),)
-    if not _DIGITS_13.match(value):
+    if not MATRICULE_FORM.match(value):
         return (("MAT01", f"'{_mask(value)}' is not 13 digits starting with 1-9"),)
     base = value[:11]
     problems: list[Problem] = []

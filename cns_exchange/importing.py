@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
+from cns_exchange.forked import Worker
 from cns_exchange.issues import WARNING, Issue
 from cns_exchange.xmlplain import KINDS as PLAIN_KINDS
 from cns_exchange.xmlplain import NotPlain, read_plain_records
@@ -50,25 +51,18 @@ class Document:
     records: list = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
     fatal: list[Issue] = field(default_factory=list)
-    #: Read by the streamed road (read_leniently with ``stream``): the XSD check still runs,
-    #: and ``records`` arrive from a worker while they are inserted. See :meth:`settle`.
-    pending: object = None
 
     def settle(self) -> None:
-        """Before the import commits: raise ReadAgain unless the XSD check passes the file
-        (its records then count, as on the road of :func:`_read_records`)."""
-        if self.pending is not None:
-            xsd, self.pending = self.pending, None
-            found = xsd.result()
-            if found:
-                raise ReadAgain("the file deviates from the schema")
-            _conclude(self, found)
+        """Before the import commits: raise ReadAgain unless the XSD check passes the file,
+        when its records came by the streamed road (they then count, as on the road of
+        :func:`_read_records`)."""
+        if isinstance(self.records, _StreamedRecords):
+            self.records.result()
 
     def close(self) -> None:
-        """Stop what still runs for a streamed document (once imported, nothing does)."""
-        if self.pending is not None:
-            self.pending.cancel()
-            self.pending = None
+        """Stop what still runs for a document of the streamed road (once imported, nothing does)."""
+        if isinstance(self.records, _StreamedRecords):
+            self.records.cancel()
 
 
 class ReadAgain(Exception):
@@ -106,7 +100,7 @@ def read_leniently(path: Path, validator, stream: Callable[[str], bool] | None =
     insert meanwhile, and libxml2 checks the file in a thread; ``doc.settle()`` then says
     whether the records stand (see _StreamedRecords).
     """
-    from cns_exchange import xsdstream
+    from cns_exchange import forked, xsdstream
     from cns_exchange.validate import PARALLEL_XSD_BYTES, _ParallelXsd
     from cns_exchange.xmlread import ITEM_TAGS
 
@@ -121,13 +115,13 @@ def read_leniently(path: Path, validator, stream: Callable[[str], bool] | None =
     # that count only if the XSD check passes the file (see xmlplain).
     large = os.path.getsize(path) >= PARALLEL_XSD_BYTES
     plain = large and kind in PLAIN_KINDS
-    if stream is not None and plain and kind in _STREAMED and _can_fork() and xsdstream.available() and stream(doc.sha256):
+    if stream is not None and plain and kind in _STREAMED and forked.available() and xsdstream.available() and stream(doc.sha256):
         try:
             records = _StreamedRecords(path, kind, root, schema_set.documents[kind].xsd)
         except NotPlain:
             pass
         else:
-            doc.header, doc.records, doc.pending = records.header, records, records
+            doc.header, doc.records = records.header, records
             return doc
     xsd = _ParallelXsd(str(path), schema_set.schema(kind), ITEM_TAGS[kind] or root, root, large,
                        schema_set.documents[kind].xsd)
@@ -147,18 +141,12 @@ def read_leniently(path: Path, validator, stream: Callable[[str], bool] | None =
     return doc
 
 
-def _can_fork() -> bool:
-    import multiprocessing
-
-    return "fork" in multiprocessing.get_all_start_methods()
-
-
 #: Kinds whose records the streamed road reads (those that are large: 200,000 lines).
 _STREAMED = {"payment"}
 _CHUNK_RECORDS = 4096
 
 
-class _StreamedRecords:
+class _StreamedRecords(Worker):
     """The records of a plainly written document, read by xmlplain in a forked worker and
     passed back in chunks (marshalled tuples of their fields) as they are read: iterating
     gives them as they arrive, once. Meanwhile libxml2's tree-less validator checks the file
@@ -170,14 +158,9 @@ class _StreamedRecords:
     start: from the constructor)."""
 
     def __init__(self, path: Path, kind: str, root: str, xsd: Path) -> None:
-        import multiprocessing
         import threading
 
-        ctx = multiprocessing.get_context("fork")
-        self.conn, child = ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(target=_stream_worker, args=(path, kind, root, child, self.conn), daemon=True)
-        self.proc.start()
-        child.close()
+        self.start(_stream_worker, path, kind, root)
         self.verdict: bool | None = None
         self.checking: threading.Thread | None = None
         try:
@@ -217,23 +200,17 @@ class _StreamedRecords:
 
         self.verdict = verdict(str(path), str(xsd))  # (libxml2, through ctypes: without the GIL)
 
-    def result(self) -> list[tuple[str, int | None, str, str]]:
-        """Nothing if the file is valid against its XSD; else raise ReadAgain (the
-        lenient road then reports each deviation with its line)."""
+    def result(self) -> None:
+        """Return if the file is valid against its XSD; else raise ReadAgain (the lenient
+        road then reports each deviation with its line)."""
         self.cancel()
         if self.verdict is not True:
             raise ReadAgain("the file deviates from the schema, or the check could not tell")
-        return []
 
     def cancel(self) -> None:
         """Stop the worker; wait for the XSD check (libxml2 cannot be stopped, and must not
         be running when the interpreter exits)."""
-        if self.proc is not None:
-            if self.proc.is_alive():
-                self.proc.kill()
-            self.proc.join()
-            self.conn.close()
-            self.proc = None
+        self.stop()
         if self.checking is not None:
             self.checking.join()
 
@@ -246,14 +223,10 @@ def _header_of(message: list):
     return Header(provider, datetime.fromisoformat(created), sequence, version, extra)
 
 
-def _stream_worker(path: Path, kind: str, root: str, conn, parent_end) -> None:  # pragma: no cover - runs in the child
+def _stream_worker(conn, path: Path, kind: str, root: str) -> None:  # pragma: no cover - runs in the child
     import marshal
     from itertools import islice
 
-    from cns_exchange.lock import close_inherited
-
-    close_inherited()  # else, were the parent killed, this child would hold its run lock
-    parent_end.close()  # else, were the parent killed, a write would wait forever: the pipe would keep a reader
     try:
         with open(path, "rb") as f:
             items = read_plain_records(f, kind, root, values=True)
@@ -263,10 +236,8 @@ def _stream_worker(path: Path, kind: str, root: str, conn, parent_end) -> None: 
             while chunk := list(islice(items, _CHUNK_RECORDS)):
                 conn.send_bytes(marshal.dumps((chunk, _names_once(chunk))))
         conn.send_bytes(marshal.dumps(None))
-    except BaseException:  # noqa: BLE001 - NotPlain or worse: the parent reads the file itself, and says what is wrong
+    except Exception:  # noqa: BLE001 - NotPlain or worse: the parent reads the file itself, and says what is wrong
         conn.send_bytes(marshal.dumps("not plain"))
-    finally:
-        conn.close()
 
 
 def _conclude(doc: Document, found: list) -> None:
@@ -648,10 +619,10 @@ def rematch(conn: sqlite3.Connection, document_id: int | None = None) -> list[st
 
 def _count_billed(conn: sqlite3.Connection, where: str, params: dict) -> None:
     """Recount the sessions billed on the certificates ``where`` selects (rejected files aside)."""
+    from cns_exchange.database import BILLED_SESSIONS
+
     conn.execute(f"""UPDATE certificates SET sessions_billed = (
-                         SELECT count(*) FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id
-                         JOIN documents d ON d.id = f.document_id AND d.rejected = 0
-                         WHERE f.certificate_number = certificates.number)
+                         SELECT count(*) FROM {BILLED_SESSIONS} WHERE f.certificate_number = certificates.number)
                      WHERE {where}""", params)
 
 

@@ -172,9 +172,8 @@ def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
     if not first.strip():
         report.add("IN010", "the file is empty: no header row", 1)
         return
-    delimiter = ";" if first.count(";") > first.count(",") else ","
     try:
-        header = [h.strip() for h in next(csv.reader([first], delimiter=delimiter, strict=True))]
+        delimiter, header = csv_header(first)
     except csv.Error as exc:
         report.add("IN006", f"CSV syntax error in the header ({exc})", 1)
         return
@@ -197,6 +196,13 @@ def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
         report.add("IN006", f"CSV syntax error ({exc})", state["line"])
     if count == 0 and not state["failed"]:
         report.add("IN010", "the file has a header but no data rows", 1)
+
+
+def csv_header(line: str) -> tuple[str, list[str]]:
+    """The delimiter and the column names of a CSV file's first line: ';' if it holds more
+    semicolons than commas (as spreadsheets here write), else ','. Raises csv.Error."""
+    delimiter = ";" if line.count(";") > line.count(",") else ","
+    return delimiter, [name.strip() for name in next(csv.reader([line], delimiter=delimiter, strict=True))]
 
 
 def _row_from_object(obj, line: int, report: InputReport, what: str) -> Row | None:

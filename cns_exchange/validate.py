@@ -19,6 +19,8 @@ from typing import IO
 
 from lxml import etree
 
+from cns_exchange import forked
+from cns_exchange.forked import Worker
 from cns_exchange.fsutil import sha256_of
 from cns_exchange.identifiers import birth_date, check_matricule, check_prescriber, check_provider
 from cns_exchange.issues import Issue
@@ -455,20 +457,15 @@ def _unclosed(root: str) -> tuple[str, None, str, str]:
             f"the document was not read to its end </{root}>: it is truncated, or nested deeper than the parser allows.")
 
 
-def _xsd_worker(path: str, schema, item_tag: str, root: str, xsd: Path | None, then, conn) -> None:  # pragma: no cover - runs in the child
-    from cns_exchange.lock import close_inherited
-
-    close_inherited()  # else, were the parent killed, this child would hold its run lock
+def _xsd_worker(conn, path: str, schema, item_tag: str, root: str, xsd: Path | None, then) -> None:  # pragma: no cover - runs in the child
     try:
         found = xsd_check(path, schema, item_tag, root, xsd)
         conn.send((found, then(path) if then is not None and not found else None))
     except BaseException as exc:  # noqa: BLE001 - the parent reports it
         conn.send(exc)
-    finally:
-        conn.close()
 
 
-class _ParallelXsd:
+class _ParallelXsd(Worker):
     """Runs :func:`xsd_check` in a forked process while the caller checks business rules.
 
     The XSD check is libxml2 work and the business rules Python work: on two cores they
@@ -481,16 +478,10 @@ class _ParallelXsd:
 
     def __init__(self, path: str, schema, item_tag: str, root: str, parallel: bool, xsd: Path | None = None,
                  then=None) -> None:
-        import multiprocessing
-
-        self.path, self.schema, self.item_tag, self.root, self.xsd, self.proc = path, schema, item_tag, root, xsd, None
+        self.path, self.schema, self.item_tag, self.root, self.xsd = path, schema, item_tag, root, xsd
         self.extra = None
-        if parallel and "fork" in multiprocessing.get_all_start_methods():
-            ctx = multiprocessing.get_context("fork")
-            self.conn, child = ctx.Pipe(duplex=False)
-            self.proc = ctx.Process(target=_xsd_worker, args=(path, schema, item_tag, root, xsd, then, child), daemon=True)
-            self.proc.start()
-            child.close()
+        if parallel and forked.available():
+            self.start(_xsd_worker, path, schema, item_tag, root, xsd, then)
 
     def result(self) -> list[tuple[str, int | None, str, str]]:
         if self.proc is None:
@@ -500,17 +491,14 @@ class _ParallelXsd:
         except EOFError:
             outcome = RuntimeError("the XSD worker process died")
         finally:
-            self.proc.join()
-            self.conn.close()
+            self.stop()
         if isinstance(outcome, BaseException):
             raise outcome
         found, self.extra = outcome
         return found
 
     def cancel(self) -> None:
-        if self.proc is not None and self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
+        self.stop()
 
 
 class Validator:
