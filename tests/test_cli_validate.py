@@ -32,6 +32,29 @@ def test_many_files_json(run):
     assert billing["items"] == 3
 
 
+def test_many_files_compile_each_schema_once(run, tmp_path, monkeypatch):
+    # Every file of a kind is checked against the XSD compiled for the first one.
+    from lxml import etree
+
+    compiled = []
+    real = etree.XMLSchema
+
+    def counting(*args, **kwargs):
+        compiled.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(etree, "XMLSchema", counting)
+    files = []
+    for copy in range(3):
+        (tmp_path / str(copy)).mkdir()
+        for path in EXAMPLE_FILES:
+            files.append(shutil.copy(path, tmp_path / str(copy) / path.name))
+    r = run("validate", "--no-attachments", *map(str, files))  # (the prescription PDFs stay behind)
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.count(": valid (") == 3 * len(EXAMPLE_FILES)
+    assert len(compiled) == len(set(KINDS.values()))
+
+
 def test_stdin(run):
     source = next(p for p in EXAMPLE_FILES if "_FAC_" in p.name)
     r = run("validate", "-", input=source.read_bytes())
