@@ -16,21 +16,18 @@ from pathlib import Path
 from typing import IO, Callable
 
 from cns_exchange.errors import ConfigError, InputError, UsageError
-from cns_exchange.identifiers import birth_date, check_provider
+from cns_exchange.identifiers import check_provider
 from cns_exchange.issues import Issue
 from cns_exchange.model import CertificateRequest, FeeNote, Header, BilledSession
 from cns_exchange.naming import attachment_name, make_name, next_sequence
-from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError
+from cns_exchange.nomenclature import Codes, Nomenclature
 from cns_exchange.pdf import PrescriptionFiles
 from cns_exchange.records import (
     REQUEST_COLUMNS, REQUEST_OPTIONAL, SESSION_COLUMNS, SESSION_OPTIONAL,
     InputReport, SessionReader, read_rows, to_request,
 )
-from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age
-from cns_exchange.validate import Report, Validator
-from cns_exchange.xsdstream import WhileWriting
-
-_SESSION_RULE_FIELDS = {"TRT05": "session_date", "TRT09": "matricule"}
+from cns_exchange.rules import BillingChecks, RequestChecks
+from cns_exchange.validate import Validator
 
 #: Schema versions this release can write (it reads any installed version's XSD).
 WRITABLE_VERSIONS = ("1",)
@@ -87,24 +84,21 @@ def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir
 
     Each prescription is checked (and, if ``prescriptions`` converts images, converted) by
     ``prescriptions`` (default: PDFs up to 20 MiB, no conversion) and referenced under its
-    conventional name (naming.attachment_name).
+    conventional name (naming.attachment_name). The rules are the one engine's (rules.py).
     """
     report = InputReport(name)
-    rules = RequestRules(codes)
+    checks = RequestChecks(codes, submitted)
     requests: list[CertificateRequest] = []
     refs: dict[str, int] = {}
     for row in read_rows(stream, fmt, report, REQUEST_COLUMNS, REQUEST_OPTIONAL, encoding):
-        request = to_request(row, report, codes, base_dir, lambda ref: attachment_name(provider, ref), prescriptions)
+        request = to_request(row, report, codes, base_dir, lambda ref: attachment_name(provider, ref), prescriptions,
+                             checks)
         if request is None:
             continue
         if request.request_ref in refs:
             report.add("IN007", f"request_ref '{request.request_ref}' is already used on line {refs[request.request_ref]}", row.line, "request_ref")
             continue
         refs[request.request_ref] = row.line
-        report.add_problems(check_prescription_age(request.prescription_date, submitted, codes.prescription_max_age_days),
-                            row.line, "prescription_date")
-        report.add_problems(rules.check(request.matricule, request.pathology_codes, request.treatment,
-                                        request.prescription_date), row.line, "treatment")
         requests.append(request)
     _fail_on_errors(report, "requests")
     return requests, report
@@ -113,84 +107,53 @@ def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir
 def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomenclature: Nomenclature,
                    provider: str, created: date, encoding: str = "utf-8",
                    certificates=None) -> tuple[list[FeeNote], InputReport]:
-    """Read session rows, group them into priced fee notes (one per certificate).
+    """Read session rows, group them into priced fee notes (one per certificate and patient).
 
     Sessions are ordered by date within a fee note; fee notes follow the order in which their
-    certificate first appears. ``certificates`` (a CertificateBook) checks each session
-    against the certificates imported from the CNS. Raises InputError listing every problem.
+    certificate first appears. Every rule is the one engine's (rules.BillingChecks), which
+    also prices the sessions; ``certificates`` (a CertificateBook) checks each session against
+    the certificates imported from the CNS. Raises InputError listing every problem.
     """
     report = InputReport(name)
-    notes: dict[str, FeeNote] = {}
-    pending: dict[str, list[tuple[date, int, str, str]]] = {}
-    reader = SessionReader(report, codes, provider)
+    groups: dict[tuple[str, str], list[tuple[date, int, str, str]]] = {}
+    names: dict[tuple[str, str], tuple[str, str]] = {}
+    checks = BillingChecks(codes, nomenclature, created, certificates)
+    reader = SessionReader(report, codes, provider, checks)
     for row in read_rows(stream, fmt, report, SESSION_COLUMNS, SESSION_OPTIONAL, encoding):
         s = reader.read(row)
         if s is None:
             continue
-        if s.session_date > created:
-            report.add("TRT07", f"session date {s.session_date} is after today ({created})", row.line, "session_date")
-            continue
-        note = notes.get(s.certificate_number)
-        if note is None:
-            note = notes[s.certificate_number] = FeeNote(len(notes) + 1, s.certificate_number, s.matricule,
-                                                         s.last_name, s.first_name)
-            pending[s.certificate_number] = []
-        elif note.matricule != s.matricule:
-            report.add("TRT09", f"certificate {s.certificate_number} is used for another patient on an earlier row",
-                       row.line, "matricule")
-            continue
-        pending[s.certificate_number].append((s.session_date, row.line, s.act_code, s.executing_provider))
-    rules = SessionRules(codes)
-    price_for, check = nomenclature.price_for, rules.check
-    for cert, note in notes.items():
-        rows = pending.pop(cert)
+        key = (s.certificate_number, s.matricule)
+        rows = groups.get(key)
+        if rows is None:
+            rows = groups[key] = []
+            names[key] = (s.last_name, s.first_name)
+        rows.append((s.session_date, s.line, s.act_code, s.executing_provider))
+    notes: list[FeeNote] = []
+    add = report.add
+    for key, rows in groups.items():
         rows.sort()
-        born = birth_date(note.matricule)
-        append = note.sessions.append
-        for line_no, (day, line, act, executing) in enumerate(rows, 1):
-            for code, message in check(cert, note.matricule, day, act):
-                report.add(code, message, line, _SESSION_RULE_FIELDS.get(code, "act_code"))
-            try:
-                price = price_for(act, day, born)
-            except NoTariffError:
-                report.add("NOM01", f"no tariff table is in force on {day}", line, "session_date")
-                continue
-            append(BilledSession(line_no, day, act, executing, price.gross, price.patient_share, price.cns_share))
-            if certificates is not None:
-                for code, message in certificates.check(cert, note.matricule, day, act):
-                    report.add(code, message, line, "certificate_number")
+        cert, matricule = key
+        days = [r[0] for r in rows]
+        acts = [r[2] for r in rows]
+        prices, problems = checks.fee_note(cert, matricule, days, acts, [r[3] for r in rows])
+        for index, code, message, column in problems:
+            add(code, message, rows[max(index, 0)][1], column)
+        note = FeeNote(len(notes) + 1, cert, matricule, *names[key])
+        note.sessions = [BilledSession(n, day, act, executing, price.gross, price.patient_share, price.cns_share)
+                         for n, ((day, _, act, executing), price) in enumerate(zip(rows, prices), 1) if price is not None]
+        notes.append(note)
+        rows.clear()
     _fail_on_errors(report, "sessions")
-    return list(notes.values()), report
+    return notes, report
 
 
 def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomenclature: Nomenclature,
                   header: Header, file_name: str, destination: Destination, validator: Validator,
                   encoding: str = "utf-8", certificates=None) -> BuildResult:
-    """Build and publish a billing file from session rows (build-invoice).
-
-    A CSV takes the fast road (fastbill) first; at the first thing that is not plainly clean
-    (a certificate that does not allow a session included) it takes load_fee_notes, which reports every
-    problem with its row and column. Both write the same bytes.
-    """
-    from cns_exchange import fastbill
-    from cns_exchange.records import canonical_encoding
+    """Build and publish a billing file from session rows (build-invoice)."""
     from cns_exchange.xmlwrite import billing_totals, write_billing_file
 
-    encoding = canonical_encoding(encoding)
-    if fmt == "csv":
-        data = stream.read()
-        try:
-            clean = fastbill.plan(data, encoding, codes, nomenclature, header.provider, header.created.date(),
-                                  certificates)
-            try:
-                path, sha = publish_document("billing", lambda out: clean.write(out, header), file_name, destination,
-                                             validator, header.version)
-            finally:
-                clean.close()
-            return BuildResult("billing", file_name, path, sha, clean.count, clean.sessions, clean.gross, clean.cns)
-        except fastbill.NotClean:
-            stream = io.BytesIO(data)
-            del data
     notes, report = load_fee_notes(stream, name, fmt, codes, nomenclature, header.provider, header.created.date(),
                                    encoding, certificates)
     count, sessions, gross, _, cns = billing_totals(notes)
@@ -243,48 +206,38 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
     """Write a document to a temp file, validate it, then publish it; return (path, sha256).
 
     The callers have checked every business rule on the records they pass; here the written
-    bytes are validated against the XSD (header totals are computed by the writer from the
-    same records). ``cnsx validate`` re-checks both on any file. Raises InputError (with the
-    issues) if the document fails validation: nothing is written.
-
-    With the schema ``version`` the writer writes, libxml2 validates the bytes while they are
-    written (xsdstream.WhileWriting); the written file is validated again, with every issue
-    reported, only if that does not pass it.
+    file is validated against the XSD of its kind and ``version`` (header totals are computed
+    by the writer from the same records), by the same validator as ``cnsx validate``. Raises
+    InputError (with the issues) if the document fails validation: nothing is written.
     """
+    import hashlib
+
     if destination.stream is not None:
-        folder = None
         tmp_ctx = tempfile.TemporaryDirectory(prefix="cnsx-")
         work = Path(tmp_ctx.name)
     else:
         tmp_ctx = None
         target = destination.path / file_name if destination.is_folder else destination.path
-        folder = target.parent
-        work = folder
-    from cns_exchange.fsutil import publish, sha256_of, temp_file
+        work = target.parent
+    from cns_exchange.fsutil import publish, temp_file
 
     try:
         with temp_file(work) as (stream, path):
-            xsd = validator.registry.get(version).documents[kind].xsd if version is not None else None
-            checking = WhileWriting(stream, str(xsd)) if xsd is not None else None
-            try:
-                write(checking or stream)  # type: ignore[arg-type]
-            finally:
-                passed = checking is not None and checking.result() is True  # (ends the check's thread)
-            stream.flush()
-            stream.seek(0)
-            if passed:  # and it is the document meant: its kind and version, by their XSD
-                schema_set, found, _, _ = validator.detect(str(path))
-                passed = schema_set is not None and found == kind and schema_set.documents[kind].xsd == xsd
-            report = Report(file_name) if passed else validator.validate(
-                str(path), expect_kind=kind, check_name=False, rules=False, size_limit=False, attachments=False)
+            hashing = _Hashing(stream, hashlib.sha256())
+            write(hashing)  # type: ignore[arg-type]
+            stream.close()
+            report = validator.validate(str(path), expect_kind=kind, check_name=False, rules=False,
+                                        size_limit=False, attachments=False)
+            if report.ok and version is not None and report.version != version:
+                report.issues.append(Issue("XML05", f"written as version {version}, read as version {report.version}",
+                                           file=file_name))
             if not report.ok:
                 for issue in report.issues:
                     issue.file = file_name
                 raise InputError(f"the {kind} document built from the input fails validation; nothing was written",
                                  "this is a bug in cnsx or in a dropped-in schema set: please report it with the messages above",
                                  report.issues)
-            stream.close()
-            sha256 = checking.sha256.hexdigest() if checking is not None else sha256_of(path)[0]
+            sha256 = hashing.sha256.hexdigest()
             if destination.stream is not None:
                 with open(path, "rb") as written:
                     shutil.copyfileobj(written, destination.stream, 1 << 20)
@@ -300,6 +253,20 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
     finally:
         if tmp_ctx is not None:
             tmp_ctx.cleanup()
+
+
+class _Hashing:
+    """A binary stream that hashes what is written through it (publishing needs no re-read)."""
+
+    def __init__(self, target: IO[bytes], sha256) -> None:
+        self.target, self.sha256 = target, sha256
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self.target.write(data)
+
+    def flush(self) -> None:
+        self.target.flush()
 
 
 def copy_attachments(requests: list[CertificateRequest], folder: Path) -> list[Path]:
@@ -360,28 +327,6 @@ class CertificateBook:
             problems.append(("CRT03", f"{act} session {self._used[key]} on certificate {certificate}: "
                                       f"{authorised.get(act, 0)} authorised (billed ones included)"))
         return problems
-
-    def remaining(self, certificates) -> dict[str, tuple[str, str, str, dict[str, int]]]:
-        """For fastbill: each of ``certificates`` that was imported, as (matricule, valid from,
-        valid to, {act: sessions still allowed once those billed in earlier files are counted})."""
-        from cns_exchange.database import BILLED_SESSIONS
-
-        conn = self.conn
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (number TEXT PRIMARY KEY)")
-        try:
-            conn.executemany("INSERT OR IGNORE INTO temp.wanted VALUES (?)", ((c,) for c in certificates))
-            found = {number: (matricule, valid_from, valid_to, _authorised(acts)) for number, matricule, valid_from, valid_to, acts
-                     in conn.execute("SELECT c.number, c.matricule, c.valid_from, c.valid_to, c.acts FROM certificates c "
-                                     "JOIN temp.wanted w ON w.number = c.number")}
-            for number, act, billed in conn.execute(
-                    f"SELECT f.certificate_number, s.act, count(*) FROM temp.wanted w CROSS JOIN {BILLED_SESSIONS} "
-                    "WHERE f.certificate_number = w.number GROUP BY 1, 2"):  # (CROSS JOIN: the file's certificates first)
-                if number in found:
-                    allowed = found[number][3]
-                    allowed[act] = allowed.get(act, 0) - billed
-        finally:
-            conn.execute("DROP TABLE temp.wanted")
-        return found
 
 
 def _authorised(acts: str) -> dict[str, int]:

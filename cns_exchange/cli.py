@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 from datetime import datetime, timezone
@@ -199,6 +200,26 @@ def cli(ctx: click.Context, config, profile, quiet, verbose, debug) -> None:
     3 invalid input or document, 4 configuration error, 5/6 transport failure, 7 locked.
     """
     ctx.obj = Context(config, profile, debug, quiet, verbose)
+    _debug_log(debug)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes log records to the stderr of the moment (a test runner swaps it per run)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(f"cnsx debug: {self.format(record)}\n")
+        except (OSError, ValueError):
+            pass
+
+
+def _debug_log(debug: bool) -> None:
+    """With --debug, the library's debug lines (a check switched off, why) reach stderr."""
+    logger = logging.getLogger("cnsx")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+        logger.propagate = False
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def _created(value: str | None) -> datetime:
@@ -921,7 +942,7 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
                     console.print_line(f"{path.name}: no longer in the inbox (imported by another run)")
                     continue
                 result, doc = importing.import_path(conn, path, validator, settings.local_dir("archive"),
-                                                    settings.local_dir("errors"), move, stream=fmt is None)
+                                                    settings.local_dir("errors"), move)
                 emit(result, doc)
                 report(result)
         finally:

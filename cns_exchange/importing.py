@@ -18,10 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from cns_exchange.forked import Worker
 from cns_exchange.issues import WARNING, Issue
-from cns_exchange.xmlplain import KINDS as PLAIN_KINDS
-from cns_exchange.xmlplain import NotPlain, read_plain_records
 from cns_exchange.xmlread import read_document
 
 #: Output columns per document kind (CSV header / JSON keys). Requests and billing use the
@@ -52,23 +49,6 @@ class Document:
     warnings: list[Issue] = field(default_factory=list)
     fatal: list[Issue] = field(default_factory=list)
 
-    def settle(self) -> None:
-        """Before the import commits: raise ReadAgain unless the XSD check passes the file,
-        when its records came by the streamed road (they then count, as on the road of
-        :func:`_read_records`)."""
-        if isinstance(self.records, _StreamedRecords):
-            self.records.result()
-
-    def close(self) -> None:
-        """Stop what still runs for a document of the streamed road (once imported, nothing does)."""
-        if isinstance(self.records, _StreamedRecords):
-            self.records.cancel()
-
-
-class ReadAgain(Exception):
-    """The records of the streamed road do not stand: roll back, read the file with lxml
-    (leniently, every deviation a warning) and import it again."""
-
 
 @dataclass
 class ImportResult:
@@ -91,17 +71,15 @@ def _sha256(path: Path) -> str:
     return sha256_of(path)[0]
 
 
-def read_leniently(path: Path, validator, stream: Callable[[str], bool] | None = None) -> Document:
+def read_leniently(path: Path, validator) -> Document:
     """Read a document of any kind: records plus warnings; ``fatal`` when unreadable.
 
-    If ``stream(sha256)`` says so (import into the database of a file not yet imported, no
-    rows to print), a large plainly written payment statement takes the streamed road: a
-    worker process reads the records, which reach ``doc.records`` in chunks for the caller to
-    insert meanwhile, and libxml2 checks the file in a thread; ``doc.settle()`` then says
-    whether the records stand (see _StreamedRecords).
+    lxml reads the records to the end of the file while libxml2's XSD verdict runs in a
+    thread (validate.XsdVerdict); a file it does not pass goes through lxml's schema pass,
+    whose findings become warnings (or fatal, for a file that is not well-formed). A check
+    that fails to run to its end makes the file unreadable: nothing of it is imported.
     """
-    from cns_exchange import forked, xsdstream
-    from cns_exchange.validate import PARALLEL_XSD_BYTES, _ParallelXsd
+    from cns_exchange.validate import CheckFailed, XsdVerdict, schema_findings
     from cns_exchange.xmlread import ITEM_TAGS
 
     doc = Document(path, path.name, _sha256(path))
@@ -110,134 +88,21 @@ def read_leniently(path: Path, validator, stream: Callable[[str], bool] | None =
         doc.fatal = issues or [Issue("XML04", "the document kind cannot be told", file=str(path))]
         return doc
     doc.kind, doc.root = kind, root
-    # The XSD check (for the warnings) runs in a second process on large files, while this
-    # one reads the records: by regular expressions if the file is written plainly, records
-    # that count only if the XSD check passes the file (see xmlplain).
-    large = os.path.getsize(path) >= PARALLEL_XSD_BYTES
-    plain = large and kind in PLAIN_KINDS
-    if stream is not None and plain and kind in _STREAMED and forked.available() and xsdstream.available() and stream(doc.sha256):
-        try:
-            records = _StreamedRecords(path, kind, root, schema_set.documents[kind].xsd)
-        except NotPlain:
-            pass
-        else:
-            doc.header, doc.records = records.header, records
-            return doc
-    xsd = _ParallelXsd(str(path), schema_set.schema(kind), ITEM_TAGS[kind] or root, root, large,
-                       schema_set.documents[kind].xsd)
+    check = XsdVerdict(str(path), schema_set.documents[kind].xsd)
     try:
+        _read_records(doc, path, kind, root)
+    finally:
         try:
-            _read_records(doc, path, kind, root, plain)
-        except NotPlain:
-            plain = False
-            _read_records(doc, path, kind, root, plain)
-    except BaseException:
-        xsd.cancel()
-        raise
-    found = xsd.result()
-    if plain and found:
-        _read_records(doc, path, kind, root, False)  # lenient reading of a deviating file is lxml's
+            native = check.result()
+        except CheckFailed as exc:
+            doc.fatal.append(Issue("VAL01", str(exc), file=str(path)))
+            native = False
+    if doc.fatal:
+        found = []
+    else:
+        found = schema_findings(str(path), schema_set.schema(kind), ITEM_TAGS[kind] or root, root, native)
     _conclude(doc, found)
     return doc
-
-
-#: Kinds whose records the streamed road reads (those that are large: 200,000 lines).
-_STREAMED = {"payment"}
-_CHUNK_RECORDS = 4096
-
-
-class _StreamedRecords(Worker):
-    """The records of a plainly written document, read by xmlplain in a forked worker and
-    passed back in chunks (marshalled tuples of their fields) as they are read: iterating
-    gives them as they arrive, once. Meanwhile libxml2's tree-less validator checks the file
-    in a thread (xsdstream.verdict: without the GIL); :meth:`result` says whether the
-    records stand. The database thus takes the records while they are read and checked,
-    instead of after: 93 MB and 3.8-4.0 s for 200,000 lines, against 132 MB and 4.3 s.
-
-    Raises NotPlain if the worker finds the file not plainly written after all (at the
-    start: from the constructor)."""
-
-    def __init__(self, path: Path, kind: str, root: str, xsd: Path) -> None:
-        import threading
-
-        self.start(_stream_worker, path, kind, root)
-        self.verdict: bool | None = None
-        self.checking: threading.Thread | None = None
-        try:
-            header = self._receive()
-            if header is None:
-                raise NotPlain("the header cannot be read here")
-            self.header = _header_of(header)
-        except BaseException:
-            self.cancel()
-            raise
-        self.checking = threading.Thread(target=self._check, args=(path, xsd), daemon=True)
-        self.checking.start()
-
-    def _receive(self):
-        import marshal
-
-        try:
-            message = marshal.loads(self.conn.recv_bytes())
-        except EOFError:
-            raise NotPlain("the reading worker stopped") from None
-        if message == "not plain":
-            raise NotPlain("not plainly written")
-        return message
-
-    def chunks(self) -> Iterator[tuple[list[tuple], bool]]:
-        """The records' fields (for a payment line, in the order of PaymentLine's), a chunk
-        at a time, each with whether its lines name distinct (fee note, line) pairs."""
-        try:
-            while (chunk := self._receive()) is not None:
-                yield chunk
-        except BaseException:
-            self.cancel()
-            raise
-
-    def _check(self, path: Path, xsd: Path) -> None:
-        from cns_exchange.xsdstream import verdict
-
-        self.verdict = verdict(str(path), str(xsd))  # (libxml2, through ctypes: without the GIL)
-
-    def result(self) -> None:
-        """Return if the file is valid against its XSD; else raise ReadAgain (the lenient
-        road then reports each deviation with its line)."""
-        self.cancel()
-        if self.verdict is not True:
-            raise ReadAgain("the file deviates from the schema, or the check could not tell")
-
-    def cancel(self) -> None:
-        """Stop the worker; wait for the XSD check (libxml2 cannot be stopped, and must not
-        be running when the interpreter exits)."""
-        self.stop()
-        if self.checking is not None:
-            self.checking.join()
-
-
-def _header_of(message: list):
-    """The Header from its marshalled fields (see _stream_worker)."""
-    from cns_exchange.model import Header
-
-    provider, created, sequence, version, extra = message
-    return Header(provider, datetime.fromisoformat(created), sequence, version, extra)
-
-
-def _stream_worker(conn, path: Path, kind: str, root: str) -> None:  # pragma: no cover - runs in the child
-    import marshal
-    from itertools import islice
-
-    try:
-        with open(path, "rb") as f:
-            items = read_plain_records(f, kind, root, values=True)
-            h = next(items).record  # type: ignore[union-attr]
-            conn.send_bytes(marshal.dumps(None if h is None else (
-                h.provider, h.created.isoformat(), h.sequence, h.version, dict(h.extra))))
-            while chunk := list(islice(items, _CHUNK_RECORDS)):
-                conn.send_bytes(marshal.dumps((chunk, _names_once(chunk))))
-        conn.send_bytes(marshal.dumps(None))
-    except Exception:  # noqa: BLE001 - NotPlain or worse: the parent reads the file itself, and says what is wrong
-        conn.send_bytes(marshal.dumps("not plain"))
 
 
 def _conclude(doc: Document, found: list) -> None:
@@ -256,21 +121,13 @@ def _conclude(doc: Document, found: list) -> None:
         doc.fatal.append(Issue("XSD01", "the header (EnTete) cannot be read", file=str(doc.path)))
 
 
-def _read_records(doc: Document, path: Path, kind: str, root: str, plain: bool) -> None:
-    """Read the header and records of ``doc`` (afresh: what an earlier read found is dropped)."""
+def _read_records(doc: Document, path: Path, kind: str, root: str) -> None:
+    """Read the header and records of ``doc`` to the end of the file (lxml, no schema)."""
     from cns_exchange.xmlread import HostileDocument
 
     doc.header, doc.records, doc.warnings, doc.fatal = None, [], [], []
     try:
         with open(path, "rb") as f:
-            if plain:  # the header item, then bare records (a line that cannot be read: NotPlain)
-                items = read_plain_records(f, kind, root)
-                header = next(items)
-                if header.record is None:  # type: ignore[union-attr]
-                    raise NotPlain("the header cannot be read here")
-                doc.header = header.record  # type: ignore[union-attr]
-                doc.records.extend(items)
-                return
             for item in read_document(f, kind, root):
                 if item.record is None:
                     target = doc.fatal if item.what == "header" else doc.warnings
@@ -283,8 +140,6 @@ def _read_records(doc: Document, path: Path, kind: str, root: str, plain: bool) 
                     doc.records.append(item.record)
     except HostileDocument:
         doc.fatal.append(Issue("XML02", "the document declares a DOCTYPE", file=str(path), line=1))
-    except NotPlain:
-        raise
     except Exception as exc:  # lxml's XMLSyntaxError and kin: the whole file is unreadable
         if not doc.fatal:
             doc.fatal.append(Issue("XML01", f"cannot be read: {exc}", file=str(path)))
@@ -393,7 +248,6 @@ def import_document(conn: sqlite3.Connection, doc: Document) -> tuple[str, int |
     """
     row = conn.execute("SELECT id FROM documents WHERE sha256 = ?", (doc.sha256,)).fetchone()
     if row is not None:
-        doc.close()
         return "already-imported", row["id"], []
     h = doc.header
     conn.execute("BEGIN IMMEDIATE")
@@ -406,7 +260,6 @@ def import_document(conn: sqlite3.Connection, doc: Document) -> tuple[str, int |
         doc_id = cur.lastrowid
         warned = len(doc.warnings)
         _INSERT[doc.kind](conn, doc_id, doc)
-        doc.settle()  # (the streamed road: its records stand only if the XSD check passes the file)
         if len(doc.warnings) > warned:  # rows left out while inserting, each said why
             doc.warnings.sort(key=lambda i: i.line or 0)
             conn.execute("UPDATE documents SET warnings = ? WHERE id = ?", (len(doc.warnings), doc_id))
@@ -507,26 +360,17 @@ def _insert_payment(conn, doc_id, doc) -> None:
     # note, the first of that number in the billing file, then the session); a line whose
     # billing file is not imported yet is matched by rematch once it is. The values go to
     # SQLite as they come, with nothing done per line in Python.
-    records = doc.records
-    if isinstance(records, _StreamedRecords):
-        chunks = records.chunks()
-    else:
-        values = [(p.fee_note, p.line_no, p.certificate_number, p.billed, p.accepted, p.reason_code, p.reason_label)
-                  for p in records]
-        chunks = iter([(values, _names_once(values))])
+    values = [(p.fee_note, p.line_no, p.certificate_number, p.billed, p.accepted, p.reason_code, p.reason_label)
+              for p in doc.records]
     insert = (
         "INSERT INTO payment_lines (payment_id, fee_note_number, line_no, certificate_number, billed, accepted, "
         "reason_code, reason_label, session_id) VALUES "
         f"({int(payment_id)}, ?1, ?2, ?3, ?4, ?5, nullif(?6, ''), nullif(?7, ''), (SELECT s.id FROM sessions s "
         f"WHERE s.line_no = ?2 AND s.fee_note_id = (SELECT min(f.id) FROM fee_notes f "
         f"WHERE f.document_id = {int(billing_id) if billing_id is not None else 'NULL'} AND f.number = ?1)))")
-    # Each chunk is applied to the sessions as soon as it is in (on the streamed road, while
-    # the next is read); a line of a later chunk, a later id, replaces one of an earlier chunk
-    # for the same session, as a later statement would.
-    for values, once in chunks:
-        first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM payment_lines").fetchone()[0]
-        conn.executemany(insert, values)
-        _apply_payment_lines(conn, "id >= ?", (first,), once)
+    first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM payment_lines").fetchone()[0]
+    conn.executemany(insert, values)
+    _apply_payment_lines(conn, "id >= ?", (first,), _names_once(values))
 
 
 def _names_once(values: list[tuple]) -> bool:
@@ -646,16 +490,9 @@ def _reject_billing_files(conn: sqlite3.Connection) -> None:
 
 
 def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_dir: Path | None,
-                errors_dir: Path | None, move: bool, stream: bool = False) -> tuple[ImportResult, Document]:
-    """Read and (with a connection) import one file; archive or quarantine it.
-
-    ``stream``: the caller does not need the records once imported (they are not printed),
-    so a large payment statement may take the streamed road (read_leniently).
-    """
-    def new(sha256: str) -> bool:
-        return conn.execute("SELECT 1 FROM documents WHERE sha256 = ?", (sha256,)).fetchone() is None  # type: ignore[union-attr]
-
-    doc = read_leniently(path, validator, new if stream and conn is not None else None)
+                errors_dir: Path | None, move: bool) -> tuple[ImportResult, Document]:
+    """Read and (with a connection) import one file; archive or quarantine it."""
+    doc = read_leniently(path, validator)
     result = ImportResult(doc.name, doc.kind, doc.sha256, "read", warnings=doc.warnings)
     if doc.fatal:
         result.status = "unreadable"
@@ -671,18 +508,7 @@ def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_
     made: list[Path] = []
     with ThreadPoolExecutor(max_workers=1) as pool:
         archiving = pool.submit(_keep, path, archive_dir, doc.sha256, move, made) if archive_dir is not None else None
-        try:
-            status, doc_id, unmatched = import_document(conn, doc)
-        except (ReadAgain, NotPlain):  # (rolled back) the streamed road's records do not stand
-            status = ""
-        finally:
-            doc.close()
-    if not status:  # read the file again with lxml, every deviation a warning
-        again = import_path(conn, path, validator, archive_dir, errors_dir, move)
-        if again[0].status == "unreadable":  # not to be kept in the archive, then
-            for made_here in made:
-                made_here.unlink(missing_ok=True)
-        return again
+        status, doc_id, unmatched = import_document(conn, doc)
     kept = archiving.result() if archiving is not None else None
     result.status, result.document_id, result.unmatched = status, doc_id, unmatched
     if kept is not None:

@@ -95,6 +95,7 @@ CATALOGUE: dict[str, Rule] = {
     "XML03": Rule(ERROR, "file too large", "raise the limit with --max-size (or max_xml_bytes in the config) if the file is genuine", "cnsx security policy"),
     "XML04": Rule(ERROR, "unknown document kind", "the root element is not one of the five CNS document kinds of any installed schema set", "docs/formats.md"),
     "XML05": Rule(ERROR, "unknown schema version", "install the schema set of that version in the config folder's schemas/ (docs/formats.md)", "docs/formats.md"),
+    "VAL01": Rule(ERROR, "a check did not run to its end", "the document is not taken as valid; run again with --debug and report the message if it persists", "cnsx: fail closed"),
     "XSD01": Rule(ERROR, "schema violation", "fix the element named in the message; the XSD of the version is in schemas/", "schema set"),
 }
 

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from cns_exchange.errors import UsageError
-from cns_exchange.identifiers import check_matricule, check_prescriber, check_provider, normalise_prescriber
+from cns_exchange.identifiers import normalise_prescriber
 from cns_exchange.issues import Issue
 from cns_exchange.model import CertificateRequest, Session
 from cns_exchange.nomenclature import Codes
 from cns_exchange.pdf import PrescriptionFiles
+from cns_exchange.rules import RequestChecks
 
 FORMATS = ("csv", "json", "ndjson")
 
@@ -334,16 +335,9 @@ def parse_date(row: Row, column: str, report: InputReport, cache: dict[str, date
 
 
 def _matricule(row: Row, report: InputReport) -> str | None:
+    """The matricule as written, blanks removed (its rules are the engine's: rules.py)."""
     value = _required(row, "matricule", report)
-    if value is None:
-        return None
-    value = value.replace(" ", "")
-    problems = check_matricule(value)
-    if problems:
-        report.add_problems(problems, row.line, "matricule")
-        if any(code != "MAT04" for code, _ in problems):
-            return None
-    return value
+    return None if value is None else value.replace(" ", "")
 
 
 def _name(row: Row, column: str, report: InputReport, required: bool) -> str | None:
@@ -357,12 +351,15 @@ def _name(row: Row, column: str, report: InputReport, required: bool) -> str | N
 
 
 def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path,
-               attachment_name=None, prescriptions: PrescriptionFiles | None = None) -> CertificateRequest | None:
+               attachment_name=None, prescriptions: PrescriptionFiles | None = None,
+               checks: RequestChecks | None = None) -> CertificateRequest | None:
     """Turn a row into a CertificateRequest, or return None after reporting every problem.
 
-    The prescription is checked here by ``prescriptions`` (opens as a PDF, not encrypted, has
-    a page, not too large; JPEG/PNG scans converted if it was asked to) and hashed; its path
-    is relative to ``base_dir`` unless absolute.
+    The row's values are read here; their rules are checked by ``checks`` (the one rule
+    engine, rules.RequestChecks), on whatever could be read. The prescription is checked here
+    by ``prescriptions`` (opens as a PDF, not encrypted, has a page, not too large; JPEG/PNG
+    scans converted if it was asked to) and hashed; its path is relative to ``base_dir``
+    unless absolute.
     """
     before = len(report.issues)
     ref = _required(row, "request_ref", report)
@@ -374,26 +371,25 @@ def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path,
     prescriber = _required(row, "prescriber_code", report)
     if prescriber is not None:
         prescriber = normalise_prescriber(prescriber)
-        report.add_problems(check_prescriber(prescriber), row.line, "prescriber_code")
     prescribed = parse_date(row, "prescription_date", report)
     pathologies: list[str] = []
     raw_paths = _required(row, "pathology_codes", report)
     if raw_paths is not None:
         for code in (c.strip().upper() for c in raw_paths.replace(",", ";").split(";")):
-            if not code:
-                continue
-            if code not in codes.pathologies:
-                report.add("PAT01", f"pathology code '{code}' is not one of D01-D15", row.line, "pathology_codes")
-            elif code not in pathologies:
+            if code and code not in pathologies:
                 pathologies.append(code)
-        if not pathologies and len(report.issues) == before:
+        if not pathologies:
             report.add("IN003", "'pathology_codes' names no code", row.line, "pathology_codes")
     treatment = _required(row, "treatment", report)
     if treatment is not None:
         treatment = treatment.lower()
         if treatment not in codes.treatments:
             report.add("IN011", f"treatment '{treatment}' is not 'initial' or 'extension'", row.line, "treatment")
+            treatment = None
     acts = _requested_acts(row, report, codes, treatment)
+    if checks is not None:
+        for _, code, message, column in checks.request(matricule, prescriber, prescribed, pathologies, treatment, acts):
+            report.add(code, message, row.line, column)
     pdf = _required(row, "prescription_pdf", report)
     pdf_name = pdf_sha = pdf_path = ""
     if pdf is not None:
@@ -407,6 +403,8 @@ def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path,
 
 
 def _requested_acts(row: Row, report: InputReport, codes: Codes, treatment: str | None) -> list[tuple[str, int]]:
+    """The requested_acts column as (act, count) pairs (the treatment's whole sequence when
+    empty); the acts' rules (known, part of the treatment, within its limits) are the engine's."""
     raw = row.values.get("requested_acts", "")
     if not raw:
         return codes.treatment_sequence(treatment) if treatment in codes.treatments else []
@@ -414,9 +412,6 @@ def _requested_acts(row: Row, report: InputReport, codes: Codes, treatment: str 
     for part in raw.split(";"):
         act, _, count = part.strip().partition(":")
         act = act.strip().upper()
-        if act not in codes.acts:
-            report.add("ACT01", f"requested act '{act}' is not a known act code", row.line, "requested_acts")
-            continue
         count = count.strip()
         if not (count.isascii() and count.isdigit()) or int(count) < 1:
             report.add("IN012", f"'{part.strip()}' is not ACT:COUNT", row.line, "requested_acts")
@@ -425,14 +420,6 @@ def _requested_acts(row: Row, report: InputReport, codes: Codes, treatment: str 
             report.add("IN012", f"{act} is named twice: give each act once, with its total count", row.line,
                        "requested_acts")
             continue
-        if treatment in codes.treatments:
-            limits = dict(codes.treatment_sequence(treatment))
-            if act not in limits:
-                report.add("TRT03", f"act {act} is not part of an {treatment} treatment", row.line, "requested_acts")
-                continue
-            if int(count) > limits[act]:
-                report.add("TRT02", f"{count} x {act} requested, at most {limits[act]}", row.line, "requested_acts")
-                continue
         acts.append((act, int(count)))
     return acts
 
@@ -452,8 +439,9 @@ class SessionReader:
     """Turns session rows into Sessions; caches what repeats across 200,000-row files
     (dates, matricules, providers) so that each distinct value is checked once."""
 
-    def __init__(self, report: InputReport, codes: Codes, default_provider: str | None) -> None:
+    def __init__(self, report: InputReport, codes: Codes, default_provider: str | None, checks=None) -> None:
         self.report = report
+        self.checks = checks  # rules.BillingChecks: the rules of the values of a row that cannot be read whole
         self.acts = codes.acts
         self.default_provider = default_provider or ""
         self.dates: dict[str, date] = {}
@@ -490,27 +478,22 @@ class SessionReader:
             else:
                 report.add("CRT01", f"certificate_number '{cert}' is not a valid certificate number", row.line, "certificate_number")
         matricule = _matricule(row, report)
-        if matricule is not None and not check_matricule(matricule):
+        if matricule is not None:
             self.good_matricules.add(matricule)
         day = parse_date(row, "session_date", report, self.dates)
         act = _required(row, "act_code", report)
         if act is not None:
-            act = act.upper()
-            if act in self.good_acts:
-                act = self.good_acts[act]
-            else:
-                report.add("ACT01", f"act code '{act}' is not one of {', '.join(self.acts)}", row.line, "act_code")
+            act = self.good_acts.setdefault(act.upper(), act.upper())
         executing = values.get("executing_provider") or self.default_provider
         if executing:
-            problems = check_provider(executing)
-            if problems:
-                report.add_problems(problems, row.line, "executing_provider")
-            else:
-                executing = self.good_providers.setdefault(executing, executing)
+            executing = self.good_providers.setdefault(executing, executing)
         elif "executing_provider" in values:
             report.add("IN003", "'executing_provider' is empty and no billing provider is set", row.line, "executing_provider")
         last = _name(row, "last_name", report, False)
         first = _name(row, "first_name", report, False)
         if any(i.is_error for i in report.issues[before:]) or None in (cert, matricule, day, act) or not executing:
+            if self.checks is not None:
+                for code, message, column in self.checks.values(matricule, act, executing or None):
+                    report.add(code, message, row.line, column)
             return None  # a missing column leaves None behind: reported once, on the header
         return Session(cert, matricule, day, act, executing, last or "", first or "", row.line)

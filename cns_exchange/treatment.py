@@ -38,41 +38,6 @@ class SessionRules:
         self._certificates: dict[str, _CertificateState] = {}
         self._patient_days: set[tuple[str, date]] = set()
 
-    def sequence_ok(self, acts: tuple[str, ...]) -> tuple[str, int, dict[str, int]] | None:
-        """Return (kind, last position, counts) if ``acts``, in this order, are a clean start
-        of one treatment (order and counts respected), else None."""
-        kind = None
-        position = -1
-        counts: dict[str, int] = {}
-        for act in acts:
-            spec = self._positions.get(act)
-            if spec is None:
-                return None
-            act_kind, act_position, limit = spec
-            if kind is None:
-                kind = act_kind
-            elif act_kind != kind:
-                return None
-            if act_position < position:
-                return None
-            position = act_position
-            counts[act] = counts.get(act, 0) + 1
-            if counts[act] > limit:
-                return None
-        return (kind, position, counts) if kind else None
-
-    def knows(self, certificate: str) -> bool:
-        return certificate in self._certificates
-
-    def register(self, certificate: str, matricule: str, kind: str, position: int, counts: dict[str, int],
-                 patient_days: list[tuple[str, date]]) -> None:
-        """Record a certificate's sessions checked clean elsewhere (the fast path of validate)."""
-        self._certificates[certificate] = _CertificateState(matricule, kind, position, dict(counts))
-        self._patient_days.update(patient_days)
-
-    def seen_days(self, patient_days: list[tuple[str, date]]) -> bool:
-        return not self._patient_days.isdisjoint(patient_days)
-
     def check(self, certificate: str, matricule: str, day: date, act: str) -> list[Problem]:
         """Check one session against what was seen before; return its problems."""
         problems: list[Problem] = []

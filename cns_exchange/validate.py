@@ -1,17 +1,25 @@
 """Validation: detect a document's kind and version, check it against its XSD and the
 business rules, and return the issues as data.
 
-The XSD check streams (lxml/libxml2 validating while iterparse reads, items freed as they
-go), together with the business rules, in one pass. libxml2 reports XSD errors of a streamed
-document without their line, so when there are any a second pass ties each to its line and
-XPath (:func:`cns_exchange.xmlread.locate_schema_errors`).
+A document is valid only when every check ran to its end and said so (fail closed):
+
+- lxml reads the document to its end, without the schema, and hands each item to the
+  business rules of :mod:`cns_exchange.rules` (the one rule engine build uses too). A parse
+  error anywhere is XML01: it is never left for another check to report.
+- Meanwhile libxml2's tree-less validator gives its verdict on the file in a thread
+  (:mod:`cns_exchange.xsdstream`: public API, checked at first use). When it does not pass
+  the file, or cannot be used, lxml's slower schema pass says where and why
+  (:func:`cns_exchange.xmlread.locate_schema_errors`); when that pass finds nothing the
+  verdict still stands and the document is invalid.
+- An exception in any check, in this thread or the verdict's, makes the document invalid
+  (VAL01) with what happened; it never passes a document.
 """
 
 from __future__ import annotations
 
-import os
-import re
+import logging
 import sys
+import threading
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -19,24 +27,22 @@ from typing import IO
 
 from lxml import etree
 
-from cns_exchange import forked
-from cns_exchange.forked import Worker
 from cns_exchange.fsutil import sha256_of
-from cns_exchange.identifiers import birth_date, check_matricule, check_prescriber, check_provider
+from cns_exchange.identifiers import check_provider
 from cns_exchange.issues import Issue
 from cns_exchange.model import Header
 from cns_exchange.naming import parse_name
-from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError
+from cns_exchange.nomenclature import Codes, Nomenclature
+from cns_exchange.rules import SESSION_WIDE, BillingChecks, RequestChecks, check_acts_known
 from cns_exchange.schemaset import SchemaRegistry, SchemaSet
-from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age
 from cns_exchange.xmlread import (
     ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, cents_of, clean_message, date_of, locate_paths, locate_schema_errors,
     read_document,
 )
-from cns_exchange.xmlplain import KINDS as PLAIN_KINDS
-from cns_exchange.xmlplain import NotPlain, read_plain
 from cns_exchange.xmlsafe import PARSER_OPTIONS, DocumentTooLarge, DocumentUnreadable, has_doctype, open_document, spool
 from cns_exchange.xsdstream import verdict
+
+log = logging.getLogger("cnsx.validate")
 
 
 @dataclass
@@ -86,6 +92,16 @@ def check_attachment(folder: Path, name: str, sha256: str) -> tuple[Attachment |
     return Attachment(pdf, sha, size), None
 
 
+
+#: Where a rule's field is, below the item's XPath (billing: below the session's, "" = the session).
+_REQUEST_FIELDS = {"matricule": "/Patient/Matricule", "prescriber_code": "/CodeMedecinPrescripteur",
+                   "pathology_codes": "/CodesPathologie", "requested_acts": "/ActesDemandes",
+                   "prescription_date": "/DateOrdonnance", "treatment": ""}
+_SESSION_FIELDS = {"session_date": "/DateSeance", "act_code": "/CodeActe", "executing_provider": "/PrestataireExecutant",
+                   "gross": "/MontantBrut", "patient_share": "/ParticipationPersonnelle", "cns_share": "/PartStatutaire",
+                   "line_no": "/NumeroLigne", "certificate_number": "", "matricule": "", "session": ""}
+
+
 class _Rules:
     """Business rules of one document kind; subclasses see the header, then each item."""
 
@@ -112,6 +128,12 @@ class _Rules:
     def on_item(self, item: Item) -> None:
         self.count += 1
 
+    def unreadable(self, item: Item) -> None:
+        """An item (or the header) the reader could not turn into a record: the schema check
+        must refuse it too; if it does not, this issue keeps the document invalid."""
+        self.count += item.what == "item"
+        self.add("XSD01", f"cannot be read: {item.error}", item.line, item.xpath)
+
     def finish(self) -> None:
         pass
 
@@ -124,11 +146,6 @@ class _Rules:
             self.add(code, f"header {field_name} is {declared}, the file holds {actual} {what}",
                      self.header_line, f"{self.header_xpath}/{field_name}")
 
-    def _matricule(self, matricule: str, line: int, xpath: str) -> bool:
-        problems = check_matricule(matricule)
-        self.problems(problems, line, xpath)
-        return all(code == "MAT04" for code, _ in problems)
-
 
 class _RequestRules(_Rules):
     #: The folder of a request file on disk, where its prescription PDFs must be (None: stdin).
@@ -136,7 +153,11 @@ class _RequestRules(_Rules):
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
-        self.rules = RequestRules(self.codes)
+        self.checks = RequestChecks(self.codes, None)
+
+    def on_header(self, header: Header, line: int, xpath: str) -> None:
+        super().on_header(header, line, xpath)
+        self.checks.submitted = header.created.date()
 
     def on_item(self, item: Item) -> None:
         super().on_item(item)
@@ -147,21 +168,9 @@ class _RequestRules(_Rules):
                 self.add(problem[0], problem[1], line, xp + ("/Ordonnance/NomFichier" if problem[0] == "PDF08" else "/Ordonnance/Sha256"))
             else:
                 self.report.attachments.append(found)
-        self._matricule(r.matricule, line, xp + "/Patient/Matricule")
-        self.problems(check_prescriber(r.prescriber_code), line, xp + "/CodeMedecinPrescripteur")
-        for code in r.pathology_codes:
-            if code not in self.codes.pathologies:
-                self.add("PAT01", f"pathology code '{code}' is not one of D01-D15", line, xp + "/CodesPathologie")
-        limits = dict(self.codes.treatment_sequence(r.treatment))
-        for act, count in r.acts:
-            if act not in limits:
-                self.add("TRT03", f"act {act} is not part of an {r.treatment} treatment", line, xp + "/ActesDemandes")
-            elif count > limits[act]:
-                self.add("TRT02", f"{count} x {act} requested, at most {limits[act]}", line, xp + "/ActesDemandes")
-        if self.header is not None:
-            self.problems(check_prescription_age(r.prescription_date, self.header.created.date(),
-                                                 self.codes.prescription_max_age_days), line, xp + "/DateOrdonnance")
-        self.problems(self.rules.check(r.matricule, r.pathology_codes, r.treatment, r.prescription_date), line, xp)
+        for _, code, message, where in self.checks.request(r.matricule, r.prescriber_code, r.prescription_date,
+                                                           r.pathology_codes, r.treatment, r.acts):
+            self.add(code, message, line, xp + _REQUEST_FIELDS[where])
 
     def finish(self) -> None:
         self._expect("NombreDemandes", str(self.count), "DOC01", "requests")
@@ -170,157 +179,42 @@ class _RequestRules(_Rules):
 class _BillingRules(_Rules):
     def __init__(self, *args) -> None:
         super().__init__(*args)
-        self.rules = SessionRules(self.codes)
+        self.checks = BillingChecks(self.codes, self.nomenclature, None)
         self.sessions = self.gross = self.share = self.cns = 0
-        self.created: date | None = None
-        self._providers: set[str] = set()
-        self._matricules: set[str] = set()   # checked clean (no issue at all)
         self._dates: dict[str, date] = {}
         self._cents: dict[str, int] = {}
-        #: With ``defer``, the fast path takes a well-shaped matricule as clean and notes it in
-        #: ``deferred``; :meth:`settle` then checks them (see Validator._validate).
-        self.defer = False
-        self.deferred: set[str] = set()
-        self._sequences: dict[tuple[str, ...], tuple | None] = {}
 
     def on_header(self, header: Header, line: int, xpath: str) -> None:
         super().on_header(header, line, xpath)
-        self.created = header.created.date()
+        self.checks.created = header.created.date()
 
     def on_item(self, item: Item) -> None:
-        record = item.record
-        if isinstance(record, FeeNoteColumns):
-            if self._clean(record):
-                return
-            try:
-                record = record.to_fee_note(self._dates)
-            except (ValueError, TypeError):
-                self.count += 1  # unreadable: the XSD pass says why
-                return
-        self._check_note(record, item)
-
-    def _clean(self, note: FeeNoteColumns) -> bool:
-        """The fast path: decide with whole-column operations that a fee note breaks no rule,
-        and then record it as the per-session path would. Anything unusual (a rule broken,
-        a certificate already seen, a value not yet checked) returns False, and the note goes
-        through :meth:`_check_note`, which reports the details."""
-        t, n, matricule, certificate = note.texts, len(note.lines), note.matricule, note.certificate_number
-        if n == 0 or len(t) != 7 * n or self.rules.knows(certificate):
-            return False
-        if matricule not in self._matricules:
-            if self.defer:
-                if len(matricule) != 13 or not matricule.isascii() or not matricule.isdigit():
-                    return False
-                self.deferred.add(matricule)
-            elif check_matricule(matricule):
-                return False
-            self._matricules.add(matricule)
-        acts = tuple(t[2::7])
-        sequence = self._sequences.get(acts, False)
-        if sequence is False:
-            sequence = self._sequences[acts] = self.rules.sequence_ok(acts)
-        if sequence is None or not self._providers.issuperset(t[3::7]) or len(set(t[0::7])) != n:
-            return False
+        super().on_item(item)
+        note: FeeNoteColumns = item.record
+        t, xp = note.texts, item.xpath
         try:
-            days, gross, share, cns = self._columns(t)
-        except KeyError:
-            if not self._learn(t):
-                return False
-            days, gross, share, cns = self._columns(t)
-        first, last = min(days), max(days)
-        if (self.created is not None and last > self.created) or any(map(int.__ne__, gross, map(int.__add__, share, cns))):
-            return False
-        patient_days = [(matricule, day) for day in days]
-        if len(set(days)) != n or self.rules.seen_days(patient_days):
-            return False
-        try:
-            prices = self.nomenclature.prices_between(acts, first, last, birth_date(matricule))
-        except NoTariffError:
-            return False
-        if prices is None or prices[0] != gross or prices[1] != share:
-            return False  # prices that change within the note are checked session by session
-        kind, position, counts = sequence
-        self.rules.register(certificate, matricule, kind, position, counts, patient_days)
-        self.count += 1
-        self.sessions += n
+            line_nos = list(map(int, t[0::7]))
+            days = [date_of(text, self._dates) for text in t[1::7]]
+            cents = self._cents
+            gross, share, cns = ([cents_of(text, cents) for text in t[k::7]] for k in (4, 5, 6))
+        except ValueError as exc:
+            self.add("XSD01", f"cannot be read: {exc}", item.line, xp)
+            return
+        providers = [text.strip() for text in t[3::7]]
+        _, problems = self.checks.fee_note(note.certificate_number, note.matricule, days, t[2::7], providers,
+                                           (line_nos, gross, share, cns))
+        lines = note.lines
+        for index, code, message, where in problems:
+            if index < 0:
+                self.add(code, message, item.line, xp + "/Patient/Matricule")
+            else:
+                # A treatment rule is about the session as a whole (TRT07 about its date).
+                below = "" if code in SESSION_WIDE else _SESSION_FIELDS[where]
+                self.add(code, message, lines[index] or item.line, f"{xp}/Seance[{index + 1}]{below}")
+        self.sessions += len(days)
         self.gross += sum(gross)
         self.share += sum(share)
         self.cns += sum(cns)
-        return True
-
-    def settle(self, clean: set[str] | None) -> bool:
-        """Return True if every deferred matricule is clean: found in ``clean`` (checked by
-        the XSD worker) or checked here. False means the verdict must be made again without
-        deferring: the per-session path would have reported these notes."""
-        return not any(check_matricule(m) for m in self.deferred - (clean or set()))
-
-    def _columns(self, t: list[str]) -> tuple[list[date], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        """Dates and amounts of a note's sessions, from the texts already seen (KeyError if not)."""
-        dates, cents = self._dates.__getitem__, self._cents.__getitem__
-        return (list(map(dates, t[1::7])), tuple(map(cents, t[4::7])), tuple(map(cents, t[5::7])),
-                tuple(map(cents, t[6::7])))
-
-    def _learn(self, t: list[str]) -> bool:
-        """Convert a note's dates and amounts not seen before; False if one is not of its type."""
-        try:
-            for text in t[1::7]:
-                date_of(text, self._dates)
-            for text in t[4::7] + t[5::7] + t[6::7]:
-                cents_of(text, self._cents)
-        except ValueError:
-            return False
-        return True
-
-    def _check_note(self, note, item: Item) -> None:
-        # The per-session path: every rule, with its message, line and XPath.
-        self.count += 1
-        xp = item.xpath
-        for s in note.sessions:
-            self._dates.setdefault(s.session_date.isoformat(), s.session_date)
-        matricule, certificate = note.matricule, note.certificate_number
-        born = birth_date(matricule) if self._matricule(matricule, item.line, xp + "/Patient/Matricule") else None
-        price_for, check_session = self.nomenclature.price_for, self.rules.check
-        acts, providers, created = self.codes.acts, self._providers, self.created
-        seen_lines: set[int] = set()
-        gross_sum = share_sum = cns_sum = 0
-        for index, s in enumerate(note.sessions, 1):
-            gross, share, cns, day, act = s.gross, s.patient_share, s.cns_share, s.session_date, s.act_code
-            gross_sum += gross
-            share_sum += share
-            cns_sum += cns
-            problems = []
-            if s.line_no in seen_lines:
-                problems.append(("DOC08", f"line number {s.line_no} appears twice in fee note {note.number}", "/NumeroLigne"))
-            seen_lines.add(s.line_no)
-            if gross != share + cns:
-                problems.append(("NOM04", f"{gross / 100:.2f} ≠ {share / 100:.2f} + {cns / 100:.2f}", "/MontantBrut"))
-            if created is not None and day > created:
-                problems.append(("TRT07", f"session date {day} is after the file's creation date {created}", "/DateSeance"))
-            if s.executing_provider not in providers:
-                bad = check_provider(s.executing_provider)
-                if bad:
-                    problems.append((bad[0][0], bad[0][1], "/PrestataireExecutant"))
-                else:
-                    providers.add(s.executing_provider)
-            if born is not None and act in acts:
-                try:
-                    price = price_for(act, day, born)
-                except NoTariffError:
-                    problems.append(("NOM01", f"no tariff table is in force on {day}", "/DateSeance"))
-                else:
-                    if price.gross != gross:
-                        problems.append(("NOM02", f"{act} on {day} costs {price.gross / 100:.2f}, billed {gross / 100:.2f}", "/MontantBrut"))
-                    elif price.patient_share != share:
-                        problems.append(("NOM03", f"patient share should be {price.patient_share / 100:.2f}, billed {share / 100:.2f}", "/ParticipationPersonnelle"))
-                for code, message in check_session(certificate, matricule, day, act):
-                    problems.append((code, message, ""))
-            if problems:
-                for code, message, where in problems:
-                    self.add(code, message, s.line or item.line, f"{xp}/Seance[{index}]{where}")
-        self.sessions += len(note.sessions)
-        self.gross += gross_sum
-        self.share += share_sum
-        self.cns += cns_sum
 
     def finish(self) -> None:
         from cns_exchange.xmlwrite import amount
@@ -333,17 +227,20 @@ class _BillingRules(_Rules):
 
 
 class _AnswerRules(_Rules):
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.checks = BillingChecks(self.codes, self.nomenclature, None)
+
     def on_item(self, item: Item) -> None:
         super().on_item(item)
         a, line, xp = item.record, item.line, item.xpath
-        self._matricule(a.matricule, line, xp + "/Matricule")
+        self.problems(self.checks.matricule(a.matricule)[0], line, xp + "/Matricule")
         c = a.certificate
         if c is not None:
             if c.valid_to < c.valid_from:
                 self.add("DOC03", f"validity {c.valid_from} → {c.valid_to}", line, xp + "/Titre/DateFinValidite")
             for act, _ in c.acts:
-                if act not in self.codes.acts:
-                    self.add("ACT01", f"act code '{act}' is unknown", line, xp + "/Titre/ActesAutorises")
+                self.problems(check_acts_known(self.codes, act), line, xp + "/Titre/ActesAutorises")
 
     def finish(self) -> None:
         self._expect("NombreReponses", str(self.count), "DOC01", "answers")
@@ -381,124 +278,105 @@ class _PaymentRules(_Rules):
 RULES = {"request": _RequestRules, "billing": _BillingRules, "answers": _AnswerRules,
          "payment": _PaymentRules, "ack": _Rules}
 
-
-#: Documents at least this large get their XSD check in a second process (see _xsd_check).
-PARALLEL_XSD_BYTES = 4 * 1024 * 1024
+Finding = tuple[str, "int | None", str, str]  # (code, line, xpath, message)
 
 
-def xsd_check(path: str, schema, item_tag: str, root: str, xsd: Path | None = None) -> list[tuple[str, int | None, str, str]]:
-    """Validate the document at ``path`` against ``schema`` (compiled from the file ``xsd``), streaming.
+class XsdVerdict:
+    """libxml2's verdict on a file, given in a thread while the caller reads the file.
 
-    Returns ``(code, line, xpath, message)`` tuples: XML01 for a well-formedness error, XSD01
-    for each schema violation (tied to its line by a second pass), nothing if valid.
-    libxml2's tree-less validator gives the verdict first (:mod:`xsdstream`); only a
-    document it does not pass goes through lxml, which says where and why.
+    :meth:`result` waits for it: True (valid), False (not valid), None (cannot be told here:
+    validate with lxml). An exception in the thread is raised by :meth:`result`, never
+    taken for an answer.
     """
-    if xsd is not None and verdict(path, str(xsd)):
+
+    def __init__(self, path: str, xsd: Path | None) -> None:
+        self.outcome: bool | None = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        if xsd is not None:
+            self.thread = threading.Thread(target=self._run, args=(path, str(xsd)), name="cnsx-xsd", daemon=True)
+            self.thread.start()
+
+    def _run(self, path: str, xsd: str) -> None:
+        try:
+            self.outcome = verdict(path, xsd)
+        except BaseException as exc:  # noqa: BLE001 - handed to result()
+            self.error = exc
+
+    def result(self) -> bool | None:
+        if self.thread is not None:
+            self.thread.join()  # also on Ctrl-C: the interpreter must not exit while libxml2 runs
+        if self.error is not None:
+            raise CheckFailed(f"libxml2's schema check failed: {type(self.error).__name__}: {self.error}")
+        return self.outcome
+
+
+class CheckFailed(Exception):
+    """A check did not run to its end: the document is not valid (VAL01)."""
+
+
+def schema_findings(path: str, schema, item_tag: str, root: str, native: bool | None,
+                    explained: bool = False) -> list[Finding]:
+    """The XSD check's findings on the file at ``path``, given libxml2's verdict ``native``.
+
+    With a verdict of True there is nothing to find. Otherwise lxml's schema pass says where
+    and why (XSD01 per violation, XML01 when it cannot read the file); when it finds nothing
+    although libxml2 refused the file, one XSD01 says so (unless ``explained``: the caller
+    already found the file not well-formed): the file stays invalid.
+    Well-formedness is not this function's to judge alone (lxml's schema pass may close a
+    truncated document: lxml 6.2): the caller also reads the file to its end without it.
+    """
+    if native is True:
         return []
     etree.clear_error_log()  # libxml2's log is global: a previous document must not speak here
-    closed = False
     with open(path, "rb") as source:
         try:
             for _, el in etree.iterparse(source, events=("end",), tag=(item_tag, root), schema=schema, **PARSER_OPTIONS):
-                if el.tag == root and el.getparent() is None:
-                    closed = True
+                if el.getparent() is None:
                     continue
                 el.clear()  # items are only validated here: free them as they pass
                 parent = el.getparent()
-                if parent is not None:
-                    while el.getprevious() is not None:
-                        del parent[0]
+                while el.getprevious() is not None:
+                    del parent[0]
         except etree.XMLSyntaxError as exc:
             schema_errors = [e for e in exc.error_log if e.domain_name == "SCHEMASV"]
             parse_errors = [e for e in exc.error_log if e.domain_name != "SCHEMASV"]
             if parse_errors or not schema_errors:
-                # Not well-formed (the log may be empty: then the exception itself says where).
                 if parse_errors:
                     return [("XML01", parse_errors[0].line or None, "", clean_message(parse_errors[0].message))]
                 return [("XML01", exc.lineno or None, "", clean_message(exc.msg or str(exc)))]
             source.seek(0)
             located = locate_schema_errors(source, schema)
-            if not located:  # pragma: no cover - defensive: report what libxml2 said
+            if not located:
                 located = [(None, "", clean_message(e.message)) for e in schema_errors]
-            found = [("XSD01", line, xpath, message) for line, xpath, message in located]
-            if not closed:
-                found.append(_unclosed(root))
-            return found
-    if not closed:
-        # With resolve_entities=False lxml does not raise when the data ends early (or the
-        # parser stops at its depth limit): an unclosed root is how that shows.
-        return [_unclosed(root)]
+            return [("XSD01", line, xpath, message) for line, xpath, message in located]
+    if native is False and not explained:
+        return [("XSD01", None, f"/{root}", "libxml2's schema validator refuses this document, and lxml's detailed pass "
+                 "names no element: the document is not taken as valid.")]
     return []
 
 
-_MATRICULE = re.compile(rb"<Matricule>\s*([0-9]{13})\s*</Matricule>")
-
-
-def clean_matricules(path: str) -> set[str]:
-    """Return the matricules of the document at ``path`` that pass every check (no issue).
-
-    Run by the XSD worker for :meth:`_BillingRules.settle`; one missed here is checked there,
-    so a plain regular expression suffices.
-    """
-    found: set[bytes] = set()
-    tail = b""
-    with open(path, "rb") as source:
-        while chunk := source.read(4 << 20):
-            data = tail + chunk
-            found.update(_MATRICULE.findall(data))
-            tail = data[-64:]
-    matricules = {m.decode("ascii") for m in found}
-    return {m for m in matricules if not check_matricule(m)}
-
-
-def _unclosed(root: str) -> tuple[str, None, str, str]:
-    return ("XML01", None, f"/{root}",
-            f"the document was not read to its end </{root}>: it is truncated, or nested deeper than the parser allows.")
-
-
-def _xsd_worker(conn, path: str, schema, item_tag: str, root: str, xsd: Path | None, then) -> None:  # pragma: no cover - runs in the child
+def read_to_the_end(path: str, kind: str, root: str, rules: _Rules | None) -> list[Finding]:
+    """Read the document at ``path`` to its end with lxml (no schema), each item through
+    ``rules`` if given; return what stopped the reading (XML01, XML02), or nothing."""
     try:
-        found = xsd_check(path, schema, item_tag, root, xsd)
-        conn.send((found, then(path) if then is not None and not found else None))
-    except BaseException as exc:  # noqa: BLE001 - the parent reports it
-        conn.send(exc)
-
-
-class _ParallelXsd(Worker):
-    """Runs :func:`xsd_check` in a forked process while the caller checks business rules.
-
-    The XSD check is libxml2 work and the business rules Python work: on two cores they
-    overlap, and a large document is validated in about the time of the XSD check alone.
-    Falls back to running inline where fork is not available.
-
-    ``then(path)``, if given, runs in the worker after a clean XSD check, and what it
-    returns is :attr:`extra` (None when it did not run): work the caller hands over.
-    """
-
-    def __init__(self, path: str, schema, item_tag: str, root: str, parallel: bool, xsd: Path | None = None,
-                 then=None) -> None:
-        self.path, self.schema, self.item_tag, self.root, self.xsd = path, schema, item_tag, root, xsd
-        self.extra = None
-        if parallel and forked.available():
-            self.start(_xsd_worker, path, schema, item_tag, root, xsd, then)
-
-    def result(self) -> list[tuple[str, int | None, str, str]]:
-        if self.proc is None:
-            return xsd_check(self.path, self.schema, self.item_tag, self.root, self.xsd)
-        try:
-            outcome = self.conn.recv()
-        except EOFError:
-            outcome = RuntimeError("the XSD worker process died")
-        finally:
-            self.stop()
-        if isinstance(outcome, BaseException):
-            raise outcome
-        found, self.extra = outcome
-        return found
-
-    def cancel(self) -> None:
-        self.stop()
+        with open(path, "rb") as source:
+            for item in read_document(source, kind, root, columns=True):
+                if rules is None:
+                    continue
+                if item.record is None:
+                    rules.unreadable(item)
+                elif item.what == "header":
+                    rules.on_header(item.record, item.line, item.xpath)
+                else:
+                    rules.on_item(item)
+    except HostileDocument:
+        return [("XML02", 1, "", "the document declares a DOCTYPE")]
+    except etree.XMLSyntaxError as exc:
+        return [("XML01", exc.lineno or None, "", clean_message(exc.msg or str(exc)))]
+    if rules is not None:
+        rules.finish()
+    return []
 
 
 class Validator:
@@ -520,7 +398,8 @@ class Validator:
         business rules on the records it wrote). With ``attachments`` (and the rules), a
         request file on disk also has its prescription PDFs checked beside it (PDF08,
         PDF09); those found intact are listed in ``report.attachments``. Never raises for a
-        bad document: every problem is an issue in the report.
+        bad document: every problem is an issue in the report, and a check that fails to
+        run to its end is one too (VAL01), so that such a document is never valid.
         """
         report = Report(name="<stdin>" if name == "-" else name)
         limit = self.max_bytes if size_limit else 0
@@ -538,6 +417,11 @@ class Validator:
             report.issues.append(Issue("XML03", exc.message, file=report.name))
         except DocumentUnreadable as exc:
             report.issues.append(Issue("FIL01", exc.message, file=report.name))
+        except (CheckFailed, MemoryError, RecursionError, OSError, ValueError, TypeError, KeyError, AttributeError,
+                IndexError, LookupError, RuntimeError, etree.LxmlError) as exc:
+            log.debug("a check of %s did not run to its end", report.name, exc_info=True)
+            report.issues.append(Issue("VAL01", f"{exc}" if isinstance(exc, CheckFailed) else
+                                       f"a check stopped before the end: {type(exc).__name__}: {exc}", file=report.name))
         finally:
             if spooled is not None:
                 spooled.close()
@@ -556,43 +440,25 @@ class Validator:
         if expect_kind and kind != expect_kind:
             report.issues.append(Issue("DOC06", f"this is {_article(kind)} {kind} document, not {_article(expect_kind)} {expect_kind} document", file=report.name))
             return
-        if not with_rules:
-            report.issues.extend(Issue(code, message, file=report.name, line=line, xpath=xpath)
-                                 for code, line, xpath, message in xsd_check(path, schema_set.schema(kind), ITEM_TAGS[kind] or root, root,
-                                                                               schema_set.documents[kind].xsd))
-            return
-        large = os.path.getsize(path) >= PARALLEL_XSD_BYTES
-        # On a large billing file the XSD worker, which has time left, checks the matricules'
-        # check digits while this process reads and checks the rest.
-        defer = large and kind == "billing"
-        xsd = _ParallelXsd(path, schema_set.schema(kind), ITEM_TAGS[kind] or root, root, large, schema_set.documents[kind].xsd,
-                           clean_matricules if defer else None)
-        defer = defer and xsd.proc is not None
-        # A large plainly written file is read by regular expressions: their records count
-        # only if the XSD check passes it, and then they are lxml's (see xmlplain).
-        plain = large and kind in PLAIN_KINDS
-        rules = self._new_rules(report.name, kind, attachments_folder, defer)
+        spec = schema_set.documents[kind]
+        schema, item_tag = schema_set.schema(kind), ITEM_TAGS[kind] or root
+        check = XsdVerdict(path, spec.xsd)
+        rules = self._new_rules(report.name, kind, attachments_folder) if with_rules else None
         try:
-            try:
-                self._read(rules, path, kind, root, plain)
-            except NotPlain:
-                plain = False
-                rules = self._new_rules(report.name, kind, attachments_folder, defer)
-                self._read(rules, path, kind, root, plain)
-        except HostileDocument:
-            xsd.cancel()
-            report.issues.append(Issue("XML02", "the document declares a DOCTYPE", file=report.name, line=1))
-            return
-        except etree.XMLSyntaxError:
-            pass  # the XSD pass reports it, with the same parser, as XML01
-        except BaseException:
-            xsd.cancel()
-            raise
+            # Build checks its own output: libxml2's verdict, when it passes the file, is
+            # complete there (well-formed to the end, and valid); anything else is read again.
+            stopped = read_to_the_end(path, kind, root, rules) if with_rules else []
+        finally:
+            native = check.result()
+        if not with_rules and native is not True:
+            stopped = read_to_the_end(path, kind, root, None)
+        findings = stopped + [f for f in schema_findings(path, schema, item_tag, root, native, bool(stopped))
+                              if not (stopped and f[0] == "XML01")]
         schema_issues = [Issue(code, message, file=report.name, line=line, xpath=xpath)
-                         for code, line, xpath, message in xsd.result()]
-        if defer and not schema_issues and not rules.settle(xsd.extra):  # type: ignore[attr-defined]
-            rules = self._new_rules(report.name, kind, attachments_folder, False)
-            self._read(rules, path, kind, root, plain)
+                         for code, line, xpath, message in findings]
+        if rules is None:
+            report.issues.extend(schema_issues)
+            return
         rules_report = rules.report
         if rules_report.issues and not schema_issues:
             with open(path, "rb") as source:
@@ -607,26 +473,11 @@ class Validator:
         report.issues.extend(schema_issues or rules_report.issues)
         report.issues.sort(key=lambda i: (i.line or 0))
 
-    def _new_rules(self, name: str, kind: str, attachments_folder: Path | None, defer: bool = False) -> _Rules:
+    def _new_rules(self, name: str, kind: str, attachments_folder: Path | None) -> _Rules:
         rules = RULES[kind](Report(name), self.codes, self.nomenclature)
         if isinstance(rules, _RequestRules):
             rules.attachments_folder = attachments_folder
-        if isinstance(rules, _BillingRules):
-            rules.defer = defer
         return rules
-
-    @staticmethod
-    def _read(rules: _Rules, path: str, kind: str, root: str, plain: bool) -> None:
-        """Read the document at ``path`` through ``rules``, which check its business rules."""
-        with open(path, "rb") as source:
-            for item in (read_plain if plain else read_document)(source, kind, root, columns=True):
-                if item.record is None:
-                    continue  # the XSD check says why
-                if item.what == "header":
-                    rules.on_header(item.record, item.line, item.xpath)
-                else:
-                    rules.on_item(item)
-        rules.finish()
 
     def detect(self, path: str) -> tuple[SchemaSet | None, str, str, list[Issue]]:
         """Return (schema set, kind, root element, issues) of the document at ``path``;
@@ -662,6 +513,11 @@ class Validator:
                 if event == "end" and el.tag == "EnTete":
                     break
         except etree.XMLSyntaxError as exc:
+            if root is None and _declares_doctype(source):
+                # The parser may stop inside the DTD (an entity bomb trips its amplification
+                # limit) before it shows a DOCTYPE: that is still a document with a DTD.
+                report.issues.append(Issue("XML02", "the document declares a DOCTYPE (DTDs and entities are refused)", file=report.name, line=1))
+                return None
             line = exc.lineno if exc.lineno else None
             report.issues.append(Issue("XML01", clean_message(str(exc.msg if hasattr(exc, 'msg') else exc)), file=report.name, line=line))
             return None
@@ -690,6 +546,13 @@ class Validator:
         if parsed is None or (report.kind and parsed.kind != report.kind):
             report.issues.append(Issue("DOC07", f"'{name}' does not follow SENDER_KIND_YYYYMMDD_SEQUENCE.xml"
                                        + (f" for {_article(report.kind)} {report.kind} document" if report.kind else ""), file=report.name))
+
+
+def _declares_doctype(source: IO[bytes]) -> bool:
+    """True if the prolog of ``source`` (its first 64 KiB, in UTF-8 or UTF-16) holds a DOCTYPE."""
+    source.seek(0)
+    head = source.read(1 << 16)
+    return any(marker in head for marker in (b"<!DOCTYPE", "<!DOCTYPE".encode("utf-16-le"), "<!DOCTYPE".encode("utf-16-be")))
 
 
 def _article(word: str) -> str:

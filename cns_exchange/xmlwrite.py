@@ -186,10 +186,7 @@ BILLING_END = "</FichierFacturation>\n"
 
 
 def write_billing_file(stream: IO[bytes], header: Header, notes: Sequence[FeeNote]) -> None:
-    """Write a billing file (FichierFacturation) whose header totals are the notes' sums.
-
-    (build's fast road, fastbill.CleanBilling, writes the same text from the same pieces.)
-    """
+    """Write a billing file (FichierFacturation) whose header totals are the notes' sums."""
     out = TextOut(stream)
     out.add(billing_start(header, *billing_totals(notes)))
     add = out.add

@@ -310,32 +310,6 @@ def test_a_run_killed_after_archiving_leaves_no_copy_without_mode_or_sidecar(run
     assert Path(f"{kept}.sha256").read_text().split()[0] == hashlib.sha256(ACK.read_bytes()).hexdigest()
 
 
-def test_the_xsd_worker_does_not_hold_the_run_lock(tmp_path):
-    """The XSD check of a large file runs in a forked child: it must not keep the run lock's
-    descriptor, or a run killed mid-import would leave its lock held by the orphan."""
-    from cns_exchange.lock import run_lock
-    from cns_exchange.schemaset import SchemaRegistry
-    from cns_exchange.validate import _ParallelXsd
-
-    fifo = tmp_path / "document.xml"
-    os.mkfifo(fifo)  # the child blocks opening it: alive while we look at it
-    db = tmp_path / "practice.sqlite"
-    with run_lock(db):
-        worker = _ParallelXsd(str(fifo), SchemaRegistry([]).get("1").schema("payment"), "Ligne",
-                              "JustificatifPaiement", True)
-        try:
-            lock = f"{db}.lock"
-            deadline = time.monotonic() + 5
-            fds: list[str] = [lock]
-            while lock in fds and time.monotonic() < deadline:  # (the child closes it as it starts)
-                time.sleep(0.05)
-                fds = [os.readlink(f) for f in Path(f"/proc/{worker.proc.pid}/fd").iterdir() if f.exists()]
-            assert worker.proc.is_alive(), "the worker should still be waiting for its document"
-            assert lock not in fds, fds
-        finally:
-            worker.cancel()
-
-
 def test_the_archive_copy_must_be_the_file_that_was_read(tmp_path):
     # The copy kept as evidence is checked against the SHA-256 of what was imported: a file
     # changed in between is refused, and nothing half-written or wrong is left in the archive.

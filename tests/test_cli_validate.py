@@ -114,9 +114,9 @@ def test_missing_file(run, tmp_path):
     assert "missing.xml" in r.stderr and "cannot open" in r.stderr
 
 
-def test_large_document_uses_parallel_xsd_and_finds_errors(run, tmp_path, monkeypatch):
-    """The forked XSD check (large files) reports the same issue as the inline one."""
-    import cns_exchange.validate as validate
+def test_lxml_alone_finds_what_libxml2_verdict_refuses(run, tmp_path, monkeypatch):
+    """With libxml2's verdict and with it switched off (lxml alone): the same issue."""
+    import cns_exchange.xsdstream as xsdstream
 
     source = next(p for p in EXAMPLE_FILES if "_FAC_" in p.name)
     lines = source.read_text("utf-8").splitlines(keepends=True)
@@ -125,8 +125,9 @@ def test_large_document_uses_parallel_xsd_and_finds_errors(run, tmp_path, monkey
     bad = tmp_path / source.name
     bad.write_text("".join(lines), "utf-8")
     results = []
-    for threshold in (0, 10**12):
-        monkeypatch.setattr(validate, "PARALLEL_XSD_BYTES", threshold)
+    assert xsdstream.available()
+    for state in ({"lib": None, "reason": "switched off by the test"}, dict(xsdstream._STATE)):
+        monkeypatch.setattr(xsdstream, "_STATE", state)
         r = run("validate", "--json", str(bad))
         assert r.exit_code == 3
         results.append([(i["code"], i["line"], i["xpath"]) for i in json.loads(r.stdout)[0]["issues"]])

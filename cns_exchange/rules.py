@@ -1,0 +1,214 @@
+"""The one rule engine: every business rule of requests and billed sessions, written once.
+
+build-request and build-invoice call it on the practice's rows, validate on the items of a
+document; nothing else decides these rules (the sandbox stays a separate judge, as the CNS
+is, and tests compare the two). A problem comes back as data, ``(index, code, message,
+field)``: ``index`` is the session within its fee note (-1 for the note or the request
+itself), ``field`` one of :data:`FIELDS`, which each caller places in its own terms (a CSV
+column, or an element's XPath).
+
+Speed comes from doing work once per distinct value: a matricule, a provider, an (act, date,
+age band) price are checked or computed once per run, whatever the number of sessions.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Sequence
+
+from cns_exchange.issues import CATALOGUE, ERROR
+from cns_exchange.identifiers import birth_date, check_matricule, check_prescriber, check_provider
+from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError, Price
+from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age
+
+#: The logical fields a problem can name.
+FIELDS = ("matricule", "certificate_number", "prescriber_code", "prescription_date", "pathology_codes",
+          "treatment", "requested_acts", "session_date", "act_code", "executing_provider", "gross",
+          "patient_share", "cns_share", "line_no", "session")
+
+Problem = tuple[int, str, str, str]
+
+#: Where a treatment rule of a session points in a row (TRT01-TRT03 are about the act).
+_SESSION_RULE_FIELD = {"TRT05": "session_date", "TRT09": "matricule"}
+#: Rules about a session as a whole: a document names the session element for them.
+SESSION_WIDE = frozenset({"TRT01", "TRT02", "TRT03", "TRT05", "TRT09"})
+
+
+def check_acts_known(codes: Codes, act: str) -> list[tuple[str, str]]:
+    """ACT01 for an act code that is not in the nomenclature."""
+    if act in codes.acts:
+        return []
+    return [("ACT01", f"act code '{act}' is not one of {', '.join(codes.acts)}")]
+
+
+def check_pathologies(codes: Codes, pathologies: Sequence[str]) -> list[tuple[str, str]]:
+    """PAT01 for each pathology code that is not one of annex E's."""
+    return [("PAT01", f"pathology code '{code}' is not one of D01-D15") for code in pathologies
+            if code not in codes.pathologies]
+
+
+def check_requested_acts(codes: Codes, treatment: str, acts: Sequence[tuple[str, int]]) -> list[tuple[str, str]]:
+    """TRT03 for an act that is not part of the treatment, TRT02 for a count over its limit."""
+    if treatment not in codes.treatments:
+        return []
+    limits = dict(codes.treatment_sequence(treatment))
+    problems = []
+    for act, count in acts:
+        if act not in limits:
+            problems.append(("TRT03", f"act {act} is not part of an {treatment} treatment"))
+        elif count > limits[act]:
+            problems.append(("TRT02", f"{count} x {act} requested, at most {limits[act]}"))
+    return problems
+
+
+class RequestChecks:
+    """Every rule of the requests of one file, in file order."""
+
+    def __init__(self, codes: Codes, submitted: date | None) -> None:
+        self.codes = codes
+        self.submitted = submitted
+        self._cross = RequestRules(codes)
+        self._matricules: dict[str, list[tuple[str, str]]] = {}
+
+    def matricule(self, matricule: str) -> list[tuple[str, str]]:
+        """MAT01-MAT05 of a matricule (checked once per distinct value)."""
+        found = self._matricules.get(matricule)
+        if found is None:
+            found = self._matricules[matricule] = check_matricule(matricule)
+        return found
+
+    def request(self, matricule: str | None, prescriber: str | None, prescribed: date | None,
+                pathologies: Sequence[str], treatment: str | None, acts: Sequence[tuple[str, int]]) -> list[Problem]:
+        """Check one request against the rules and the earlier requests of its file.
+
+        A value given as None could not be read (its own problem is reported by the reader):
+        the rules that need it are left out, the others still run, so that one run reports
+        every problem of a row.
+        """
+        out: list[Problem] = []
+        add = out.append
+        codes = self.codes
+        if matricule is not None:
+            for code, message in self.matricule(matricule):
+                add((-1, code, message, "matricule"))
+        if prescriber is not None:
+            for code, message in check_prescriber(prescriber):
+                add((-1, code, message, "prescriber_code"))
+        for code, message in check_pathologies(codes, pathologies):
+            add((-1, code, message, "pathology_codes"))
+        for act, _ in acts:
+            for code, message in check_acts_known(codes, act):
+                add((-1, code, message, "requested_acts"))
+        if treatment is not None:
+            for code, message in check_requested_acts(codes, treatment, [(a, n) for a, n in acts if a in codes.acts]):
+                add((-1, code, message, "requested_acts"))
+        if prescribed is not None and self.submitted is not None:
+            for code, message in check_prescription_age(prescribed, self.submitted, codes.prescription_max_age_days):
+                add((-1, code, message, "prescription_date"))
+        if matricule is not None and prescribed is not None and treatment in codes.treatments \
+                and all(CATALOGUE[code].severity != ERROR for _, code, _, _ in out):
+            known = [c for c in pathologies if c in codes.pathologies]
+            for code, message in self._cross.check(matricule, known, treatment, prescribed):
+                add((-1, code, message, "treatment"))
+        return out
+
+
+class BillingChecks:
+    """Every rule of billed sessions, across the fee notes of one file (or one input).
+
+    ``created`` is the file's creation date (no session after it); ``certificates`` (a
+    build.CertificateBook) checks sessions against the certificates imported from the CNS.
+    """
+
+    def __init__(self, codes: Codes, nomenclature: Nomenclature, created: date | None, certificates=None) -> None:
+        self.codes = codes
+        self.nomenclature = nomenclature
+        self.created = created
+        self.certificates = certificates
+        self.treatment = SessionRules(codes)
+        self._matricules: dict[str, tuple[list[tuple[str, str]], date | None]] = {}
+        self._providers: dict[str, list[tuple[str, str]]] = {}
+
+    def matricule(self, matricule: str) -> tuple[list[tuple[str, str]], date | None]:
+        """(MAT problems, birth date or None when the matricule is unusable), once per value."""
+        found = self._matricules.get(matricule)
+        if found is None:
+            problems = check_matricule(matricule)
+            usable = all(code == "MAT04" for code, _ in problems)
+            found = self._matricules[matricule] = (problems, birth_date(matricule) if usable else None)
+        return found
+
+    def values(self, matricule: str | None, act: str | None, provider: str | None) -> list[tuple[str, str, str]]:
+        """(code, message, field) of the rules of single values, for a session that cannot be
+        checked whole (another of its values could not be read): one run still reports them."""
+        out = []
+        if matricule is not None:
+            out += [(code, message, "matricule") for code, message in self.matricule(matricule)[0]]
+        if act is not None:
+            out += [(code, message, "act_code") for code, message in check_acts_known(self.codes, act)]
+        if provider:
+            out += [(code, message, "executing_provider") for code, message in self._provider(provider)]
+        return out
+
+    def _provider(self, code: str) -> list[tuple[str, str]]:
+        found = self._providers.get(code)
+        if found is None:
+            found = self._providers[code] = check_provider(code)
+        return found
+
+    def fee_note(self, certificate: str, matricule: str, days: Sequence[date], acts: Sequence[str],
+                 providers: Sequence[str], billed: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int]] | None = None,
+                 ) -> tuple[list[Price | None], list[Problem]]:
+        """Check one fee note's sessions, in their order; return (prices, problems).
+
+        ``prices[i]`` is the tariff's price of session i (None where it cannot be priced).
+        With ``billed`` = (line numbers, gross, patient shares, CNS shares), as a document
+        states them, those are checked against the tariff (NOM02-NOM04, DOC08).
+        """
+        out: list[Problem] = []
+        add = out.append
+        mat_problems, born = self.matricule(matricule)
+        for code, message in mat_problems:
+            add((-1, code, message, "matricule"))
+        created, check_session, book = self.created, self.treatment.check, self.certificates
+        price_for, known_acts = self.nomenclature.price_for, self.codes.acts
+        prices: list[Price | None] = []
+        seen_lines: set[int] = set()
+        for i, day in enumerate(days):
+            act, executing = acts[i], providers[i]
+            price: Price | None = None
+            if created is not None and day > created:
+                add((i, "TRT07", f"session date {day} is after the file's creation date {created}", "session_date"))
+            for code, message in self._provider(executing):
+                add((i, code, message, "executing_provider"))
+            if billed is not None:
+                line_no, gross, share, cns = billed[0][i], billed[1][i], billed[2][i], billed[3][i]
+                if line_no in seen_lines:
+                    add((i, "DOC08", f"line number {line_no} appears twice in the fee note", "line_no"))
+                seen_lines.add(line_no)
+                if gross != share + cns:
+                    add((i, "NOM04", f"{gross / 100:.2f} ≠ {share / 100:.2f} + {cns / 100:.2f}", "gross"))
+            if act not in known_acts:
+                for code, message in check_acts_known(self.codes, act):
+                    add((i, code, message, "act_code"))
+                prices.append(None)
+                continue
+            for code, message in check_session(certificate, matricule, day, act):
+                add((i, code, message, _SESSION_RULE_FIELD.get(code, "act_code")))
+            if born is not None:
+                try:
+                    price = price_for(act, day, born)
+                except NoTariffError:
+                    add((i, "NOM01", f"no tariff table is in force on {day}", "session_date"))
+                else:
+                    if billed is not None:
+                        if price.gross != gross:
+                            add((i, "NOM02", f"{act} on {day} costs {price.gross / 100:.2f}, billed {gross / 100:.2f}", "gross"))
+                        elif price.patient_share != share:
+                            add((i, "NOM03", f"patient share should be {price.patient_share / 100:.2f}, billed {share / 100:.2f}",
+                                 "patient_share"))
+            if book is not None:
+                for code, message in book.check(certificate, matricule, day, act):
+                    add((i, code, message, "certificate_number"))
+            prices.append(price)
+        return prices, out
