@@ -578,6 +578,9 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
                 raise InputError(f"{f}: no such file", "check the path")
             paths.append(path)
     validator = ctx.validator()
+    # Every document is validated before anything is done (the lock, the database, a
+    # renumbered copy): a broken one is exit 3 with its issues, whatever else is going on.
+    planned = sending.plan(paths, validator, names)
     db_path = settings.database_path()
     with run_lock(db_path, wait):
         conn = database.connect(db_path)
@@ -590,8 +593,8 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
                     conn_row = conn.execute("SELECT 1 FROM uploads WHERE sha256 = ? AND remote = ? AND result = 'sent'",
                                             (sha, str(remote))).fetchone()
                     renamed.append(sending.renumbered_copy(path, conn, str(remote), outbox)[0] if conn_row else path)
-                paths = renamed
-            planned = sending.plan(paths, validator, names)
+                if renamed != paths:  # what is sent is the renumbered copies: validated in their turn
+                    planned = sending.plan(renamed, validator, names)
             uploader = sending.Uploader(conn, settings.profile or "default", str(remote), str(settings.upload_dir),
                                         connect, int(settings.retries), float(settings.backoff), _on_retry(ctx))
             try:

@@ -6,6 +6,9 @@ from an invalid file, so that what is printed is what the CNS is billed, and the
 totals are the XML header's (checked again after drawing, to the cent, before anything is
 published). The file is then read a second time, streaming (xmlread.read_document), and each
 fee note is drawn as it comes (pdf module): memory stays flat whatever the file's size.
+Failing closed: should that reading fail where validation passed (an unreadable fee note,
+the end of the document never reached), it is the document's fault, exit 3, and nothing is
+published: the fee notes are drawn into temp files and published only once all are drawn.
 
 Every PDF names the billing file and its SHA-256, in its footer and in its metadata (the status
 report: the SHA-256 of the canonical JSON of the data it shows). Output files are written
@@ -23,14 +26,14 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
-from cns_exchange.errors import InputError, UsageError
+from cns_exchange.errors import CnsxError, InputError, UsageError
 from cns_exchange.fsutil import publish, sha256_of, temp_file
 from cns_exchange.issues import Issue
 from cns_exchange.model import FeeNote, Header
 from cns_exchange.naming import FileName, fee_note_pdf_name, summary_pdf_name
 from cns_exchange.nomenclature import Codes
 from cns_exchange.pdf import Source, StatusHeading, Totals, write_fee_note, write_status, write_summary
-from cns_exchange.xmlread import read_document
+from cns_exchange.xmlread import Item, read_document
 from cns_exchange.xmlsafe import spool
 
 
@@ -69,7 +72,10 @@ def open_billing(name: str, stream: IO[bytes] | None, validator) -> Iterator[Bil
                              "fix the document (cnsx validate shows the same issues) and print again", errors)
         root = validator.registry.get(report.version).documents["billing"].root
         with open(path, "rb") as f:
-            header = next(read_document(f, "billing", root)).record
+            first = next(_read(f, shown, root), None)
+        header = first.record if first is not None and first.what == "header" else None
+        if header is None:
+            raise _unreadable(shown, Issue("XML01", "the header (EnTete) cannot be read", file=shown))
         sha256, _ = sha256_of(path)
         file_name = FileName(header.provider, "billing", header.created.date(), header.sequence)
         yield Billing(path, path.name if name != "-" else str(file_name), sha256, header, root, file_name)
@@ -78,11 +84,37 @@ def open_billing(name: str, stream: IO[bytes] | None, validator) -> Iterator[Bil
             spooled.close()
 
 
+def _unreadable(shown: str, issue: Issue) -> InputError:
+    return InputError(f"{shown}: the billing file cannot be read to its end; nothing was printed",
+                      "validate it (cnsx validate), fix or rebuild it, and print again", [issue])
+
+
+def _read(source: IO[bytes], shown: str, root: str) -> Iterator[Item]:
+    """read_document's items of a billing file; raises InputError (exit 3) where the reader
+    fails, whatever its exception: a document validation passed must still read to its end."""
+    items = read_document(source, "billing", root)
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except CnsxError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - lxml's XMLSyntaxError and kin: fail closed, exit 3
+            raise _unreadable(shown, Issue("XML01", f"cannot be read: {exc}", file=shown)) from exc
+        yield item
+
+
 def _notes(billing: Billing) -> Iterator[FeeNote]:
+    """The fee notes of ``billing``, read again; InputError if one cannot be read."""
     with open(billing.path, "rb") as f:
-        for item in read_document(f, "billing", billing.root):
-            if item.what == "item":
-                yield item.record
+        for item in _read(f, billing.name, billing.root):
+            if item.what != "item":
+                continue
+            if item.record is None:
+                raise _unreadable(billing.name, Issue("XSD01", f"a fee note cannot be read: {item.error}", file=billing.name,
+                                                      line=item.line, xpath=item.xpath))
+            yield item.record
 
 
 def _source(billing: Billing, codes: Codes, printed: datetime, mask: bool) -> Source:
@@ -107,8 +139,10 @@ def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datet
     """Write one A4 PDF per fee note of ``billing`` into ``folder``; return their paths.
 
     The folder is created (0700) if its parent exists. Raises UsageError if the folder
-    cannot be made or already holds printed fee notes of this billing file: nothing is then
-    written. Each file is published on its own, atomically.
+    cannot be made or already holds printed fee notes of this billing file, InputError if
+    the billing file cannot be read to its end or its fee notes do not add up to its header:
+    nothing is then written. Each fee note is drawn into a temp file in the folder; they are
+    published, each atomically, once all are drawn.
     """
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
@@ -122,11 +156,26 @@ def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datet
         raise UsageError(f"{folder} already holds printed fee notes of this billing file ({existing[0].name}); "
                          "cnsx never overwrites a file", "remove them, or print into another folder")
     source = _source(billing, codes, printed, mask)
-    written: list[Path] = []
-    for note in _notes(billing):
-        target = folder / fee_note_pdf_name(billing.file_name, note.number)
-        _write(target, lambda out, note=note: write_fee_note(out, note, source))
-        written.append(target)
+    drawn: list[tuple[Path, Path]] = []  # (temp file, target)
+    totals = Totals()
+    try:
+        for note in _notes(billing):
+            totals.add(note)
+            with temp_file(folder) as (stream, temp):
+                drawn.append((temp, folder / fee_note_pdf_name(billing.file_name, note.number)))
+                write_fee_note(stream, note, source)
+        _check_totals(billing, totals)  # (as on the summary: the notes drawn are all the header counts)
+        written: list[Path] = []
+        for temp, target in drawn:
+            try:
+                publish(temp, target, overwrite=False)
+            except FileExistsError:
+                raise UsageError(f"{target} appeared while printing; cnsx never overwrites a file",
+                                 "run again into another folder") from None
+            written.append(target)
+    finally:
+        for temp, _ in drawn:
+            temp.unlink(missing_ok=True)
     return written
 
 
@@ -188,7 +237,8 @@ def print_status(sections: dict[str, list[dict]], heading: StatusHeading, output
 
 
 def _check_totals(billing: Billing, totals: Totals) -> None:
-    """The printed totals must be the header's, to the cent (validation checked the same)."""
+    """The printed totals must be the header's, to the cent (validation checked the same);
+    else InputError."""
     extra = billing.header.extra
     wanted = {"NombreMemoires": (totals.notes, False), "NombreSeances": (totals.sessions, False),
               "TotalMontantBrut": (totals.gross, True), "TotalParticipationPersonnelle": (totals.patient, True),
@@ -203,9 +253,9 @@ def _check_totals(billing: Billing, totals: Totals) -> None:
         except InvalidOperation:
             number = None
         if number != value:
-            found = f"adds up to {value / 100:.2f}" if money else f"counts {value}"
-            wrong.append(Issue("DOC02" if money else "DOC01", f"header {element} is {declared}, the summary {found}",
+            found = f"add up to {value / 100:.2f}" if money else f"count {value}"
+            wrong.append(Issue("DOC02" if money else "DOC01", f"header {element} is {declared}, the fee notes read {found}",
                                file=billing.name, xpath=f"/{billing.root}/EnTete/{element}"))
-    if wrong:  # pragma: no cover - validation has checked the same sums
-        raise InputError(f"{billing.name}: the summary does not add up to the header; nothing was printed",
+    if wrong:  # (validation checked the same sums: a reading that stopped short, without an error, is caught here)
+        raise InputError(f"{billing.name}: the fee notes read do not add up to the header; nothing was printed",
                          "validate the file (cnsx validate) and report the problem", wrong)
