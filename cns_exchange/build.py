@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 from cns_exchange.errors import ConfigError, InputError, UsageError
 from cns_exchange.identifiers import check_provider
@@ -104,9 +104,46 @@ def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir
     return requests, report
 
 
+class PricedNotes:
+    """The checked and priced fee notes of a session input, made one at a time as they are
+    written (a 200,000-session file holds its rows, never 200,000 session objects), with the
+    header's totals computed before. Iterating hands each note out once and lets it go."""
+
+    def __init__(self) -> None:
+        self._groups: list[tuple[tuple[str, str], tuple[str, str], list, list]] = []
+        self.count = self.sessions = self.gross = self.share = self.cns = 0
+
+    def add(self, key: tuple[str, str], names: tuple[str, str], rows: list, prices: list) -> None:
+        self._groups.append((key, names, rows, prices))
+        self.count += 1
+        for price in prices:
+            if price is not None:
+                self.sessions += 1
+                self.gross += price.gross
+                self.share += price.patient_share
+                self.cns += price.cns_share
+
+    @property
+    def totals(self) -> tuple[int, int, int, int, int]:
+        """(fee notes, sessions, gross, patient share, CNS share), cents."""
+        return self.count, self.sessions, self.gross, self.share, self.cns
+
+    def __iter__(self) -> Iterator[FeeNote]:
+        groups, self._groups = self._groups, []
+        groups.reverse()
+        number = 0
+        while groups:
+            (cert, matricule), (last, first), rows, prices = groups.pop()
+            number += 1
+            note = FeeNote(number, cert, matricule, last, first)
+            note.sessions = [BilledSession(n, day, act, executing, price.gross, price.patient_share, price.cns_share)
+                             for n, ((day, _, act, executing), price) in enumerate(zip(rows, prices), 1) if price is not None]
+            yield note
+
+
 def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomenclature: Nomenclature,
                    provider: str, created: date, encoding: str = "utf-8",
-                   certificates=None) -> tuple[list[FeeNote], InputReport]:
+                   certificates=None) -> tuple[PricedNotes, InputReport]:
     """Read session rows, group them into priced fee notes (one per certificate and patient).
 
     Sessions are ordered by date within a fee note; fee notes follow the order in which their
@@ -129,21 +166,17 @@ def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencl
             rows = groups[key] = []
             names[key] = (s.last_name, s.first_name)
         rows.append((s.session_date, s.line, s.act_code, s.executing_provider))
-    notes: list[FeeNote] = []
+    notes = PricedNotes()
     add = report.add
     for key, rows in groups.items():
         rows.sort()
         cert, matricule = key
-        days = [r[0] for r in rows]
-        acts = [r[2] for r in rows]
-        prices, problems = checks.fee_note(cert, matricule, days, acts, [r[3] for r in rows])
+        prices, problems = checks.fee_note(cert, matricule, [r[0] for r in rows], [r[2] for r in rows],
+                                           [r[3] for r in rows])
         for index, code, message, column in problems:
             add(code, message, rows[max(index, 0)][1], column)
-        note = FeeNote(len(notes) + 1, cert, matricule, *names[key])
-        note.sessions = [BilledSession(n, day, act, executing, price.gross, price.patient_share, price.cns_share)
-                         for n, ((day, _, act, executing), price) in enumerate(zip(rows, prices), 1) if price is not None]
-        notes.append(note)
-        rows.clear()
+        notes.add(key, names[key], rows, prices)
+    groups.clear()
     _fail_on_errors(report, "sessions")
     return notes, report
 
@@ -152,17 +185,13 @@ def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencla
                   header: Header, file_name: str, destination: Destination, validator: Validator,
                   encoding: str = "utf-8", certificates=None) -> BuildResult:
     """Build and publish a billing file from session rows (build-invoice)."""
-    from cns_exchange.xmlwrite import billing_totals, write_billing_file
+    from cns_exchange.xmlwrite import write_billing_file
 
     notes, report = load_fee_notes(stream, name, fmt, codes, nomenclature, header.provider, header.created.date(),
                                    encoding, certificates)
-    count, sessions, gross, _, cns = billing_totals(notes)
-
-    def write(out: IO[bytes]) -> None:
-        write_billing_file(out, header, notes)
-        notes.clear()  # free the sessions before the written file is validated
-
-    path, sha = publish_document("billing", write, file_name, destination, validator, header.version)
+    count, sessions, gross, share, cns = totals = notes.totals
+    path, sha = publish_document("billing", lambda out: write_billing_file(out, header, notes, totals), file_name,
+                                 destination, validator, header.version)
     return BuildResult("billing", file_name, path, sha, count, sessions, gross, cns, warnings=report.issues)
 
 

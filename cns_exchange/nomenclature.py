@@ -93,7 +93,8 @@ class Nomenclature:
         self.tables = sorted(tables, key=lambda t: t.valid_from)
         self._starts = [t.valid_from.toordinal() for t in self.tables]
         self._price_cache: dict[tuple[int, str, bool], Price] = {}
-        self._acts_cache: dict[tuple[int, tuple[str, ...], bool], tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        self._day_index: dict[date, int] = {}
+        self._adult_on: dict[tuple[date, int], date] = {}
 
     def table_on(self, day: date) -> TariffTable:
         """Return the table in force on ``day``; raise NoTariffError before every table."""
@@ -117,40 +118,37 @@ class Nomenclature:
         return price
 
     def price_for(self, act: str, day: date, born: date) -> Price:
-        """Price one session of ``act`` on ``day`` for a patient born on ``born``."""
-        i = bisect.bisect_right(self._starts, day.toordinal()) - 1
+        """Price one session of ``act`` on ``day`` for a patient born on ``born``.
+
+        The patient pays the minors' share before the birthday of the table's
+        ``minor_below_age`` (a 29 February birthday falls on 1 March in other years); the
+        table and that birthday are looked up once per distinct day and patient.
+        """
+        i = self._day_index.get(day)
+        if i is None:
+            i = self._day_index[day] = bisect.bisect_right(self._starts, day.toordinal()) - 1
         if i < 0:
             raise NoTariffError(day)
-        minor = years_between(born, day) < self.tables[i].minor_below_age
+        age = self.tables[i].minor_below_age
+        adult = self._adult_on.get((born, age))
+        if adult is None:
+            adult = self._adult_on[(born, age)] = _birthday(born, age)
+        minor = day < adult
         price = self._price_cache.get((i, act, minor))
         return price if price is not None else self.price(act, day, minor)
-
-    def prices_between(self, acts: tuple[str, ...], first: date, last: date, born: date) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-        """Return (gross, patient share) of each of ``acts`` for sessions from ``first`` to
-        ``last``, when one table and one age band cover them all; else None (price each session).
-
-        Raises NoTariffError if ``first`` is before every table.
-        """
-        starts = self._starts
-        i = bisect.bisect_right(starts, first.toordinal()) - 1
-        if i < 0:
-            raise NoTariffError(first)
-        if i + 1 < len(starts) and last.toordinal() >= starts[i + 1]:
-            return None
-        below = self.tables[i].minor_below_age
-        minor = years_between(born, first) < below
-        if minor != (years_between(born, last) < below):
-            return None
-        key = (i, acts, minor)
-        prices = self._acts_cache.get(key)
-        if prices is None:
-            each = [self.price(act, first, minor) for act in acts]
-            prices = self._acts_cache[key] = (tuple(p.gross for p in each), tuple(p.patient_share for p in each))
-        return prices
 
     def is_minor(self, age: int, day: date) -> bool:
         """Return True if a patient of ``age`` on ``day`` pays the minors' share."""
         return age < self.table_on(day).minor_below_age
+
+
+def _birthday(born: date, age: int) -> date:
+    """The day someone born on ``born`` turns ``age`` (1 March for a 29 February birthday
+    in a year without one): the first day on which identifiers.years_between gives ``age``."""
+    try:
+        return born.replace(year=born.year + age)
+    except ValueError:
+        return date(born.year + age, 3, 1)
 
 
 def _decimal(value: object, where: str, field: str, zero_ok: bool = False) -> Decimal:

@@ -171,7 +171,7 @@ class BillingChecks:
         for code, message in mat_problems:
             add((-1, code, message, "matricule"))
         created, check_session, book = self.created, self.treatment.check, self.certificates
-        price_for, known_acts = self.nomenclature.price_for, self.codes.acts
+        price_for, known_acts, provider_checked = self.nomenclature.price_for, self.codes.acts, self._providers
         prices: list[Price | None] = []
         seen_lines: set[int] = set()
         for i, day in enumerate(days):
@@ -179,7 +179,10 @@ class BillingChecks:
             price: Price | None = None
             if created is not None and day > created:
                 add((i, "TRT07", f"session date {day} is after the file's creation date {created}", "session_date"))
-            for code, message in self._provider(executing):
+            provider_problems = provider_checked.get(executing)
+            if provider_problems is None:
+                provider_problems = self._provider(executing)
+            for code, message in provider_problems:
                 add((i, code, message, "executing_provider"))
             if billed is not None:
                 line_no, gross, share, cns = billed[0][i], billed[1][i], billed[2][i], billed[3][i]

@@ -194,13 +194,12 @@ class _BillingRules(_Rules):
         t, xp = note.texts, item.xpath
         try:
             line_nos = list(map(int, t[0::7]))
-            days = [date_of(text, self._dates) for text in t[1::7]]
-            cents = self._cents
-            gross, share, cns = ([cents_of(text, cents) for text in t[k::7]] for k in (4, 5, 6))
+            days = self._converted(t[1::7], self._dates, date_of)
+            gross, share, cns = (self._converted(t[k::7], self._cents, cents_of) for k in (4, 5, 6))
         except ValueError as exc:
             self.add("XSD01", f"cannot be read: {exc}", item.line, xp)
             return
-        providers = [text.strip() for text in t[3::7]]
+        providers = list(map(str.strip, t[3::7]))
         _, problems = self.checks.fee_note(note.certificate_number, note.matricule, days, t[2::7], providers,
                                            (line_nos, gross, share, cns))
         lines = note.lines
@@ -215,6 +214,15 @@ class _BillingRules(_Rules):
         self.gross += sum(gross)
         self.share += sum(share)
         self.cns += sum(cns)
+
+    @staticmethod
+    def _converted(texts: list[str], cache: dict, convert) -> list:
+        """``texts`` converted, each distinct text once (a file repeats a few hundred dates
+        and a few amounts)."""
+        values = list(map(cache.get, texts))
+        if None in values:
+            values = [convert(text, cache) for text in texts]
+        return values
 
     def finish(self) -> None:
         from cns_exchange.xmlwrite import amount

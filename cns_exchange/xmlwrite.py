@@ -185,10 +185,15 @@ FEE_NOTE_END = "  </MemoireHonoraires>\n"
 BILLING_END = "</FichierFacturation>\n"
 
 
-def write_billing_file(stream: IO[bytes], header: Header, notes: Sequence[FeeNote]) -> None:
-    """Write a billing file (FichierFacturation) whose header totals are the notes' sums."""
+def write_billing_file(stream: IO[bytes], header: Header, notes: Iterable[FeeNote],
+                       totals: tuple[int, int, int, int, int] | None = None) -> None:
+    """Write a billing file (FichierFacturation) whose header totals are the notes' sums.
+
+    ``totals`` (count, sessions, gross, patient share, CNS share) when the caller has them:
+    ``notes`` may then be made one at a time as they are written; else ``notes`` is read twice.
+    """
     out = TextOut(stream)
-    out.add(billing_start(header, *billing_totals(notes)))
+    out.add(billing_start(header, *(totals if totals is not None else billing_totals(notes))))
     add = out.add
     for note in notes:
         parts = [fee_note_start(note.number, note.certificate_number, note.matricule, note.last_name, note.first_name)]

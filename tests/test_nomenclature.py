@@ -11,6 +11,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from conftest import CREATED, PROVIDER, make_matricule
@@ -315,3 +317,23 @@ def test_cli_session_before_every_table(run, tmp_path):
     assert r.exit_code == 3
     assert "NOM01" in r.stderr
     assert r.stdout == ""
+
+
+@settings(max_examples=300, deadline=None)
+@given(born=st.dates(date(1990, 1, 1), date(2020, 12, 31)), day=st.dates(date(2019, 1, 1), date(2040, 12, 31)))
+def test_the_minors_share_ends_on_the_18th_birthday_as_years_between_says(born, day):
+    """price_for looks the birthday up once per patient; the rule stays identifiers.years_between's
+    (29 February birthdays included: drawn often by Hypothesis among these dates)."""
+    from cns_exchange.identifiers import years_between
+
+    nomenclature = load_nomenclature()
+    table = nomenclature.table_on(day)
+    minor = years_between(born, day) < table.minor_below_age
+    assert nomenclature.price_for("ZD11", day, born) == nomenclature.price("ZD11", day, minor)
+
+
+def test_the_minors_share_of_a_29_february_birthday():
+    nomenclature = load_nomenclature()
+    born = date(2008, 2, 29)
+    assert nomenclature.price_for("ZD11", date(2026, 2, 28), born).patient_share == 0
+    assert nomenclature.price_for("ZD11", date(2026, 3, 1), born).patient_share > 0
