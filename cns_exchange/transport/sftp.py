@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
+import inspect
+import logging
 import os
 import secrets
 import socket
@@ -22,6 +24,8 @@ import paramiko
 
 from cns_exchange.errors import ConfigError, TransportFatalError, TransportRetryableError
 from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry
+
+log = logging.getLogger("cnsx.sftp")
 
 #: Bytes per SFTP read or write request where the server says it takes that many (OpenSSH's
 #: limits@openssh.com extension; its server takes up to 255 KiB). paramiko's 32 KiB caps a
@@ -38,7 +42,6 @@ _CHUNK = 32768
 def _quiet_paramiko() -> None:
     """Keep paramiko's own log lines and its background threads' tracebacks off stderr: a
     dead server is reported once, by cnsx, with its remedy (--debug shows everything)."""
-    import logging
     import threading
 
     if os.environ.get("CNSX_DEBUG") == "1":
@@ -138,6 +141,12 @@ class SftpTransport:
         self.transport = transport
         self.sftp = sftp
         self.description = description
+        #: Why paramiko's private request API cannot be used (see _PrivateRequests), or None:
+        #: then get_small reads nothing (get() fetches each file) and requests stay 32 KiB.
+        self.private_api_problem = _PrivateRequests.problem(sftp)
+        if self.private_api_problem:
+            log.debug("%s: %s; small files are read one at a time and requests are 32 KiB",
+                      description, self.private_api_problem)
         self.limits = _server_limits(sftp) if limits is None else limits
         max_read, max_write, max_handles = self.limits
         self.read_size = min(_REQUEST, max_read) if max_read else _DEFAULT_REQUEST
@@ -258,11 +267,14 @@ class SftpTransport:
         which is what bounds small files. A file is taken only if it is exactly its listed
         size: a read of that many bytes returns them all and a read just past them finds the
         end of the file. Any other file (gone, refused, grown, larger than one request) comes
-        back as None: fetch it with get(), which reports why."""
+        back as None: fetch it with get(), which reports why. All come back None where
+        paramiko's private request API is not as expected (``private_api_problem``).
+
+        Raises TransportRetryableError or TransportFatalError as get() does."""
         results: list[bytes | None] = [None] * len(entries)
         wanted = [i for i, e in enumerate(entries) if e.size <= self.read_size]
-        if not wanted or not hasattr(self.sftp, "_async_request") or not hasattr(self.sftp, "_read_response"):
-            return results  # (paramiko's internals moved: get() still works)
+        if not wanted or self.private_api_problem:
+            return results
         try:
             for start in range(0, len(wanted), self.handles):
                 group = wanted[start:start + self.handles]
@@ -274,18 +286,10 @@ class SftpTransport:
 
     def _read_group(self, folder: str, entries: list[RemoteEntry]) -> list[bytes | None]:
         from paramiko.sftp import CMD_CLOSE, CMD_DATA, CMD_HANDLE, CMD_OPEN, CMD_READ, CMD_STATUS, SFTP_EOF, SFTP_FLAG_READ
-        from paramiko.sftp_client import int64
+        from paramiko.sftp import int64
 
-        sftp, replies = self.sftp, _Replies()
-
-        def send(*request) -> int:
-            return sftp._async_request(replies, *request)
-
-        def gather(numbers: list[int]) -> list[tuple[int, paramiko.Message]]:
-            while not all(n in replies.got for n in numbers):
-                sftp._read_response()
-            return [replies.got.pop(n) for n in numbers]
-
+        requests = _PrivateRequests(self.sftp)
+        send, gather = requests.send, requests.gather
         opened = gather([send(CMD_OPEN, f"{folder}/{e.name}", SFTP_FLAG_READ, paramiko.SFTPAttributes())
                          for e in entries])
         handles = [msg.get_binary() if t == CMD_HANDLE else None for t, msg in opened]
@@ -354,29 +358,95 @@ class SftpTransport:
 
 def _server_limits(sftp: paramiko.SFTPClient) -> tuple[int, int, int]:
     """Return the server's (max read length, max write length, max open files) as its
-    limits@openssh.com extension states them; 0 for what it does not say."""
+    limits@openssh.com extension states them; 0 for what it does not say (or where paramiko's
+    private request API, the only way to send an extended request, is not as expected)."""
     from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
+    if _PrivateRequests.problem(sftp):
+        return 0, 0, 0  # SftpTransport logged why
     try:
-        t, msg = sftp._request(CMD_EXTENDED, "limits@openssh.com")
+        t, msg = _PrivateRequests.request(sftp, CMD_EXTENDED, "limits@openssh.com")
         if t != CMD_EXTENDED_REPLY:
             return 0, 0, 0
         msg.get_int64()  # max packet length
         return msg.get_int64(), msg.get_int64(), msg.get_int64()
-    except (OSError, EOFError, paramiko.SFTPError, paramiko.SSHException, AttributeError):
-        return 0, 0, 0  # not supported (a STATUS answer), or paramiko's internals moved; a lost
-        # connection shows in the next request
+    except (OSError, EOFError, paramiko.SFTPError, paramiko.SSHException):
+        return 0, 0, 0  # not supported (a STATUS answer); a lost connection shows in the next request
 
 
-class _Replies:
-    """Collects the answers to requests sent with paramiko's _async_request (it calls
-    ``_async_response`` on the object a request was sent for)."""
+class _PrivateRequests:
+    """The one place that calls paramiko's private SFTP request API.
 
-    def __init__(self) -> None:
+    paramiko has no public way to have several opens (or closes) in flight, nor to send an
+    extended request such as limits@openssh.com. With its public calls (open, read, read to the
+    end, close: four round trips per file rather than three per group of up to 32), a fetch of
+    2,000 small files took 1.3 to 1.5 times as long even on 127.0.0.1, and 32 KiB requests
+    made a large download 1.45 times as long (benchmarks/bench_transport.py).
+
+    So: ``SFTPClient._async_request(obj, type, *args)`` sends a request and returns its number;
+    ``SFTPClient._read_response()`` reads one answer and hands it to
+    ``obj._async_response(type, msg, number)``; ``SFTPClient._request(type, *args)`` sends one
+    and waits for its answer. Any paramiko release may change them: pyproject.toml bounds
+    paramiko to the minor versions tests/test_sftp_private_api.py passed on, and ``problem()``
+    checks names and signatures at run time, so that a paramiko installed past the bound falls
+    back to the public calls (slower, correct) and says so in the debug log. A change it cannot
+    see (the callback renamed) raises from paramiko: the fetch fails, it does not guess.
+    """
+
+    #: The signatures (annotations aside) of the calls, as paramiko 3.4 to 5.1 have them: a
+    #: change in what they take or in their order is a change to read before trusting them.
+    SIGNATURES = {"_async_request": "(fileobj, t, *args)", "_read_response": "(waitfor=None)", "_request": "(t, *args)"}
+    #: The names it takes from paramiko.sftp.
+    CONSTANTS = ("CMD_OPEN", "CMD_READ", "CMD_CLOSE", "CMD_HANDLE", "CMD_DATA", "CMD_STATUS", "CMD_EXTENDED",
+                 "CMD_EXTENDED_REPLY", "SFTP_EOF", "SFTP_FLAG_READ", "int64")
+
+    def __init__(self, sftp: paramiko.SFTPClient) -> None:
+        self.sftp = sftp
         self.got: dict[int, tuple[int, paramiko.Message]] = {}
 
+    @classmethod
+    def problem(cls, sftp: paramiko.SFTPClient) -> str | None:
+        """Return why the private calls cannot be used on ``sftp`` (a name gone, a signature
+        changed), or None when they can."""
+        import paramiko.sftp as protocol
+
+        version = getattr(paramiko, "__version__", "?")
+        for name, expected in cls.SIGNATURES.items():
+            method = getattr(sftp, name, None)
+            if not callable(method):
+                return f"paramiko {version} has no SFTPClient.{name}"
+            try:
+                signature = inspect.signature(method)
+            except (TypeError, ValueError):
+                return f"paramiko {version}: SFTPClient.{name} has no signature to check"
+            found = str(signature.replace(
+                parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+                return_annotation=signature.empty))
+            if found != expected:
+                return f"paramiko {version}: SFTPClient.{name}{found} is not {name}{expected}"
+        missing = [name for name in cls.CONSTANTS if not hasattr(protocol, name)]
+        if missing:
+            return f"paramiko {version}: paramiko.sftp has no {', '.join(missing)}"
+        return None
+
+    def send(self, t: int, *args) -> int:
+        """Send a request without waiting; return its number (its answer goes to ``got``)."""
+        return self.sftp._async_request(self, t, *args)
+
     def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
+        # paramiko's _read_response calls this with each answer to a request sent by send()
         self.got[num] = (t, msg)
+
+    def gather(self, numbers: list[int]) -> list[tuple[int, paramiko.Message]]:
+        """Wait for the answers to ``numbers``; return them as (type, message), in that order."""
+        while not all(n in self.got for n in numbers):
+            self.sftp._read_response()
+        return [self.got.pop(n) for n in numbers]
+
+    @staticmethod
+    def request(sftp: paramiko.SFTPClient, t: int, *args) -> tuple[int, paramiko.Message]:
+        """Send one request and wait for its answer; return (type, message)."""
+        return sftp._request(t, *args)
 
 
 def _authenticate(transport: paramiko.Transport, remote, settings, prompt) -> None:
