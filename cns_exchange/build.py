@@ -11,7 +11,7 @@ import io
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
@@ -192,7 +192,16 @@ def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencla
     count, sessions, gross, share, cns = totals = notes.totals
     path, sha = publish_document("billing", lambda out: write_billing_file(out, header, notes, totals), file_name,
                                  destination, validator, header.version)
+    if certificates is not None and certificates.rebilled:
+        certificates.keep_rebills(file_name)
+        report.issues.append(Issue("CRT06", f"{_count(len(certificates.rebilled), 'session')} billed again: "
+                                            f"{certificates.rebill}", severity="warning", file=name,
+                                   hint="the reason is kept in the database (table rebills)"))
     return BuildResult("billing", file_name, path, sha, count, sessions, gross, cns, warnings=report.issues)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def resolve_header(registry, provider: str | None, created: datetime, schema_version: str | None,
@@ -327,21 +336,40 @@ def copy_attachments(requests: list[CertificateRequest], folder: Path) -> list[P
 
 
 class CertificateBook:
-    """The certificates imported from the CNS, and the sessions already billed on them."""
+    """The practice database's view of sessions to bill: the certificates imported from the
+    CNS (``certificates``: check against them, CRT02-CRT05) and the sessions billed already
+    (CRT06: a session is billed once, unless ``rebill`` gives the reason to bill it again)."""
 
-    def __init__(self, conn) -> None:
+    def __init__(self, conn, certificates: bool = True, rebill: str | None = None) -> None:
         self.conn = conn
+        self.certificates = certificates
+        self.rebill = rebill
+        self.rebilled: list[tuple[str, str]] = []   # (identity, the file that billed it before)
         self._used: dict[tuple[str, str], int] = {}
 
     def check(self, certificate: str, matricule: str, day: date, act: str) -> list[tuple[str, str]]:
-        """Check one session to bill; return its problems (CRT02-CRT05)."""
+        """Check one session to bill; return its problems (CRT02-CRT06)."""
         from cns_exchange.database import BILLED_SESSIONS
 
-        row = self.conn.execute("SELECT matricule, valid_from, valid_to, acts FROM certificates WHERE number = ?",
+        problems = []
+        identity = f"{certificate}|{matricule}|{day.isoformat()}|{act}"
+        billed = self.conn.execute(
+            "SELECT d.name, s.paid, s.disputed FROM sessions s JOIN documents d ON d.id = s.document_id "
+            "WHERE s.identity = ? AND s.counted = 1", (identity,)).fetchone()
+        counted = billed is not None and not (billed["paid"] == 0 and billed["disputed"] is not None)  # (not dropped)
+        if counted:
+            if self.rebill is None:
+                problems.append(("CRT06", f"{act} on {day} is billed already, in {billed['name']}"))
+            else:
+                self.rebilled.append((identity, billed["name"]))
+        if not self.certificates:
+            return problems
+        row = self.conn.execute("SELECT matricule, valid_from, valid_to, acts, superseded FROM certificates WHERE number = ?",
                                 (certificate,)).fetchone()
         if row is None:
-            return [("CRT02", f"certificate {certificate} is not among the certificates imported from the CNS")]
-        problems = []
+            return problems + [("CRT02", f"certificate {certificate} is not among the certificates imported from the CNS")]
+        if row["superseded"]:
+            problems.append(("CRT02", f"certificate {certificate} no longer stands: a later answer of the CNS replaced it"))
         if row["matricule"] != matricule:
             problems.append(("CRT05", f"certificate {certificate} was granted for another patient"))
         if not row["valid_from"] <= day.isoformat() <= row["valid_to"]:
@@ -351,11 +379,27 @@ class CertificateBook:
         if key not in self._used:
             self._used[key] = self.conn.execute(
                 f"SELECT count(*) FROM {BILLED_SESSIONS} WHERE f.certificate_number = ? AND s.act = ?", key).fetchone()[0]
-        self._used[key] += 1
+        if not counted:  # a session billed again is in that count already
+            self._used[key] += 1
         if self._used[key] > authorised.get(act, 0):
             problems.append(("CRT03", f"{act} session {self._used[key]} on certificate {certificate}: "
                                       f"{authorised.get(act, 0)} authorised (billed ones included)"))
         return problems
+
+    def keep_rebills(self, billing_name: str) -> None:
+        """Record, with its reason, each session the file ``billing_name`` bills again."""
+        if not self.rebilled:
+            return
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany(
+                "INSERT INTO rebills (identity, reason, billing_name, earlier_name, created_at) VALUES (?,?,?,?,?)",
+                ((identity, self.rebill, billing_name, earlier, now) for identity, earlier in self.rebilled))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
 
 
 def _authorised(acts: str) -> dict[str, int]:

@@ -347,9 +347,10 @@ def build_request_cmd(ctx: Context, input, input_format, encoding, output, provi
 @_build_options
 @click.option("--db", "db", metavar="PATH", help="Practice database whose certificates the sessions are checked against.")
 @click.option("--no-certificate-check", is_flag=True, help="Do not check sessions against the imported certificates.")
+@click.option("--rebill", metavar="REASON", help="Bill again sessions billed already (CRT06), for this reason (kept in the database).")
 @pass_context
 def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provider, sequence, schema_version, created,
-                      db, no_certificate_check):
+                      db, no_certificate_check, rebill):
     """Build a billing file (fee notes, third-party payment) from INPUT (CSV, JSON or NDJSON; '-' = stdin).
 
     Columns: certificate_number, matricule, session_date, act_code; optional executing_provider
@@ -364,16 +365,20 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provi
     provider = provider or ctx.settings.provider
     header, name = build.resolve_header(registry, provider, created_at, schema_version, sequence, destination, "billing")
     book = conn = None
-    db_path = Path(db).expanduser() if db else (ctx.settings.database_path() if not no_certificate_check else None)
-    if db_path is not None and not no_certificate_check:
-        if db and not db_path.exists():
-            raise InputError(f"--db {db}: no such database", "check the path")
-        if db_path.exists():
-            from cns_exchange import database
+    if rebill is not None and not rebill.strip():
+        raise UsageError("--rebill needs a reason", "e.g. --rebill 'CNS letter of 2026-12-01: file lost'")
+    db_path = Path(db).expanduser() if db else ctx.settings.database_path()
+    if db and not db_path.exists():
+        raise InputError(f"--db {db}: no such database", "check the path")
+    if db_path.exists():
+        from cns_exchange import database
 
-            conn = database.connect(db_path)
-            if conn.execute("SELECT 1 FROM certificates LIMIT 1").fetchone() or db:
-                book = build.CertificateBook(conn)
+        conn = database.connect(db_path)
+        # Sessions billed already are always looked for; certificates once some are imported.
+        certificates = not no_certificate_check and bool(conn.execute("SELECT 1 FROM certificates LIMIT 1").fetchone() or db)
+        book = build.CertificateBook(conn, certificates, rebill.strip() if rebill else None)
+    elif rebill is not None:
+        raise UsageError("--rebill: there is no practice database to say what was billed", "pass --db PATH")
     stream, source_name, _ = _open_input(input)
     try:
         with stream:
@@ -605,7 +610,10 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
                         outcome = uploader.send(item, progress=advance)
                     if item.kind in ("request", "billing"):
                         # What was sent is evidence, and what the returns will be matched with.
-                        importing.import_path(conn, item.path, validator, settings.local_dir("archive"), None, move=False)
+                        recorded, _ = importing.import_path(conn, item.path, validator, settings.local_dir("archive"), None,
+                                                            move=False)
+                        for note in recorded.notices:  # e.g. sessions billed before: counted once
+                            console.print_line(f"note: {item.path.name}: {note}", style="yellow")
                     if as_json:
                         sys.stdout.write(json.dumps(outcome.as_dict()) + "\n")
                         sys.stdout.flush()
@@ -919,8 +927,8 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
             console.print_line(f"{result.name}: already imported, nothing changed")
         elif result.status == "imported" and ctx.verbose:
             console.print_line(f"{result.name}: imported ({result.kind})")
-        for note in result.unmatched:
-            console.print_line(f"note: {note}", style="yellow")
+        for note in result.notices + result.unmatched:
+            console.print_line(f"note: {result.name}: {note}" if note in result.notices else f"note: {note}", style="yellow")
 
     if no_db:
         try:

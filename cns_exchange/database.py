@@ -205,13 +205,61 @@ MIGRATIONS: list[str] = [
     DROP INDEX payment_lines_session;
     CREATE INDEX payment_lines_unmatched ON payment_lines (payment_id) WHERE session_id IS NULL;
     """,
+    # 4: one identity per billed session, counted once however often it is billed; the CNS's
+    #    corrections ranked by its own date and sequence, not by import order; rebills kept.
+    """
+    ALTER TABLE documents ADD COLUMN rank TEXT NOT NULL DEFAULT '';
+    UPDATE documents SET rank = strftime('%Y%m%dT%H%M%S', created_at) || printf('%010d', sequence);
+    ALTER TABLE sessions ADD COLUMN identity TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sessions ADD COLUMN counted INTEGER NOT NULL DEFAULT 0;
+    UPDATE sessions SET identity = (SELECT f.certificate_number || '|' || f.matricule FROM fee_notes f
+                                    WHERE f.id = sessions.fee_note_id) || '|' || session_date || '|' || act;
+    CREATE INDEX sessions_identity ON sessions (identity);
+    ALTER TABLE payment_lines ADD COLUMN rank TEXT NOT NULL DEFAULT '';
+    UPDATE payment_lines SET rank = (SELECT d.rank FROM payments p JOIN documents d ON d.id = p.document_id
+                                     WHERE p.id = payment_lines.payment_id);
+    ALTER TABLE sessions ADD COLUMN payment_key TEXT;
+    UPDATE sessions SET (paid, disputed, payment_line_id, payment_key) = (
+        SELECT p.accepted, CASE WHEN p.reason_code IS NOT NULL THEN p.billed - p.accepted END, p.id,
+               p.rank || printf('#%012d', p.id)
+        FROM payment_lines p WHERE p.session_id = sessions.id ORDER BY p.rank DESC, p.id DESC LIMIT 1)
+    WHERE id IN (SELECT session_id FROM payment_lines WHERE session_id IS NOT NULL);
+    UPDATE sessions SET counted = 1 WHERE id IN (
+        SELECT min(s.id) FROM sessions s JOIN documents d ON d.id = s.document_id AND d.rejected = 0 GROUP BY s.identity);
+    CREATE UNIQUE INDEX sessions_counted ON sessions (identity) WHERE counted = 1;
+    DELETE FROM month_totals;
+    INSERT INTO month_totals (month, sessions, billed, paid, disputed)
+        SELECT substr(session_date, 1, 7), count(*), sum(cns_share), coalesce(sum(paid), 0), coalesce(sum(disputed), 0)
+        FROM sessions WHERE counted = 1 GROUP BY 1;
+    UPDATE certificates SET sessions_billed = (
+        SELECT count(*) FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1
+        WHERE f.certificate_number = certificates.number);
+    ALTER TABLE certificates ADD COLUMN rank TEXT NOT NULL DEFAULT '';
+    ALTER TABLE certificates ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
+    UPDATE certificates SET rank = (SELECT d.rank || printf('#%012d', a.id) FROM answers a
+                                    JOIN documents d ON d.id = a.document_id WHERE a.id = certificates.answer_id);
+    CREATE TABLE rebills (
+        id           INTEGER PRIMARY KEY,
+        identity     TEXT NOT NULL,             -- certificate|matricule|date|act
+        reason       TEXT NOT NULL,
+        billing_name TEXT NOT NULL,             -- the file that bills it again
+        earlier_name TEXT NOT NULL,             -- the file that billed it before
+        created_at   TEXT NOT NULL
+    );
+    CREATE INDEX rebills_identity ON rebills (identity);
+    """,
 ]
+
+#: The order in which the CNS wrote documents: their creation time in UTC, then their sequence
+#: number (SQL over a ``documents`` row); later means a correction of what came before.
+RANK = "strftime('%Y%m%dT%H%M%S', created_at) || printf('%010d', sequence)"
 
 
 #: The sessions billed, with their fee notes (``f``) and billing files (``d``), as SQL to
-#: follow FROM: a billing file the CNS rejected bills nothing (documents.rejected).
-BILLED_SESSIONS = ("fee_notes f JOIN sessions s ON s.fee_note_id = f.id "
-                   "JOIN documents d ON d.id = f.document_id AND d.rejected = 0")
+#: follow FROM: each session once however often it was billed (``sessions.counted``: never
+#: in a billing file the CNS rejected).
+BILLED_SESSIONS = ("fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1 "
+                   "JOIN documents d ON d.id = f.document_id")
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from cns_exchange.issues import WARNING, Issue
+from cns_exchange.database import RANK
 from cns_exchange.xmlread import read_document
 
 #: Output columns per document kind (CSV header / JSON keys). Requests and billing use the
@@ -48,6 +49,9 @@ class Document:
     records: list = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
     fatal: list[Issue] = field(default_factory=list)
+    #: What the import changed that a person should know once (a correction, a session
+    #: billed again), said in one line each.
+    notices: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -61,6 +65,7 @@ class ImportResult:
     document_id: int | None = None
     warnings: list[Issue] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)   # corrections and copies, said once (Document.notices)
     moved_to: str = ""
     moved: bool = False   # the original left its folder (the inbox); else moved_to holds a copy
 
@@ -89,8 +94,9 @@ def read_leniently(path: Path, validator) -> Document:
         return doc
     doc.kind, doc.root = kind, root
     check = XsdVerdict(str(path), schema_set.documents[kind].xsd)
+    rules = validator.rules_for(str(path), kind)
     try:
-        _read_records(doc, path, kind, root)
+        _read_records(doc, path, kind, root, rules)
     finally:
         try:
             native = check.result()
@@ -101,6 +107,14 @@ def read_leniently(path: Path, validator) -> Document:
         found = []
     else:
         found = schema_findings(str(path), schema_set.schema(kind), ITEM_TAGS[kind] or root, root, native)
+        if not found:
+            # What validate checks, import checks (header counts and totals, duplicate lines,
+            # the rules of each item): a finding is a warning; the document is imported as
+            # the CNS (or the practice) wrote it, and the warning says where it deviates.
+            for issue in validator.placed(str(path), rules.report.issues):
+                issue.severity = WARNING
+                issue.hint = "imported as written; cnsx validate shows the same"
+                doc.warnings.append(issue)
     _conclude(doc, found)
     return doc
 
@@ -121,14 +135,23 @@ def _conclude(doc: Document, found: list) -> None:
         doc.fatal.append(Issue("XSD01", "the header (EnTete) cannot be read", file=str(doc.path)))
 
 
-def _read_records(doc: Document, path: Path, kind: str, root: str) -> None:
-    """Read the header and records of ``doc`` to the end of the file (lxml, no schema)."""
-    from cns_exchange.xmlread import HostileDocument
+def _read_records(doc: Document, path: Path, kind: str, root: str, rules) -> None:
+    """Read the header and records of ``doc`` to the end of the file (lxml, no schema), each
+    item through validate's ``rules`` for its kind."""
+    from cns_exchange.xmlread import FeeNoteColumns, HostileDocument
 
     doc.header, doc.records, doc.warnings, doc.fatal = None, [], [], []
+    dates: dict = {}
     try:
         with open(path, "rb") as f:
-            for item in read_document(f, kind, root):
+            for item in read_document(f, kind, root, columns=True):
+                if item.record is not None and item.what == "item":
+                    rules.on_item(item)
+                    if isinstance(item.record, FeeNoteColumns):
+                        try:
+                            item.record = item.record.to_fee_note(dates)
+                        except (ValueError, TypeError) as exc:
+                            item.record, item.error = None, str(exc)
                 if item.record is None:
                     target = doc.fatal if item.what == "header" else doc.warnings
                     target.append(Issue("XSD01", f"not imported: {item.error}", severity="error" if item.what == "header" else WARNING,
@@ -136,8 +159,10 @@ def _read_records(doc: Document, path: Path, kind: str, root: str) -> None:
                                         hint="the rest of the file is imported" if item.what != "header" else ""))
                 elif item.what == "header":
                     doc.header = item.record
+                    rules.on_header(item.record, item.line, item.xpath)
                 else:
                     doc.records.append(item.record)
+        rules.finish()
     except HostileDocument:
         doc.fatal.append(Issue("XML02", "the document declares a DOCTYPE", file=str(path), line=1))
     except Exception as exc:  # lxml's XMLSyntaxError and kin: the whole file is unreadable
@@ -258,6 +283,7 @@ def import_document(conn: sqlite3.Connection, doc: Document) -> tuple[str, int |
             (doc.kind, doc.name, doc.sha256, h.provider, h.created.isoformat(), h.sequence, h.version, _now(),
              len(doc.warnings)))
         doc_id = cur.lastrowid
+        conn.execute(f"UPDATE documents SET rank = {RANK} WHERE id = ?", (doc_id,))
         warned = len(doc.warnings)
         _INSERT[doc.kind](conn, doc_id, doc)
         if len(doc.warnings) > warned:  # rows left out while inserting, each said why
@@ -272,13 +298,21 @@ def import_document(conn: sqlite3.Connection, doc: Document) -> tuple[str, int |
 
 
 def _left_out(doc: Document, code: str, message: str, line: int, xpath: str, hint: str) -> None:
-    """Warn of an item the database keeps once, and that is therefore not imported."""
+    """Warn of an item the database keeps once, and that is therefore not imported (in the
+    warning the rules gave it already, if they did)."""
+    xpath = f"/{doc.root}/{xpath}"
+    for issue in doc.warnings:
+        if issue.code == code and issue.xpath == xpath:
+            issue.message, issue.hint = message, hint
+            return
     doc.warnings.append(Issue(code, message, severity=WARNING, file=str(doc.path), line=line or None,
-                              xpath=f"/{doc.root}/{xpath}", hint=hint))
+                              xpath=xpath, hint=hint))
 
 
 def _insert_requests(conn, doc_id, doc) -> None:
+    """Insert the requests of a request file; one already recorded is left out, with a warning."""
     seen: set[str] = set()
+    new = []
     for index, r in enumerate(doc.records, 1):
         known = r.request_ref not in seen and conn.execute(
             "SELECT 1 FROM requests WHERE provider = ? AND request_ref = ?", (doc.header.provider, r.request_ref)).fetchone()
@@ -287,38 +321,96 @@ def _insert_requests(conn, doc_id, doc) -> None:
             _left_out(doc, "IN007", f"request {r.request_ref} is already recorded ({where}): this one was not imported", r.line,
                       f"Demande[{index}]/ReferenceDemande",
                       "the same request sent again is harmless; a new request needs its own reference")
+        else:
+            new.append(r)
         seen.add(r.request_ref)
     conn.executemany(
-        "INSERT OR IGNORE INTO requests (document_id, provider, request_ref, matricule, last_name, first_name, prescriber, "
+        "INSERT INTO requests (document_id, provider, request_ref, matricule, last_name, first_name, prescriber, "
         "prescription_date, pathologies, treatment, acts, pdf_name, pdf_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
         ((doc_id, doc.header.provider, r.request_ref, r.matricule, r.last_name, r.first_name, r.prescriber_code,
           r.prescription_date.isoformat(), ";".join(r.pathology_codes), r.treatment,
-          ";".join(f"{a}:{n}" for a, n in r.acts), r.pdf_name, r.pdf_sha256) for r in doc.records))
+          ";".join(f"{a}:{n}" for a, n in r.acts), r.pdf_name, r.pdf_sha256) for r in new))
 
 
 def _insert_billing(conn, doc_id, doc) -> None:
+    """Insert a billing file's fee notes and sessions. Each session has an identity (its
+    certificate, patient, date and act) and is counted once however many files bill it: the
+    first billing counts, unless the CNS rejected its file or disputed it in full (dropped),
+    in which case the new one does. Copies are recorded, reported, and count for nothing."""
     for index, note in enumerate(doc.records, 1):
-        lines: set[int] = set()
+        lines: dict[int, int] = {}
+        kept = []
         for position, s in enumerate(note.sessions, 1):
             if s.line_no in lines:
-                _left_out(doc, "DOC08", f"line number {s.line_no} appears twice in fee note {note.number}: "
-                                        "this session was not imported", s.line,
+                _left_out(doc, "DOC08", f"line number {s.line_no} appears twice in fee note {note.number} (lines "
+                                        f"{lines[s.line_no]} and {s.line}): the second was not imported", s.line,
                           f"MemoireHonoraires[{index}]/Seance[{position}]/NumeroLigne",
                           "the CNS pays a line once: ask whoever built the file")
-            lines.add(s.line_no)
+                continue
+            lines[s.line_no] = s.line
+            kept.append(s)
         note_id = conn.execute(
             "INSERT INTO fee_notes (document_id, number, certificate_number, matricule, last_name, first_name) "
             "VALUES (?,?,?,?,?,?)", (doc_id, note.number, note.certificate_number, note.matricule, note.last_name,
                                      note.first_name)).lastrowid
+        person = f"{note.certificate_number}|{note.matricule}|"
         conn.executemany(
-            "INSERT OR IGNORE INTO sessions (fee_note_id, document_id, line_no, session_date, act, executing, gross, "
-            "patient_share, cns_share) VALUES (?,?,?,?,?,?,?,?,?)",
-            ((note_id, doc_id, s.line_no, s.session_date.isoformat(), s.act_code, s.executing_provider, s.gross,
-              s.patient_share, s.cns_share) for s in note.sessions))
-    conn.execute("""INSERT INTO month_totals (month, sessions, billed)
-                        SELECT substr(session_date, 1, 7), count(*), sum(cns_share) FROM sessions WHERE document_id = ? GROUP BY 1
-                    ON CONFLICT (month) DO UPDATE SET sessions = sessions + excluded.sessions, billed = billed + excluded.billed""",
-                 (doc_id,))
+            "INSERT INTO sessions (fee_note_id, document_id, line_no, session_date, act, executing, gross, "
+            "patient_share, cns_share, identity) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            ((note_id, doc_id, s.line_no, day, s.act_code, s.executing_provider, s.gross, s.patient_share, s.cns_share,
+              f"{person}{day}|{s.act_code}") for s in kept for day in (s.session_date.isoformat(),)))
+    # A session billed before and disputed in full (accepted 0) is billed again by this file:
+    # the new billing is the one that counts.
+    dropped = """SELECT o.id FROM sessions o JOIN sessions n ON n.identity = o.identity AND n.document_id = :doc
+                 WHERE o.counted = 1 AND o.paid = 0 AND o.disputed IS NOT NULL"""
+    again = conn.execute(f"SELECT count(*) FROM ({dropped})", {"doc": doc_id}).fetchone()[0]
+    if again:
+        _set_counted(conn, dropped, {"doc": doc_id}, False)
+        doc.notices.append(f"{_plural(again, 'session')} disputed in full before {'is' if again == 1 else 'are'} billed "
+                           "again by this file: the new billing counts")
+    _count_new(conn, "SELECT id FROM sessions WHERE document_id = :doc", {"doc": doc_id})
+    copies = conn.execute(
+        """SELECT n.session_date, n.act, f.certificate_number, d.name FROM sessions n
+           JOIN fee_notes f ON f.id = n.fee_note_id
+           JOIN sessions o ON o.identity = n.identity AND o.counted = 1 JOIN documents d ON d.id = o.document_id
+           WHERE n.document_id = ? AND n.counted = 0 ORDER BY n.id""", (doc_id,)).fetchall()
+    if copies:
+        first = copies[0]
+        doc.notices.append(f"{_plural(len(copies), 'session')} of this file {'was' if len(copies) == 1 else 'were'} billed "
+                           f"before and {'is' if len(copies) == 1 else 'are'} counted once (first: {first[0]} {first[1]} "
+                           f"on certificate {first[2]}, billed in {first[3]})")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _set_counted(conn, ids_sql: str, params, counted: bool) -> None:
+    """Count (or stop counting) the sessions ``ids_sql`` selects, with the month totals and
+    the certificates' counts kept in step."""
+    sign, before = (1, 0) if counted else (-1, 1)
+    conn.execute("DROP TABLE IF EXISTS temp.recount")
+    conn.execute(f"CREATE TEMP TABLE recount AS SELECT id FROM sessions WHERE id IN ({ids_sql}) AND counted = {before}",
+                 params)
+    conn.execute(f"""INSERT INTO month_totals (month, sessions, billed, paid, disputed)
+                         SELECT substr(session_date, 1, 7), {sign} * count(*), {sign} * sum(cns_share),
+                                {sign} * coalesce(sum(paid), 0), {sign} * coalesce(sum(disputed), 0)
+                         FROM sessions WHERE id IN (SELECT id FROM temp.recount) GROUP BY 1
+                     ON CONFLICT (month) DO UPDATE SET sessions = sessions + excluded.sessions, billed = billed + excluded.billed,
+                         paid = paid + excluded.paid, disputed = disputed + excluded.disputed""")
+    conn.execute(f"UPDATE sessions SET counted = {int(counted)} WHERE id IN (SELECT id FROM temp.recount)")
+    _count_billed(conn, """number IN (SELECT f.certificate_number FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id
+                                      WHERE s.id IN (SELECT id FROM temp.recount))""", {})
+    conn.execute("DROP TABLE temp.recount")
+
+
+def _count_new(conn, ids_sql: str, params) -> None:
+    """Count each session ``ids_sql`` selects whose identity no counted session has yet (the
+    first of them per identity), in a billing file the CNS did not reject."""
+    _set_counted(conn, f"""SELECT min(n.id) FROM sessions n JOIN documents d ON d.id = n.document_id AND d.rejected = 0
+                            WHERE n.id IN ({ids_sql}) AND n.counted = 0
+                            AND NOT EXISTS (SELECT 1 FROM sessions o WHERE o.identity = n.identity AND o.counted = 1)
+                            GROUP BY n.identity""", params, True)
 
 
 def _insert_acks(conn, doc_id, doc) -> None:
@@ -331,19 +423,51 @@ def _insert_acks(conn, doc_id, doc) -> None:
 
 
 def _insert_answers(conn, doc_id, doc) -> None:
+    """Insert the CNS's answers. A certificate granted again (a correction: new dates or
+    counts) takes the values of the answer the CNS wrote last, by its date and sequence; the
+    latest answer to a request decides whether its earlier certificates still stand."""
+    rank = conn.execute("SELECT rank FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
     for a in doc.records:
         c = a.certificate
         answer_id = conn.execute(
             "INSERT INTO answers (document_id, request_ref, matricule, certificate_number, refused) VALUES (?,?,?,?,?)",
             (doc_id, a.request_ref, a.matricule, c.number if c else None, int(c is None))).lastrowid
         if c is not None:
+            values = (a.matricule, c.valid_from.isoformat(), c.valid_to.isoformat(), ";".join(f"{x}:{n}" for x, n in c.acts),
+                      sum(n for _, n in c.acts))
+            key = f"{rank}#{answer_id:012d}"
+            before = conn.execute("SELECT matricule, valid_from, valid_to, acts, sessions_authorised, rank FROM certificates "
+                                  "WHERE number = ?", (c.number,)).fetchone()
             conn.execute(
-                "INSERT OR IGNORE INTO certificates (number, answer_id, matricule, valid_from, valid_to, acts, "
-                "sessions_authorised) VALUES (?,?,?,?,?,?,?)",
-                (c.number, answer_id, a.matricule, c.valid_from.isoformat(), c.valid_to.isoformat(),
-                 ";".join(f"{x}:{n}" for x, n in c.acts), sum(n for _, n in c.acts)))
+                "INSERT INTO certificates (number, answer_id, matricule, valid_from, valid_to, acts, sessions_authorised, rank) "
+                "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (number) DO UPDATE SET answer_id = excluded.answer_id, "
+                "matricule = excluded.matricule, valid_from = excluded.valid_from, valid_to = excluded.valid_to, "
+                "acts = excluded.acts, sessions_authorised = excluded.sessions_authorised, rank = excluded.rank "
+                "WHERE excluded.rank > certificates.rank", (c.number, answer_id, *values, key))
+            if before is not None and tuple(before)[:5] != values:
+                if key > before["rank"]:
+                    doc.notices.append(f"certificate {c.number} corrected: valid {values[1]} to {values[2]}, "
+                                       f"{_plural(values[4], 'session')} ({values[3]})")
+                else:
+                    doc.notices.append(f"certificate {c.number}: this answer is older than the one already imported, "
+                                       f"which stands (valid {before['valid_from']} to {before['valid_to']})")
         conn.executemany("INSERT INTO anomalies (document_id, answer_id, code, label, element) VALUES (?,?,?,?,?)",
                          ((doc_id, answer_id, x.code, x.label, x.element) for x in a.refusal))
+    # The latest answer to each request this file answers decides (by the CNS's date and sequence).
+    replaced = conn.execute(f"""SELECT c.number, a.request_ref FROM certificates c JOIN answers a ON a.id = c.answer_id
+                                WHERE c.superseded = 0 AND a.request_ref IN (SELECT request_ref FROM answers WHERE document_id = :doc)
+                                AND c.answer_id != ({_LATEST_ANSWER})""", {"doc": doc_id}).fetchall()
+    conn.execute(f"""UPDATE certificates SET superseded = (certificates.answer_id != ({_LATEST_ANSWER}))
+                     FROM answers a WHERE a.id = certificates.answer_id
+                     AND a.request_ref IN (SELECT request_ref FROM answers WHERE document_id = :doc)""", {"doc": doc_id})
+    for number, ref in replaced:
+        doc.notices.append(f"certificate {number} no longer stands: a later answer to request {ref} replaces it")
+
+
+#: The latest answer to the request of answer ``a`` (SQL, a subquery): by the CNS's date and
+#: sequence of the answers' files, then by order within a file.
+_LATEST_ANSWER = """SELECT a2.id FROM answers a2 JOIN documents d2 ON d2.id = a2.document_id
+                    WHERE a2.request_ref = a.request_ref ORDER BY d2.rank DESC, a2.id DESC LIMIT 1"""
 
 
 def _insert_payment(conn, doc_id, doc) -> None:
@@ -351,6 +475,7 @@ def _insert_payment(conn, doc_id, doc) -> None:
     sha256 = extra.get("FichierFacture/Sha256", "")
     row = conn.execute("SELECT id FROM documents WHERE sha256 = ? AND kind = 'billing'", (sha256,)).fetchone()
     billing_id = row[0] if row else None
+    rank = conn.execute("SELECT rank FROM documents WHERE id = ?", (doc_id,)).fetchone()[0]
     payment_id = conn.execute(
         "INSERT INTO payments (document_id, billing_name, billing_sha256, billing_document_id, paid_on, reference) "
         "VALUES (?,?,?,?,?,?)",
@@ -362,15 +487,21 @@ def _insert_payment(conn, doc_id, doc) -> None:
     # SQLite as they come, with nothing done per line in Python.
     values = [(p.fee_note, p.line_no, p.certificate_number, p.billed, p.accepted, p.reason_code, p.reason_label)
               for p in doc.records]
+    once = _names_once(values)  # (a line given twice is validate's DOC08, a warning here)
     insert = (
         "INSERT INTO payment_lines (payment_id, fee_note_number, line_no, certificate_number, billed, accepted, "
-        "reason_code, reason_label, session_id) VALUES "
-        f"({int(payment_id)}, ?1, ?2, ?3, ?4, ?5, nullif(?6, ''), nullif(?7, ''), (SELECT s.id FROM sessions s "
+        "reason_code, reason_label, rank, session_id) VALUES "
+        f"({int(payment_id)}, ?1, ?2, ?3, ?4, ?5, nullif(?6, ''), nullif(?7, ''), '{rank}', (SELECT s.id FROM sessions s "
         f"WHERE s.line_no = ?2 AND s.fee_note_id = (SELECT min(f.id) FROM fee_notes f "
         f"WHERE f.document_id = {int(billing_id) if billing_id is not None else 'NULL'} AND f.number = ?1)))")
     first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM payment_lines").fetchone()[0]
     conn.executemany(insert, values)
-    _apply_payment_lines(conn, "id >= ?", (first,), _names_once(values))
+    _apply_payment_lines(conn, "id >= ?", (first,), once)
+    copies = conn.execute("""SELECT count(*) FROM payment_lines p JOIN sessions s ON s.id = p.session_id
+                             WHERE p.payment_id = ? AND s.counted = 0 AND p.accepted > 0""", (payment_id,)).fetchone()[0]
+    if copies:
+        doc.notices.append(f"{_plural(copies, 'line')} of this statement {'pays' if copies == 1 else 'pay'} a session "
+                           "billed twice (counted once): check with the CNS whether it was paid twice")
 
 
 def _names_once(values: list[tuple]) -> bool:
@@ -379,32 +510,39 @@ def _names_once(values: list[tuple]) -> bool:
     return len({v[0] << 32 | v[1] for v in values}) == len(values)  # (ints: less memory)
 
 
+#: A payment line's place in the order the CNS wrote them: its statement's rank, then its id.
+_LINE_KEY = "rank || printf('#%012d', id)"
+
+
 def _apply_payment_lines(conn, where: str, params: tuple, once: bool = False) -> None:
     """Set sessions' paid and disputed amounts from the matched payment lines ``where`` says,
-    and the month totals with them. For each session the latest line imported decides (a
-    corrected statement replaces an earlier one); a line older than the one that decided
-    changes nothing. ``once``: no two of these lines name the same session."""
+    and the month totals with them. For each session the line the CNS wrote last decides
+    (by its statement's date and sequence: a corrected statement replaces an earlier one,
+    whatever the order of import); an older line changes nothing. Sessions not counted (a
+    copy of a session billed before) take their lines but stay out of the totals.
+    ``once``: no two of these lines name the same session."""
     disputed = "CASE WHEN reason_code IS NOT NULL THEN billed - accepted END"
     if once:
-        source = f"(SELECT session_id, id AS line_id, accepted, {disputed} AS disputed FROM payment_lines WHERE {where})"
+        source = (f"(SELECT session_id, id AS line_id, {_LINE_KEY} AS key, accepted, {disputed} AS disputed "
+                  f"FROM payment_lines WHERE {where})")
     else:
         conn.execute("DROP TABLE IF EXISTS temp.applied")
-        # SQLite takes the other columns from the row of max(id): the latest line per session.
+        # SQLite takes the other columns from the row of max(key): the latest line per session.
         conn.execute(f"""CREATE TEMP TABLE applied AS
-                            SELECT session_id, max(id) AS line_id, accepted, {disputed} AS disputed
+                            SELECT session_id, max({_LINE_KEY}) AS key, id AS line_id, accepted, {disputed} AS disputed
                             FROM payment_lines WHERE {where} AND session_id IS NOT NULL GROUP BY session_id""", params)
         source, params = "temp.applied", ()
     conn.execute(f"""INSERT INTO month_totals (month, paid, disputed)
                          SELECT substr(s.session_date, 1, 7), sum(a.accepted - coalesce(s.paid, 0)),
                                 sum(coalesce(a.disputed, 0) - coalesce(s.disputed, 0))
-                         FROM {source} a JOIN sessions s ON s.id = a.session_id
-                         JOIN documents d ON d.id = s.document_id AND d.rejected = 0
-                         WHERE s.payment_line_id IS NULL OR s.payment_line_id < a.line_id GROUP BY 1
+                         FROM {source} a JOIN sessions s ON s.id = a.session_id AND s.counted = 1
+                         WHERE s.payment_key IS NULL OR s.payment_key < a.key GROUP BY 1
                      ON CONFLICT (month) DO UPDATE SET paid = paid + excluded.paid, disputed = disputed + excluded.disputed""",
                  params)
-    conn.execute(f"""UPDATE sessions SET paid = a.accepted, disputed = a.disputed, payment_line_id = a.line_id
+    conn.execute(f"""UPDATE sessions SET paid = a.accepted, disputed = a.disputed, payment_line_id = a.line_id,
+                                         payment_key = a.key
                      FROM {source} a
-                     WHERE sessions.id = a.session_id AND (sessions.payment_line_id IS NULL OR sessions.payment_line_id < a.line_id)""",
+                     WHERE sessions.id = a.session_id AND (sessions.payment_key IS NULL OR sessions.payment_key < a.key)""",
                  params)
     if not once:
         conn.execute("DROP TABLE temp.applied")
@@ -472,21 +610,16 @@ def _count_billed(conn: sqlite3.Connection, where: str, params: dict) -> None:
 
 def _reject_billing_files(conn: sqlite3.Connection) -> None:
     """A billing file the CNS rejected (an acknowledgement says so) bills nothing: its sessions
-    leave the month totals and the certificates' counts, and status no longer awaits their
-    payment. Their rows stay, as the record of what was sent."""
+    stop counting (month totals, certificates' counts, payments awaited), and a copy of one
+    billed in another file counts in its place. Their rows stay, as the record of what was sent."""
     rejected = [row[0] for row in conn.execute(
         """SELECT DISTINCT d.id FROM acknowledgements a JOIN documents d ON d.id = a.acked_document_id
            WHERE a.accepted = 0 AND d.kind = 'billing' AND d.rejected = 0""")]
     for doc_id in rejected:
-        conn.execute("""UPDATE month_totals SET sessions = month_totals.sessions - t.sessions,
-                            billed = month_totals.billed - t.billed, paid = month_totals.paid - t.paid,
-                            disputed = month_totals.disputed - t.disputed
-                        FROM (SELECT substr(session_date, 1, 7) AS month, count(*) AS sessions, sum(cns_share) AS billed,
-                                     coalesce(sum(paid), 0) AS paid, coalesce(sum(disputed), 0) AS disputed
-                              FROM sessions WHERE document_id = ? GROUP BY 1) AS t
-                        WHERE month_totals.month = t.month""", (doc_id,))
         conn.execute("UPDATE documents SET rejected = 1 WHERE id = ?", (doc_id,))
-        _count_billed(conn, "number IN (SELECT certificate_number FROM fee_notes WHERE document_id = :doc)", {"doc": doc_id})
+        _set_counted(conn, "SELECT id FROM sessions WHERE document_id = :doc", {"doc": doc_id}, False)
+        _count_new(conn, """SELECT o.id FROM sessions o JOIN sessions n ON n.identity = o.identity AND n.document_id = :doc
+                            WHERE o.document_id != :doc""", {"doc": doc_id})
 
 
 def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_dir: Path | None,
@@ -511,6 +644,7 @@ def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_
         status, doc_id, unmatched = import_document(conn, doc)
     kept = archiving.result() if archiving is not None else None
     result.status, result.document_id, result.unmatched = status, doc_id, unmatched
+    result.notices = doc.notices if status == "imported" else []
     if kept is not None:
         if move and path.resolve() != kept.resolve():
             path.unlink()

@@ -64,6 +64,7 @@ CATALOGUE: dict[str, Rule] = {
     "CRT03": Rule(ERROR, "more sessions than the certificate authorises", "the certificate's authorised count is used up (sessions billed before count)", "CNS: certificate of coverage"),
     "CRT04": Rule(ERROR, "session outside the certificate's validity", "bill only sessions within the validity period", "CNS: certificate of coverage"),
     "CRT05": Rule(ERROR, "certificate of another patient", "check the certificate number and the matricule", "CNS: certificate of coverage"),
+    "CRT06": Rule(ERROR, "session billed already", "leave the row out, or pass --rebill REASON if the CNS asked for it again (a billing it rejected or disputed in full is billed again without it)", "cnsx: a session is billed once"),
     # Nomenclature and pricing
     "NOM01": Rule(ERROR, "no tariff table in force on that date", "add a tariff table covering the date to the config folder (docs/rules.md, Tariffs)", _REG),
     "NOM02": Rule(ERROR, "gross amount differs from the tariff", "the gross amount is coefficient x key-letter value of the table in force on the session date", _REG),

@@ -173,7 +173,7 @@ class BillingChecks:
         created, check_session, book = self.created, self.treatment.check, self.certificates
         price_for, known_acts, provider_checked = self.nomenclature.price_for, self.codes.acts, self._providers
         prices: list[Price | None] = []
-        seen_lines: set[int] = set()
+        seen_lines: dict[int, int] = {}
         for i, day in enumerate(days):
             act, executing = acts[i], providers[i]
             price: Price | None = None
@@ -187,8 +187,10 @@ class BillingChecks:
             if billed is not None:
                 line_no, gross, share, cns = billed[0][i], billed[1][i], billed[2][i], billed[3][i]
                 if line_no in seen_lines:
-                    add((i, "DOC08", f"line number {line_no} appears twice in the fee note", "line_no"))
-                seen_lines.add(line_no)
+                    add((i, "DOC08", f"line number {line_no} appears twice in the fee note (sessions {seen_lines[line_no]} "
+                                     f"and {i + 1})", "line_no"))
+                else:
+                    seen_lines[line_no] = i + 1
                 if gross != share + cns:
                     add((i, "NOM04", f"{gross / 100:.2f} ≠ {share / 100:.2f} + {cns / 100:.2f}", "gross"))
             if act not in known_acts:

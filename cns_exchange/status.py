@@ -49,6 +49,8 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
         SELECT a.request_ref, a.matricule, group_concat(x.code || ' ' || x.label, '; ') AS reasons
         FROM answers a LEFT JOIN anomalies x ON x.answer_id = a.id
         WHERE a.refused = 1 {"AND a.matricule = ?" if person else ""}
+        AND a.id = (SELECT a2.id FROM answers a2 JOIN documents d2 ON d2.id = a2.document_id   -- the latest answer decides
+                    WHERE a2.request_ref = a.request_ref ORDER BY d2.rank DESC, a2.id DESC LIMIT 1)
         GROUP BY a.id ORDER BY a.request_ref""", (person,) if person else ())
     # Open certificates: still valid, or expired within the last 30 days (one case: all of it).
     open_only = "" if (certificate or patient) else " AND c.valid_to >= date(?, '-30 days')"
@@ -57,7 +59,7 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
                c.sessions_billed, c.sessions_authorised - c.sessions_billed AS sessions_remaining,
                CASE WHEN c.valid_to < ? THEN 'expired' ELSE 'valid' END AS state
         FROM certificates c
-        WHERE 1 = 1 {cert_filter}{open_only}
+        WHERE c.superseded = 0 {cert_filter}{open_only}
         ORDER BY c.valid_to LIMIT 1000""", (today.isoformat(),) + params + (() if (certificate or patient) else (today.isoformat(),)))
     note_filter = " AND f.certificate_number = ?" if certificate else (" AND f.matricule = ?" if patient else "")
     note_params = (certificate,) if certificate else ((patient,) if patient else ())
@@ -65,13 +67,13 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
         SELECT f.certificate_number AS certificate, f.matricule, s.session_date, s.act,
                printf('%.2f', s.cns_share / 100.0) AS cns_share, d.name AS billing_file
         FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id JOIN documents d ON d.id = s.document_id
-        WHERE s.paid IS NULL AND d.rejected = 0 {note_filter}
+        WHERE s.paid IS NULL AND s.counted = 1 {note_filter}
         ORDER BY s.session_date LIMIT 1000""", note_params)
     # Disputed lines still in force: a later statement may have replaced a line.
     sections["disputed"] = _rows(conn, f"""
         SELECT f.certificate_number AS certificate, f.matricule, s.session_date, s.act, p.reason_code, p.reason_label,
                printf('%.2f', p.billed / 100.0) AS billed, printf('%.2f', p.accepted / 100.0) AS accepted
-        FROM payment_lines p JOIN sessions s ON s.id = p.session_id AND s.payment_line_id = p.id
+        FROM payment_lines p JOIN sessions s ON s.id = p.session_id AND s.payment_line_id = p.id AND s.counted = 1
         JOIN fee_notes f ON f.id = s.fee_note_id
         WHERE p.reason_code IS NOT NULL {note_filter}
         ORDER BY s.session_date LIMIT 1000""", note_params)
@@ -82,7 +84,7 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
                    printf('%.2f', coalesce(sum(s.paid), 0) / 100.0) AS paid,
                    printf('%.2f', coalesce(sum(s.disputed), 0) / 100.0) AS disputed
             FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id
-            JOIN documents d ON d.id = s.document_id AND d.rejected = 0 WHERE 1 = 1 {note_filter}
+            WHERE s.counted = 1 {note_filter}
             GROUP BY month ORDER BY month""", note_params)
     else:  # the same sums, kept by import (database.md, version 3)
         sections["per_month"] = _rows(conn, """

@@ -258,7 +258,7 @@ class _PaymentRules(_Rules):
     def __init__(self, *args) -> None:
         super().__init__(*args)
         self.billed = self.accepted = 0
-        self.keys: set[tuple[int, int]] = set()
+        self.keys: dict[tuple[int, int], int] = {}
 
     def on_item(self, item: Item) -> None:
         super().on_item(item)
@@ -267,8 +267,10 @@ class _PaymentRules(_Rules):
         self.accepted += p.accepted
         key = (p.fee_note, p.line_no)
         if key in self.keys:
-            self.add("DOC08", f"fee note {p.fee_note} line {p.line_no} appears twice", line, xp)
-        self.keys.add(key)
+            self.add("DOC08", f"fee note {p.fee_note} line {p.line_no} appears twice (lines {self.keys[key]} and {line})",
+                     line, xp)
+        else:
+            self.keys[key] = line
         if p.accepted > p.billed:
             self.add("DOC04", f"accepted {p.accepted / 100:.2f} > billed {p.billed / 100:.2f}", line, xp)
         if p.reason_code and p.reason_code not in self.codes.dispute_reasons:
@@ -468,11 +470,8 @@ class Validator:
             report.issues.extend(schema_issues)
             return
         rules_report = rules.report
-        if rules_report.issues and not schema_issues:
-            with open(path, "rb") as source:
-                lines = locate_paths(source, {i.xpath for i in rules_report.issues if i.xpath})
-            for issue in rules_report.issues:
-                issue.line = lines.get(issue.xpath, issue.line)
+        if not schema_issues:
+            self.placed(path, rules_report.issues)
         report.items = rules.count
         if not schema_issues:
             report.attachments = rules_report.attachments
@@ -480,6 +479,22 @@ class Validator:
         # mostly repeat the schema's complaints in other words.
         report.issues.extend(schema_issues or rules_report.issues)
         report.issues.sort(key=lambda i: (i.line or 0))
+
+    def rules_for(self, name: str, kind: str) -> _Rules:
+        """The business rules of a ``kind`` document named ``name``, for a caller that reads
+        the document itself (import); their findings are in ``.report.issues``."""
+        return self._new_rules(name, kind, None)
+
+    @staticmethod
+    def placed(path: str, issues: list[Issue]) -> list[Issue]:
+        """``issues`` of the rules with the line of the element each names (the rules see
+        records, not elements: one pass over the file ties their XPaths to lines)."""
+        if issues:
+            with open(path, "rb") as source:
+                lines = locate_paths(source, {i.xpath for i in issues if i.xpath})
+            for issue in issues:
+                issue.line = lines.get(issue.xpath, issue.line)
+        return issues
 
     def _new_rules(self, name: str, kind: str, attachments_folder: Path | None) -> _Rules:
         rules = RULES[kind](Report(name), self.codes, self.nomenclature)

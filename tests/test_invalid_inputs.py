@@ -103,6 +103,7 @@ def test_corpus_covers_every_input_code():
     wanted |= {"NOM01", "PDF01", "PDF02", "PDF03", "PDF05", "PDF06"}
     wanted -= {"MAT04"}
     wanted -= {"CRT02", "CRT03", "CRT04", "CRT05"}  # need imported certificates: tests/test_cli_import_status.py
+    wanted -= {"CRT06"}  # needs a billed session in the database: tests/test_ledger.py
     covered = {code for case in CASES for _, _, code in expected_issues(case)}
     assert wanted - covered == set()
     for case in CASES:

@@ -45,7 +45,7 @@ ENGINE = {"rules.py", "treatment.py", "identifiers.py"}
 ONE_SIDED = {
     "CRT01": ({"records.py"}, "a certificate number's form in a row (a document's is its XSD's)"),
     **{code: ({"build.py"}, "sessions against the certificates imported into the database (build's CertificateBook)")
-       for code in ("CRT02", "CRT03", "CRT04", "CRT05")},
+       for code in ("CRT02", "CRT03", "CRT04", "CRT05", "CRT06")},
     **{code: ({"validate.py"}, "a document's header counts and totals, a certificate's dates, payment lines")
        for code in ("DOC01", "DOC02", "DOC03", "DOC04", "DOC05")},
     "DOC08": ({"rules.py", "validate.py"}, "a line given twice: in a fee note (the engine's), in a payment statement (validate's)"),
