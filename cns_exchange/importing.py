@@ -485,9 +485,9 @@ def _insert_payment(conn, doc_id, doc) -> None:
     # note, the first of that number in the billing file, then the session); a line whose
     # billing file is not imported yet is matched by rematch once it is. The values go to
     # SQLite as they come, with nothing done per line in Python.
-    values = [(p.fee_note, p.line_no, p.certificate_number, p.billed, p.accepted, p.reason_code, p.reason_label)
-              for p in doc.records]
-    once = _names_once(values)  # (a line given twice is validate's DOC08, a warning here)
+    values = ((p.fee_note, p.line_no, p.certificate_number, p.billed, p.accepted, p.reason_code, p.reason_label)
+              for p in doc.records)  # (made as SQLite takes them: 200,000 tuples need not be held at once)
+    once = _names_once(doc.records)  # (a line given twice is validate's DOC08, a warning here)
     insert = (
         "INSERT INTO payment_lines (payment_id, fee_note_number, line_no, certificate_number, billed, accepted, "
         "reason_code, reason_label, rank, session_id) VALUES "
@@ -504,10 +504,10 @@ def _insert_payment(conn, doc_id, doc) -> None:
                            "billed twice (counted once): check with the CNS whether it was paid twice")
 
 
-def _names_once(values: list[tuple]) -> bool:
-    """True if no two payment lines (their fields) name the same (fee note, line): then no
-    "latest per session" step is needed (the rule: a statement pays a line once)."""
-    return len({v[0] << 32 | v[1] for v in values}) == len(values)  # (ints: less memory)
+def _names_once(lines: list) -> bool:
+    """True if no two payment lines name the same (fee note, line): then no "latest per
+    session" step is needed (the rule: a statement pays a line once)."""
+    return len({p.fee_note << 32 | p.line_no for p in lines}) == len(lines)  # (ints: less memory)
 
 
 #: A payment line's place in the order the CNS wrote them: its statement's rank, then its id.

@@ -258,14 +258,14 @@ class _PaymentRules(_Rules):
     def __init__(self, *args) -> None:
         super().__init__(*args)
         self.billed = self.accepted = 0
-        self.keys: dict[tuple[int, int], int] = {}
+        self.keys: dict[int, int] = {}  # (fee note, line) as one int -> the line where it stands
 
     def on_item(self, item: Item) -> None:
         super().on_item(item)
         p, line, xp = item.record, item.line, item.xpath
         self.billed += p.billed
         self.accepted += p.accepted
-        key = (p.fee_note, p.line_no)
+        key = p.fee_note << 32 | p.line_no
         if key in self.keys:
             self.add("DOC08", f"fee note {p.fee_note} line {p.line_no} appears twice (lines {self.keys[key]} and {line})",
                      line, xp)
