@@ -23,6 +23,7 @@ class Rule(NamedTuple):
 
 _DOMAIN = "domain.md"
 _REG = "RGD of 5 December 2018 (dieticians' nomenclature)"
+_STATUTES = "CNS statutes, as the CNS's dietetics pages state them"
 
 CATALOGUE: dict[str, Rule] = {
     # Input files (CSV / JSON / NDJSON)
@@ -53,7 +54,7 @@ CATALOGUE: dict[str, Rule] = {
     "MAT01": Rule(ERROR, "matricule is not 13 digits", "write the 13-digit national identification number, digits only, first digit 1-9", _DOMAIN + " Identifiers"),
     "MAT02": Rule(ERROR, "matricule Luhn check digit (C1) wrong", "re-type the matricule from the patient's card", _DOMAIN + " Identifiers"),
     "MAT03": Rule(ERROR, "matricule Verhoeff check digit (C2) wrong", "re-type the matricule from the patient's card", _DOMAIN + " Identifiers"),
-    "MAT04": Rule(WARNING, "matricule birth date is not a calendar date", "nothing to do if the card shows this number (some foreign-born people have such dates)", _DOMAIN + " Identifiers"),
+    "MAT04": Rule(WARNING, "matricule birth date is not a calendar date", "nothing to do if the card shows this number: 00 stands for a month or day that is unknown (regulation of 28 November 2013)", "grand-ducal regulation of 28 November 2013 (identification number)"),
     "MAT05": Rule(ERROR, "old 11-digit matricule", "use the patient's current 13-digit number", _DOMAIN + " Identifiers"),
     "PRV01": Rule(ERROR, "invalid provider code", "a CNS provider code has 6 to 8 digits", _DOMAIN + " Identifiers"),
     "PRS01": Rule(ERROR, "invalid prescriber code", "write the doctor's CNS code as printed on the prescription: 6 to 8 digits (a '-' is allowed)", _DOMAIN + " Identifiers"),
@@ -74,11 +75,11 @@ CATALOGUE: dict[str, Rule] = {
     "TRT01": Rule(ERROR, "acts out of order", "an initial treatment is ZD11, then ZD12, then up to 4 x ZD13", _REG),
     "TRT02": Rule(ERROR, "too many sessions of an act", "at most 1 x ZD11, 1 x ZD12, 4 x ZD13 per initial treatment and 4 x ZD21 per extension", _REG),
     "TRT03": Rule(ERROR, "initial and extension acts on one certificate", "an extension needs its own prescription and certificate", _REG),
-    "TRT04": Rule(ERROR, "extension before a complete initial treatment", "request the extension once the initial treatment (6 sessions) is complete", _REG),
-    "TRT05": Rule(ERROR, "more than one consultation per patient per day", "bill at most one consultation per patient and day", _REG),
+    "TRT04": Rule(ERROR, "extension before a complete initial treatment", "request the extension once the initial treatment (6 sessions) is complete", _STATUTES),
+    "TRT05": Rule(WARNING, "more than one consultation per patient per day", "check the dates: two consultations of one patient on one day are unusual (no public rule forbids them)", "cnsx's own choice (no public source: a warning)"),
     "TRT06": Rule(ERROR, "prescription older than 90 days", "a prescription must be submitted within 90 days of its date; ask the doctor for a new one", "CNS: prescription validation"),
-    "TRT07": Rule(ERROR, "date in the future", "check the date: it lies after the file's creation date", "cnsx consistency rule"),
-    "TRT08": Rule(ERROR, "two initial treatments for one pathology", "one initial treatment per pathology per 3 years", _REG),
+    "TRT07": Rule(ERROR, "date in the future", "check the date: it lies after the file's creation date", "cnsx's own choice: nothing is prescribed or billed in the future"),
+    "TRT08": Rule(ERROR, "two initial treatments for one pathology", "one initial treatment per pathology per 3 years", _STATUTES),
     "TRT09": Rule(ERROR, "one certificate for two patients", "a certificate covers one patient: check the certificate number and matricule", "CNS: certificate of coverage"),
     # Document consistency
     "DOC01": Rule(ERROR, "header count does not match", "the header count must equal the number of items in the file; rebuild the file with cnsx", "schema v1 EnTete"),

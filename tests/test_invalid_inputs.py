@@ -9,6 +9,7 @@ output folder. The corpus must cover every input issue code of the catalogue.
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 import tomllib
@@ -101,7 +102,7 @@ def test_corpus_covers_every_input_code():
     the prescription checks that need no option (PDF04, PDF07: tests/test_pdf_attachments.py)."""
     wanted = {code for code in CATALOGUE if code.startswith(("IN", "MAT", "PRV", "PRS", "PAT", "ACT", "CRT", "TRT"))}
     wanted |= {"NOM01", "PDF01", "PDF02", "PDF03", "PDF05", "PDF06"}
-    wanted -= {"MAT04"}
+    wanted -= {"MAT04", "TRT05"}  # warnings: tested below
     wanted -= {"CRT02", "CRT03", "CRT04", "CRT05"}  # need imported certificates: tests/test_cli_import_status.py
     wanted -= {"CRT06"}  # needs a billed session in the database: tests/test_ledger.py
     covered = {code for case in CASES for _, _, code in expected_issues(case)}
@@ -197,6 +198,22 @@ def test_cp1252_builds_with_encoding_option(run, examples, tmp_path):
     names = _xml_names(documents[0])
     assert names == _csv_names(path, "cp1252")
     assert ("Weber", "François") in names and ("Hoffmann", "Zoë") in names
+
+
+def test_two_consultations_of_a_patient_on_one_day_are_only_a_warning(run, examples, tmp_path):
+    """No public rule forbids them (TRT05 was an error without a source): build warns, goes on,
+    and validate warns the same of the document."""
+    path = stage(examples, "ok-sessions-trt05.csv")
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run("build-invoice", str(path), "--created", CREATED, "--provider", PROVIDER, "-o", str(out))
+    assert r.exit_code == 0, r.stderr
+    assert reported_issues(r.stderr, str(path)) == [(3, "session_date", "TRT05", "warning"),
+                                                    (6, "session_date", "TRT05", "warning")], r.stderr
+    [document] = out.glob("*.xml")
+    v = run("validate", "--json", str(document))
+    assert v.exit_code == 0, v.stderr
+    assert [(i["code"], i["severity"]) for i in json.loads(v.stdout)[0]["issues"]] == [("TRT05", "warning")] * 2
 
 
 @pytest.mark.parametrize("file", ["ok-requests-mat04.csv", "ok-sessions-mat04.csv"])
