@@ -79,15 +79,16 @@ def _fail_on_errors(report: InputReport, what: str) -> None:
 
 def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir: Path,
                   submitted: date, provider: str, encoding: str = "utf-8",
-                  prescriptions: PrescriptionFiles | None = None) -> tuple[list[CertificateRequest], InputReport]:
+                  prescriptions: PrescriptionFiles | None = None, history=None) -> tuple[list[CertificateRequest], InputReport]:
     """Read and check request rows. Raises InputError listing every problem of the file.
 
     Each prescription is checked (and, if ``prescriptions`` converts images, converted) by
     ``prescriptions`` (default: PDFs up to 20 MiB, no conversion) and referenced under its
-    conventional name (naming.attachment_name). The rules are the one engine's (rules.py).
+    conventional name (naming.attachment_name). The rules are the one engine's (rules.py);
+    ``history`` (database.TreatmentHistory) adds the patient's earlier treatments to them.
     """
     report = InputReport(name)
-    checks = RequestChecks(codes, submitted)
+    checks = RequestChecks(codes, submitted, history)
     requests: list[CertificateRequest] = []
     refs: dict[str, int] = {}
     for row in read_rows(stream, fmt, report, REQUEST_COLUMNS, REQUEST_OPTIONAL, encoding):

@@ -305,9 +305,10 @@ def _report_build(ctx: Context, result, what: str) -> None:
 @_build_options
 @click.option("--convert-images", is_flag=True,
               help="Turn JPEG/PNG prescription scans into a PDF (lossless; 'a.jpg;b.jpg' makes one PDF of two pages). Needs -o.")
+@click.option("--db", "db", metavar="PATH", help="Practice database whose earlier treatments the requests are checked against (default: the profile's, if it exists).")
 @pass_context
 def build_request_cmd(ctx: Context, input, input_format, encoding, output, provider, sequence, schema_version, created,
-                      convert_images):
+                      convert_images, db):
     """Build a request file for certificates of coverage from INPUT (CSV, JSON or NDJSON; '-' = stdin).
 
     Columns: request_ref, matricule, last_name, first_name, prescriber_code, prescription_date,
@@ -327,20 +328,52 @@ def build_request_cmd(ctx: Context, input, input_format, encoding, output, provi
     header, name = build.resolve_header(registry, provider or ctx.settings.provider, created_at, schema_version,
                                         sequence, destination, "request")
     stream, source_name, base_dir = _open_input(input)
-    with PrescriptionFiles(ctx.settings.max_pdf_bytes, convert_images) as prescriptions:
-        with stream:
-            fmt = records.detect_format(input, stream, input_format)
-            requests, report = build.load_requests(stream, source_name, fmt, codes, base_dir, created_at.date(),
-                                                   header.provider, encoding, prescriptions)
-        from cns_exchange.xmlwrite import write_request_file
-
-        if destination.path is not None:
-            # The prescriptions first: a request file is never visible without its PDFs.
-            build.copy_attachments(requests, destination.folder)
-        path, sha = build.publish_document("request", lambda out: write_request_file(out, header, requests), name,
-                                           destination, ctx.validator(), header.version)
+    conn = _practice_database(ctx, db)
+    try:
+        with PrescriptionFiles(ctx.settings.max_pdf_bytes, convert_images) as prescriptions:
+            with stream:
+                fmt = records.detect_format(input, stream, input_format)
+                requests, report = build.load_requests(stream, source_name, fmt, codes, base_dir, created_at.date(),
+                                                       header.provider, encoding, prescriptions, _history(conn))
+            path, sha = _publish_requests(ctx, build, requests, header, name, destination)
+    finally:
+        if conn is not None:
+            conn.close()
     result = build.BuildResult("request", name, path, sha, len(requests), warnings=report.issues)
     _report_build(ctx, result, _plural(len(requests), "request"))
+
+
+def _publish_requests(ctx: Context, build, requests, header, name, destination):
+    """Copy the prescriptions, then publish the request file; return (path, sha256)."""
+    from cns_exchange.xmlwrite import write_request_file
+
+    if destination.path is not None:
+        # The prescriptions first: a request file is never visible without its PDFs.
+        build.copy_attachments(requests, destination.folder)
+    return build.publish_document("request", lambda out: write_request_file(out, header, requests), name,
+                                  destination, ctx.validator(), header.version)
+
+
+def _practice_database(ctx: Context, db: str | None):
+    """The practice database to check against: ``--db`` (which must exist), else the profile's
+    if it exists; None if there is none."""
+    path = Path(db).expanduser() if db else ctx.settings.database_path()
+    if db and not path.exists():
+        raise InputError(f"--db {db}: no such database", "check the path")
+    if not path.exists():
+        return None
+    from cns_exchange import database
+
+    return database.connect(path)
+
+
+def _history(conn):
+    """The treatments granted before, from the practice database (None: none to check against)."""
+    if conn is None:
+        return None
+    from cns_exchange.database import TreatmentHistory
+
+    return TreatmentHistory(conn)
 
 
 @cli.command("build-invoice")
@@ -367,13 +400,8 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provi
     book = conn = None
     if rebill is not None and not rebill.strip():
         raise UsageError("--rebill needs a reason", "e.g. --rebill 'CNS letter of 2026-12-01: file lost'")
-    db_path = Path(db).expanduser() if db else ctx.settings.database_path()
-    if db and not db_path.exists():
-        raise InputError(f"--db {db}: no such database", "check the path")
-    if db_path.exists():
-        from cns_exchange import database
-
-        conn = database.connect(db_path)
+    conn = _practice_database(ctx, db)
+    if conn is not None:
         # Sessions billed already are always looked for; certificates once some are imported.
         certificates = not no_certificate_check and bool(conn.execute("SELECT 1 FROM certificates LIMIT 1").fetchone() or db)
         book = build.CertificateBook(conn, certificates, rebill.strip() if rebill else None)
@@ -397,8 +425,9 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provi
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON on stdout.")
 @click.option("--max-size", type=click.IntRange(min=1), metavar="BYTES", help="Refuse documents larger than this (default: max_xml_bytes, 512 MiB).")
 @click.option("--no-attachments", is_flag=True, help="Do not look for a request file's prescription PDFs beside it.")
+@click.option("--db", "db", metavar="PATH", help="Also check requests against the earlier treatments in this practice database.")
 @pass_context
-def validate_cmd(ctx: Context, files, as_json, max_size, no_attachments):
+def validate_cmd(ctx: Context, files, as_json, max_size, no_attachments, db):
     """Validate CNS documents (any of the five kinds, any installed schema version).
 
     Detects each file's kind and version, checks it against its XSD and the business rules,
@@ -411,6 +440,8 @@ def validate_cmd(ctx: Context, files, as_json, max_size, no_attachments):
     if files.count("-") > 1:
         raise UsageError("'-' (stdin) can be given only once", "pass the other documents as paths")
     validator = ctx.validator(max_size)
+    conn = _practice_database(ctx, db) if db else None
+    validator.history = _history(conn)
     reports = []
     for name in files:
         report = validator.validate(name, stream=sys.stdin.buffer if name == "-" else None, attachments=not no_attachments)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from datetime import date
 from pathlib import Path
 
 from cns_exchange.errors import ConfigError
@@ -307,3 +308,25 @@ def _statements(script: str) -> list[str]:
     """Split a migration into statements, comments removed (our SQL has no '--' or ';' in literals)."""
     text = "\n".join(line.split("--", 1)[0] for line in script.splitlines())
     return [s for s in text.split(";") if s.strip()]
+
+
+class TreatmentHistory:
+    """The treatments granted to a patient, as the practice database knows them: the history
+    the request rules need across files (rules.RequestChecks)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def treatments(self, matricule: str, pathology: str, besides: str) -> list[tuple[str, str, date]]:
+        """(treatment, certificate, start) of each certificate standing (not replaced by a later
+        answer) for ``matricule`` and ``pathology``, whose request is not ``besides`` (the one
+        being checked, when it was recorded already); start: the date of its first session
+        billed, else the first day of its validity."""
+        rows = self.conn.execute(
+            """SELECT r.treatment, c.number, coalesce(
+                   (SELECT min(s.session_date) FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1
+                    WHERE f.certificate_number = c.number), c.valid_from)
+               FROM certificates c JOIN answers a ON a.id = c.answer_id JOIN requests r ON r.id = a.request_id
+               WHERE c.superseded = 0 AND c.matricule = ? AND r.request_ref != ?
+               AND instr(';' || r.pathologies || ';', ';' || ? || ';') > 0""", (matricule, besides, pathology))
+        return [(treatment, number, date.fromisoformat(start)) for treatment, number, start in rows]

@@ -77,6 +77,16 @@ def years_between(born: date, on: date) -> int:
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
 
 
+def anniversary(day: date, years: int) -> date:
+    """The day ``years`` years after ``day`` (1 March for a 29 February in a year without
+    one): someone born on ``day`` is ``years`` old from then on (:func:`years_between`), and
+    a period of ``years`` years from ``day`` ends the day before."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return date(day.year + years, 3, 1)
+
+
 def check_provider(value: str) -> tuple[Problem, ...]:
     """Check a CNS provider code: 6 to 8 digits, no check digit published."""
     if _PROVIDER.match(value):

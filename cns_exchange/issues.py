@@ -80,6 +80,8 @@ CATALOGUE: dict[str, Rule] = {
     "TRT06": Rule(ERROR, "prescription older than 90 days", "a prescription must be submitted within 90 days of its date; ask the doctor for a new one", "CNS: prescription validation"),
     "TRT07": Rule(ERROR, "date in the future", "check the date: it lies after the file's creation date", "cnsx's own choice: nothing is prescribed or billed in the future"),
     "TRT08": Rule(ERROR, "two initial treatments for one pathology", "one initial treatment per pathology per 3 years", _STATUTES),
+    "TRT10": Rule(ERROR, "a second extension of one initial treatment", "an initial treatment has one extension: a new treatment starts with a new initial prescription", _STATUTES),
+    "TRT11": Rule(ERROR, "extension more than 3 years after the initial treatment began", "an extension is granted within 3 years of the start of the initial treatment; after that, a new initial treatment", _STATUTES),
     "TRT09": Rule(ERROR, "one certificate for two patients", "a certificate covers one patient: check the certificate number and matricule", "CNS: certificate of coverage"),
     # Document consistency
     "DOC01": Rule(ERROR, "header count does not match", "the header count must equal the number of items in the file; rebuild the file with cnsx", "schema v1 EnTete"),

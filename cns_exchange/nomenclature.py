@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from cns_exchange.errors import ConfigError
-from cns_exchange.identifiers import years_between
+from cns_exchange.identifiers import anniversary
 
 CENT = Decimal("0.01")
 
@@ -71,6 +71,8 @@ class Codes:
     treatments: dict[str, dict]
     prescription_max_age_days: int
     initial_treatment_interval_years: int
+    extension_window_years: int
+    extensions_per_initial: int
     dispute_reasons: dict[str, str]
     refusal_reasons: dict[str, str]
 
@@ -121,7 +123,7 @@ class Nomenclature:
         """Price one session of ``act`` on ``day`` for a patient born on ``born``.
 
         The patient pays the minors' share before the birthday of the table's
-        ``minor_below_age`` (a 29 February birthday falls on 1 March in other years); the
+        ``minor_below_age`` (identifiers.anniversary: 1 March for 29 February); the
         table and that birthday are looked up once per distinct day and patient.
         """
         i = self._day_index.get(day)
@@ -132,7 +134,7 @@ class Nomenclature:
         age = self.tables[i].minor_below_age
         adult = self._adult_on.get((born, age))
         if adult is None:
-            adult = self._adult_on[(born, age)] = _birthday(born, age)
+            adult = self._adult_on[(born, age)] = anniversary(born, age)
         minor = day < adult
         price = self._price_cache.get((i, act, minor))
         return price if price is not None else self.price(act, day, minor)
@@ -140,15 +142,6 @@ class Nomenclature:
     def is_minor(self, age: int, day: date) -> bool:
         """Return True if a patient of ``age`` on ``day`` pays the minors' share."""
         return age < self.table_on(day).minor_below_age
-
-
-def _birthday(born: date, age: int) -> date:
-    """The day someone born on ``born`` turns ``age`` (1 March for a 29 February birthday
-    in a year without one): the first day on which identifiers.years_between gives ``age``."""
-    try:
-        return born.replace(year=born.year + age)
-    except ValueError:
-        return date(born.year + age, 3, 1)
 
 
 def _decimal(value: object, where: str, field: str, zero_ok: bool = False) -> Decimal:

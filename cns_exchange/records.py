@@ -388,7 +388,8 @@ def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path,
             treatment = None
     acts = _requested_acts(row, report, codes, treatment)
     if checks is not None:
-        for _, code, message, column in checks.request(matricule, prescriber, prescribed, pathologies, treatment, acts):
+        for _, code, message, column in checks.request(matricule, prescriber, prescribed, pathologies, treatment, acts,
+                                                       ref or ""):
             report.add(code, message, row.line, column)
     pdf = _required(row, "prescription_pdf", report)
     pdf_name = pdf_sha = pdf_path = ""

@@ -13,13 +13,13 @@ age band) price are checked or computed once per run, whatever the number of ses
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Sequence
+from datetime import date, timedelta
+from typing import Protocol, Sequence
 
 from cns_exchange.issues import CATALOGUE, ERROR
-from cns_exchange.identifiers import birth_date, check_matricule, check_prescriber, check_provider
+from cns_exchange.identifiers import anniversary, birth_date, check_matricule, check_prescriber, check_provider
 from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError, Price
-from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age
+from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age, within_years
 
 #: The logical fields a problem can name.
 FIELDS = ("matricule", "certificate_number", "prescriber_code", "prescription_date", "pathology_codes",
@@ -61,12 +61,23 @@ def check_requested_acts(codes: Codes, treatment: str, acts: Sequence[tuple[str,
     return problems
 
 
-class RequestChecks:
-    """Every rule of the requests of one file, in file order."""
+class TreatmentHistory(Protocol):
+    """What the practice database knows of a patient's earlier treatments (database.TreatmentHistory)."""
 
-    def __init__(self, codes: Codes, submitted: date | None) -> None:
+    def treatments(self, matricule: str, pathology: str, besides: str) -> list[tuple[str, str, date]]:
+        """(treatment, certificate, start) of each certificate standing for the patient and
+        pathology, but the request ``besides``'s; start: its first session billed, else the
+        start of its validity."""
+
+
+class RequestChecks:
+    """Every rule of the requests of one file, in file order; with a ``history`` (the practice
+    database), also against the treatments granted before (TRT08, TRT10, TRT11)."""
+
+    def __init__(self, codes: Codes, submitted: date | None, history: TreatmentHistory | None = None) -> None:
         self.codes = codes
         self.submitted = submitted
+        self.history = history
         self._cross = RequestRules(codes)
         self._matricules: dict[str, list[tuple[str, str]]] = {}
 
@@ -78,7 +89,8 @@ class RequestChecks:
         return found
 
     def request(self, matricule: str | None, prescriber: str | None, prescribed: date | None,
-                pathologies: Sequence[str], treatment: str | None, acts: Sequence[tuple[str, int]]) -> list[Problem]:
+                pathologies: Sequence[str], treatment: str | None, acts: Sequence[tuple[str, int]],
+                reference: str = "") -> list[Problem]:
         """Check one request against the rules and the earlier requests of its file.
 
         A value given as None could not be read (its own problem is reported by the reader):
@@ -110,7 +122,40 @@ class RequestChecks:
             known = [c for c in pathologies if c in codes.pathologies]
             for code, message in self._cross.check(matricule, known, treatment, prescribed):
                 add((-1, code, message, "treatment"))
+            if self.history is not None:
+                for code, message in self._earlier(matricule, known, treatment, prescribed, reference):
+                    add((-1, code, message, "treatment"))
         return out
+
+    def _earlier(self, matricule: str, pathologies: list[str], treatment: str, prescribed: date,
+                 reference: str) -> list[tuple[str, str]]:
+        """The rules of a request against the treatments granted before, per pathology: one
+        initial treatment per pathology per 3 years (TRT08); an extension within 3 years of
+        the start of its initial treatment (TRT11), once (TRT10). CNS statutes, as the CNS's
+        dietetics pages state them."""
+        codes, problems = self.codes, []
+        for code in pathologies:
+            granted = self.history.treatments(matricule, code, reference)
+            initials = sorted((start, number) for kind, number, start in granted if kind == "initial")
+            if treatment == "initial":
+                for start, number in initials:
+                    if within_years(start, prescribed, codes.initial_treatment_interval_years):
+                        problems.append(("TRT08", f"an initial treatment for {code} began on {start} (certificate {number}): "
+                                                  f"no other before {anniversary(start, codes.initial_treatment_interval_years)}"))
+                continue
+            before = [(start, number) for start, number in initials if start <= prescribed]
+            if not before:
+                continue  # no initial treatment known here: the CNS judges it (its R03)
+            start, number = before[-1]
+            end = anniversary(start, codes.extension_window_years)
+            if prescribed >= end:
+                problems.append(("TRT11", f"the initial treatment for {code} began on {start} (certificate {number}): "
+                                          f"an extension is possible until {end - timedelta(days=1)}"))
+            extensions = [n for kind, n, when in granted if kind == "extension" and when >= start]
+            if len(extensions) >= codes.extensions_per_initial:
+                problems.append(("TRT10", f"the initial treatment for {code} of {start} has had its extension already "
+                                          f"(certificate {', '.join(extensions)})"))
+        return problems
 
 
 class BillingChecks:

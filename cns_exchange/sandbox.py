@@ -35,7 +35,7 @@ from typing import Callable
 from cns_exchange.build import WRITABLE_VERSIONS
 from cns_exchange.errors import ConfigError, CnsxError, UsageError
 from cns_exchange.fsutil import fsync_dir, publish, temp_file, write_atomic
-from cns_exchange.identifiers import check_provider
+from cns_exchange.identifiers import anniversary, check_provider
 from cns_exchange.lock import run_lock
 from cns_exchange.model import (
     Acknowledgement,
@@ -159,6 +159,17 @@ def _deposit_order(name: str) -> tuple:
     if parsed is None:
         return (1, date.max, 9, 0, name)
     return (0, parsed.day, _KIND_ORDER.get(parsed.kind, 2), parsed.sequence, name)
+
+
+def _began(certificate: dict) -> date:
+    """When the treatment of a certificate the sandbox granted began: its first paid session,
+    else the first day of its validity."""
+    return date.fromisoformat(min(certificate["days"], default=certificate["valid_from"]))
+
+
+def _within(first: date, second: date, years: int) -> bool:
+    earlier, later = min(first, second), max(first, second)
+    return later < anniversary(earlier, years)
 
 
 class _State:
@@ -406,6 +417,9 @@ class Sandbox:
             refuse("R04", "/ReferenceDemande")
         elif any(state.is_granted(key) for key in keys):
             refuse("R04", "/DateOrdonnance")
+        else:  # (a request sent again is a duplicate, not a second treatment)
+            for code in self._history_refusals(state, r):
+                refuse(code, "/DateOrdonnance" if code == "R09" else "/TypeTraitement")
         if not self._prescription_deposited(r):
             refuse(MISSING_PRESCRIPTION, "/Ordonnance/NomFichier")
         if refusal:
@@ -423,6 +437,29 @@ class Sandbox:
             "acts": {act: n for act, n in certificate.acts}, "paid": {}, "days": [],
         }
         return Answer(r.request_ref, r.matricule, certificate)
+
+    def _history_refusals(self, state: _State, r: CertificateRequest) -> list[str]:
+        """The sandbox's own judgement of a request against what it granted before, as the CNS
+        would from its records: R07 (a second initial treatment within 3 years), R08 (a
+        second extension of one initial treatment), R09 (an extension 3 years or more after
+        the initial treatment began). Each reason once."""
+        years, window = self.codes.initial_treatment_interval_years, self.codes.extension_window_years
+        found: list[str] = []
+        for code in r.pathology_codes:
+            mine = [c for c in state["certificates"].values() if c["matricule"] == r.matricule and code in c["pathologies"]]
+            initials = sorted(_began(c) for c in mine if c["treatment"] == "initial")
+            if r.treatment == "initial":
+                if any(_within(start, r.prescription_date, years) for start in initials):
+                    found.append("R07")
+                continue
+            before = [start for start in initials if start <= r.prescription_date]
+            if not before:
+                continue  # R03 says it
+            if r.prescription_date >= anniversary(before[-1], window):
+                found.append("R09")
+            if sum(1 for c in mine if c["treatment"] == "extension" and _began(c) >= before[-1]) >= self.codes.extensions_per_initial:
+                found.append("R08")
+        return list(dict.fromkeys(found))
 
     def _initial_complete(self, state: _State, matricule: str, pathology: str) -> bool:
         """True if an initial certificate for this patient and pathology has every session it

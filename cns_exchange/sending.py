@@ -115,14 +115,19 @@ class Uploader:
     def _with_transport(self, action: Callable[[Transport], object]):
         return self.connection.run(action)
 
-    def sent_row(self, sha256: str):
+    def sent_row(self, sha256: str, name: str | None = None):
+        """The upload that sent this content (under ``name``, when the name matters), or None."""
         return self.conn.execute(
-            "SELECT name, finished_at FROM uploads WHERE sha256 = ? AND remote = ? AND result = 'sent' ORDER BY id LIMIT 1",
-            (sha256, self.remote)).fetchone()
+            "SELECT name, finished_at FROM uploads WHERE sha256 = ? AND remote = ? AND result = 'sent'"
+            + (" AND name = ?" if name is not None else "") + " ORDER BY id LIMIT 1",
+            (sha256, self.remote) + ((name,) if name is not None else ())).fetchone()
 
     def send(self, item: Planned, force: bool = False, progress: Callable[[int], None] | None = None) -> Outcome:
-        """Send one planned file (or find it already sent); record it. Returns the outcome."""
-        done = self.sent_row(item.sha256)
+        """Send one planned file (or find it already sent); record it. Returns the outcome.
+
+        A document is sent once whatever its name; a prescription once under each name a
+        request gives it (the CNS looks for the name: two requests may carry identical scans)."""
+        done = self.sent_row(item.sha256, item.name if item.kind == "attachment" else None)
         if done is not None and not force:
             return Outcome(done["name"], "already-sent", item.sha256, item.size, str(item.path))
         row = self.conn.execute("SELECT id, sha256, result FROM uploads WHERE remote = ? AND name = ?",

@@ -11,7 +11,9 @@ Checkers return ``(issue code, message)`` pairs; callers add the location.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
+
+from cns_exchange.identifiers import anniversary
 
 from cns_exchange.nomenclature import Codes
 
@@ -81,6 +83,13 @@ def check_prescription_age(prescribed: date, submitted: date, max_days: int) -> 
     return []
 
 
+def within_years(first: date, second: date, years: int) -> bool:
+    """True if the later of two dates comes before the ``years``-th anniversary of the earlier
+    (identifiers.anniversary): on the anniversary itself the period is over."""
+    earlier, later = min(first, second), max(first, second)
+    return later < anniversary(earlier, years)
+
+
 class RequestRules:
     """Cross-request rules within one request file."""
 
@@ -92,12 +101,12 @@ class RequestRules:
     def check(self, matricule: str, pathologies: list[str], treatment: str, prescribed: date) -> list[Problem]:
         """Check one request against the earlier requests of the same file."""
         problems: list[Problem] = []
-        interval = timedelta(days=365 * self.codes.initial_treatment_interval_years)
+        years = self.codes.initial_treatment_interval_years
         for code in pathologies:
             key = (matricule, code)
             if treatment == "initial":
                 other = self._initial.get(key)
-                if other is not None and abs(prescribed - other) < interval:
+                if other is not None and within_years(other, prescribed, years):
                     problems.append(("TRT08", f"a second initial treatment for {code} within "
                                      f"{self.codes.initial_treatment_interval_years} years in this file"))
                 self._initial.setdefault(key, prescribed)

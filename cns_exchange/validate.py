@@ -169,7 +169,7 @@ class _RequestRules(_Rules):
             else:
                 self.report.attachments.append(found)
         for _, code, message, where in self.checks.request(r.matricule, r.prescriber_code, r.prescription_date,
-                                                           r.pathology_codes, r.treatment, r.acts):
+                                                           r.pathology_codes, r.treatment, r.acts, r.request_ref):
             self.add(code, message, line, xp + _REQUEST_FIELDS[where])
 
     def finish(self) -> None:
@@ -398,6 +398,9 @@ class Validator:
         self.codes = codes
         self.nomenclature = nomenclature
         self.max_bytes = max_bytes
+        #: The patient's earlier treatments (database.TreatmentHistory), for the request rules
+        #: across files; None: a document is judged on its own.
+        self.history = None
 
     def validate(self, name: str, stream: IO[bytes] | None = None, expect_kind: str | None = None,
                  check_name: bool = True, rules: bool = True, size_limit: bool = True,
@@ -500,6 +503,7 @@ class Validator:
         rules = RULES[kind](Report(name), self.codes, self.nomenclature)
         if isinstance(rules, _RequestRules):
             rules.attachments_folder = attachments_folder
+            rules.checks.history = self.history
         return rules
 
     def detect(self, path: str) -> tuple[SchemaSet | None, str, str, list[Issue]]:

@@ -340,3 +340,22 @@ def test_upload_sends_only_practice_documents_under_their_names(run, dropbox, so
     r = run(*args, input=source.read_bytes() if name else None)
     assert r.exit_code == 3 and f"error {code}:" in r.stderr and "nothing was sent" in r.stderr, r.stderr
     assert list((root / "upload").iterdir()) == []
+
+
+def test_two_requests_with_identical_scans_both_have_their_prescription_sent(run, dropbox, tmp_path):
+    """The CNS looks for the prescription under the name the request gives: identical bytes
+    under two names are two files to send, not one already sent."""
+    root, _ = dropbox
+    rows = (EXAMPLES / "requests.csv").read_text("utf-8").splitlines()
+    same = rows[1].split(";")[-1]
+    path = tmp_path / "requests.csv"
+    path.write_text("\n".join([rows[0], rows[1], ";".join(rows[2].split(";")[:-1] + [same])]) + "\n", "utf-8")
+    shutil.copytree(EXAMPLES / "prescriptions", tmp_path / "prescriptions")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run("build-request", str(path), "--created", "2026-11-20T09:00:00+01:00", "-o", str(out)).exit_code == 0
+    [request] = out.glob("*_DTP_*.xml")
+    r = run("upload", str(request))
+    assert r.exit_code == 0, r.stderr
+    sent = sorted(p.name for p in (root / "upload").iterdir())
+    assert sent == sorted(["123456_ORD_REQ-0001.pdf", "123456_ORD_REQ-0002.pdf", request.name])
