@@ -78,6 +78,27 @@ def run():
 
 
 @pytest.fixture
+def data(tmp_path, monkeypatch) -> Path:
+    """A private data folder for the practice database, inbox and archive (CNSX_DATA_DIR)."""
+    folder = tmp_path / "data"
+    monkeypatch.setenv("CNSX_DATA_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def dropbox(tmp_path, isolated_config, data) -> tuple[Path, Path]:
+    """A file:// drop box (upload/, download/), a profile pointing at it, a private data
+    folder: (root, data). ``cnsx sandbox --once`` answers in it."""
+    root = tmp_path / "dropbox"
+    (root / "upload").mkdir(parents=True)
+    (root / "download").mkdir()
+    config = isolated_config / "config.toml"
+    config.write_text(f'provider = "{PROVIDER}"\nremote = "file://{root}"\n')
+    config.chmod(0o600)
+    return root, data
+
+
+@pytest.fixture
 def examples(tmp_path) -> Path:
     """A private copy of examples/ (inputs and prescriptions)."""
     target = tmp_path / "examples"

@@ -18,13 +18,6 @@ SESSIONS = EXAMPLES / "sessions.csv"
 BILLING_NAME = "123456_FAC_20261120_000001.xml"
 
 
-@pytest.fixture
-def data(tmp_path, monkeypatch):
-    folder = tmp_path / "data"
-    monkeypatch.setenv("CNSX_DATA_DIR", str(folder))
-    return folder
-
-
 @pytest.mark.parametrize("args", [["status", "--json"], ["import", "--no-db", "--ndjson", str(PAYMENT)]])
 def test_a_reader_of_stdout_gone_away_cuts_the_output(data, args):
     # `cnsx ... | head`: the pipe's reader is gone before cnsx writes: 141, as after SIGPIPE,

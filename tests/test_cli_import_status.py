@@ -25,13 +25,6 @@ ANSWERS = EXAMPLES / "CNS_RTP_20261120_000002.xml"
 PAYMENT = EXAMPLES / "CNS_DEC_20261125_000001.xml"
 
 
-@pytest.fixture
-def data(tmp_path, monkeypatch):
-    folder = tmp_path / "data"
-    monkeypatch.setenv("CNSX_DATA_DIR", str(folder))
-    return folder
-
-
 def _count(db, table):
     """Rows in ``table``; 0 if the table is not there yet (a run killed before its first
     migration committed leaves an empty database file)."""

@@ -17,20 +17,6 @@ BILLING = EXAMPLES / "123456_FAC_20261120_000001.xml"
 RETURNS = sorted(EXAMPLES.glob("CNS_*.xml"))
 
 
-@pytest.fixture
-def dropbox(tmp_path, isolated_config, monkeypatch):
-    """A file:// drop box and a profile pointing at it; returns (root, data folder)."""
-    root = tmp_path / "dropbox"
-    (root / "upload").mkdir(parents=True)
-    (root / "download").mkdir()
-    data = tmp_path / "data"
-    monkeypatch.setenv("CNSX_DATA_DIR", str(data))
-    config = isolated_config / "config.toml"
-    config.write_text(f'provider = "123456"\nremote = "file://{root}"\n')
-    config.chmod(0o600)
-    return root, data
-
-
 def _ledger(data, table):
     conn = sqlite3.connect(data / "practice.sqlite")
     try:

@@ -17,13 +17,6 @@ PAYMENT = EXAMPLES / "CNS_DEC_20261125_000001.xml"
 DISPUTE = re.compile(rb"<Contestation>.*?</Contestation>", re.S)
 
 
-@pytest.fixture
-def data(tmp_path, monkeypatch):
-    folder = tmp_path / "data"
-    monkeypatch.setenv("CNSX_DATA_DIR", str(folder))
-    return folder
-
-
 def _corrected(tmp_path):
     """A second statement for the same billing file: the disputed line is now paid in full."""
     text = PAYMENT.read_bytes()

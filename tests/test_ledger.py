@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -19,26 +20,6 @@ BILLING = EXAMPLES / "123456_FAC_20261120_000001.xml"
 ANSWERS = EXAMPLES / "CNS_RTP_20261120_000002.xml"
 PAYMENT = EXAMPLES / "CNS_DEC_20261125_000001.xml"
 REQUEST = EXAMPLES / "123456_DTP_20261120_000001.xml"
-
-
-@pytest.fixture
-def data(tmp_path, monkeypatch):
-    folder = tmp_path / "data"
-    monkeypatch.setenv("CNSX_DATA_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
-def dropbox(tmp_path, isolated_config, monkeypatch):
-    """A file:// drop box answered by the sandbox, a profile pointing at it; returns its root."""
-    root = tmp_path / "dropbox"
-    (root / "upload").mkdir(parents=True)
-    (root / "download").mkdir()
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
-    config = isolated_config / "config.toml"
-    config.write_text(f'provider = "123456"\nremote = "file://{root}"\n')
-    config.chmod(0o600)
-    return root
 
 
 def _status(run) -> dict:
@@ -77,18 +58,24 @@ def _edited(tmp_path, source, name, *edits):
 
 # --- through the sandbox -------------------------------------------------------------------
 
-def test_a_billing_file_sent_again_with_force_is_counted_once(run, dropbox, tmp_path):
-    outbox = tmp_path / "outbox"
+def _billed_through_the_sandbox(run, outbox) -> Path:
+    """The example exchange (as scripts/demo.sh): requests answered, the sessions billed on
+    the certificates granted, and paid or disputed. Returns the billing file sent."""
     outbox.mkdir()
     assert run("build-request", str(REQUESTS_CSV), "--created", CREATED, "-o", str(outbox)).exit_code == 0
     assert run("upload", *map(str, outbox.glob("*_DTP_*.xml"))).exit_code == 0
     _night(run)
-    # (as scripts/demo.sh: the example bills a certificate the CNS never granted, which it disputes)
+    # (the example bills a certificate the CNS never granted, which it disputes)
     built = run("build-invoice", str(SESSIONS_CSV), "--created", CREATED, "-o", str(outbox), "--no-certificate-check")
     assert built.exit_code == 0, built.stderr
     [billing] = outbox.glob("*_FAC_*.xml")
     assert run("upload", str(billing)).exit_code == 0
     _night(run)
+    return billing
+
+
+def test_a_billing_file_sent_again_with_force_is_counted_once(run, dropbox, tmp_path):
+    billing = _billed_through_the_sandbox(run, tmp_path / "outbox")
     before = _status(run)
     # The same file sent again (a new sequence number, the same sessions): the CNS answers it too.
     forced = run("upload", "--force", str(billing))
@@ -102,16 +89,7 @@ def test_a_billing_file_sent_again_with_force_is_counted_once(run, dropbox, tmp_
 
 
 def test_build_invoice_refuses_a_session_billed_already_unless_told_why(run, dropbox, tmp_path):
-    outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    assert run("build-request", str(REQUESTS_CSV), "--created", CREATED, "-o", str(outbox)).exit_code == 0
-    assert run("upload", *map(str, outbox.glob("*_DTP_*.xml"))).exit_code == 0
-    _night(run)
-    assert run("build-invoice", str(SESSIONS_CSV), "--created", CREATED, "-o", str(outbox),
-               "--no-certificate-check").exit_code == 0
-    [billing] = outbox.glob("*_FAC_*.xml")
-    assert run("upload", str(billing)).exit_code == 0
-    _night(run)
+    billing = _billed_through_the_sandbox(run, tmp_path / "outbox")
     again = tmp_path / "again"
     again.mkdir()
     r = run("build-invoice", str(SESSIONS_CSV), "--created", CREATED, "-o", str(again), "--no-certificate-check")

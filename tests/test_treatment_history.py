@@ -25,16 +25,9 @@ PDF = EXAMPLES / "prescriptions" / "ordonnance-REQ-0001.pdf"
 
 
 @pytest.fixture
-def practice(tmp_path, isolated_config, monkeypatch, run):
+def practice(tmp_path, dropbox, monkeypatch, run):
     """A drop box answered by the sandbox, and a practice database holding the history."""
-    root = tmp_path / "dropbox"
-    (root / "upload").mkdir(parents=True)
-    (root / "download").mkdir()
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
-    config = isolated_config / "config.toml"
-    config.write_text(f'provider = "123456"\nremote = "file://{root}"\n')
-    config.chmod(0o600)
-    p = Practice(run, tmp_path, root, monkeypatch)
+    p = Practice(run, tmp_path, dropbox[0], monkeypatch)
     p.exchange(p.requests("base", [("REQ-A", "2026-10-15", "D12;D08", "initial")], "2026-10-16"))
     p.exchange(p.sessions([("ZD11", START), ("ZD12", "2026-10-27"), ("ZD13", "2026-11-03"), ("ZD13", "2026-11-10"),
                            ("ZD13", "2026-11-17"), ("ZD13", "2026-11-24")]))

@@ -283,20 +283,6 @@ def test_validate_refuses_every_cut(run, request, tmp_path, kind, size, cut, sou
     assert not report["valid"] and _cut_issue(" ".join(errors)), f"validate issues {errors} for {said}"
 
 
-@pytest.fixture
-def dropbox(tmp_path, isolated_config, monkeypatch) -> tuple[Path, Path]:
-    """A file:// drop box, a profile pointing at it, a private data folder: (root, data)."""
-    root = tmp_path / "dropbox"
-    (root / "upload").mkdir(parents=True)
-    (root / "download").mkdir()
-    data = tmp_path / "data"
-    monkeypatch.setenv("CNSX_DATA_DIR", str(data))
-    config = isolated_config / "config.toml"
-    config.write_text(f'provider = "{PROVIDER}"\nremote = "file://{root}"\n')
-    config.chmod(0o600)
-    return root, data
-
-
 def _rows(database: Path) -> dict[str, int]:
     """The tables of the practice database that hold rows, with their counts."""
     if not database.exists():
