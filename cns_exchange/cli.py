@@ -852,16 +852,20 @@ def _import_sources(files: tuple[str, ...], settings, spool_dir: Path | None = N
 
     A document on stdin is kept in the inbox (imported, it is archived from there), or in
     ``spool_dir`` when given (--no-db: nothing is written where a later run would import it).
+    An empty stdin names nothing: the list of a fetch that found nothing new, or failed.
     """
+    from cns_exchange.importing import inbox_documents
+
     if not files:
-        inbox = settings.local_dir("inbox")
-        return sorted(p for p in inbox.glob("*.xml") if not p.name.startswith("."))
+        return inbox_documents(settings.local_dir("inbox"))
     paths: list[Path] = []
     for name in files:
         if name != "-":
             paths.append(Path(name))
             continue
         data = sys.stdin.buffer.read()
+        if not data.strip():
+            continue  # no line, no document: nothing to do (not an empty document to quarantine)
         if data.lstrip()[:1] == b"{":
             for number, line in enumerate(data.decode("utf-8").splitlines(), 1):
                 if not line.strip():
@@ -970,6 +974,8 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
         finally:
             scratch.cleanup()
         return exit_code
+    if not paths:
+        return ExitCode.OK  # nothing to do: not even the lock (another run holding it is no error here)
     from cns_exchange import database
 
     db_path = Path(db).expanduser() if db else settings.database_path()

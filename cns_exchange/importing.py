@@ -622,6 +622,12 @@ def _reject_billing_files(conn: sqlite3.Connection) -> None:
                             WHERE o.document_id != :doc""", {"doc": doc_id})
 
 
+def inbox_documents(inbox: Path) -> list[Path]:
+    """Return the documents waiting in the inbox, by name: every ``*.xml`` but the hidden
+    ones (a fetch's partial downloads are ``.cnsx-*.part``)."""
+    return sorted(p for p in inbox.glob("*.xml") if not p.name.startswith("."))
+
+
 def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_dir: Path | None,
                 errors_dir: Path | None, move: bool) -> tuple[ImportResult, Document]:
     """Read and (with a connection) import one file; archive or quarantine it."""
