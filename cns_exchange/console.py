@@ -105,6 +105,8 @@ def progress(total: int | None, label: str, enabled: bool) -> Iterator[Callable[
     columns = [TextColumn("{task.description}"), BarColumn()]
     if total is not None:
         columns += [DownloadColumn(), TransferSpeedColumn()]
-    with Progress(*columns, console=console(sys.stderr), transient=True) as bar:
+    # redirect_stdout=False: rich would otherwise send what cnsx writes to stdout meanwhile
+    # (fetch's list of files, data) to the terminal with the bar, and not down the pipe.
+    with Progress(*columns, console=console(sys.stderr), transient=True, redirect_stdout=False) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)

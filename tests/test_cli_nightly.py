@@ -75,3 +75,20 @@ def test_import_of_an_empty_stdin_is_nothing_to_do(run, dropbox, stdin):
     assert (r.exit_code, r.stdout, r.stderr) == (0, "", "")
     assert (no_db.exit_code, no_db.stdout, no_db.stderr) == (0, "", "")
     assert list(data.rglob("*.xml")) == []  # no stdin-….xml, in the inbox or in errors/
+
+
+def test_the_pipe_typed_at_a_terminal_sends_the_list_down_the_pipe(dropbox, tmp_path):
+    """With stderr on a terminal fetch draws a progress bar; its list must still go to stdout
+    (rich would take stdout for the bar's terminal, and the pipe would get nothing)."""
+    root, data = dropbox
+    for f in (ACK, ANSWERS):
+        shutil.copy(f, root / "download")
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cns_exchange", "fetch"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=slave, env=dict(os.environ), timeout=120)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0
+    assert [json.loads(line)["name"] for line in proc.stdout.decode().splitlines()] == [ACK.name, ANSWERS.name]
