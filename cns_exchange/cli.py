@@ -659,45 +659,122 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
             conn.close()
 
 
+def _fetcher(ctx: Context, settings, remote, connect):
+    """Return a function making the profile's Fetcher on a database connection."""
+    from cns_exchange.fetching import Fetcher
+
+    return lambda conn: Fetcher(conn, settings.profile or "default", str(remote), str(settings.download_dir),
+                                settings.local_dir("inbox"), str(settings.after_fetch), settings.remote_archive_dir,
+                                connect, int(settings.retries), float(settings.backoff), _on_retry(ctx))
+
+
+def _say_fetched(ctx: Context, item) -> None:
+    """With -v, say where a fetched file went."""
+    from cns_exchange import console
+
+    if ctx.verbose:
+        console.print_line(f"{item.name} → {item.path}" + (f" ({item.note})" if item.note else ""))
+
+
+def _report_fetch(report) -> None:
+    """Print what a fetch left for a human: files not fetched, new content under a known name."""
+    from cns_exchange import console
+
+    for name, why in report.skipped:
+        console.print_line(f"not fetched: {name}: {why}", style="yellow")
+    for warning in report.warnings:
+        console.print_line(f"warning: {warning}", style="yellow")
+
+
 @cli.command("fetch")
 @click.option("--dry-run", is_flag=True, help="List what would be fetched; transfer nothing.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
 @pass_context
 def fetch_cmd(ctx: Context, dry_run, wait):
-    """Fetch the CNS's new return files into the inbox (for cron).
+    """Fetch the CNS's new return files into the inbox.
 
     Prints one NDJSON line per fetched file on stdout (name, path, size, sha256), so that
     `cnsx fetch | cnsx import -` chains. Silent otherwise, unless something needs a human.
+    For cron, `cnsx nightly` fetches and imports in one run.
     """
     from cns_exchange import console, database
-    from cns_exchange.fetching import Fetcher
     from cns_exchange.lock import run_lock
 
     settings, remote, connect = _transport_context(ctx)
     db_path = settings.database_path()
     with run_lock(db_path, wait):
         conn = database.connect(db_path)
-        fetcher = Fetcher(conn, settings.profile or "default", str(remote), str(settings.download_dir),
-                          settings.local_dir("inbox"), str(settings.after_fetch), settings.remote_archive_dir,
-                          connect, int(settings.retries), float(settings.backoff), _on_retry(ctx))
+        fetcher = _fetcher(ctx, settings, remote, connect)(conn)
 
         with console.progress(None, "fetching", ctx.show_progress) as advance:
             def emit(item):
                 sys.stdout.write(json.dumps(item.as_dict()) + "\n")
                 sys.stdout.flush()
                 advance(1)
-                if ctx.verbose:
-                    console.print_line(f"{item.name} → {item.path}" + (f" ({item.note})" if item.note else ""))
+                _say_fetched(ctx, item)
 
             try:
                 report = fetcher.run(dry_run=dry_run, emit=emit)
             finally:
                 fetcher.close()
                 conn.close()
-    for name, why in report.skipped:
-        console.print_line(f"not fetched: {name}: {why}", style="yellow")
-    for warning in report.warnings:
-        console.print_line(f"warning: {warning}", style="yellow")
+    _report_fetch(report)
+
+
+def _one_line(exc: CnsxError) -> str:
+    """An error and its remedy on one line, as cron mail wants them."""
+    return " ".join((exc.message + (f"; hint: {exc.hint}" if exc.hint else "")).split("\n"))
+
+
+@cli.command("nightly")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
+@pass_context
+def nightly_cmd(ctx: Context, wait):
+    """Fetch what is new and import the whole inbox, under one lock: the job for cron.
+
+    Imports what was just fetched and whatever an earlier run left in the inbox, even when
+    the fetch fails. Prints nothing on a quiet night or when all went well (stdout stays
+    empty); one line on stderr per thing that needs a human. Exits with the code of the
+    first failure.
+    """
+    from cns_exchange import console, nightly
+    from cns_exchange.nightly import ImportFailure
+
+    settings, remote, connect = _transport_context(ctx)
+    validator = ctx.validator()
+    with console.progress(None, "fetching", ctx.show_progress) as advance:
+        def fetched(item):
+            advance(1)
+            _say_fetched(ctx, item)
+
+        def imported(outcome):
+            if ctx.verbose and not isinstance(outcome, ImportFailure) and outcome.status != "unreadable":
+                done = "already imported, nothing changed" if outcome.status == "already-imported" else f"imported ({outcome.kind})"
+                console.print_line(f"{outcome.name}: {done}")
+
+        report = nightly.run_night(settings.database_path(), wait, _fetcher(ctx, settings, remote, connect),
+                                   settings.local_dir("inbox"), validator, settings.local_dir("archive"),
+                                   settings.local_dir("errors"), on_fetched=fetched, on_imported=imported)
+    # What needs a human, one line each, in the order it happened.
+    _report_fetch(report.fetch)
+    if report.fetch_error is not None:
+        console.print_line(f"error: {_one_line(report.fetch_error)}", style="red")
+    for outcome in report.imports:
+        if isinstance(outcome, ImportFailure):
+            console.print_line(f"error: {outcome.path.name}: not imported: {_one_line(outcome.error)}", style="red")
+        elif outcome.status == "unreadable":
+            why = outcome.warnings[0]
+            console.print_line(f"error: {outcome.name}: not imported, cannot be read ({why.code}: {why.message}); "
+                               f"moved to {outcome.moved_to} (see .why.txt)", style="red")
+        elif outcome.status == "imported" and outcome.warnings:
+            first = outcome.warnings[0]
+            count = f"{len(outcome.warnings)} warnings, the first" if len(outcome.warnings) > 1 else "a warning"
+            where = f"line {first.line} " if first.line else ""
+            console.print_line(f"warning: {outcome.name}: imported with {count}: {where}{first.code}: {first.message}; "
+                               f"all of them: cnsx import --no-db {outcome.moved_to}", style="yellow")
+    for note in report.unmatched:
+        console.print_line(f"note: {note}", style="yellow")
+    return report.exit_code
 
 
 @cli.command("hostkey")

@@ -91,9 +91,15 @@ class Fetcher:
     BATCH = 64
     SESSIONS = 4
 
-    def run(self, dry_run: bool = False, emit: Callable[[Fetched], None] | None = None) -> FetchReport:
-        """Fetch every new file; call ``emit`` for each as soon as it is recorded."""
-        report = FetchReport()
+    def run(self, dry_run: bool = False, emit: Callable[[Fetched], None] | None = None,
+            report: FetchReport | None = None) -> FetchReport:
+        """Fetch every new file; call ``emit`` for each as soon as it is recorded.
+
+        Fills and returns ``report`` (a new one if None): given by the caller, it keeps what
+        was done before an error stopped the run. Raises the transport's errors and
+        LocalDiskError.
+        """
+        report = report if report is not None else FetchReport()
         self._remove_stale_temps()
         self._finish_remote_actions(report)
         entries: list[RemoteEntry] = self._with_transport(lambda t: t.list(self.folder))
