@@ -686,6 +686,25 @@ def _report_fetch(report) -> None:
         console.print_line(f"warning: {warning}", style="yellow")
 
 
+def _write_list_line(line: str, inbox: Path) -> None:
+    """Write one line of fetch's list to stdout, now. A reader gone is exit 141 as always;
+    a stdout that takes nothing (a full disk, `> /dev/full`) is an error naming what is lost."""
+    from cns_exchange.errors import ConfigError
+
+    try:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        # What is still buffered goes nowhere (else the interpreter's last flush fails again,
+        # exit 120). One line (cron mail): the file is fetched and recorded, so a later fetch
+        # will not list it again; the inbox keeps it for cnsx nightly or cnsx import.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        raise ConfigError(f"stdout: {exc.strerror or exc}: the list of fetched files is lost; "
+                          f"they are in the inbox {inbox}, where cnsx nightly or cnsx import imports them") from None
+
+
 @cli.command("fetch")
 @click.option("--dry-run", is_flag=True, help="List what would be fetched; transfer nothing.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
@@ -702,14 +721,14 @@ def fetch_cmd(ctx: Context, dry_run, wait):
 
     settings, remote, connect = _transport_context(ctx)
     db_path = settings.database_path()
+    inbox = settings.local_dir("inbox")
     with run_lock(db_path, wait):
         conn = database.connect(db_path)
         fetcher = _fetcher(ctx, settings, remote, connect)(conn)
 
         with console.progress(None, "fetching", ctx.show_progress) as advance:
             def emit(item):
-                sys.stdout.write(json.dumps(item.as_dict()) + "\n")
-                sys.stdout.flush()
+                _write_list_line(json.dumps(item.as_dict()) + "\n", inbox)
                 advance(1)
                 _say_fetched(ctx, item)
 
