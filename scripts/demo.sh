@@ -31,7 +31,7 @@ step "upload them (prescription PDFs first) to the drop box $out/dropbox"
 cnsx -v upload "$out"/outbox/*.xml
 step "the CNS sandbox answers"
 cnsx -v sandbox --once
-step "fetch the return files and import them into $CNSX_DATA_DIR/practice.sqlite"
-cnsx fetch | cnsx -v import -
+step "fetch the return files and import them into $CNSX_DATA_DIR/practice.sqlite (the cron job)"
+cnsx -v nightly
 step "status"
 cnsx status
