@@ -6,7 +6,7 @@
 #   scripts/demo.sh [OUTPUT_FOLDER]          (default: demo-out/, emptied first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/_env.sh
+. scripts/_env.sh ""   # (no extras; without an argument it would take the demo's folder for them)
 out="${1:-demo-out}"
 rm -rf "$out"
 mkdir -p "$out/dropbox/upload" "$out/dropbox/download" "$out/outbox" "$out/config"
