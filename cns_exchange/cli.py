@@ -785,12 +785,15 @@ def nightly_cmd(ctx: Context, wait):
             why = outcome.warnings[0]
             console.print_line(f"error: {outcome.name}: not imported, cannot be read ({why.code}: {why.message}); "
                                f"moved to {outcome.moved_to} (see .why.txt)", style="red")
-        elif outcome.status == "imported" and outcome.warnings:
-            first = outcome.warnings[0]
-            count = f"{len(outcome.warnings)} warnings, the first" if len(outcome.warnings) > 1 else "a warning"
-            where = f"line {first.line} " if first.line else ""
-            console.print_line(f"warning: {outcome.name}: imported with {count}: {where}{first.code}: {first.message}; "
-                               f"all of them: cnsx import --no-db {outcome.moved_to}", style="yellow")
+        else:
+            if outcome.status == "imported" and outcome.warnings:
+                first = outcome.warnings[0]
+                count = f"{len(outcome.warnings)} warnings, the first" if len(outcome.warnings) > 1 else "a warning"
+                where = f"line {first.line} " if first.line else ""
+                console.print_line(f"warning: {outcome.name}: imported with {count}: {where}{first.code}: {first.message}; "
+                                   f"all of them: cnsx import --no-db {outcome.moved_to}", style="yellow")
+            for notice in outcome.notices:  # what the import changed, said once (as cnsx import says it)
+                console.print_line(f"note: {outcome.name}: {notice}", style="yellow")
     for note in report.unmatched:
         console.print_line(f"note: {note}", style="yellow")
     return report.exit_code

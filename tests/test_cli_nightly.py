@@ -191,6 +191,20 @@ def test_a_file_imported_with_warnings_is_one_line_naming_the_command_that_shows
     assert shown.exit_code == 0 and "warning XSD01" in shown.stderr
 
 
+def test_what_an_import_changed_is_a_note_naming_the_file(run, sent):
+    """A billing file billed again under another number: its sessions count once, said once."""
+    root, data = sent
+    copy = data / "inbox" / "123456_FAC_20261120_000002.xml"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(BILLING.read_text("utf-8").replace("<NumeroSequence>1<", "<NumeroSequence>2<", 1), "utf-8")
+    r = run("nightly")
+    assert r.exit_code == 0 and r.stdout == ""
+    notes = [line for line in r.stderr.splitlines() if line.startswith("note: ")]
+    assert notes == [line for line in notes if line.startswith(f"note: {copy.name}: ")] != [], r.stderr
+    assert "billed before and are counted once" in notes[0]
+    assert _files(data / "inbox") == []
+
+
 def test_another_run_holding_the_lock_is_one_line_and_exit_7(run, dropbox):
     root, data = dropbox
     shutil.copy(ACK, root / "download")
