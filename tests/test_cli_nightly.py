@@ -24,23 +24,9 @@ PAYMENT = EXAMPLES / "CNS_DEC_20261125_000001.xml"
 
 
 @pytest.fixture
-def dropbox(tmp_path, isolated_config, monkeypatch):
-    """A file:// drop box and a profile pointing at it; returns (root, data folder)."""
-    root = tmp_path / "dropbox"
-    (root / "upload").mkdir(parents=True)
-    (root / "download").mkdir()
-    data = tmp_path / "data"
-    monkeypatch.setenv("CNSX_DATA_DIR", str(data))
-    config = isolated_config / "config.toml"
-    config.write_text(f'provider = "123456"\nremote = "file://{root}"\nretries = 0\nbackoff = 0\n')
-    config.chmod(0o600)
-    return root, data
-
-
-@pytest.fixture
 def sent(run, dropbox):
-    """The practice's own request and billing files, recorded as an upload records them, so
-    that every return of examples/ matches something (no `note:` line)."""
+    """The drop box (conftest), and the practice's own request and billing files recorded as an
+    upload records them, so that every return of examples/ matches something (no `note:` line)."""
     r = run("import", str(REQUEST), str(BILLING))
     assert r.exit_code == 0 and r.stderr == "", r.stderr
     return dropbox

@@ -15,12 +15,13 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import EXAMPLES, ROOT
+from faults_env import Result, finish
 from sshd import free_port
 
 REQUEST = EXAMPLES / "123456_DTP_20261120_000001.xml"
@@ -46,16 +47,6 @@ def crontab() -> tuple[dict[str, str], str]:
             jobs.append(line.split(None, 5)[5])  # minute hour day month weekday COMMAND
     assert len(jobs) == 1, f"the README's crontab should have one job: {jobs}"
     return variables, jobs[0]
-
-
-@dataclass
-class Ran:
-    code: int
-    stdout: str
-    stderr: str
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\n--- stdout ---\n{self.stdout}--- stderr ---\n{self.stderr}"
 
 
 class Cron:
@@ -87,13 +78,14 @@ class Cron:
         env["PATH"] = ":".join(str(VENV_BIN) if entry.endswith("/.venv/bin") else entry for entry in env["PATH"].split(":"))
         return env
 
-    def run(self, command: str | None = None, shell: str | None = None) -> Ran:
-        """Run the crontab's job (or ``command``) as cron does."""
+    def run(self, command: str | None = None, shell: str | None = None) -> Result:
+        """Run the crontab's job (or ``command``) as cron does; a job that hangs is killed."""
         env = self.environ()
-        done = subprocess.run([shell or env["SHELL"], "-c", command or crontab()[1]], env=env, cwd=self.home,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
-                              start_new_session=True)
-        return Ran(done.returncode, done.stdout, done.stderr)
+        start = time.monotonic()
+        proc = subprocess.Popen([shell or env["SHELL"], "-c", command or crontab()[1]], env=env, cwd=self.home,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        return finish(proc, start)
 
     def count(self, table: str) -> int:
         conn = sqlite3.connect(self.data / "practice.sqlite")
