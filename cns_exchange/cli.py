@@ -1004,7 +1004,8 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
 @pass_context
 def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule):
     """Show requests awaiting an answer, certificates used and remaining, billed sessions
-    awaiting payment, disputed lines and amounts per month.
+    awaiting payment, disputed lines, amounts per month and the final reports due to
+    prescribers.
 
     With --pdf the report is also written as an A4 PDF whose footer and metadata carry the
     SHA-256 of the canonical JSON of the sections it shows; tables are then not printed.
@@ -1070,6 +1071,43 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule)
         from cns_exchange import console
 
         console.print_tables(sections)
+
+
+@cli.command("report-sent")
+@click.argument("certificate", metavar="CERTIFICATE")
+@click.option("--date", "sent_on", metavar="YYYY-MM-DD", help="The day the report was sent (default: today).")
+@click.option("--db", "db", metavar="PATH", help="The practice database (default: the profile's database).")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
+@pass_context
+def report_sent_cmd(ctx: Context, certificate, sent_on, db, wait):
+    """Mark the final dietetic report of CERTIFICATE's treatment as sent to the prescriber:
+    `cnsx status` no longer lists it among the reports due. Marking again changes nothing.
+    """
+    from datetime import date as date_cls
+
+    from cns_exchange import console, convention, database
+    from cns_exchange.lock import run_lock
+
+    certificate = certificate.strip()
+    today = date_cls.today()
+    try:
+        day = date_cls.fromisoformat(sent_on) if sent_on else today
+    except ValueError:
+        raise UsageError(f"--date '{sent_on}' is not a date", "give it as YYYY-MM-DD, e.g. 2026-11-26") from None
+    db_path = Path(db).expanduser() if db else ctx.settings.database_path()
+    if not db_path.exists():
+        raise InputError(f"{db_path}: no practice database yet", "run cnsx import (or upload/fetch) first, or pass --db")
+    with run_lock(db_path, wait):
+        conn = database.connect(db_path)
+        try:
+            mark = convention.mark_final_report_sent(conn, certificate, day, today, datetime.now(timezone.utc))
+        finally:
+            conn.close()
+    if mark.already:
+        console.print_line(f"{certificate}: final report already marked sent on {mark.sent_on}; nothing changed"
+                           + (f" (not {day})" if day != mark.sent_on else ""))
+    elif not ctx.quiet:
+        console.print_line(f"{certificate}: final report marked sent on {mark.sent_on}")
 
 
 # --- sandbox: a local CNS simulator ----------------------------------------------------------

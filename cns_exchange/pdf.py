@@ -827,9 +827,16 @@ _STATUS_SECTIONS: list[tuple[str, str, list[_Column]]] = [
         _Column("Facturé €", 120, "right", key="billed", kind="amount"),
         _Column("Payé €", 120, "right", key="paid", kind="amount"),
         _Column("Contesté €", 120, "right", key="disputed", kind="amount")]),
+    ("final_reports_due", "Rapports diététiques finaux à envoyer au prescripteur", [
+        _Column("Titre", 84, key="certificate"), _Column("Matricule", 78, key="matricule"),
+        _Column("Prescripteur", 56, key="prescriber"), _Column("Valable au", 54, key="valid_to", kind="date"),
+        _Column("Aut.", 28, "right", key="sessions_authorised"), _Column("Fact.", 28, "right", key="sessions_billed"),
+        _Column("Dern. séance", 60, key="last_session", kind="date"), _Column("Traitement", 60, key="ended", kind="state"),
+        _Column("Dû depuis le", 62, key="due_since", kind="date")]),
 ]
 _STATUS_TOTALS = {"per_month": ("sessions", "billed", "paid", "disputed")}
-_STATUS_STATES = {"valid": "valide", "expired": "expiré"}
+_STATUS_STATES = {"valid": "valide", "expired": "expiré", "finished": "terminé", "interrupted": "interrompu"}
+_STATUS_MASCULINE = {"per_month", "final_reports_due"}   # "… : aucun"
 _STATUS_FIRST = 100.0     # points above the first section on the first page (title and facts)
 _STATUS_NEXT = 30.0       # on the following pages (a short title)
 _STATUS_HEADING = 26.0    # a section's title (with ": aucune" when it is empty)
@@ -899,7 +906,7 @@ def _status_layout(sections: dict[str, list[dict]]) -> list[list[_Op]]:
         if not rows:
             if _STATUS_HEADING > room:
                 new_page()
-            put(_Op("heading", _STATUS_HEADING, f"{title} : aucune" if name != "per_month" else f"{title} : aucun"))
+            put(_Op("heading", _STATUS_HEADING, f"{title} : aucun" if name in _STATUS_MASCULINE else f"{title} : aucune"))
             continue
         drawn = []
         for row in rows:

@@ -14,6 +14,7 @@ import json
 import sqlite3
 from datetime import date
 
+from cns_exchange import convention
 from cns_exchange.pdf import show_matricule
 
 
@@ -91,6 +92,7 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
             SELECT month, sessions, printf('%.2f', billed / 100.0) AS billed, printf('%.2f', paid / 100.0) AS paid,
                    printf('%.2f', disputed / 100.0) AS disputed
             FROM month_totals WHERE sessions > 0 ORDER BY month""")
+    sections["final_reports_due"] = convention.final_reports_due(conn, today, certificate, patient)
     return sections
 
 
