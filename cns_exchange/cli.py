@@ -1001,11 +1001,13 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
               help="Write the report as an A4 PDF (a new file, or '-' for stdout); stdout then gets only --json/--csv.")
 @click.option("--matricule", type=click.Choice(["full", "masked"]),
               help="Matricules in full, or masked but for their last 4 digits. Default: masked in the PDF, full otherwise.")
+@click.option("--year", type=click.IntRange(1900, 9999), metavar="YYYY",
+              help="Also the IT flat rate of that year: prescriptions with reimbursed services, threshold, amount.")
 @pass_context
-def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule):
+def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule, year):
     """Show requests awaiting an answer, certificates used and remaining, billed sessions
     awaiting payment, disputed lines, amounts per month and the final reports due to
-    prescribers.
+    prescribers; with --year, the IT flat rate of that year.
 
     With --pdf the report is also written as an A4 PDF whose footer and metadata carry the
     SHA-256 of the canonical JSON of the sections it shows; tables are then not printed.
@@ -1020,6 +1022,9 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule)
     patient = "".join(patient.split()) if patient else patient
     if certificate and patient:
         raise UsageError("--certificate and --patient: one case at a time", "give one of them")
+    if year and (certificate or patient):
+        raise UsageError(f"--year and --{'certificate' if certificate else 'patient'}: the IT flat rate is the whole "
+                         "practice's", "leave out --year, or the case")
     if pdf_path == "-" and fmt:
         raise UsageError(f"--pdf - and --{fmt}: both would go to stdout", "write the PDF to a file")
     if pdf_path == "-" and sys.stdout.isatty():
@@ -1035,7 +1040,7 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule)
     today = date_cls.today()
     conn = database.connect(db_path)
     try:
-        sections = status_mod.status(conn, today, certificate, patient)
+        sections = status_mod.status(conn, today, certificate, patient, year)
         providers = status_mod.providers(conn)
     finally:
         conn.close()

@@ -4,10 +4,13 @@
   dietician sends a report to the prescribing doctor. :func:`final_reports_due` lists the
   treatments (one per certificate) that ended without a report marked sent;
   :func:`mark_final_report_sent` marks one (``cnsx report-sent``).
+- The **IT flat rate** (article 38 of the convention): a yearly amount per practice that had
+  enough prescriptions with reimbursed services in the year. :func:`it_flat_rate` gives the
+  figures of a claim.
 
-The figures of these rules (the days without a session after which a treatment counts as
-interrupted) are data, in ``data/convention.json``, with their source. docs/cli.md says what
-each word means here, where the convention is silent.
+The figures of these rules (the flat rate, its threshold, the days without a session after
+which a treatment counts as interrupted) are data, in ``data/convention.json``, with their
+source. docs/cli.md says what each word means here, where the convention is silent.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib import resources
 
@@ -24,10 +28,30 @@ from cns_exchange.errors import ConfigError, InputError, UsageError
 
 
 @dataclass(frozen=True)
+class FlatRate:
+    """The IT flat rate in force from ``from_year`` on (until the next entry's year)."""
+
+    from_year: int
+    yearly_amount: int      # cents
+    threshold: int          # prescriptions with reimbursed services in a whole year
+    source: str
+
+
+@dataclass(frozen=True)
 class Convention:
     """The figures of data/convention.json, checked."""
 
+    flat_rates: tuple[FlatRate, ...]   # by from_year
     idle_days: int                     # no session for this many days, sessions left: interrupted
+
+    def flat_rate(self, year: int) -> FlatRate:
+        """Return the flat rate of ``year``; raises UsageError for a year before the first entry."""
+        rates = [r for r in self.flat_rates if r.from_year <= year]
+        if not rates:
+            first = self.flat_rates[0].from_year
+            raise UsageError(f"--year {year}: cnsx knows the IT flat rate from {first} on (earlier years had "
+                             "transitional provisions that are not published)", f"give a year from {first} on")
+        return rates[-1]
 
 
 @lru_cache(maxsize=1)
@@ -36,12 +60,25 @@ def load_convention() -> Convention:
     name = "cns_exchange/data/convention.json"
     try:
         raw = json.loads(resources.files("cns_exchange.data").joinpath("convention.json").read_text("utf-8"))
+        rates = []
+        for entry in raw["it_flat_rate"]:
+            amount = Decimal(str(entry["yearly_amount"]))
+            if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+                raise ValueError(f"yearly_amount {entry['yearly_amount']!r} is not a positive amount in cents")
+            threshold = entry["threshold_prescriptions"]
+            if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
+                raise ValueError(f"threshold_prescriptions {threshold!r} is not a positive integer")
+            if not str(entry["source"]).strip():
+                raise ValueError("an entry of it_flat_rate has no source")
+            rates.append(FlatRate(int(entry["from_year"]), int(amount * 100), threshold, entry["source"]))
         idle = raw["final_report"]["idle_days"]
         if not isinstance(idle, int) or isinstance(idle, bool) or idle < 1:
             raise ValueError(f"final_report.idle_days {idle!r} is not a positive integer")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, InvalidOperation) as exc:
         raise ConfigError(f"{name}: unusable ({exc})", "reinstall cnsx") from None
-    return Convention(idle)
+    if not rates or len({r.from_year for r in rates}) != len(rates):
+        raise ConfigError(f"{name}: it_flat_rate needs entries of distinct years", "reinstall cnsx")
+    return Convention(tuple(sorted(rates, key=lambda r: r.from_year)), idle)
 
 
 # --- the final dietetic report -----------------------------------------------------------------
@@ -127,3 +164,47 @@ def mark_final_report_sent(conn: sqlite3.Connection, certificate: str, sent_on: 
         return ReportMark(certificate, sent_on, already=False)
     earlier = conn.execute("SELECT sent_on FROM final_reports WHERE certificate_number = ?", (certificate,)).fetchone()
     return ReportMark(certificate, date.fromisoformat(earlier[0]), already=True)
+
+
+# --- the IT flat rate --------------------------------------------------------------------------
+
+def it_flat_rate(conn: sqlite3.Connection, year: int, today: date) -> dict:
+    """Return the figures of the IT flat rate of ``year`` (one status row).
+
+    ``prescriptions``: the prescriptions (requests; a certificate with no request in the
+    database counts as its own) with at least one billed session (counted) dated in ``year``
+    that the CNS paid more than 0 for; ``awaiting_payment``: the others of the year with a
+    session not paid yet, which may still count. The practice's activity starts on its first
+    request sent or session billed: when that falls within ``year`` the threshold (rounded
+    up) and the amount (to the cent, half up) are prorated by days. ``qualifies`` when it had
+    activity and the prescriptions reach the threshold; ``year_ended`` is false while the year
+    runs. Raises UsageError for a year the data table has no rate for.
+    """
+    rate = load_convention().flat_rate(year)
+    first, last = date(year, 1, 1), date(year, 12, 31)
+    prescriptions = awaiting = 0
+    providers: set[str] = set()
+    for row in conn.execute(f"""
+            SELECT max(coalesce(s.paid, 0) > 0) AS reimbursed, max(s.paid IS NULL) AS unpaid,
+                   group_concat(DISTINCT d.provider) AS providers
+            FROM {BILLED_SESSIONS} LEFT JOIN certificates c ON c.number = f.certificate_number
+            LEFT JOIN answers a ON a.id = c.answer_id
+            WHERE s.session_date BETWEEN ? AND ?
+            GROUP BY coalesce('request ' || a.request_id, 'certificate ' || f.certificate_number)""",
+            (first.isoformat(), last.isoformat())):
+        prescriptions += row["reimbursed"]
+        awaiting += 1 if not row["reimbursed"] and row["unpaid"] else 0
+        providers.update(row["providers"].split(","))
+    started = conn.execute("""
+        SELECT min(day) FROM (SELECT min(substr(created_at, 1, 10)) AS day FROM documents WHERE kind IN ('request', 'billing')
+                              UNION ALL SELECT min(session_date) FROM sessions WHERE counted = 1)""").fetchone()[0]
+    period_from = None if started is None or started > last.isoformat() else max(first, date.fromisoformat(started))
+    days = (last - period_from).days + 1 if period_from else 0
+    year_days = (last - first).days + 1
+    threshold = -(-rate.threshold * days // year_days)                  # rounded up: at least the prorated figure
+    cents = (2 * rate.yearly_amount * days + year_days) // (2 * year_days)  # half up
+    return {"year": year, "providers": ";".join(sorted(providers)),
+            "period_from": period_from.isoformat() if period_from else None, "period_to": last.isoformat(),
+            "prescriptions": prescriptions, "awaiting_payment": awaiting, "threshold": threshold,
+            "qualifies": days > 0 and prescriptions >= threshold, "amount": f"{cents // 100}.{cents % 100:02d}",
+            "year_ended": today > last}

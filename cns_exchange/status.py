@@ -23,8 +23,9 @@ def _rows(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
 
 
 def status(conn: sqlite3.Connection, today: date, certificate: str | None = None,
-           patient: str | None = None) -> dict[str, list[dict]]:
-    """Return the status sections, optionally for one certificate or one patient (matricule)."""
+           patient: str | None = None, year: int | None = None) -> dict[str, list[dict]]:
+    """Return the status sections, optionally for one certificate or one patient (matricule);
+    with ``year``, also the IT flat rate of that year (section ``it_flat_rate``, one row)."""
     cert_filter = ""
     params: tuple = ()
     if certificate:
@@ -93,6 +94,8 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
                    printf('%.2f', disputed / 100.0) AS disputed
             FROM month_totals WHERE sessions > 0 ORDER BY month""")
     sections["final_reports_due"] = convention.final_reports_due(conn, today, certificate, patient)
+    if year is not None:
+        sections["it_flat_rate"] = [convention.it_flat_rate(conn, year, today)]
     return sections
 
 
