@@ -238,14 +238,20 @@ def test_an_unknown_certificate_is_exit_3(run, db):
     assert r.stdout == ""
 
 
-def test_a_superseded_certificate_is_no_treatment_of_its_own(run, tmp_path, monkeypatch):
-    """The examples, then a later answer granting REQ-0001 again as TPC-2026-000201: the
-    sessions of TPC-2026-000101 owe no report of their own, and marking it names the one that stands."""
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
-    answers = EXAMPLES / "CNS_RTP_20261120_000002.xml"
-    again = tmp_path / "CNS_RTP_20261120_000003.xml"
-    again.write_text(answers.read_text("utf-8").replace("<NumeroSequence>2<", "<NumeroSequence>3<", 1)
+def granted_again(folder: Path) -> Path:
+    """The examples' answers written again later by the CNS (sequence 3), granting REQ-0001
+    under a new number, TPC-2026-000201: TPC-2026-000101 is superseded once it is imported."""
+    answers = (EXAMPLES / "CNS_RTP_20261120_000002.xml").read_text("utf-8")
+    again = folder / "CNS_RTP_20261120_000003.xml"
+    again.write_text(answers.replace("<NumeroSequence>2<", "<NumeroSequence>3<", 1)
                      .replace("<NumeroTitre>TPC-2026-000101<", "<NumeroTitre>TPC-2026-000201<", 1), "utf-8")
+    return again
+
+
+def test_a_superseded_certificate_is_no_treatment_of_its_own(run, data, tmp_path):
+    """The sessions of TPC-2026-000101, superseded, owe no report of their own, and marking it
+    names the certificate that stands."""
+    again = granted_again(tmp_path)
     db = tmp_path / "practice.sqlite"
     documents = ["123456_DTP_20261120_000001.xml", "123456_FAC_20261120_000001.xml", "CNS_RTP_20261120_000002.xml"]
     assert run("import", "--db", str(db), *(str(EXAMPLES / n) for n in documents)).exit_code == 0

@@ -23,6 +23,7 @@ from cns_exchange.model import FileRef, Header, PaymentLine
 from cns_exchange.xmlread import read_document
 from cns_exchange.xmlwrite import write_payment_statement
 from conftest import EXAMPLES, random_matricules
+from test_final_reports import granted_again
 
 SESSIONS_HEADER = ["certificate_number", "matricule", "session_date", "act_code", "executing_provider", "last_name",
                    "first_name"]
@@ -109,10 +110,9 @@ def _practice(run, billing: Path, tmp_path: Path, paid, awaiting=frozenset()) ->
 
 
 @pytest.mark.parametrize("reimbursed, qualifies", [(99, False), (100, True), (101, True)])
-def test_the_threshold_of_100_prescriptions(run, billing, tmp_path, monkeypatch, reimbursed, qualifies):
+def test_the_threshold_of_100_prescriptions(run, data, billing, tmp_path, reimbursed, qualifies):
     """The first ``reimbursed`` prescriptions paid, the others disputed in full; the second
     prescription's second session is disputed too (it counts by its first)."""
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
     paid = set(YEAR[:reimbursed]) | {BEFORE, AFTER}
     db = _practice(run, billing, tmp_path, lambda c, line: c in paid and not (c == YEAR[1] and line == 2), {AWAITING})
     row = _year(run, db, 2025)
@@ -121,10 +121,9 @@ def test_the_threshold_of_100_prescriptions(run, billing, tmp_path, monkeypatch,
                    "amount": "1600.00", "year_ended": True}
 
 
-def test_the_year_is_that_of_the_session_day_before_day_of_day_after(run, billing, tmp_path, monkeypatch):
+def test_the_year_is_that_of_the_session_day_before_day_of_day_after(run, data, billing, tmp_path):
     """Sessions on 2024-12-31, 2025-01-01, 2025-12-31 and 2026-01-01, all paid in January 2026:
     each counts in the year of its session, not of its payment."""
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
     db = _practice(run, billing, tmp_path, set(YEAR) | {BEFORE, AFTER, AWAITING})
     assert _year(run, db, 2025)["prescriptions"] == 102       # 101 and the one that was awaiting
     before = _year(run, db, 2024)
@@ -137,15 +136,13 @@ def test_the_year_is_that_of_the_session_day_before_day_of_day_after(run, billin
     assert after["amount"] == "1600.00"                       # the rate of the year; qualifies says if it is due
 
 
-def test_a_session_paid_nothing_does_not_count_and_one_awaiting_payment_is_said(run, billing, tmp_path, monkeypatch):
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+def test_a_session_paid_nothing_does_not_count_and_one_awaiting_payment_is_said(run, data, billing, tmp_path):
     db = _practice(run, billing, tmp_path, set(YEAR[:50]), {AWAITING, *YEAR[50:60]})
     row = _year(run, db, 2025)
     assert (row["prescriptions"], row["awaiting_payment"]) == (50, 11)   # 41 disputed in full count for nothing
 
 
-def test_table_csv_and_pdf_give_the_same_figures(run, billing, tmp_path, monkeypatch):
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+def test_table_csv_and_pdf_give_the_same_figures(run, data, billing, tmp_path):
     db = _practice(run, billing, tmp_path, set(YEAR) | {BEFORE, AFTER}, {AWAITING})
     table = _year(run, db, 2025, "--csv")
     rows = [line for line in table.splitlines() if line.startswith(("section,year", "it_flat_rate,"))]
@@ -173,8 +170,7 @@ def test_table_csv_and_pdf_give_the_same_figures(run, billing, tmp_path, monkeyp
     ("2025-01-02", 364, 100, "1595.62"),      # 99.73 prescriptions: 100, rounded up; 1595.616… €
     ("2025-07-01", 184, 51, "806.58"),        # 50.41: 51; 806.575… € half up
 ])
-def test_a_year_begun_during_it_is_prorated_by_days(run, tmp_path, monkeypatch, first, days, threshold, amount):
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+def test_a_year_begun_during_it_is_prorated_by_days(run, data, tmp_path, first, days, threshold, amount):
     sessions = [(f"TPC-2025-{n:06d}", "2025-12-01", "ZD11") for n in range(1, 4)] + [("TPC-2025-000999", first, "ZD11")]
     billing = _build_billing(tmp_path / "billing", sessions, "2025-12-20T09:00:00+01:00")
     db = _practice(run, billing, tmp_path, {c for c, _, _ in sessions})
@@ -185,9 +181,8 @@ def test_a_year_begun_during_it_is_prorated_by_days(run, tmp_path, monkeypatch, 
 
 
 @pytest.mark.parametrize("reimbursed, qualifies", [(50, False), (51, True), (52, True)])
-def test_the_prorated_threshold(run, tmp_path, monkeypatch, reimbursed, qualifies):
+def test_the_prorated_threshold(run, data, tmp_path, reimbursed, qualifies):
     """Begun on 2025-07-01: 184 days of 365, 51 prescriptions needed (100 × 184 / 365 = 50.41)."""
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
     sessions = [(f"TPC-2025-{n:06d}", f"2025-{7 + n % 6:02d}-{1 + n % 28:02d}", "ZD11") for n in range(52)]
     sessions[0] = (sessions[0][0], "2025-07-01", "ZD11")
     billing = _build_billing(tmp_path / "billing", sessions, "2025-12-31T18:00:00+01:00")
@@ -197,8 +192,7 @@ def test_the_prorated_threshold(run, tmp_path, monkeypatch, reimbursed, qualifie
         "2025-07-01", 51, reimbursed, qualifies, "806.58")
 
 
-def test_a_request_sent_before_the_first_session_starts_the_activity(run, tmp_path, monkeypatch):
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+def test_a_request_sent_before_the_first_session_starts_the_activity(run, data, tmp_path):
     requests = tmp_path / "requests.csv"
     requests.write_text("request_ref;matricule;last_name;first_name;prescriber_code;prescription_date;pathology_codes;"
                         f"treatment;prescription_pdf\nREQ-0001;1974091186700;Schmit;Léa;23456789;2025-06-15;D12;initial;"
@@ -216,8 +210,7 @@ def test_a_request_sent_before_the_first_session_starts_the_activity(run, tmp_pa
 
 # --- what is refused --------------------------------------------------------------------------
 
-def test_a_year_without_a_known_rate_and_a_case_are_refused(run, billing, tmp_path, monkeypatch):
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+def test_a_year_without_a_known_rate_and_a_case_are_refused(run, data, billing, tmp_path):
     db = _practice(run, billing, tmp_path, set(YEAR))
     r = run("status", "--json", "--year", "2020", "--db", str(db))
     assert r.exit_code == 2 and r.stdout == ""
@@ -228,22 +221,17 @@ def test_a_year_without_a_known_rate_and_a_case_are_refused(run, billing, tmp_pa
     assert run("status", "--year", "25", "--db", str(db)).exit_code == 2
 
 
-def test_a_year_without_activity(run, billing, tmp_path, monkeypatch):
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+def test_a_year_without_activity(run, data, billing, tmp_path):
     db = _practice(run, billing, tmp_path, set(YEAR))
     row = _year(run, db, 2023)                                           # before the practice's first day
     assert (row["period_from"], row["prescriptions"], row["threshold"], row["qualifies"], row["amount"]) == (
         None, 0, 0, False, "0.00")
 
 
-def test_a_prescription_answered_twice_counts_once(run, tmp_path, monkeypatch):
+def test_a_prescription_answered_twice_counts_once(run, data, tmp_path):
     """The examples, then a later answer of the CNS granting REQ-0001 again under another
     number: sessions paid on both certificates are one prescription (the request)."""
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
-    answers = EXAMPLES / "CNS_RTP_20261120_000002.xml"
-    again = tmp_path / "CNS_RTP_20261120_000003.xml"
-    again.write_text(answers.read_text("utf-8").replace("<NumeroSequence>2<", "<NumeroSequence>3<", 1)
-                     .replace("<NumeroTitre>TPC-2026-000101<", "<NumeroTitre>TPC-2026-000201<", 1), "utf-8")
+    again = granted_again(tmp_path)
     db = tmp_path / "practice.sqlite"
     documents = ["123456_DTP_20261120_000001.xml", "123456_FAC_20261120_000001.xml", "CNS_RTP_20261120_000002.xml",
                  "CNS_DEC_20261125_000001.xml"]
