@@ -1106,10 +1106,13 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
               help="Write the report as an A4 PDF (a new file, or '-' for stdout); stdout then gets only --json/--csv.")
 @click.option("--matricule", type=click.Choice(["full", "masked"]),
               help="Matricules in full, or masked but for their last 4 digits. Default: masked in the PDF, full otherwise.")
+@click.option("--year", type=click.IntRange(1900, 9999), metavar="YYYY",
+              help="Also the IT flat rate of that year: prescriptions with reimbursed services, threshold, amount.")
 @pass_context
-def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule):
+def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule, year):
     """Show requests awaiting an answer, certificates used and remaining, billed sessions
-    awaiting payment, disputed lines and amounts per month.
+    awaiting payment, disputed lines, amounts per month and the final reports due to
+    prescribers; with --year, the IT flat rate of that year.
 
     With --pdf the report is also written as an A4 PDF whose footer and metadata carry the
     SHA-256 of the canonical JSON of the sections it shows; tables are then not printed.
@@ -1124,6 +1127,9 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule)
     patient = "".join(patient.split()) if patient else patient
     if certificate and patient:
         raise UsageError("--certificate and --patient: one case at a time", "give one of them")
+    if year and (certificate or patient):
+        raise UsageError(f"--year and --{'certificate' if certificate else 'patient'}: the IT flat rate is the whole "
+                         "practice's", "leave out --year, or the case")
     if pdf_path == "-" and fmt:
         raise UsageError(f"--pdf - and --{fmt}: both would go to stdout", "write the PDF to a file")
     if pdf_path == "-" and sys.stdout.isatty():
@@ -1139,7 +1145,7 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule)
     today = date_cls.today()
     conn = database.connect(db_path)
     try:
-        sections = status_mod.status(conn, today, certificate, patient)
+        sections = status_mod.status(conn, today, certificate, patient, year)
         providers = status_mod.providers(conn)
     finally:
         conn.close()
@@ -1175,6 +1181,43 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule)
         from cns_exchange import console
 
         console.print_tables(sections)
+
+
+@cli.command("report-sent")
+@click.argument("certificate", metavar="CERTIFICATE")
+@click.option("--date", "sent_on", metavar="YYYY-MM-DD", help="The day the report was sent (default: today).")
+@click.option("--db", "db", metavar="PATH", help="The practice database (default: the profile's database).")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
+@pass_context
+def report_sent_cmd(ctx: Context, certificate, sent_on, db, wait):
+    """Mark the final dietetic report of CERTIFICATE's treatment as sent to the prescriber:
+    `cnsx status` no longer lists it among the reports due. Marking again changes nothing.
+    """
+    from datetime import date as date_cls
+
+    from cns_exchange import console, convention, database
+    from cns_exchange.lock import run_lock
+
+    certificate = certificate.strip()
+    today = date_cls.today()
+    try:
+        day = date_cls.fromisoformat(sent_on) if sent_on else today
+    except ValueError:
+        raise UsageError(f"--date '{sent_on}' is not a date", "give it as YYYY-MM-DD, e.g. 2026-11-26") from None
+    db_path = Path(db).expanduser() if db else ctx.settings.database_path()
+    if not db_path.exists():
+        raise InputError(f"{db_path}: no practice database yet", "run cnsx import (or upload/fetch) first, or pass --db")
+    with run_lock(db_path, wait):
+        conn = database.connect(db_path)
+        try:
+            mark = convention.mark_final_report_sent(conn, certificate, day, today, datetime.now(timezone.utc))
+        finally:
+            conn.close()
+    if mark.already:
+        console.print_line(f"{certificate}: final report already marked sent on {mark.sent_on}; nothing changed"
+                           + (f" (not {day})" if day != mark.sent_on else ""))
+    elif not ctx.quiet:
+        console.print_line(f"{certificate}: final report marked sent on {mark.sent_on}")
 
 
 # --- sandbox: a local CNS simulator ----------------------------------------------------------

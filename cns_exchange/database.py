@@ -249,6 +249,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX rebills_identity ON rebills (identity);
     """,
+    # 5: the final dietetic report of a treatment, marked sent to the prescriber (cnsx report-sent),
+    #    so that status lists only the finished or interrupted treatments still owing one.
+    """
+    CREATE TABLE final_reports (
+        certificate_number TEXT PRIMARY KEY REFERENCES certificates (number),
+        sent_on     TEXT NOT NULL,              -- the day the report went to the prescriber
+        recorded_at TEXT NOT NULL               -- when cnsx recorded it (UTC)
+    );
+    """,
 ]
 
 #: The order in which the CNS wrote documents: their creation time in UTC, then their sequence

@@ -440,7 +440,7 @@ class _Column:
     width: float
     align: str = "left"   # 'left' or 'right'
     key: str = ""         # the status report: the row's key this column shows,
-    kind: str = "text"    # and how: text, wrap, date, day (of a date-time), month, amount, state
+    kind: str = "text"    # and how: text, wrap, date, day (of a date-time), month, amount, state, yesno
 
 
 class _Sheet:
@@ -827,9 +827,24 @@ _STATUS_SECTIONS: list[tuple[str, str, list[_Column]]] = [
         _Column("Facturé €", 120, "right", key="billed", kind="amount"),
         _Column("Payé €", 120, "right", key="paid", kind="amount"),
         _Column("Contesté €", 120, "right", key="disputed", kind="amount")]),
+    ("final_reports_due", "Rapports diététiques finaux à envoyer au prescripteur", [
+        _Column("Titre", 84, key="certificate"), _Column("Matricule", 78, key="matricule"),
+        _Column("Prescripteur", 56, key="prescriber"), _Column("Valable au", 54, key="valid_to", kind="date"),
+        _Column("Aut.", 28, "right", key="sessions_authorised"), _Column("Fact.", 28, "right", key="sessions_billed"),
+        _Column("Dern. séance", 60, key="last_session", kind="date"), _Column("Traitement", 60, key="ended", kind="state"),
+        _Column("Dû depuis le", 62, key="due_since", kind="date")]),
+    # Only with --year: not drawn at all when status() did not give it.
+    ("it_flat_rate", "Forfait informatique (art. 38 de la convention)", [
+        _Column("Année", 34, key="year"), _Column("Prestataire(s)", 76, key="providers", kind="wrap"),
+        _Column("Du", 54, key="period_from", kind="date"), _Column("Au", 54, key="period_to", kind="date"),
+        _Column("Ordonnances", 60, "right", key="prescriptions"),
+        _Column("En attente", 50, "right", key="awaiting_payment"), _Column("Seuil", 36, "right", key="threshold"),
+        _Column("Droit", 34, key="qualifies", kind="yesno"), _Column("Montant €", 58, "right", key="amount", kind="amount"),
+        _Column("Année close", 54, key="year_ended", kind="yesno")]),
 ]
 _STATUS_TOTALS = {"per_month": ("sessions", "billed", "paid", "disputed")}
-_STATUS_STATES = {"valid": "valide", "expired": "expiré"}
+_STATUS_STATES = {"valid": "valide", "expired": "expiré", "finished": "terminé", "interrupted": "interrompu"}
+_STATUS_MASCULINE = {"per_month", "final_reports_due"}   # "… : aucun"
 _STATUS_FIRST = 100.0     # points above the first section on the first page (title and facts)
 _STATUS_NEXT = 30.0       # on the following pages (a short title)
 _STATUS_HEADING = 26.0    # a section's title (with ": aucune" when it is empty)
@@ -860,6 +875,8 @@ def _status_cell(value, column: _Column) -> str:
         return f"{text[5:7]}/{text[:4]}"
     if column.kind == "state":
         return _STATUS_STATES.get(text, text)
+    if column.kind == "yesno":
+        return "oui" if value else "non"
     return text
 
 
@@ -895,11 +912,13 @@ def _status_layout(sections: dict[str, list[dict]]) -> list[list[_Op]]:
 
     header_height = _ROW + 2
     for name, title, columns in _STATUS_SECTIONS:
-        rows = sections.get(name, [])
+        if name not in sections:
+            continue
+        rows = sections[name]
         if not rows:
             if _STATUS_HEADING > room:
                 new_page()
-            put(_Op("heading", _STATUS_HEADING, f"{title} : aucune" if name != "per_month" else f"{title} : aucun"))
+            put(_Op("heading", _STATUS_HEADING, f"{title} : aucun" if name in _STATUS_MASCULINE else f"{title} : aucune"))
             continue
         drawn = []
         for row in rows:

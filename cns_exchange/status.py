@@ -14,6 +14,7 @@ import json
 import sqlite3
 from datetime import date
 
+from cns_exchange import convention
 from cns_exchange.pdf import show_matricule
 
 
@@ -22,8 +23,9 @@ def _rows(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
 
 
 def status(conn: sqlite3.Connection, today: date, certificate: str | None = None,
-           patient: str | None = None) -> dict[str, list[dict]]:
-    """Return the status sections, optionally for one certificate or one patient (matricule)."""
+           patient: str | None = None, year: int | None = None) -> dict[str, list[dict]]:
+    """Return the status sections, optionally for one certificate or one patient (matricule);
+    with ``year``, also the IT flat rate of that year (section ``it_flat_rate``, one row)."""
     cert_filter = ""
     params: tuple = ()
     if certificate:
@@ -91,6 +93,9 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
             SELECT month, sessions, printf('%.2f', billed / 100.0) AS billed, printf('%.2f', paid / 100.0) AS paid,
                    printf('%.2f', disputed / 100.0) AS disputed
             FROM month_totals WHERE sessions > 0 ORDER BY month""")
+    sections["final_reports_due"] = convention.final_reports_due(conn, today, certificate, patient)
+    if year is not None:
+        sections["it_flat_rate"] = [convention.it_flat_rate(conn, year, today)]
     return sections
 
 

@@ -180,13 +180,20 @@ def test_no_database(run, tmp_path):
 def test_columns_cover_every_key_of_status(run, tmp_path, monkeypatch, db):
     """Each column of the PDF shows a key of status()'s rows, and every key is shown (a new
     key in status.py must be given a column)."""
+    from cns_exchange import database
+    from cns_exchange import status as status_mod
     from cns_exchange.pdf import status_columns
 
     monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data2"))
     early = tmp_path / "early.sqlite"   # requests and billing only: requests awaiting, sessions awaiting payment
     assert run("import", "--db", str(early), *(str(EXAMPLES / n) for n in DOCUMENTS[:2])).exit_code == 0
+    conn = database.connect(db)
+    try:   # a day by which the examples' treatments are interrupted: final reports due
+        later = status_mod.status(conn, date(2030, 1, 1), year=2026)
+    finally:
+        conn.close()
     seen: dict[str, set] = {}
-    for data in (status_json(run, db), status_json(run, early)):
+    for data in (status_json(run, db, "--year", "2026"), status_json(run, early), later):
         for name, rows in data.items():
             for row in rows:
                 seen.setdefault(name, set()).update(row)
