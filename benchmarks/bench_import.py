@@ -106,12 +106,14 @@ def main() -> None:
     conn.executemany("INSERT INTO fee_notes (id, document_id, number, certificate_number, matricule, last_name, first_name) "
                      "VALUES (?, 1, ?, ?, ?, '', '')",
                      ((i, i, f"TPC-{i:07d}", f"19700101{i % 1000:03d}00") for i in range(1, total // per_note + 1)))
+    # Each session counted once (database version 4): its identity, counted = 1.
     conn.executemany("INSERT INTO sessions (fee_note_id, document_id, line_no, session_date, act, executing, gross, "
-                     "patient_share, cns_share) VALUES (?, 1, ?, ?, 'ZD13', '123456', 5555, 667, 4888)",
+                     "patient_share, cns_share, identity, counted) VALUES (?1, 1, ?2, ?3, 'ZD13', '123456', 5555, 667, 4888, "
+                     "printf('TPC-%07d|19700101%03d00|%s|ZD13', ?1, ?1 % 1000, ?3), 1)",
                      ((i // per_note + 1, i % per_note + 1, f"2025-{(i % 12) + 1:02d}-{(i % 28) + 1:02d}")
                       for i in range(total)))
-    conn.executemany("INSERT INTO certificates (number, answer_id, matricule, valid_from, valid_to, acts, sessions_authorised) "
-                     "VALUES (?, 1, ?, '2026-01-01', '2027-12-31', 'ZD13:4', 4)",
+    conn.executemany("INSERT INTO certificates (number, answer_id, matricule, valid_from, valid_to, acts, sessions_authorised, "
+                     "sessions_billed) VALUES (?, 1, ?, '2026-01-01', '2027-12-31', 'ZD13:4', 4, 4)",
                      ((f"TPC-{i:07d}", f"19700101{i % 1000:03d}00") for i in range(1, total // per_note + 1)))
     # Nine sessions in ten paid, and the month totals import keeps (database.md, version 3).
     conn.execute("UPDATE sessions SET paid = cns_share WHERE id % 10 <> 0")
