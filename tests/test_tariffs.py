@@ -1,0 +1,143 @@
+"""Tariffs a practice can trust: the newest table taken as current for 12 months (NOM05, one
+rule for build-invoice and validate), and a likely tariff change in a payment statement said
+once by import. (`cnsx tariffs` itself: test_cli_tariffs.py.)
+
+Each rule is tested at its boundary: the day before, the day of and the day after.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from cns_exchange.nomenclature import add_months, load_nomenclature
+from conftest import CREATED, PROVIDER, make_matricule
+
+ADULT = "1974091186700"
+NOM05_HINT = "hint: see the table in force with cnsx tariffs --date DATE; add the current one with cnsx tariffs add"
+
+
+def user_table(config: Path, valid_from: str, key: str = "11.1108") -> Path:
+    folder = config / "nomenclature"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{valid_from}.json"
+    path.write_text(json.dumps({
+        "valid_from": valid_from, "source": "test table",
+        "key_letter": {"name": "ZD", "value": key},
+        "coefficients": {"ZD11": "8", "ZD12": "10", "ZD13": "5", "ZD21": "5"},
+        "patient_share": {"adult_percent": "12", "minor_percent": "0", "minor_below_age": 18},
+    }), "utf-8")
+    return path
+
+
+def sessions_csv(folder: Path, rows: list[tuple[str, str, str, str]], name: str = "sessions.csv") -> Path:
+    path = folder / name
+    path.write_text("certificate_number,matricule,session_date,act_code\n"
+                    + "".join(",".join(row) + "\n" for row in rows), "utf-8")
+    return path
+
+
+def nom05_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if " NOM05: " in line]
+
+
+# --- when the newest table stops being current -----------------------------------------------
+
+@pytest.mark.parametrize("start,last", [
+    (date(2019, 1, 1), date(2020, 1, 1)),
+    (date(2025, 3, 15), date(2026, 3, 15)),
+    (date(2024, 2, 29), date(2025, 2, 28)),   # no 29 February in 2025: its last day
+    (date(2023, 12, 31), date(2024, 12, 31)),
+])
+def test_the_newest_table_is_current_for_12_months(start, last):
+    assert add_months(start, 12) == last
+
+
+def test_the_bundled_table_alone_is_current_until_2020_01_01():
+    assert load_nomenclature().current_until() == date(2020, 1, 1)
+
+
+def test_the_newest_user_table_decides(isolated_config):
+    user_table(isolated_config, "2025-03-15")
+    user_table(isolated_config, "2023-01-01")
+    assert load_nomenclature([isolated_config / "nomenclature"]).current_until() == date(2026, 3, 15)
+
+
+# --- NOM05 through build-invoice and validate ------------------------------------------------
+
+@pytest.mark.parametrize("day,warned", [("2026-03-14", False), ("2026-03-15", False), ("2026-03-16", True)])
+def test_build_and_validate_warn_more_than_12_months_after_the_newest_table(run, isolated_config, tmp_path, day, warned):
+    table = user_table(isolated_config, "2025-03-15")
+    rows = sessions_csv(tmp_path, [("T-1", ADULT, day, "ZD11")])
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run("build-invoice", str(rows), "--provider", PROVIDER, "--created", CREATED, "-o", str(out))
+    assert r.exit_code == 0, r.stderr          # a warning: the file is written all the same
+    [built] = out.glob("*.xml")
+    v = run("validate", str(built))
+    assert v.exit_code == 0, v.stderr
+    if not warned:
+        assert nom05_lines(r.stderr) == [] and nom05_lines(v.stderr) == [], r.stderr + v.stderr
+        return
+    expected = (f"warning NOM05: sessions after 2026-03-15 are priced with the newest tariff table, {table}, in force "
+                "since 2025-03-15: tariffs follow the wage index, a table more than 12 months old may be out of date")
+    assert nom05_lines(r.stderr) == [f"{rows}:2 [session_date]: {expected}"], r.stderr
+    assert NOM05_HINT in r.stderr
+    [line] = nom05_lines(v.stderr)
+    assert line.endswith(f" /FichierFacturation/MemoireHonoraires[1]/Seance[1]/DateSeance: {expected}"), line
+    assert line.startswith(f"{built}:") and NOM05_HINT in v.stderr
+
+
+def test_the_warning_is_said_once_per_file_at_its_first_late_session(run, isolated_config, tmp_path):
+    user_table(isolated_config, "2025-03-15")
+    child = make_matricule(date(2015, 5, 5))
+    rows = sessions_csv(tmp_path, [("T-1", ADULT, "2026-03-01", "ZD11"),   # current: fee note 1, session 1
+                                   ("T-1", ADULT, "2026-03-20", "ZD12"),   # late: fee note 1, session 2
+                                   ("T-1", ADULT, "2026-03-27", "ZD13"),
+                                   ("T-2", child, "2026-04-01", "ZD11"),
+                                   ("T-2", child, "2026-04-08", "ZD12")])
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run("-q", "build-invoice", str(rows), "--provider", PROVIDER, "--created", CREATED, "-o", str(out))
+    assert r.exit_code == 0, r.stderr
+    assert [line.split(": warning")[0] for line in nom05_lines(r.stderr)] == [f"{rows}:3 [session_date]"], r.stderr
+    [built] = out.glob("*.xml")
+    v = run("validate", "--json", str(built))
+    issues = json.loads(v.stdout)[0]["issues"]
+    assert [(i["code"], i["severity"], i["xpath"]) for i in issues] == [
+        ("NOM05", "warning", "/FichierFacturation/MemoireHonoraires[1]/Seance[2]/DateSeance")]
+    assert v.exit_code == 0
+
+
+def test_with_the_bundled_table_alone_it_names_that_table(run, examples):
+    r = run("build-invoice", str(examples / "sessions.csv"), "--provider", PROVIDER, "--created", CREATED)
+    assert r.exit_code == 0, r.stderr
+    [line] = nom05_lines(r.stderr)
+    assert "sessions after 2020-01-01 are priced with the newest tariff table, bundled 2019-01-01.json" in line
+
+
+def test_a_table_of_the_last_12_months_silences_it(run, examples, current_tariffs):
+    r = run("build-invoice", str(examples / "sessions.csv"), "--provider", PROVIDER, "--created", CREATED)
+    assert r.exit_code == 0 and r.stderr.startswith("3 fee notes"), r.stderr
+    assert nom05_lines(r.stderr) == []
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch) -> Path:
+    """The practice's local folders (database, archive) under the test's own folder."""
+    folder = tmp_path / "data"
+    monkeypatch.setenv("CNSX_DATA_DIR", str(folder))
+    return folder
+
+
+def test_import_does_not_repeat_it_for_a_billing_file_already_sent(run, examples, tmp_path, data):
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run("build-invoice", str(examples / "sessions.csv"), "--provider", PROVIDER, "--created", CREATED, "-o", str(out))
+    assert len(nom05_lines(r.stderr)) == 1
+    [built] = out.glob("*.xml")
+    i = run("import", str(built))
+    assert i.exit_code == 0 and i.stderr == "", i.stderr
