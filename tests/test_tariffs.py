@@ -7,14 +7,15 @@ Each rule is tested at its boundary: the day before, the day of and the day afte
 
 from __future__ import annotations
 
+import hashlib
 import json
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from cns_exchange.nomenclature import add_months, load_nomenclature
-from conftest import CREATED, PROVIDER, make_matricule
+from conftest import CREATED, EXAMPLES, PROVIDER, make_matricule
 
 ADULT = "1974091186700"
 NOM05_HINT = "hint: see the table in force with cnsx tariffs --date DATE; add the current one with cnsx tariffs add"
@@ -141,3 +142,101 @@ def test_import_does_not_repeat_it_for_a_billing_file_already_sent(run, examples
     [built] = out.glob("*.xml")
     i = run("import", str(built))
     assert i.exit_code == 0 and i.stderr == "", i.stderr
+
+
+# --- a likely tariff change in a payment statement, said once by import ----------------------
+
+BILLING = EXAMPLES / "123456_FAC_20261120_000001.xml"
+#: The lines of examples/CNS_DEC_20261125_000001.xml: (fee note, line, certificate, billed
+#: CNS share in cents, act, session date); the last one is disputed (C01, accepted 0).
+LINES = [(1, 1, "TPC-2026-000101", 7822, "ZD11", "2026-10-20"), (1, 2, "TPC-2026-000101", 9778, "ZD12", "2026-10-27"),
+         (1, 3, "TPC-2026-000101", 4888, "ZD13", "2026-11-03"), (1, 4, "TPC-2026-000101", 4888, "ZD13", "2026-11-10"),
+         (2, 1, "TPC-2026-000102", 7822, "ZD11", "2026-11-05"), (2, 2, "TPC-2026-000102", 9778, "ZD12", "2026-11-12"),
+         (3, 1, "TPC-2026-000087", 5555, "ZD21", "2026-11-04")]
+#: What the CNS pays when its tariffs are lower than the table cnsx priced with (it pays no
+#: more than billed: DOC04).
+CNS_PRICES = {7822: 7631, 9778: 9539, 4888: 4769, 5555: 5420}
+
+
+def statement(folder: Path, paid, sequence: int = 1) -> Path:
+    """The example payment statement with each undisputed line paid ``paid(billed, line)``
+    (no dispute reason), and the disputed C01 line as it is."""
+    from cns_exchange.model import FileRef, Header, PaymentLine
+    from cns_exchange.xmlwrite import write_payment_statement
+
+    lines = [PaymentLine(note, line, cert, billed, paid(billed, (note, line))) for note, line, cert, billed, _, _ in LINES]
+    lines.append(PaymentLine(3, 2, "TPC-2026-000087", 5555, 0, "C01", "Nombre de séances autorisées dépassé"))
+    path = folder / f"CNS_DEC_20261125_{sequence:06d}.xml"
+    header = Header("123456", datetime(2026, 11, 25, 6, 0, tzinfo=timezone(timedelta(hours=1))), sequence, "1")
+    with open(path, "wb") as out:
+        write_payment_statement(out, header, FileRef(BILLING.name, hashlib.sha256(BILLING.read_bytes()).hexdigest()),
+                                date(2026, 11, 25), "VIR-2026-11-25-0042", lines)
+    return path
+
+
+def notes(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("note: ")]
+
+
+def test_the_example_statement_says_nothing_of_tariffs(run, data):
+    r = run("import", str(BILLING), str(EXAMPLES / "CNS_DEC_20261125_000001.xml"))
+    assert r.exit_code == 0 and r.stderr == "", r.stderr
+
+
+def test_amounts_paid_consistently_otherwise_are_a_likely_tariff_change_said_once(run, data, tmp_path):
+    assert run("import", str(BILLING)).exit_code == 0
+    payment = statement(tmp_path, lambda billed, _: CNS_PRICES[billed])
+    assert run("validate", str(payment)).exit_code == 0
+    r = run("import", str(payment))
+    assert r.exit_code == 0, r.stderr
+    assert notes(r.stderr) == [
+        f"note: {payment.name}: likely a tariff change: 7 lines paid without a dispute reason at another amount than "
+        "billed (the CNS's share, sessions from 2026-10-20), one amount for each amount billed: 48.88 → 47.69 "
+        "(ZD13: 2 lines), 55.55 → 54.20 (ZD21: 1 line), 78.22 → 76.31 (ZD11: 2 lines), 97.78 → 95.39 (ZD12: 2 lines). "
+        "See the table cnsx priced them with (cnsx tariffs --date 2026-10-20) and add the CNS's tariffs (cnsx tariffs add)"]
+    assert r.stderr == notes(r.stderr)[0] + "\n"     # one line, no warning per line
+    # Not disputes: status lists only the line the CNS disputed, and counts what it paid.
+    status = json.loads(run("status", "--json").stdout)
+    assert [(d["certificate"], d["reason_code"]) for d in status["disputed"]] == [("TPC-2026-000087", "C01")]
+    assert {m["month"]: m["paid"] for m in status["per_month"]} == {"2026-10": "171.70", "2026-11": "321.28"}
+    # Imported again: nothing changes, nothing is said again.
+    again = run("import", str(payment))
+    assert again.exit_code == 0 and notes(again.stderr) == []
+
+
+@pytest.mark.parametrize("change,said", [(0, False), (-1, True), (+1, True)])
+def test_one_cent_is_enough(run, data, tmp_path, change, said):
+    """At the boundary: paid as billed (nothing), a cent less or more on one line (said)."""
+    assert run("import", str(BILLING)).exit_code == 0
+    payment = statement(tmp_path, lambda billed, line: billed + change if line == (2, 2) else billed)
+    r = run("import", str(payment))
+    assert r.exit_code == 0
+    found = notes(r.stderr)
+    assert bool(found) is said, r.stderr
+    if said:
+        assert found == [f"note: {payment.name}: likely a tariff change: 1 line paid without a dispute reason at another "
+                         f"amount than billed (the CNS's share, sessions from 2026-11-12), one amount for each amount "
+                         f"billed: 97.78 → {(9778 + change) / 100:.2f} (ZD12: 1 line). See the table cnsx priced them with "
+                         "(cnsx tariffs --date 2026-11-12) and add the CNS's tariffs (cnsx tariffs add)"]
+
+
+def test_amounts_that_differ_without_a_pattern_are_said_once_as_such(run, data, tmp_path):
+    assert run("import", str(BILLING)).exit_code == 0
+    odd = {(1, 1): 7631, (2, 1): 7000}      # the two ZD11 at 78.22: paid at two other amounts
+    payment = statement(tmp_path, lambda billed, line: odd.get(line, billed))
+    r = run("import", str(payment))
+    assert r.exit_code == 0
+    assert notes(r.stderr) == [
+        f"note: {payment.name}: 2 lines paid without a dispute reason at another amount than billed (the CNS's share, "
+        "sessions from 2026-10-20), not one amount for each amount billed (78.22 paid as 70.00 and 76.31): "
+        "not a tariff change; ask the CNS why"]
+
+
+def test_before_its_billing_file_is_imported_the_amounts_alone_tell(run, data, tmp_path):
+    payment = statement(tmp_path, lambda billed, _: CNS_PRICES[billed])
+    r = run("import", str(payment))
+    assert r.exit_code == 0
+    [note] = [n for n in notes(r.stderr) if "tariff" in n]
+    assert ("likely a tariff change: 7 lines paid without a dispute reason at another amount than billed (the CNS's "
+            "share), one amount for each amount billed: 48.88 → 47.69 (2 lines), 55.55 → 54.20 (1 line), 78.22 → 76.31 "
+            "(2 lines), 97.78 → 95.39 (2 lines). See the table cnsx priced them with (cnsx tariffs --date DATE)") in note
