@@ -280,15 +280,12 @@ def _check_change(before: TariffTable, new: TariffTable, codes: Codes, problems:
 
 
 def _write(target: Path, text: str) -> None:
-    """Write ``text`` to ``target`` (a new file): temp file, fsync, link, fsync the folder."""
-    from cns_exchange.fsutil import publish, temp_file
+    """Write ``text`` to ``target``, a new file: temp file, fsync, link, fsync the folder."""
+    from cns_exchange.fsutil import write_atomic
 
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with temp_file(target.parent) as (stream, temp):
-        stream.write(text.encode("utf-8"))
-        stream.close()
-        try:
-            publish(temp, target, overwrite=False)
-        except FileExistsError:
-            raise UsageError(f"{target} exists already; cnsx never overwrites a file",
-                             "remove it, or give another --valid-from") from None
+    try:
+        write_atomic(target, text.encode("utf-8"), overwrite=False)
+    except FileExistsError:
+        raise UsageError(f"{target} exists already; cnsx never overwrites a file",
+                         "remove it, or give another --valid-from") from None

@@ -41,6 +41,14 @@ def write_table(folder: Path, name: str, content) -> Path:
     return path
 
 
+def prices_table(valid_from: str, prices: dict | None = None, **extra) -> dict:
+    raw = table(valid_from)
+    del raw["key_letter"], raw["coefficients"]
+    raw["prices"] = prices if prices is not None else {"ZD11": "91.12", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}
+    raw.update(extra)
+    return raw
+
+
 @pytest.fixture(scope="module")
 def bundled():
     return load_nomenclature()
@@ -184,6 +192,20 @@ BAD_TABLES = {
     "negative-minor-age": _with(["patient_share", "minor_below_age"], -18),
     "not-a-number": _with(["key_letter", "value"], "eleven"),
     "share-over-100": _with(["patient_share", "adult_percent"], "112"),
+    # a price per act instead of key letter x coefficients; figures marked inferred
+    "prices-and-key-letter": {**prices_table("2027-01-01"), "key_letter": {"value": "11"}},
+    "prices-and-coefficients": {**prices_table("2027-01-01"), "coefficients": {"ZD11": "8"}},
+    "price-missing-act": prices_table("2027-01-01", {"ZD11": "91.12", "ZD12": "113.90", "ZD13": "56.95"}),
+    "price-unknown-act": prices_table("2027-01-01", {"ZD11": "1", "ZD12": "1", "ZD13": "1", "ZD21": "1", "ZD31": "1"}),
+    "price-zero": prices_table("2027-01-01", {"ZD11": "0", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}),
+    "price-negative": prices_table("2027-01-01", {"ZD11": "-91.12", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}),
+    "price-past-the-cent": prices_table("2027-01-01", {"ZD11": "91.125", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}),
+    "price-not-a-number": prices_table("2027-01-01", {"ZD11": "91,12", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}),
+    "prices-not-an-object": prices_table("2027-01-01", ["91.12"]),
+    "inferred-unknown-figure": {**table("2027-01-01"), "inferred": ["coefficient"]},
+    "inferred-prices-of-a-key-letter-table": {**table("2027-01-01"), "inferred": ["prices"]},
+    "inferred-not-a-list": {**table("2027-01-01"), "inferred": "coefficients"},
+    "inferred-holds-an-object": {**table("2027-01-01"), "inferred": [{"coefficients": True}]},
 }
 
 
@@ -341,14 +363,6 @@ def test_the_minors_share_of_a_29_february_birthday():
 
 # --- prices per act, inferred figures --------------------------------------------------------
 
-def prices_table(valid_from: str, prices: dict | None = None, **extra) -> dict:
-    raw = table(valid_from)
-    del raw["key_letter"], raw["coefficients"]
-    raw["prices"] = prices if prices is not None else {"ZD11": "91.12", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}
-    raw.update(extra)
-    return raw
-
-
 def test_a_table_of_prices_prices_each_act_as_written(tmp_path):
     folder = tmp_path / "nomenclature"
     write_table(folder, "t.json", prices_table("2027-01-01"))
@@ -382,30 +396,3 @@ def test_inferred_figures_are_read(tmp_path):
     n = load_nomenclature([folder])
     assert n.table_on(date(2027, 1, 1)).inferred == ("coefficients",)
     assert n.table_on(date(2028, 1, 1)).inferred == ("prices",)
-
-
-BAD_NEW_TABLES = {
-    "prices-and-key-letter": {**prices_table("2027-01-01"), "key_letter": {"value": "11"}},
-    "prices-and-coefficients": {**prices_table("2027-01-01"), "coefficients": {"ZD11": "8"}},
-    "price-missing-act": prices_table("2027-01-01", {"ZD11": "91.12", "ZD12": "113.90", "ZD13": "56.95"}),
-    "price-unknown-act": prices_table("2027-01-01", {"ZD11": "1", "ZD12": "1", "ZD13": "1", "ZD21": "1", "ZD31": "1"}),
-    "price-zero": prices_table("2027-01-01", {"ZD11": "0", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}),
-    "price-negative": prices_table("2027-01-01", {"ZD11": "-91.12", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}),
-    "price-past-the-cent": prices_table("2027-01-01", {"ZD11": "91.125", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}),
-    "price-not-a-number": prices_table("2027-01-01", {"ZD11": "91,12", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}),
-    "prices-not-an-object": prices_table("2027-01-01", ["91.12"]),
-    "inferred-unknown-figure": {**table("2027-01-01"), "inferred": ["coefficient"]},
-    "inferred-prices-of-a-key-letter-table": {**table("2027-01-01"), "inferred": ["prices"]},
-    "inferred-not-a-list": {**table("2027-01-01"), "inferred": "coefficients"},
-    "inferred-holds-an-object": {**table("2027-01-01"), "inferred": [{"coefficients": True}]},
-}
-
-
-@pytest.mark.parametrize("name", sorted(BAD_NEW_TABLES))
-def test_bad_prices_or_inferred_is_a_config_error_naming_the_file(tmp_path, name):
-    folder = tmp_path / "nomenclature"
-    path = write_table(folder, f"{name}.json", BAD_NEW_TABLES[name])
-    with pytest.raises(ConfigError) as caught:
-        load_nomenclature([folder])
-    assert str(path) in caught.value.message
-    assert caught.value.hint
