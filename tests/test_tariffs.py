@@ -126,14 +126,6 @@ def test_a_table_of_the_last_12_months_silences_it(run, examples, current_tariff
     assert nom05_lines(r.stderr) == []
 
 
-@pytest.fixture
-def data(tmp_path, monkeypatch) -> Path:
-    """The practice's local folders (database, archive) under the test's own folder."""
-    folder = tmp_path / "data"
-    monkeypatch.setenv("CNSX_DATA_DIR", str(folder))
-    return folder
-
-
 def test_import_does_not_repeat_it_for_a_billing_file_already_sent(run, examples, tmp_path, data):
     out = tmp_path / "out"
     out.mkdir()
