@@ -6,6 +6,7 @@ The package is laid out along the data flow:
     pdf          prescription PDFs checked (pypdf), scans converted (img2pdf); PDFs drawn (reportlab)
     identifiers  matricule, provider, prescriber, pathology and act codes
     nomenclature dated tariff tables, pricing
+    tariffs      the table in force on a date; a checked new table written (cnsx tariffs)
     rules        the one rule engine: every business rule, called by build and validate alike
     treatment    treatment-sequence state (order, counts, one consultation a day), used by rules
     naming       the file naming convention

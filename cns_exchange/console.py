@@ -93,6 +93,58 @@ def print_tables(sections: dict[str, list[dict]], stream: IO[str] | None = None)
         out.print(table)
 
 
+def print_warning(message: str, hint: str = "", stream: IO[str] | None = None) -> None:
+    """Print a warning that is not an issue of a file, and its remedy."""
+    out = console(stream)
+    out.print(f"[yellow]warning:[/] {_escape(message)}" + (f"\n    [dim]hint: {_escape(hint)}[/]" if hint else ""))
+
+
+def print_tariff_table(table: dict, heading: str, stream: IO[str] | None = None) -> None:
+    """Print one tariff table (tariffs.describe) for people, on stdout: where it comes from,
+    since when, how its prices are made, and the price of each act."""
+    from rich.table import Table
+
+    out = console(stream or sys.stdout)
+    until = f" to {table['valid_until']}" if table["valid_until"] else " (no later table)"
+    if table["prices"] is not None:
+        basis = "a price per act"
+    else:
+        basis = f"coefficient x key-letter value {table['key_letter']} EUR, rounded half up to the cent"
+    share = table["patient_share"]
+    lines = [("file", table["file"]), ("in force", f"from {table['valid_from']}{until}"), ("source", table["source"]),
+             ("prices", basis),
+             ("inferred", f"{', '.join(table['inferred'])} (not read from an official text)" if table["inferred"] else "none"),
+             ("patient share", f"{share['adult_percent']} % from age {share['minor_below_age']}, "
+                               f"{share['minor_percent']} % below")]
+    out.print(_escape(heading))
+    for label, text in lines:
+        out.print(f"  {label:<14}{_escape(text)}")
+    grid = Table(box=None, padding=(0, 0, 0, 2), pad_edge=False)
+    columns = ["act", *(["coefficient"] if table["coefficients"] else []), "gross", "adult pays", "CNS (adult)",
+               "minor pays", "CNS (minor)"]
+    for column in columns:
+        grid.add_column(column, justify="left" if column == "act" else "right")
+    for act, price in table["acts"].items():
+        grid.add_row(act, *([table["coefficients"][act]] if table["coefficients"] else []), price["gross"],
+                     price["adult"]["patient_share"], price["adult"]["cns_share"],
+                     price["minor"]["patient_share"], price["minor"]["cns_share"])
+    out.print(grid)
+
+
+def print_tariff_tables(tables: list[dict], stream: IO[str] | None = None) -> None:
+    """Print every tariff table, one line each, oldest first (on stdout)."""
+    from rich.table import Table
+
+    grid = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    for column in ("from", "to", "file", "prices", "inferred", "source"):
+        grid.add_column(column)
+    for t in tables:
+        basis = "per act" if t["prices"] is not None else f"key letter {t['key_letter']}"
+        grid.add_row(t["valid_from"], t["valid_until"] or "", _escape(t["file"]), basis, ", ".join(t["inferred"]),
+                     _escape(t["source"]))
+    console(stream or sys.stdout).print(grid)
+
+
 @contextmanager
 def progress(total: int | None, label: str, enabled: bool) -> Iterator[Callable[[int], None]]:
     """Yield an ``advance(n)`` callback drawing a progress bar on stderr when ``enabled``

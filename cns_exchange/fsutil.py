@@ -80,12 +80,13 @@ def copy_atomic(source: Path, target: Path, sha256: str) -> None:
         publish(path, target)
 
 
-def write_atomic(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` atomically (0600)."""
+def write_atomic(target: Path, data: bytes, overwrite: bool = True) -> None:
+    """Write ``data`` to ``target`` atomically (0600). With ``overwrite=False`` an existing
+    target is never replaced (FileExistsError, and no temp file is left)."""
     with temp_file(target.parent) as (stream, path):
         stream.write(data)
         stream.close()
-        publish(path, target)
+        publish(path, target, overwrite)
 
 
 def sha256_of(path: Path) -> tuple[str, int]:

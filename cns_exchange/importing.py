@@ -112,6 +112,8 @@ def read_leniently(path: Path, validator) -> Document:
             # the rules of each item): a finding is a warning; the document is imported as
             # the CNS (or the practice) wrote it, and the warning says where it deviates.
             for issue in validator.placed(str(path), rules.report.issues):
+                if issue.code == "NOM05":
+                    continue  # advice to whoever prices sessions (build, validate), not a deviation of the file
                 issue.severity = WARNING
                 issue.hint = "imported as written; cnsx validate shows the same"
                 doc.warnings.append(issue)
@@ -497,11 +499,46 @@ def _insert_payment(conn, doc_id, doc) -> None:
     first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM payment_lines").fetchone()[0]
     conn.executemany(insert, values)
     _apply_payment_lines(conn, "id >= ?", (first,), once)
+    _say_tariff_change(conn, doc, payment_id, first)
     copies = conn.execute("""SELECT count(*) FROM payment_lines p JOIN sessions s ON s.id = p.session_id
                              WHERE p.payment_id = ? AND s.counted = 0 AND p.accepted > 0""", (payment_id,)).fetchone()[0]
     if copies:
         doc.notices.append(f"{_plural(copies, 'line')} of this statement {'pays' if copies == 1 else 'pay'} a session "
                            "billed twice (counted once): check with the CNS whether it was paid twice")
+
+
+def _say_tariff_change(conn, doc: Document, payment_id: int, first: int) -> None:
+    """Say once, as a notice, when lines paid without a dispute reason were paid at another
+    amount than billed: a likely tariff change when each amount billed was paid at one other
+    amount (the CNS prices with other tariffs than cnsx's table), else that the amounts differ.
+    Not a dispute per line: the CNS gave no reason, and the lines stay paid at what it paid."""
+    from cns_exchange.xmlwrite import amount
+
+    rows = conn.execute(
+        """SELECT p.billed, p.accepted, count(*), min(s.session_date), group_concat(DISTINCT s.act)
+           FROM payment_lines p LEFT JOIN sessions s ON s.id = p.session_id
+           WHERE p.id >= ? AND p.payment_id = ? AND p.reason_code IS NULL AND p.accepted > 0 AND p.accepted != p.billed
+           GROUP BY p.billed, p.accepted ORDER BY p.billed, p.accepted""", (first, payment_id)).fetchall()
+    if not rows:
+        return
+    lines = sum(row[2] for row in rows)
+    paid_as: dict[int, list] = {}
+    for row in rows:
+        paid_as.setdefault(row[0], []).append(row)
+    days = [row[3] for row in rows if row[3]]
+    what = (f"{_plural(lines, 'line')} paid without a dispute reason at another amount than billed "
+            f"(the CNS's share{f', sessions from {min(days)}' if days else ''})")
+    if any(len(paid) > 1 for paid in paid_as.values()):
+        mixed = next(paid for paid in paid_as.values() if len(paid) > 1)
+        doc.notices.append(f"{what}, not one amount for each amount billed ({amount(mixed[0][0])} paid as "
+                           f"{' and '.join(amount(row[1]) for row in mixed)}): not a tariff change; ask the CNS why")
+        return
+    moves = ", ".join(f"{amount(billed)} → {amount(row[1])}"
+                      f" ({', '.join(sorted(row[4].split(','))) + ': ' if row[4] else ''}{_plural(row[2], 'line')})"
+                      for billed, [row] in paid_as.items())
+    doc.notices.append(f"likely a tariff change: {what}, one amount for each amount billed: {moves}. "
+                       f"See the table cnsx priced them with (cnsx tariffs --date {min(days) if days else 'DATE'}) "
+                       "and add the CNS's tariffs (cnsx tariffs add)")
 
 
 def _names_once(lines: list) -> bool:

@@ -71,6 +71,7 @@ CATALOGUE: dict[str, Rule] = {
     "NOM02": Rule(ERROR, "gross amount differs from the tariff", "the gross amount is coefficient x key-letter value of the table in force on the session date", _REG),
     "NOM03": Rule(ERROR, "patient share wrong", "12 % of the gross amount for adults, 0 % under 18 on the session date", "CNS statutes, patient share"),
     "NOM04": Rule(ERROR, "gross amount is not patient share + CNS share", "gross amount = participation personnelle + part statutaire", "schema v1 T_Seance"),
+    "NOM05": Rule(WARNING, "the tariff table may be out of date", "see the table in force with cnsx tariffs --date DATE; add the current one with cnsx tariffs add (docs/rules.md, Tariffs)", "cnsx's own choice: tariffs follow the wage index"),
     # Treatment rules
     "TRT01": Rule(ERROR, "acts out of order", "an initial treatment is ZD11, then ZD12, then up to 4 x ZD13", _REG),
     "TRT02": Rule(ERROR, "too many sessions of an act", "at most 1 x ZD11, 1 x ZD12, 4 x ZD13 per initial treatment and 4 x ZD21 per extension", _REG),

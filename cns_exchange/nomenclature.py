@@ -1,9 +1,13 @@
 """The dieticians' nomenclature as dated data: tariff tables, codes and treatment rules.
 
 Bundled tables live in ``cns_exchange/data``; a user adds a newer tariff table by dropping a
-JSON file into ``<config folder>/nomenclature/``. Every table is checked on load; a bad one is
-a :class:`ConfigError` naming the file. Pricing takes the table in force on the session date
-and rounds half up to the cent; a date before every table is an error, never a guess.
+JSON file into ``<config folder>/nomenclature/`` (``cnsx tariffs add`` writes a checked one).
+Every table is checked on load; a bad one is a :class:`ConfigError` naming the file. Pricing
+takes the table in force on the session date and rounds half up to the cent; a date before
+every table is an error, never a guess. A table states its prices as coefficients x the
+key-letter value, or as a price per act; figures not read from an official text are marked
+``inferred``. Tariffs follow the wage index, so the newest table is taken as current for
+:data:`CURRENT_FOR_MONTHS` months from its start only (:meth:`Nomenclature.current_until`).
 """
 
 from __future__ import annotations
@@ -22,23 +26,34 @@ from cns_exchange.errors import ConfigError
 from cns_exchange.identifiers import anniversary
 
 CENT = Decimal("0.01")
+#: How long the newest table is taken as current: cnsx's own choice. Health tariffs follow the
+#: wage index, which moved at least once a year from 2020 to 2023 (domain.md, Nomenclature).
+CURRENT_FOR_MONTHS = 12
+#: The figures a table may mark as inferred (not read from an official text).
+FIGURES = ("key_letter", "coefficients", "prices")
 
 
 @dataclass(frozen=True)
 class TariffTable:
-    """One dated tariff table: key-letter value, coefficient per act, patient-share rule."""
+    """One dated tariff table: key-letter value and coefficient per act (or a price per act),
+    patient-share rule, where the figures come from and which of them are inferred."""
 
     valid_from: date
-    key_letter_value: Decimal
+    key_letter_value: Decimal | None
     coefficients: dict[str, Decimal]
     adult_percent: Decimal
     minor_percent: Decimal
     minor_below_age: int
     source: str
     path: str
+    prices: dict[str, Decimal] | None = None   # euros per act: a table of prices, no key letter
+    inferred: tuple[str, ...] = ()             # of FIGURES: not read from an official text
 
     def gross_cents(self, act: str) -> int:
-        """Return coefficient x key-letter value in cents, rounded half up."""
+        """Return the act's price in cents: coefficient x key-letter value rounded half up,
+        or the table's price."""
+        if self.prices is not None:
+            return int(self.prices[act] * 100)
         amount = (self.coefficients[act] * self.key_letter_value).quantize(CENT, ROUND_HALF_UP)
         return int(amount * 100)
 
@@ -105,6 +120,14 @@ class Nomenclature:
             raise NoTariffError(day)
         return self.tables[i]
 
+    def current_until(self) -> date | None:
+        """Return the last day the newest table is taken as current: :data:`CURRENT_FOR_MONTHS`
+        months after its start (29 February: 28 February). A session dated later may be priced
+        with an out-of-date tariff (NOM05). None when there is no table."""
+        if not self.tables:
+            return None
+        return add_months(self.tables[-1].valid_from, CURRENT_FOR_MONTHS)
+
     def price(self, act: str, day: date, minor: bool) -> Price:
         """Price one session of ``act`` on ``day`` for an adult or a minor patient."""
         i = bisect.bisect_right(self._starts, day.toordinal()) - 1
@@ -156,14 +179,24 @@ def _decimal(value: object, where: str, field: str, zero_ok: bool = False) -> De
 
 
 def parse_table(text: str, where: str, known_acts: Iterable[str]) -> TariffTable:
-    """Parse and check one tariff table (JSON text). Raises ConfigError naming ``where``."""
+    """Parse and check one tariff table (JSON text). Raises ConfigError naming ``where``.
+
+    A table gives ``key_letter`` and ``coefficients``, or ``prices`` (euros per act, to the
+    cent), for exactly the known acts; ``inferred`` (optional) lists the figures of
+    :data:`FIGURES` that are not read from an official text.
+    """
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}:{exc.lineno}: not valid JSON ({exc.msg})", "fix the tariff table") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: a tariff table is a JSON object", "see docs/rules.md, Tariffs")
-    missing = {"valid_from", "source", "key_letter", "coefficients", "patient_share"} - raw.keys()
+    by_prices = "prices" in raw
+    if by_prices and ("key_letter" in raw or "coefficients" in raw):
+        raise ConfigError(f"{where}: a table gives prices, or a key letter and coefficients, not both",
+                          "see docs/rules.md, Tariffs")
+    basis = {"prices"} if by_prices else {"key_letter", "coefficients"}
+    missing = ({"valid_from", "source", "patient_share"} | basis) - raw.keys()
     if missing:
         raise ConfigError(f"{where}: missing {', '.join(sorted(missing))}", "see docs/rules.md, Tariffs")
     try:
@@ -175,7 +208,7 @@ def parse_table(text: str, where: str, known_acts: Iterable[str]) -> TariffTable
     if not str(raw["source"]).strip():
         raise ConfigError(f"{where}: source is empty", "say where the figures come from")
     try:
-        key_value = _decimal(raw["key_letter"]["value"], where, "key_letter.value")
+        key_value = None if by_prices else _decimal(raw["key_letter"]["value"], where, "key_letter.value")
         share = raw["patient_share"]
         adult = _decimal(share["adult_percent"], where, "patient_share.adult_percent", zero_ok=True)
         minor = _decimal(share["minor_percent"], where, "patient_share.minor_percent", zero_ok=True)
@@ -186,26 +219,48 @@ def parse_table(text: str, where: str, known_acts: Iterable[str]) -> TariffTable
         raise ConfigError(f"{where}: patient_share.minor_below_age must not be negative", "fix the tariff table")
     if adult > 100 or minor > 100:
         raise ConfigError(f"{where}: a patient share is over 100 %", "fix the tariff table")
-    coefficients = raw["coefficients"]
-    if not isinstance(coefficients, dict):
-        raise ConfigError(f"{where}: coefficients must map act codes to numbers", "see docs/rules.md, Tariffs")
+    per_act = "prices" if by_prices else "coefficients"
+    figures = raw[per_act]
+    if not isinstance(figures, dict):
+        raise ConfigError(f"{where}: {per_act} must map act codes to numbers", "see docs/rules.md, Tariffs")
     known = set(known_acts)
-    if set(coefficients) != known:
+    if set(figures) != known:
         raise ConfigError(
-            f"{where}: coefficients must cover exactly the acts {', '.join(sorted(known))}"
-            f" (got {', '.join(sorted(coefficients)) or 'none'})",
+            f"{where}: {per_act} must cover exactly the acts {', '.join(sorted(known))}"
+            f" (got {', '.join(sorted(figures)) or 'none'})",
             "fix the tariff table",
         )
+    values = {act: _decimal(v, where, f"{per_act}.{act}") for act, v in figures.items()}
+    if by_prices:
+        for act, price in values.items():
+            if price != price.quantize(CENT):
+                raise ConfigError(f"{where}: prices.{act} '{figures[act]}' has more than 2 decimals",
+                                  "write a price in euros to the cent")
+    inferred = raw.get("inferred", [])
+    if not isinstance(inferred, list) or not all(isinstance(f, str) and f in basis for f in inferred):
+        raise ConfigError(f"{where}: inferred must be a list of {', '.join(sorted(basis))} (got {inferred!r})",
+                          "see docs/rules.md, Tariffs")
     return TariffTable(
         valid_from=valid_from,
         key_letter_value=key_value,
-        coefficients={act: _decimal(v, where, f"coefficients.{act}") for act, v in coefficients.items()},
+        coefficients={} if by_prices else values,
         adult_percent=adult,
         minor_percent=minor,
         minor_below_age=minor_age,
         source=str(raw["source"]),
         path=where,
+        prices=values if by_prices else None,
+        inferred=tuple(f for f in FIGURES if f in inferred),
     )
+
+
+def add_months(day: date, months: int) -> date:
+    """Return ``day`` moved by ``months`` calendar months, kept within the month reached
+    (31 January + 1 month: 28 or 29 February)."""
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    last = (date(year + month // 12, month % 12 + 1, 1) - date.resolution).day
+    return date(year, month, min(day.day, last))
 
 
 @lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ from typing import Protocol, Sequence
 
 from cns_exchange.issues import CATALOGUE, ERROR
 from cns_exchange.identifiers import anniversary, birth_date, check_matricule, check_prescriber, check_provider
-from cns_exchange.nomenclature import Codes, Nomenclature, NoTariffError, Price
+from cns_exchange.nomenclature import CURRENT_FOR_MONTHS, Codes, Nomenclature, NoTariffError, Price
 from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age, within_years
 
 #: The logical fields a problem can name.
@@ -173,6 +173,8 @@ class BillingChecks:
         self.treatment = SessionRules(codes)
         self._matricules: dict[str, tuple[list[tuple[str, str]], date | None]] = {}
         self._providers: dict[str, list[tuple[str, str]]] = {}
+        # NOM05 is said once per file, at its first session dated after this day.
+        self._current_until = nomenclature.current_until() or date.max
 
     def matricule(self, matricule: str) -> tuple[list[tuple[str, str]], date | None]:
         """(MAT problems, birth date or None when the matricule is unusable), once per value."""
@@ -216,6 +218,7 @@ class BillingChecks:
         for code, message in mat_problems:
             add((-1, code, message, "matricule"))
         created, check_session, book = self.created, self.treatment.check, self.certificates
+        current_until = self._current_until
         price_for, known_acts, provider_checked = self.nomenclature.price_for, self.codes.acts, self._providers
         prices: list[Price | None] = []
         seen_lines: dict[int, int] = {}
@@ -224,6 +227,12 @@ class BillingChecks:
             price: Price | None = None
             if created is not None and day > created:
                 add((i, "TRT07", f"session date {day} is after the file's creation date {created}", "session_date"))
+            if day > current_until:
+                newest = self.nomenclature.tables[-1]
+                add((i, "NOM05", f"sessions after {current_until} are priced with the newest tariff table, {newest.path}, "
+                                 f"in force since {newest.valid_from}: tariffs follow the wage index, a table more than "
+                                 f"{CURRENT_FOR_MONTHS} months old may be out of date", "session_date"))
+                current_until = self._current_until = date.max
             provider_problems = provider_checked.get(executing)
             if provider_problems is None:
                 provider_problems = self._provider(executing)

@@ -65,6 +65,30 @@ def isolated_config(tmp_path_factory, monkeypatch):
     return folder
 
 
+#: The bundled tariff figures, as a practice's own table from 2026-01-01: with it, sessions of
+#: 2026 are priced as with the bundled table and the table is current (no NOM05 warning).
+CURRENT_TARIFFS = {
+    "valid_from": "2026-01-01",
+    "source": "tests: the bundled figures, taken as current from 2026-01-01",
+    "key_letter": {"name": "ZD", "value": "11.1108"},
+    "coefficients": {"ZD11": "8", "ZD12": "10", "ZD13": "5", "ZD21": "5"},
+    "patient_share": {"adult_percent": "12", "minor_percent": "0", "minor_below_age": 18},
+}
+
+
+@pytest.fixture
+def current_tariffs(isolated_config) -> Path:
+    """A practice that keeps its tariffs current: CURRENT_TARIFFS in the config folder. For the
+    tests of other things than tariffs, whose exact issues a stale table (NOM05) would change."""
+    import json
+
+    folder = isolated_config / "nomenclature"
+    folder.mkdir(exist_ok=True)
+    path = folder / "2026-01-01.json"
+    path.write_text(json.dumps(CURRENT_TARIFFS), "utf-8")
+    return path
+
+
 @pytest.fixture
 def run():
     """Run cnsx in-process with CliRunner; returns exit code, stdout and stderr separately."""

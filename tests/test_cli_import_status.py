@@ -277,7 +277,7 @@ def test_build_invoice_checks_sessions_against_imported_certificates(run, data, 
     assert ok.exit_code == 3 and "CRT0" not in ok.stderr  # only the order rule (TRT01) is left
 
 
-def test_build_invoice_counts_sessions_already_billed(run, data, tmp_path):
+def test_build_invoice_counts_sessions_already_billed(run, data, tmp_path, current_tariffs):
     assert run("import", str(REQUEST), str(ANSWERS), str(BILLING)).exit_code == 0
     rows = tmp_path / "s.csv"
     rows.write_text("certificate_number,matricule,session_date,act_code\n"

@@ -9,6 +9,9 @@ import pytest
 
 from conftest import EXAMPLES
 
+#: The exact issues of each file: with a current tariff table, no NOM05 joins them (test_tariffs.py tests it).
+pytestmark = pytest.mark.usefixtures("current_tariffs")
+
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.xml"))
 KINDS = {"DTP": "request", "FAC": "billing", "ACR": "ack", "RTP": "answers", "DEC": "payment"}
 

@@ -24,6 +24,8 @@ from cns_exchange.issues import CATALOGUE
 from conftest import EXAMPLES, SCHEMAS, xmllint
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "invalid-documents"
+#: The exact issues of each case: with a current tariff table, no NOM05 joins them (test_tariffs.py tests it).
+pytestmark = pytest.mark.usefixtures("current_tariffs")
 CASES = tomllib.loads((CORPUS / "cases.toml").read_text("utf-8"))["case"]
 IDS = [c["id"] for c in CASES]
 CENT = Decimal("0.01")

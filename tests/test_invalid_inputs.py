@@ -22,6 +22,8 @@ from cns_exchange.issues import CATALOGUE
 from conftest import CREATED, PROVIDER
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "invalid-input"
+#: The exact issues of each case: with a current tariff table, no NOM05 joins them (test_tariffs.py tests it).
+pytestmark = pytest.mark.usefixtures("current_tariffs")
 CASES = tomllib.loads((CORPUS / "cases.toml").read_text("utf-8"))["case"]
 COMMANDS = {"req": "build-request", "ses": "build-invoice"}
 FORMATS = {".csv": "csv", ".json": "json", ".ndjson": "ndjson"}

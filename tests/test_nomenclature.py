@@ -41,6 +41,14 @@ def write_table(folder: Path, name: str, content) -> Path:
     return path
 
 
+def prices_table(valid_from: str, prices: dict | None = None, **extra) -> dict:
+    raw = table(valid_from)
+    del raw["key_letter"], raw["coefficients"]
+    raw["prices"] = prices if prices is not None else {"ZD11": "91.12", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}
+    raw.update(extra)
+    return raw
+
+
 @pytest.fixture(scope="module")
 def bundled():
     return load_nomenclature()
@@ -184,6 +192,20 @@ BAD_TABLES = {
     "negative-minor-age": _with(["patient_share", "minor_below_age"], -18),
     "not-a-number": _with(["key_letter", "value"], "eleven"),
     "share-over-100": _with(["patient_share", "adult_percent"], "112"),
+    # a price per act instead of key letter x coefficients; figures marked inferred
+    "prices-and-key-letter": {**prices_table("2027-01-01"), "key_letter": {"value": "11"}},
+    "prices-and-coefficients": {**prices_table("2027-01-01"), "coefficients": {"ZD11": "8"}},
+    "price-missing-act": prices_table("2027-01-01", {"ZD11": "91.12", "ZD12": "113.90", "ZD13": "56.95"}),
+    "price-unknown-act": prices_table("2027-01-01", {"ZD11": "1", "ZD12": "1", "ZD13": "1", "ZD21": "1", "ZD31": "1"}),
+    "price-zero": prices_table("2027-01-01", {"ZD11": "0", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}),
+    "price-negative": prices_table("2027-01-01", {"ZD11": "-91.12", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}),
+    "price-past-the-cent": prices_table("2027-01-01", {"ZD11": "91.125", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}),
+    "price-not-a-number": prices_table("2027-01-01", {"ZD11": "91,12", "ZD12": "113.90", "ZD13": "56.95", "ZD21": "56.95"}),
+    "prices-not-an-object": prices_table("2027-01-01", ["91.12"]),
+    "inferred-unknown-figure": {**table("2027-01-01"), "inferred": ["coefficient"]},
+    "inferred-prices-of-a-key-letter-table": {**table("2027-01-01"), "inferred": ["prices"]},
+    "inferred-not-a-list": {**table("2027-01-01"), "inferred": "coefficients"},
+    "inferred-holds-an-object": {**table("2027-01-01"), "inferred": [{"coefficients": True}]},
 }
 
 
@@ -337,3 +359,40 @@ def test_the_minors_share_of_a_29_february_birthday():
     born = date(2008, 2, 29)
     assert nomenclature.price_for("ZD11", date(2026, 2, 28), born).patient_share == 0
     assert nomenclature.price_for("ZD11", date(2026, 3, 1), born).patient_share > 0
+
+
+# --- prices per act, inferred figures --------------------------------------------------------
+
+def test_a_table_of_prices_prices_each_act_as_written(tmp_path):
+    folder = tmp_path / "nomenclature"
+    write_table(folder, "t.json", prices_table("2027-01-01"))
+    n = load_nomenclature([folder])
+    day = date(2027, 1, 1)
+    assert [n.price(act, day, False).gross for act in ("ZD11", "ZD12", "ZD13", "ZD21")] == [9112, 11390, 5695, 5695]
+    price = n.price("ZD12", day, False)
+    assert (price.patient_share, price.cns_share) == (1367, 10023)   # 12 % of 113.90 = 13.668
+    assert n.price("ZD12", day, True) == type(price)(11390, 0, 11390)
+    assert n.table_on(day).key_letter_value is None and n.table_on(day).inferred == ()
+    assert n.price("ZD11", date(2026, 12, 31), False).gross == 8889   # the day before: the bundled table
+
+
+def test_prices_written_as_json_numbers(tmp_path):
+    folder = tmp_path / "nomenclature"
+    write_table(folder, "t.json", prices_table("2027-01-01", {"ZD11": 91.1, "ZD12": 114, "ZD13": 56.95, "ZD21": 57}))
+    n = load_nomenclature([folder])
+    assert [n.price(a, date(2027, 1, 1), False).gross for a in ("ZD11", "ZD12", "ZD13", "ZD21")] == [9110, 11400, 5695, 5700]
+
+
+def test_the_bundled_figures_are_marked_inferred(bundled):
+    first = bundled.table_on(date(2019, 1, 1))
+    assert first.inferred == ("key_letter", "coefficients")
+    assert "inferred" in first.source and "wage index" in first.source
+
+
+def test_inferred_figures_are_read(tmp_path):
+    folder = tmp_path / "nomenclature"
+    write_table(folder, "a.json", {**table("2027-01-01"), "inferred": ["coefficients"]})
+    write_table(folder, "b.json", prices_table("2028-01-01", inferred=["prices"]))
+    n = load_nomenclature([folder])
+    assert n.table_on(date(2027, 1, 1)).inferred == ("coefficients",)
+    assert n.table_on(date(2028, 1, 1)).inferred == ("prices",)

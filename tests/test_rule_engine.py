@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import csv
 import io
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from cns_exchange.errors import InputError
 from cns_exchange.identifiers import birth_date, check_matricule
 from cns_exchange.issues import CATALOGUE
 from cns_exchange.model import BilledSession, FeeNote, Header
-from cns_exchange.nomenclature import NoTariffError, load_codes, load_nomenclature
+from cns_exchange.nomenclature import Nomenclature, NoTariffError, load_codes, load_nomenclature
 from cns_exchange.schemaset import SchemaRegistry
 from cns_exchange.validate import Validator
 from cns_exchange.xmlwrite import write_billing_file
@@ -34,7 +35,10 @@ from conftest import VALID_MATRICULES, make_matricule
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cns_exchange"
 CODES = load_codes()
-NOMENCLATURE = load_nomenclature()
+#: The bundled table, and its figures again from 2025-11-01 (a practice's own table): taken as
+#: current up to 2026-11-01, so that NOM05 is one fault among others below.
+NOMENCLATURE = Nomenclature(load_nomenclature().tables
+                            + [replace(load_nomenclature().tables[0], valid_from=date(2025, 11, 1), path="2025-11-01.json")])
 VALIDATOR = Validator(SchemaRegistry([]), CODES, NOMENCLATURE, 1 << 30)
 PROVIDER = "123456"
 CREATED = datetime(2026, 11, 20, 9, 0, tzinfo=timezone(timedelta(hours=1)))
@@ -55,7 +59,8 @@ NOT_A_ROAD = {
     "issues.py": "the catalogue itself",
     "sandbox.py": "the CNS's stand-in: a separate judge, compared with the engine by its own tests",
     "printing.py": "checks that the printed summary adds up to the header validate already checked",
-    "importing.py": "import reads leniently: a duplicate line it leaves out is a warning (DOC08)",
+    "importing.py": "import reads leniently: a duplicate line it leaves out is a warning (DOC08); it does not repeat "
+                    "the advice of NOM05 for a file already sent",
     "sending.py": "upload's own checks of a document's kind and name (DOC06, DOC07)",
 }
 RULE_PREFIXES = ("MAT", "PRV", "PRS", "PAT", "ACT", "CRT", "NOM", "TRT", "DOC")
@@ -149,7 +154,9 @@ FAULTS = {
     "too many ZD13": (_treatment("T1", A, acts=INITIAL + ["ZD13"]), ["TRT02"]),
     "initial and extension on one certificate": (_treatment("T1", A, acts=["ZD11", "ZD21"]), ["TRT03"]),
     "two consultations a day": (_treatment("T1", A, acts=["ZD11"]) + _treatment("T2", A, acts=["ZD21"]), ["TRT05"]),
-    "after the creation date": (_treatment("T1", A, start="2026-11-21", acts=["ZD11"]), ["TRT07"]),
+    "after the creation date": (_treatment("T1", A, start="2026-11-21", acts=["ZD11"]), ["TRT07", "NOM05"]),
+    "the newest table's last current day": (_treatment("T1", A, start="2026-11-01", acts=["ZD11"]), []),
+    "more than 12 months after the newest table": (_treatment("T1", A, start="2026-11-02", acts=["ZD11"]), ["NOM05"]),
     "one certificate, two patients": (_treatment("T1", A, acts=["ZD11"]) + _treatment("T1", B, "2026-10-01", ["ZD12"]),
                                       ["TRT09"]),
     "no tariff on that date": (_treatment("T1", A, start="2010-01-04", acts=["ZD11"]), ["NOM01"]),
@@ -169,7 +176,7 @@ def test_build_and_validate_find_the_same_problems(tmp_path, name):
 def test_the_faults_cover_every_rule_both_sides_can_see():
     """Every session rule that a row and a document can both carry has a case above."""
     seen = {code for _, codes in FAULTS.values() for code in codes}
-    both = {"MAT02", "MAT03", "NOM01", "TRT01", "TRT02", "TRT03", "TRT05", "TRT07", "TRT09"}
+    both = {"MAT02", "MAT03", "NOM01", "NOM05", "TRT01", "TRT02", "TRT03", "TRT05", "TRT07", "TRT09"}
     assert both <= seen
 
 
