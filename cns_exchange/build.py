@@ -26,11 +26,12 @@ from cns_exchange.records import (
     REQUEST_COLUMNS, REQUEST_OPTIONAL, SESSION_COLUMNS, SESSION_OPTIONAL,
     InputReport, SessionReader, read_rows, to_request,
 )
-from cns_exchange.rules import BillingChecks, RequestChecks
+from cns_exchange.rules import SHARE_ON_SESSION_DATE, BillingChecks, RequestChecks
 from cns_exchange.validate import Validator
 
-#: Schema versions this release can write (it reads any installed version's XSD).
-WRITABLE_VERSIONS = ("1",)
+#: Schema versions this release can write (it reads any installed version's XSD). Version 2
+#: is version 1 with the prescription date of each fee note (DateOrdonnance).
+WRITABLE_VERSIONS = ("1", "2")
 
 
 @dataclass
@@ -111,11 +112,12 @@ class PricedNotes:
     header's totals computed before. Iterating hands each note out once and lets it go."""
 
     def __init__(self) -> None:
-        self._groups: list[tuple[tuple[str, str], tuple[str, str], list, list]] = []
+        self._groups: list[tuple[tuple[str, str], tuple[str, str], list, list, date | None]] = []
         self.count = self.sessions = self.gross = self.share = self.cns = 0
 
-    def add(self, key: tuple[str, str], names: tuple[str, str], rows: list, prices: list) -> None:
-        self._groups.append((key, names, rows, prices))
+    def add(self, key: tuple[str, str], names: tuple[str, str], rows: list, prices: list,
+            prescribed: date | None = None) -> None:
+        self._groups.append((key, names, rows, prices, prescribed))
         self.count += 1
         for price in prices:
             if price is not None:
@@ -134,9 +136,9 @@ class PricedNotes:
         groups.reverse()
         number = 0
         while groups:
-            (cert, matricule), (last, first), rows, prices = groups.pop()
+            (cert, matricule), (last, first), rows, prices, prescribed = groups.pop()
             number += 1
-            note = FeeNote(number, cert, matricule, last, first)
+            note = FeeNote(number, cert, matricule, last, first, prescription_date=prescribed)
             note.sessions = [BilledSession(n, day, act, executing, price.gross, price.patient_share, price.cns_share)
                              for n, ((day, _, act, executing), price) in enumerate(zip(rows, prices), 1) if price is not None]
             yield note
@@ -144,18 +146,23 @@ class PricedNotes:
 
 def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomenclature: Nomenclature,
                    provider: str, created: date, encoding: str = "utf-8",
-                   certificates=None) -> tuple[PricedNotes, InputReport]:
+                   certificates=None, share_on_session_date: bool = False) -> tuple[PricedNotes, InputReport]:
     """Read session rows, group them into priced fee notes (one per certificate and patient).
 
     Sessions are ordered by date within a fee note; fee notes follow the order in which their
     certificate first appears. Every rule is the one engine's (rules.BillingChecks), which
     also prices the sessions; ``certificates`` (a CertificateBook) checks each session against
-    the certificates imported from the CNS. Raises InputError listing every problem.
+    the certificates imported from the CNS. The patient share follows the age on the date of
+    the certificate's prescription: the request's in the database, else the optional
+    prescription_date column (NOM07 when they, or two rows, disagree); the notes carry it,
+    unless ``share_on_session_date`` (writing schema v1, which judges on the session date and
+    cannot carry it). Raises InputError listing every problem.
     """
     report = InputReport(name)
     groups: dict[tuple[str, str], list[tuple[date, int, str, str]]] = {}
     names: dict[tuple[str, str], tuple[str, str]] = {}
-    checks = BillingChecks(codes, nomenclature, created, certificates)
+    given: dict[tuple[str, str], tuple[date, int]] = {}   # the prescription_date column: (date, line)
+    checks = BillingChecks(codes, nomenclature, created, certificates, share_on_session_date)
     reader = SessionReader(report, codes, provider, checks)
     for row in read_rows(stream, fmt, report, SESSION_COLUMNS, SESSION_OPTIONAL, encoding):
         s = reader.read(row)
@@ -167,19 +174,39 @@ def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencl
             rows = groups[key] = []
             names[key] = (s.last_name, s.first_name)
         rows.append((s.session_date, s.line, s.act_code, s.executing_provider))
+        if s.prescription_date is not None:
+            first = given.setdefault(key, (s.prescription_date, s.line))
+            if first[0] != s.prescription_date:
+                report.add("NOM07", f"prescription date {s.prescription_date} differs from {first[0]} on line {first[1]}, "
+                                    f"for the same certificate {s.certificate_number}", s.line, "prescription_date")
     notes = PricedNotes()
     add = report.add
     for key, rows in groups.items():
         rows.sort()
         cert, matricule = key
+        prescribed = _prescription_date(key, given.get(key), certificates, report)
         prices, problems = checks.fee_note(cert, matricule, [r[0] for r in rows], [r[2] for r in rows],
-                                           [r[3] for r in rows])
+                                           [r[3] for r in rows], prescribed=prescribed)
         for index, code, message, column in problems:
             add(code, message, rows[max(index, 0)][1], column)
-        notes.add(key, names[key], rows, prices)
+        notes.add(key, names[key], rows, prices, None if share_on_session_date else prescribed)
     groups.clear()
     _fail_on_errors(report, "sessions")
     return notes, report
+
+
+def _prescription_date(key: tuple[str, str], given: tuple[date, int] | None, certificates,
+                       report: InputReport) -> date | None:
+    """The date of a certificate's prescription: its request's in the practice database, else
+    the prescription_date column's (``given``: date and line); NOM07 when both are there and
+    differ. None when neither tells."""
+    recorded = certificates.prescription_date(key[0]) if certificates is not None else None
+    if recorded is None:
+        return given[0] if given is not None else None
+    if given is not None and given[0] != recorded[0]:
+        report.add("NOM07", f"prescription date {given[0]} differs from {recorded[0]}, the date of request {recorded[1]} "
+                            f"of certificate {key[0]} in the practice database", given[1], "prescription_date")
+    return recorded[0]
 
 
 def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomenclature: Nomenclature,
@@ -189,7 +216,7 @@ def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencla
     from cns_exchange.xmlwrite import write_billing_file
 
     notes, report = load_fee_notes(stream, name, fmt, codes, nomenclature, header.provider, header.created.date(),
-                                   encoding, certificates)
+                                   encoding, certificates, header.version in SHARE_ON_SESSION_DATE)
     count, sessions, gross, share, cns = totals = notes.totals
     path, sha = publish_document("billing", lambda out: write_billing_file(out, header, notes, totals), file_name,
                                  destination, validator, header.version)
@@ -386,6 +413,14 @@ class CertificateBook:
             problems.append(("CRT03", f"{act} session {self._used[key]} on certificate {certificate}: "
                                       f"{authorised.get(act, 0)} authorised (billed ones included)"))
         return problems
+
+    def prescription_date(self, certificate: str) -> tuple[date, str] | None:
+        """(date, reference) of the request a certificate answers, as imported; None when the
+        certificate, or the request its answer names, is not in the database."""
+        row = self.conn.execute(
+            "SELECT r.prescription_date, r.request_ref FROM certificates c JOIN answers a ON a.id = c.answer_id "
+            "JOIN requests r ON r.id = a.request_id WHERE c.number = ?", (certificate,)).fetchone()
+        return None if row is None else (date.fromisoformat(row[0]), row[1])
 
     def keep_rebills(self, billing_name: str) -> None:
         """Record, with its reason, each session the file ``billing_name`` bills again."""

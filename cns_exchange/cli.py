@@ -387,8 +387,9 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provi
     """Build a billing file (fee notes, third-party payment) from INPUT (CSV, JSON or NDJSON; '-' = stdin).
 
     Columns: certificate_number, matricule, session_date, act_code; optional executing_provider
-    (default: the billing provider), last_name, first_name. One fee note per certificate; each
-    session is priced with the tariff table in force on its date.
+    (default: the billing provider), last_name, first_name, prescription_date (default: the
+    certificate's request in the database). One fee note per certificate; each session is priced
+    with the tariff table in force on its date, the patient share by the age on the prescription date.
     """
     from cns_exchange import build, records
 

@@ -69,9 +69,12 @@ CATALOGUE: dict[str, Rule] = {
     # Nomenclature and pricing
     "NOM01": Rule(ERROR, "no tariff table in force on that date", "add a tariff table covering the date to the config folder (docs/rules.md, Tariffs)", _REG),
     "NOM02": Rule(ERROR, "gross amount differs from the tariff", "the gross amount is coefficient x key-letter value of the table in force on the session date", _REG),
-    "NOM03": Rule(ERROR, "patient share wrong", "12 % of the gross amount for adults, 0 % under 18 on the session date", "CNS statutes, patient share"),
+    "NOM03": Rule(ERROR, "patient share wrong", "12 % of the gross amount for adults, 0 % for a patient under 18 on the prescription date (schema v1: on the session date)", "CNS, patient share: 0 % under 18 on the issuance date of the prescription"),
     "NOM04": Rule(ERROR, "gross amount is not patient share + CNS share", "gross amount = participation personnelle + part statutaire", "schema v1 T_Seance"),
     "NOM05": Rule(WARNING, "the tariff table may be out of date", "see the table in force with cnsx tariffs --date DATE; add the current one with cnsx tariffs add (docs/rules.md, Tariffs)", "cnsx's own choice: tariffs follow the wage index"),
+    "NOM06": Rule(ERROR, "patient share depends on an unknown prescription date", "add a prescription_date column to the sessions, or import the request file and the CNS's answers (cnsx import) so that the certificate knows its request; in a document: DateOrdonnance in the fee note, schema version 2", "CNS, patient share: 0 % under 18 on the issuance date of the prescription"),
+    "NOM07": Rule(ERROR, "two prescription dates for one certificate", "a certificate has one prescription: correct the prescription_date column, or leave it out to take the request's date from the database", "CNS: one certificate per prescription"),
+    "NOM08": Rule(ERROR, "prescription date after the session", "check the dates: a session is performed on a prescription issued before it", "CNS: a treatment needs a prescription before it starts"),
     # Treatment rules
     "TRT01": Rule(ERROR, "acts out of order", "an initial treatment is ZD11, then ZD12, then up to 4 x ZD13", _REG),
     "TRT02": Rule(ERROR, "too many sessions of an act", "at most 1 x ZD11, 1 x ZD12, 4 x ZD13 per initial treatment and 4 x ZD21 per extension", _REG),

@@ -51,6 +51,7 @@ class Session:
     last_name: str = ""
     first_name: str = ""
     line: int = 0
+    prescription_date: date | None = None  # the optional column: the certificate's prescription
 
 
 @dataclass(slots=True)
@@ -69,7 +70,8 @@ class BilledSession:
 
 @dataclass(slots=True)
 class FeeNote:
-    """A fee note (mémoire d'honoraires): one patient's sessions on one certificate."""
+    """A fee note (mémoire d'honoraires): one patient's sessions on one certificate, and the
+    date of the certificate's prescription (None: not known, or not carried: schema v1)."""
 
     number: int
     certificate_number: str
@@ -77,6 +79,7 @@ class FeeNote:
     last_name: str
     first_name: str
     sessions: list[BilledSession] = field(default_factory=list)
+    prescription_date: date | None = None
 
 
 @dataclass(slots=True)

@@ -77,6 +77,19 @@ class NoTariffError(LookupError):
     """No tariff table is in force on the date asked for."""
 
 
+class PrescriptionDateNeeded(LookupError):
+    """The patient share of a session depends on the prescription date, which is not known.
+
+    ``birthday`` is the day the patient came of age: after it, and less than the reach of a
+    prescription (:attr:`Codes.prescription_reach_years`) before the session, the prescription
+    may have been issued on either side of it.
+    """
+
+    def __init__(self, birthday: date) -> None:
+        super().__init__(birthday)
+        self.birthday = birthday
+
+
 @dataclass
 class Codes:
     """Code lists and treatment rules loaded from ``data/codes.json``."""
@@ -88,6 +101,7 @@ class Codes:
     initial_treatment_interval_years: int
     extension_window_years: int
     extensions_per_initial: int
+    prescription_reach_years: int
     dispute_reasons: dict[str, str]
     refusal_reasons: dict[str, str]
 
@@ -106,8 +120,10 @@ class Codes:
 class Nomenclature:
     """All tariff tables in force order, with a fast look-up by session date."""
 
-    def __init__(self, tables: Iterable[TariffTable]) -> None:
+    def __init__(self, tables: Iterable[TariffTable], prescription_reach_years: int | None = None) -> None:
         self.tables = sorted(tables, key=lambda t: t.valid_from)
+        #: How long before a session its prescription can have been issued, at most (codes.json).
+        self.reach = load_codes().prescription_reach_years if prescription_reach_years is None else prescription_reach_years
         self._starts = [t.valid_from.toordinal() for t in self.tables]
         self._price_cache: dict[tuple[int, str, bool], Price] = {}
         self._day_index: dict[date, int] = {}
@@ -142,12 +158,19 @@ class Nomenclature:
             price = self._price_cache[key] = Price(gross, share, gross - share)
         return price
 
-    def price_for(self, act: str, day: date, born: date) -> Price:
-        """Price one session of ``act`` on ``day`` for a patient born on ``born``.
+    def price_for(self, act: str, day: date, born: date, prescribed: date | None = None) -> Price:
+        """Price one session of ``act`` on ``day`` for a patient born on ``born``, whose
+        prescription was issued on ``prescribed``.
 
-        The patient pays the minors' share before the birthday of the table's
-        ``minor_below_age`` (identifiers.anniversary: 1 March for 29 February); the
-        table and that birthday are looked up once per distinct day and patient.
+        The table in force on ``day`` gives the price. The patient pays the minors' share when
+        the prescription was issued before the birthday of the table's ``minor_below_age``
+        (identifiers.anniversary: 1 March for 29 February): the age on the prescription date
+        decides, never the age on the session date (CNS: "on the issuance date of the medical
+        prescription"). Without ``prescribed`` the share is still certain when the patient is
+        under age on ``day`` (a prescription comes before its sessions) or came of age at least
+        :attr:`reach` years before it; otherwise this raises PrescriptionDateNeeded. Raises
+        NoTariffError before every table. The table and the birthdays are looked up once per
+        distinct day and patient.
         """
         i = self._day_index.get(day)
         if i is None:
@@ -158,7 +181,17 @@ class Nomenclature:
         adult = self._adult_on.get((born, age))
         if adult is None:
             adult = self._adult_on[(born, age)] = anniversary(born, age)
-        minor = day < adult
+        if prescribed is not None:
+            minor = prescribed < adult
+        elif day < adult:
+            minor = True
+        else:
+            surely = self._adult_on.get((born, age + self.reach))
+            if surely is None:
+                surely = self._adult_on[(born, age + self.reach)] = anniversary(born, age + self.reach)
+            if day < surely:
+                raise PrescriptionDateNeeded(adult)
+            minor = False
         price = self._price_cache.get((i, act, minor))
         return price if price is not None else self.price(act, day, minor)
 

@@ -33,7 +33,7 @@ REQUEST_COLUMNS = (
 )
 REQUEST_OPTIONAL = ("requested_acts",)
 SESSION_COLUMNS = ("certificate_number", "matricule", "session_date", "act_code")
-SESSION_OPTIONAL = ("executing_provider", "last_name", "first_name")
+SESSION_OPTIONAL = ("executing_provider", "last_name", "first_name", "prescription_date")
 
 REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,34}\Z")
 # 1-100 characters, no control characters (XML cannot carry most of them), no blank at the ends.
@@ -463,9 +463,12 @@ class SessionReader:
         executing = values.get("executing_provider") or self.default_provider
         act = self.good_acts.get(act)  # type: ignore[arg-type]
         executing = self.good_providers.get(executing)
+        prescribed_text = values.get("prescription_date")
+        prescribed = self.dates.get(prescribed_text) if prescribed_text else None  # type: ignore[arg-type]
         if (act is not None and executing is not None and day is not None and cert in self.good_certificates
-                and matricule in self.good_matricules and not values.get("last_name") and not values.get("first_name")):
-            return Session(cert, matricule, day, act, executing, "", "", row.line)  # type: ignore[arg-type]
+                and matricule in self.good_matricules and not values.get("last_name") and not values.get("first_name")
+                and (prescribed is not None or not prescribed_text)):
+            return Session(cert, matricule, day, act, executing, "", "", row.line, prescribed)  # type: ignore[arg-type]
         return self._read_slow(row)
 
     def _read_slow(self, row: Row) -> Session | None:
@@ -492,9 +495,11 @@ class SessionReader:
             report.add("IN003", "'executing_provider' is empty and no billing provider is set", row.line, "executing_provider")
         last = _name(row, "last_name", report, False)
         first = _name(row, "first_name", report, False)
+        # Optional: empty means not known here (the certificate's request may tell).
+        prescribed = parse_date(row, "prescription_date", report, self.dates) if values.get("prescription_date") else None
         if any(i.is_error for i in report.issues[before:]) or None in (cert, matricule, day, act) or not executing:
             if self.checks is not None:
                 for code, message, column in self.checks.values(matricule, act, executing or None):
                     report.add(code, message, row.line, column)
             return None  # a missing column leaves None behind: reported once, on the header
-        return Session(cert, matricule, day, act, executing, last or "", first or "", row.line)
+        return Session(cert, matricule, day, act, executing, last or "", first or "", row.line, prescribed)

@@ -18,7 +18,7 @@ from typing import Protocol, Sequence
 
 from cns_exchange.issues import CATALOGUE, ERROR
 from cns_exchange.identifiers import anniversary, birth_date, check_matricule, check_prescriber, check_provider
-from cns_exchange.nomenclature import CURRENT_FOR_MONTHS, Codes, Nomenclature, NoTariffError, Price
+from cns_exchange.nomenclature import CURRENT_FOR_MONTHS, Codes, Nomenclature, NoTariffError, PrescriptionDateNeeded, Price
 from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age, within_years
 
 #: The logical fields a problem can name.
@@ -32,6 +32,9 @@ Problem = tuple[int, str, str, str]
 _SESSION_RULE_FIELD = {"TRT05": "session_date", "TRT09": "matricule"}
 #: Rules about a session as a whole: a document names the session element for them.
 SESSION_WIDE = frozenset({"TRT01", "TRT02", "TRT03", "TRT05", "TRT09"})
+#: Schema versions whose billing files cannot carry the prescription date: the patient share
+#: of their sessions is judged on the session date, as those versions were made to.
+SHARE_ON_SESSION_DATE = frozenset({"1"})
 
 
 def check_acts_known(codes: Codes, act: str) -> list[tuple[str, str]]:
@@ -162,14 +165,18 @@ class BillingChecks:
     """Every rule of billed sessions, across the fee notes of one file (or one input).
 
     ``created`` is the file's creation date (no session after it); ``certificates`` (a
-    build.CertificateBook) checks sessions against the certificates imported from the CNS.
+    build.CertificateBook) checks sessions against the certificates imported from the CNS;
+    ``share_on_session_date`` judges the patient share on the session date, for a document
+    of a version that cannot carry the prescription date (:data:`SHARE_ON_SESSION_DATE`).
     """
 
-    def __init__(self, codes: Codes, nomenclature: Nomenclature, created: date | None, certificates=None) -> None:
+    def __init__(self, codes: Codes, nomenclature: Nomenclature, created: date | None, certificates=None,
+                 share_on_session_date: bool = False) -> None:
         self.codes = codes
         self.nomenclature = nomenclature
         self.created = created
         self.certificates = certificates
+        self.share_on_session_date = share_on_session_date
         self.treatment = SessionRules(codes)
         self._matricules: dict[str, tuple[list[tuple[str, str]], date | None]] = {}
         self._providers: dict[str, list[tuple[str, str]]] = {}
@@ -205,12 +212,15 @@ class BillingChecks:
 
     def fee_note(self, certificate: str, matricule: str, days: Sequence[date], acts: Sequence[str],
                  providers: Sequence[str], billed: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int]] | None = None,
-                 ) -> tuple[list[Price | None], list[Problem]]:
+                 prescribed: date | None = None) -> tuple[list[Price | None], list[Problem]]:
         """Check one fee note's sessions, in their order; return (prices, problems).
 
         ``prices[i]`` is the tariff's price of session i (None where it cannot be priced).
         With ``billed`` = (line numbers, gross, patient shares, CNS shares), as a document
         states them, those are checked against the tariff (NOM02-NOM04, DOC08).
+        ``prescribed`` is the date of the certificate's prescription (None: not known); the
+        patient's age on it decides the patient share (NOM06 when it is needed and not known,
+        NOM08 for a session before it).
         """
         out: list[Problem] = []
         add = out.append
@@ -222,6 +232,7 @@ class BillingChecks:
         price_for, known_acts, provider_checked = self.nomenclature.price_for, self.codes.acts, self._providers
         prices: list[Price | None] = []
         seen_lines: dict[int, int] = {}
+        on_session_date, share_asked = self.share_on_session_date, False
         for i, day in enumerate(days):
             act, executing = acts[i], providers[i]
             price: Price | None = None
@@ -233,6 +244,8 @@ class BillingChecks:
                                  f"in force since {newest.valid_from}: tariffs follow the wage index, a table more than "
                                  f"{CURRENT_FOR_MONTHS} months old may be out of date", "session_date"))
                 current_until = self._current_until = date.max
+            if prescribed is not None and prescribed > day:
+                add((i, "NOM08", f"session date {day} is before the prescription date {prescribed}", "prescription_date"))
             provider_problems = provider_checked.get(executing)
             if provider_problems is None:
                 provider_problems = self._provider(executing)
@@ -256,9 +269,21 @@ class BillingChecks:
                 add((i, code, message, _SESSION_RULE_FIELD.get(code, "act_code")))
             if born is not None:
                 try:
-                    price = price_for(act, day, born)
+                    price = price_for(act, day, born, day if on_session_date else prescribed)
+                    if on_session_date and prescribed is not None and not share_asked \
+                            and price_for(act, day, born, prescribed) != price:
+                        share_asked = True
+                        add((i, "NOM06", f"the patient share on the prescription date {prescribed} is not the one on the "
+                                         f"session date {day}, on which schema version 1 judges it: that version cannot "
+                                         f"carry the prescription date", "prescription_date"))
                 except NoTariffError:
                     add((i, "NOM01", f"no tariff table is in force on {day}", "session_date"))
+                except PrescriptionDateNeeded as exc:
+                    if not share_asked:
+                        share_asked = True
+                        add((i, "NOM06", f"the patient came of age on {exc.birthday}, less than {self.nomenclature.reach} "
+                                         f"years before the session of {day}: the share depends on the prescription "
+                                         f"date, which is not known", "prescription_date"))
                 else:
                     if billed is not None:
                         if price.gross != gross:

@@ -33,7 +33,7 @@ from cns_exchange.issues import Issue
 from cns_exchange.model import Header
 from cns_exchange.naming import parse_name
 from cns_exchange.nomenclature import Codes, Nomenclature
-from cns_exchange.rules import SESSION_WIDE, BillingChecks, RequestChecks, check_acts_known
+from cns_exchange.rules import SESSION_WIDE, SHARE_ON_SESSION_DATE, BillingChecks, RequestChecks, check_acts_known
 from cns_exchange.schemaset import SchemaRegistry, SchemaSet
 from cns_exchange.xmlread import (
     ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, cents_of, clean_message, date_of, locate_paths, locate_schema_errors,
@@ -99,7 +99,8 @@ _REQUEST_FIELDS = {"matricule": "/Patient/Matricule", "prescriber_code": "/CodeM
                    "prescription_date": "/DateOrdonnance", "treatment": ""}
 _SESSION_FIELDS = {"session_date": "/DateSeance", "act_code": "/CodeActe", "executing_provider": "/PrestataireExecutant",
                    "gross": "/MontantBrut", "patient_share": "/ParticipationPersonnelle", "cns_share": "/PartStatutaire",
-                   "line_no": "/NumeroLigne", "certificate_number": "", "matricule": "", "session": ""}
+                   "line_no": "/NumeroLigne", "certificate_number": "", "matricule": "", "session": "",
+                   "prescription_date": ""}
 
 
 class _Rules:
@@ -187,6 +188,8 @@ class _BillingRules(_Rules):
     def on_header(self, header: Header, line: int, xpath: str) -> None:
         super().on_header(header, line, xpath)
         self.checks.created = header.created.date()
+        # A version that cannot carry the prescription date is judged on the session date.
+        self.checks.share_on_session_date = header.version in SHARE_ON_SESSION_DATE
 
     def on_item(self, item: Item) -> None:
         super().on_item(item)
@@ -196,12 +199,13 @@ class _BillingRules(_Rules):
             line_nos = list(map(int, t[0::7]))
             days = self._converted(t[1::7], self._dates, date_of)
             gross, share, cns = (self._converted(t[k::7], self._cents, cents_of) for k in (4, 5, 6))
+            prescribed = date_of(note.prescription_date, self._dates) if note.prescription_date else None
         except ValueError as exc:
             self.add("XSD01", f"cannot be read: {exc}", item.line, xp)
             return
         providers = list(map(str.strip, t[3::7]))
         _, problems = self.checks.fee_note(note.certificate_number, note.matricule, days, t[2::7], providers,
-                                           (line_nos, gross, share, cns))
+                                           (line_nos, gross, share, cns), prescribed)
         lines = note.lines
         for index, code, message, where in problems:
             if index < 0:

@@ -1,4 +1,4 @@
-"""XML documents of schema set v1 -> records, streaming.
+"""XML documents of schema sets v1 and v2 -> records, streaming.
 
 ``read_document`` walks a document with lxml's ``iterparse`` (optionally validating against
 an XSD at the same time), yields the header and then one record per item, and frees each item
@@ -135,7 +135,8 @@ _SESSION_TEXTS = etree.XPath("Seance/*/text()", smart_strings=False)
 @dataclass(slots=True)
 class FeeNoteColumns:
     """A fee note as read, before conversion: its sessions' seven fields as one flat list
-    of texts (field k of session i at ``texts[7 * i + k]``), and each session's line."""
+    of texts (field k of session i at ``texts[7 * i + k]``), and each session's line;
+    ``prescription_date`` is the text of DateOrdonnance (schema v2; '' when absent)."""
 
     number: int
     certificate_number: str
@@ -144,6 +145,7 @@ class FeeNoteColumns:
     first_name: str
     texts: list[str]
     lines: list[int]
+    prescription_date: str = ""
 
     def to_fee_note(self, dates: dict[str, date]) -> FeeNote:
         """Convert to a FeeNote; ValueError if a field is not of its type."""
@@ -156,7 +158,9 @@ class FeeNoteColumns:
             if when is None:
                 when = date_of(day, dates)
             append(BilledSession(int(n), when, act, executing.strip(), cents(gross), cents(share), cents(cns), line))
-        return FeeNote(self.number, self.certificate_number, self.matricule, self.last_name, self.first_name, sessions)
+        prescribed = date_of(self.prescription_date, dates) if self.prescription_date else None
+        return FeeNote(self.number, self.certificate_number, self.matricule, self.last_name, self.first_name, sessions,
+                       prescribed)
 
 
 def _fee_note_columns(el, dates) -> FeeNoteColumns:
@@ -164,6 +168,7 @@ def _fee_note_columns(el, dates) -> FeeNoteColumns:
     # XPath call and read by position: the XSD, checked in the same run, fixes their order
     # and forbids empty ones, and a document that fails it gets no business-rule verdict.
     number = certificate = patient = None
+    prescribed = ""
     session_lines: list[int] = []
     for child in el:
         tag = child.tag
@@ -175,13 +180,16 @@ def _fee_note_columns(el, dates) -> FeeNoteColumns:
             certificate = child.text
         elif tag == "Patient":
             patient = child
+        elif tag == "DateOrdonnance":
+            prescribed = (child.text or "").strip()
     if number is None or certificate is None or patient is None:
         raise ValueError("NumeroMemoire, NumeroTitre or Patient missing")
     texts = _SESSION_TEXTS(el)
     if len(texts) != 7 * len(session_lines):
         raise ValueError("a session does not have its seven fields")
     return FeeNoteColumns(number, certificate, (patient.findtext("Matricule") or "").strip(),
-                          patient.findtext("Nom") or "", patient.findtext("Prenom") or "", texts, session_lines)
+                          patient.findtext("Nom") or "", patient.findtext("Prenom") or "", texts, session_lines,
+                          prescribed)
 
 
 def _fee_note(el, dates) -> FeeNote:

@@ -1,4 +1,4 @@
-"""Records -> XML documents of schema set v1.
+"""Records -> XML documents of schema sets v1 and v2 (v1 with DateOrdonnance in a fee note).
 
 The documents are written as text, one element per line, in a single pass: a billing file of
 200,000 sessions goes out at several hundred thousand elements per second, where building
@@ -160,10 +160,13 @@ def billing_start(header: Header, count: int, sessions: int, gross: int, share: 
     ]))
 
 
-def fee_note_start(number: int, certificate: str, matricule: str, last: str = "", first: str = "") -> str:
-    """Return a fee note's text up to its first session."""
-    return (f"  <MemoireHonoraires>\n    <NumeroMemoire>{number}</NumeroMemoire>\n"
+def fee_note_start(number: int, certificate: str, matricule: str, last: str = "", first: str = "",
+                   prescribed: str = "") -> str:
+    """Return a fee note's text up to its first session; ``prescribed`` (YYYY-MM-DD) is the
+    date of the certificate's prescription, written as DateOrdonnance (schema v2) when given."""
+    text = (f"  <MemoireHonoraires>\n    <NumeroMemoire>{number}</NumeroMemoire>\n"
             f"    <NumeroTitre>{certificate}</NumeroTitre>\n" + _patient(matricule, last, first, "    "))
+    return text + f"    <DateOrdonnance>{prescribed}</DateOrdonnance>\n" if prescribed else text
 
 
 def session_start(line_no: int, day: str) -> str:
@@ -187,7 +190,8 @@ BILLING_END = "</FichierFacturation>\n"
 
 def write_billing_file(stream: IO[bytes], header: Header, notes: Iterable[FeeNote],
                        totals: tuple[int, int, int, int, int] | None = None) -> None:
-    """Write a billing file (FichierFacturation) whose header totals are the notes' sums.
+    """Write a billing file (FichierFacturation) whose header totals are the notes' sums. A
+    note's prescription date is written (DateOrdonnance) when it has one: schema v2 only.
 
     ``totals`` (count, sessions, gross, patient share, CNS share) when the caller has them:
     ``notes`` may then be made one at a time as they are written; else ``notes`` is read twice.
@@ -196,7 +200,9 @@ def write_billing_file(stream: IO[bytes], header: Header, notes: Iterable[FeeNot
     out.add(billing_start(header, *(totals if totals is not None else billing_totals(notes))))
     add = out.add
     for note in notes:
-        parts = [fee_note_start(note.number, note.certificate_number, note.matricule, note.last_name, note.first_name)]
+        prescribed = note.prescription_date.isoformat() if note.prescription_date is not None else ""
+        parts = [fee_note_start(note.number, note.certificate_number, note.matricule, note.last_name, note.first_name,
+                                prescribed)]
         for s in note.sessions:
             parts.append(session_start(s.line_no, s.session_date.isoformat()))
             parts.append(session_rest(s.act_code, s.executing_provider, s.gross, s.patient_share, s.cns_share))

@@ -17,7 +17,7 @@ from lxml import etree
 
 from conftest import CREATED, PROVIDER, make_matricule
 from cns_exchange.errors import ConfigError, ExitCode
-from cns_exchange.nomenclature import NoTariffError, load_nomenclature
+from cns_exchange.nomenclature import NoTariffError, PrescriptionDateNeeded, load_nomenclature
 
 ADULT = date(1974, 9, 11)
 DAY = date(2021, 6, 1)
@@ -75,14 +75,42 @@ def test_minors_pay_nothing(bundled, act, gross):
     assert (price.gross, price.patient_share, price.cns_share) == (gross, 0, gross)
 
 
-def test_share_is_zero_the_day_before_the_18th_birthday_and_12_percent_on_it(bundled):
+@pytest.mark.parametrize("prescribed,share", [
+    (date(2026, 6, 14), 0),       # the day before the 18th birthday: the CNS pays everything
+    (date(2026, 6, 15), 1067),    # the birthday itself: 12 %
+    (date(2026, 6, 16), 1067),    # the day after
+])
+def test_share_follows_the_age_on_the_prescription_date(bundled, prescribed, share):
     born = date(2008, 6, 15)
-    before = bundled.price_for("ZD11", date(2026, 6, 14), born)
-    on = bundled.price_for("ZD11", date(2026, 6, 15), born)
-    assert (before.patient_share, before.cns_share) == (0, 8889)
-    assert (on.patient_share, on.cns_share) == (1067, 7822)
+    for session in (date(2026, 6, 16), date(2026, 12, 20), date(2029, 6, 14)):
+        price = bundled.price_for("ZD11", session, born, prescribed)
+        assert (price.patient_share, price.cns_share) == (share, 8889 - share), session
     assert bundled.is_minor(17, date(2026, 6, 14))
     assert not bundled.is_minor(18, date(2026, 6, 15))
+
+
+def test_the_issue_14_patient_pays_nothing_on_both_sides_of_the_birthday(bundled):
+    born, prescribed = date(2008, 12, 15), date(2026, 12, 1)
+    assert [bundled.price_for("ZD12", day, born, prescribed).patient_share
+            for day in (date(2026, 12, 10), date(2026, 12, 20))] == [0, 0]
+
+
+@pytest.mark.parametrize("session,share", [
+    (date(2026, 6, 14), 0),        # under 18 on the session date: under 18 on any prescription before it
+    (date(2026, 6, 15), None),     # 18 on the session date: the prescription may be from before the birthday
+    (date(2029, 6, 14), None),     # the day before the 21st birthday: still within the 3 years a prescription reaches
+    (date(2029, 6, 15), 1067),     # 21: 18 on every prescription date that can cover the session
+    (date(2029, 6, 16), 1067),
+])
+def test_without_the_prescription_date_the_share_is_given_only_when_it_is_certain(bundled, session, share):
+    born = date(2008, 6, 15)
+    assert bundled.reach == 3
+    if share is None:
+        with pytest.raises(PrescriptionDateNeeded) as raised:
+            bundled.price_for("ZD11", session, born)
+        assert raised.value.birthday == date(2026, 6, 15)
+    else:
+        assert bundled.price_for("ZD11", session, born).patient_share == share
 
 
 def test_before_the_first_table_is_an_error(bundled):
@@ -152,8 +180,11 @@ def test_minor_age_comes_from_the_table(tmp_path):
     write_table(folder, "t.json", table("2027-01-01", below=21, minor="5"))
     n = load_nomenclature([folder])
     born = date(2006, 3, 10)   # 20 on 2027-03-09, 21 on 2027-03-10
-    assert n.price_for("ZD13", date(2027, 3, 9), born).patient_share == 300    # 5 % of 60.00
-    assert n.price_for("ZD13", date(2027, 3, 10), born).patient_share == 720   # 12 % of 60.00
+    session = date(2027, 4, 1)
+    assert n.price_for("ZD13", session, born, date(2027, 3, 9)).patient_share == 300    # 5 % of 60.00
+    assert n.price_for("ZD13", session, born, date(2027, 3, 10)).patient_share == 720   # 12 % of 60.00
+    with pytest.raises(PrescriptionDateNeeded):    # 21 within the 3 years before the session
+        n.price_for("ZD13", session, born)
 
 
 BASE = table("2027-01-01")
@@ -342,23 +373,43 @@ def test_cli_session_before_every_table(run, tmp_path):
 
 
 @settings(max_examples=300, deadline=None)
-@given(born=st.dates(date(1990, 1, 1), date(2020, 12, 31)), day=st.dates(date(2019, 1, 1), date(2040, 12, 31)))
-def test_the_minors_share_ends_on_the_18th_birthday_as_years_between_says(born, day):
+@given(born=st.dates(date(1990, 1, 1), date(2020, 12, 31)), day=st.dates(date(2019, 1, 1), date(2040, 12, 31)),
+       prescribed=st.dates(date(2010, 1, 1), date(2040, 12, 31)))
+def test_the_minors_share_ends_on_the_18th_birthday_as_years_between_says(born, day, prescribed):
     """price_for looks the birthday up once per patient; the rule stays identifiers.years_between's
-    (29 February birthdays included: drawn often by Hypothesis among these dates)."""
+    on the prescription date (29 February birthdays included: drawn often by Hypothesis among
+    these dates)."""
     from cns_exchange.identifiers import years_between
 
     nomenclature = load_nomenclature()
     table = nomenclature.table_on(day)
-    minor = years_between(born, day) < table.minor_below_age
-    assert nomenclature.price_for("ZD11", day, born) == nomenclature.price("ZD11", day, minor)
+    minor = years_between(born, prescribed) < table.minor_below_age
+    assert nomenclature.price_for("ZD11", day, born, prescribed) == nomenclature.price("ZD11", day, minor)
+
+
+@settings(max_examples=300, deadline=None)
+@given(born=st.dates(date(1990, 1, 1), date(2020, 12, 31)), day=st.dates(date(2019, 1, 1), date(2040, 12, 31)))
+def test_without_a_prescription_date_a_share_is_given_only_if_every_possible_date_agrees(born, day):
+    """A prescription comes at most 3 years (codes.json) before its session, and not after it:
+    the share given without its date is the one of every such date, else none is given."""
+    from cns_exchange.identifiers import years_between
+
+    nomenclature = load_nomenclature()
+    age = nomenclature.table_on(day).minor_below_age
+    earliest = day.replace(year=day.year - 3) if (day.month, day.day) != (2, 29) else date(day.year - 3, 3, 1)
+    minors = {years_between(born, on) < age for on in (earliest, day)}
+    if len(minors) == 2:
+        with pytest.raises(PrescriptionDateNeeded):
+            nomenclature.price_for("ZD11", day, born)
+    else:
+        assert nomenclature.price_for("ZD11", day, born) == nomenclature.price("ZD11", day, minors.pop())
 
 
 def test_the_minors_share_of_a_29_february_birthday():
     nomenclature = load_nomenclature()
-    born = date(2008, 2, 29)
-    assert nomenclature.price_for("ZD11", date(2026, 2, 28), born).patient_share == 0
-    assert nomenclature.price_for("ZD11", date(2026, 3, 1), born).patient_share > 0
+    born, session = date(2008, 2, 29), date(2026, 6, 1)
+    assert nomenclature.price_for("ZD11", session, born, date(2026, 2, 28)).patient_share == 0
+    assert nomenclature.price_for("ZD11", session, born, date(2026, 3, 1)).patient_share > 0
 
 
 # --- prices per act, inferred figures --------------------------------------------------------

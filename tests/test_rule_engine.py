@@ -53,6 +53,8 @@ ONE_SIDED = {
     **{code: ({"validate.py"}, "a document's header counts and totals, a certificate's dates, payment lines")
        for code in ("DOC01", "DOC02", "DOC03", "DOC04", "DOC05")},
     "DOC08": ({"rules.py", "validate.py"}, "a line given twice: in a fee note (the engine's), in a payment statement (validate's)"),
+    "NOM07": ({"build.py"}, "a certificate's prescription date given twice, by rows or by rows and the database "
+                            "(a document carries it once per fee note)"),
 }
 #: Modules that name a rule code without deciding it again (they are not a second road).
 NOT_A_ROAD = {
