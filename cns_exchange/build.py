@@ -255,7 +255,7 @@ def resolve_header(registry, provider: str | None, created: datetime, schema_ver
     if schema_set.version not in WRITABLE_VERSIONS:
         raise ConfigError(
             f"schema version {schema_set.version} is in force on {day}, but this cnsx writes version"
-            f" {', '.join(WRITABLE_VERSIONS)}",
+            f"{'s' if len(WRITABLE_VERSIONS) > 1 else ''} {', '.join(WRITABLE_VERSIONS)}",
             "upgrade cnsx, or pass --schema-version to write an older version while it is accepted",
         )
     if sequence is None:

@@ -71,16 +71,19 @@ def outside(tmp_path, installed, isolated_config):
 
 def test_wheel_holds_schemas_and_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {f"cns_exchange/schemas/v1/{p.name}" for p in (SCHEMAS / "v1").glob("*.xsd")}
-    expected.add("cns_exchange/schemas/v1/manifest.json")
+    versions = sorted(p.parent.name for p in SCHEMAS.glob("*/manifest.json"))
+    assert {"v1", "v2"} <= set(versions)
+    expected = {f"cns_exchange/schemas/{v}/{p.name}" for v in versions for p in (SCHEMAS / v).glob("*.xsd")}
+    expected |= {f"cns_exchange/schemas/{v}/manifest.json" for v in versions}
     expected.add("cns_exchange/data/codes.json")
     expected |= {f"cns_exchange/data/nomenclature/{p.name}" for p in (ROOT / "cns_exchange" / "data" / "nomenclature").glob("*.json")}
-    assert len(expected) >= 9
+    assert len(expected) >= 16
     missing = sorted(expected - names)
     assert not missing, f"missing from {wheel.name}: {missing}"
-    manifest = json.loads((SCHEMAS / "v1" / "manifest.json").read_text("utf-8"))
-    for spec in manifest["documents"].values():
-        assert f"cns_exchange/schemas/v1/{spec['xsd']}" in names
+    for v in versions:
+        manifest = json.loads((SCHEMAS / v / "manifest.json").read_text("utf-8"))
+        for spec in manifest["documents"].values():
+            assert f"cns_exchange/schemas/{v}/{spec['xsd']}" in names
     assert "cns_exchange/__main__.py" in names and "cns_exchange/cli.py" in names
 
 
@@ -125,3 +128,18 @@ def test_installed_build_invoice(outside):
     assert proc.stdout.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<FichierFacturation>')
     # Priced with the bundled table: the same bytes as the committed example.
     assert proc.stdout == (EXAMPLES / "123456_FAC_20261120_000001.xml").read_bytes()
+
+
+def test_installed_build_invoice_writes_and_checks_v2(outside):
+    """From 2026-12-01 builds write schema v2, whose XSD (in the wheel) checks the fee note's
+    DateOrdonnance: the issue-14 patient, under 18 on the prescription date, pays nothing."""
+    (outside.cwd / "sessions.csv").write_text(
+        "certificate_number;matricule;session_date;act_code;prescription_date\n"
+        "TPC-2026-000200;2008121512377;2026-12-10;ZD11;2026-12-01\n"
+        "TPC-2026-000200;2008121512377;2026-12-20;ZD12;2026-12-01\n", "utf-8")
+    proc = outside("-m", "cns_exchange", "-q", "build-invoice", "sessions.csv", "--provider", PROVIDER,
+                   "--created", "2026-12-21T09:00:00+01:00")
+    assert proc.returncode == 0, proc.stderr.decode()
+    text = proc.stdout.decode("utf-8")
+    assert "<VersionSchema>2</VersionSchema>" in text and "<DateOrdonnance>2026-12-01</DateOrdonnance>" in text
+    assert text.count("<ParticipationPersonnelle>0.00</ParticipationPersonnelle>") == 2
