@@ -35,7 +35,7 @@ from typing import Callable
 from cns_exchange.build import WRITABLE_VERSIONS
 from cns_exchange.errors import ConfigError, CnsxError, UsageError
 from cns_exchange.fsutil import fsync_dir, publish, temp_file, write_atomic
-from cns_exchange.identifiers import anniversary, check_provider
+from cns_exchange.identifiers import anniversary, birth_date, check_provider
 from cns_exchange.lock import run_lock
 from cns_exchange.model import (
     Acknowledgement,
@@ -49,7 +49,7 @@ from cns_exchange.model import (
     PaymentLine,
 )
 from cns_exchange.naming import CNS_SENDER, KIND_CODES, make_name, next_sequence, parse_name
-from cns_exchange.nomenclature import Codes
+from cns_exchange.nomenclature import Codes, NoTariffError
 from cns_exchange.validate import Report, Validator, check_attachment
 from cns_exchange.xmlread import read_document, read_header
 from cns_exchange.xmlwrite import write_acknowledgement, write_answers, write_payment_statement
@@ -433,7 +433,7 @@ class Sandbox:
         state["certificates"][certificate.number] = {
             "provider": provider, "request": r.request_ref, "matricule": r.matricule,
             "pathologies": list(r.pathology_codes), "treatment": r.treatment,
-            "valid_from": certificate.valid_from.isoformat(), "valid_to": certificate.valid_to.isoformat(),
+            "prescription_date": r.prescription_date.isoformat(), "valid_from": certificate.valid_from.isoformat(), "valid_to": certificate.valid_to.isoformat(),
             "acts": {act: n for act, n in certificate.acts}, "paid": {}, "days": [],
         }
         return Answer(r.request_ref, r.matricule, certificate)
@@ -509,7 +509,8 @@ class Sandbox:
         reasons = self.codes.dispute_reasons
         certificate = state["certificates"].get(note.certificate_number)
         for s in note.sessions:
-            code = self._dispute(certificate, note.matricule, s.session_date, s.act_code)
+            code = (self._dispute(certificate, note.matricule, s.session_date, s.act_code)
+                    or self._tariff(certificate, note.matricule, s))
             if code:
                 lines.append(PaymentLine(note.number, s.line_no, note.certificate_number, s.cns_share, 0,
                                          code, _label(reasons[code])))
@@ -534,6 +535,20 @@ class Sandbox:
         if certificate["paid"].get(act, 0) >= certificate["acts"].get(act, 0):
             return "C01"
         return ""
+
+    def _tariff(self, certificate: dict, matricule: str, s) -> str:
+        """C05 when a session's amounts are not the tariff's for this patient, '' when they are.
+
+        The patient's age is taken on the date of the prescription the sandbox granted the
+        certificate on (its own memory, as the CNS has its own: never the billing file's
+        DateOrdonnance, nor the session date of a v1 file); the price is the nomenclature's.
+        """
+        prescribed = date.fromisoformat(certificate.get("prescription_date", certificate["valid_from"]))
+        try:
+            price = self.validator.nomenclature.price_for(s.act_code, s.session_date, birth_date(matricule), prescribed)
+        except NoTariffError:
+            return "C05"
+        return "" if (price.gross, price.patient_share, price.cns_share) == (s.gross, s.patient_share, s.cns_share) else "C05"
 
     # --- return files ----------------------------------------------------------------------
 
