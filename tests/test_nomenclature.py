@@ -349,7 +349,9 @@ def test_cli_document_built_with_a_newer_table_validates_with_it(run, examples, 
     assert "NOM02" in v.stderr
 
 
-def test_cli_patient_turning_18(run, tmp_path):
+def test_cli_patient_turning_18_in_a_v1_file(run, tmp_path):
+    """Created 2026-11-20, the file is schema v1, which cannot carry the prescription date: its
+    shares are those of the session dates (tests/test_minors.py has the v2 rule)."""
     m = make_matricule(date(2008, 6, 15))
     csv = tmp_path / "sessions.csv"
     csv.write_text("certificate_number;matricule;session_date;act_code\n"
