@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Regenerate the example documents in examples/ (one of each of the five kinds).
+"""Regenerate the example documents in examples/ (one of each of the five kinds, and a billing
+file of schema v2).
 
-The request and billing files are built by cnsx itself from requests.csv and sessions.csv;
+The request and billing files are built by cnsx itself from requests.csv and sessions.csv
+(created 2026-11-20: schema v1), and from sessions-2026-12.csv (created 2026-12-21: schema
+v2, each fee note with the prescription date it knows);
 the three return files (acknowledgement, answers, payment statement) are written with cnsx's
 writers as the CNS would answer those two files. tests/test_examples.py checks that the
 committed files are what this script produces: run it after changing a writer or the data.
@@ -29,6 +32,8 @@ PROVIDER = "123456"
 CREATED = "2026-11-20T09:00:00+01:00"
 REQUEST = make_name(PROVIDER, "request", date(2026, 11, 20), 1)
 BILLING = make_name(PROVIDER, "billing", date(2026, 11, 20), 1)
+CREATED_V2 = "2026-12-21T09:00:00+01:00"
+BILLING_V2 = make_name(PROVIDER, "billing", date(2026, 12, 21), 1)
 
 
 def sha256(path: Path) -> str:
@@ -36,11 +41,13 @@ def sha256(path: Path) -> str:
 
 
 def build() -> None:
-    for command, source, name in (("build-request", "requests.csv", REQUEST), ("build-invoice", "sessions.csv", BILLING)):
+    for command, source, name, created in (("build-request", "requests.csv", REQUEST, CREATED),
+                                           ("build-invoice", "sessions.csv", BILLING, CREATED),
+                                           ("build-invoice", "sessions-2026-12.csv", BILLING_V2, CREATED_V2)):
         target = HERE / name
         target.unlink(missing_ok=True)
         subprocess.run([sys.executable, "-m", "cns_exchange", "-q", command, str(HERE / source), "--provider", PROVIDER,
-                        "--created", CREATED, "--sequence", "1", "-o", str(target)], check=True)
+                        "--created", created, "--sequence", "1", "-o", str(target)], check=True)
 
 
 def returns() -> None:

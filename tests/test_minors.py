@@ -154,7 +154,7 @@ def test_without_a_prescription_date_build_gives_only_a_certain_share(run, tmp_p
     assert r.stdout == ""
     assert f"{source}:2 [prescription_date]: error NOM06: the patient came of age on 2026-12-15" in r.stderr
     # It says which column and which import would tell it.
-    assert "add a prescription_date column" in r.stderr and "cnsx import" in r.stderr
+    assert "a prescription_date column of the sessions" in r.stderr and "cnsx import" in r.stderr
 
 
 def _v2_without_date(run, tmp_path: Path, session: date) -> Path:

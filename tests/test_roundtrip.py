@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 import shutil
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -47,14 +48,19 @@ SETTINGS = settings(max_examples=50, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 MANIFEST = json.loads((SCHEMAS / "v1" / "manifest.json").read_text("utf-8"))
-_SCHEMAS: dict[str, etree.XMLSchema] = {}
+_SCHEMAS: dict[tuple[str, str], etree.XMLSchema] = {}
 
 
-def schema(kind: str) -> etree.XMLSchema:
-    if kind not in _SCHEMAS:
-        xsd = SCHEMAS / "v1" / MANIFEST["documents"][kind]["xsd"]
-        _SCHEMAS[kind] = etree.XMLSchema(etree.parse(str(xsd)))
-    return _SCHEMAS[kind]
+def schema(kind: str, version: str = "1") -> etree.XMLSchema:
+    """The bundled XSD of ``kind`` in schema set ``version`` (schemas/v1, schemas/v2)."""
+    if (kind, version) not in _SCHEMAS:
+        xsd = SCHEMAS / f"v{version}" / MANIFEST["documents"][kind]["xsd"]
+        _SCHEMAS[(kind, version)] = etree.XMLSchema(etree.parse(str(xsd)))
+    return _SCHEMAS[(kind, version)]
+
+
+def version_of(data: bytes) -> str:
+    return re.search(rb"<VersionSchema>\s*([^<\s]*)\s*</VersionSchema>", data).group(1).decode()
 
 
 def root_of(kind: str) -> str:
@@ -64,12 +70,12 @@ def root_of(kind: str) -> str:
 def assert_valid(kind: str, data: bytes) -> None:
     doc = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True)).getroottree()
     assert doc.getroot().tag == root_of(kind)
-    s = schema(kind)
+    s = schema(kind, version_of(data))
     assert s.validate(doc), "\n".join(str(e) for e in s.error_log) + "\n" + data.decode("utf-8")
 
 
 def read_back(kind: str, data: bytes):
-    items = list(read_document(io.BytesIO(data), kind, root_of(kind), schema=schema(kind)))
+    items = list(read_document(io.BytesIO(data), kind, root_of(kind), schema=schema(kind, version_of(data))))
     assert items[0].what == "header"
     for item in items:
         assert item.record is not None, item.error
@@ -213,6 +219,21 @@ def test_billing_file_round_trip(header, notes):
     }
     read_notes = [dataclasses.replace(n, sessions=[without_line(s) for s in n.sessions]) for n in records]
     assert read_notes == notes
+
+
+@SETTINGS
+@given(header=headers.map(lambda h: dataclasses.replace(h, version="2")), notes=fee_notes(),
+       prescribed=st.lists(st.one_of(st.none(), days), min_size=5, max_size=5))
+def test_billing_file_of_schema_v2_round_trip(header, notes, prescribed):
+    """Schema v2: each fee note's prescription date (DateOrdonnance), when it has one, comes back."""
+    notes = [dataclasses.replace(n, prescription_date=when) for n, when in zip(notes, prescribed)]
+    out = io.BytesIO()
+    write_billing_file(out, header, notes)
+    assert out.getvalue().count(b"<DateOrdonnance>") == sum(n.prescription_date is not None for n in notes)
+    assert_valid("billing", out.getvalue())
+    read_header, records = read_back("billing", out.getvalue())
+    same_header(read_header, header)
+    assert [dataclasses.replace(n, sessions=[without_line(s) for s in n.sessions]) for n in records] == notes
 
 
 @SETTINGS

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -34,7 +36,12 @@ def _kind_and_xsd(path):
     except (etree.XMLSyntaxError, StopIteration):
         return None
     found = REGISTRY.kind_of_root(root)
-    return (found[0][1], found[0][0].documents[found[0][1]].xsd) if found else None
+    if not found:
+        return None
+    # The set of the document's own version (v1, v2), else the first that knows the root.
+    version = re.search(rb"<VersionSchema>([^<]*)</VersionSchema>", Path(path).read_bytes()[:4096])
+    schema_set, kind = next(((s, k) for s, k in found if version and s.version == version.group(1).decode()), found[0])
+    return kind, schema_set.documents[kind].xsd
 
 
 def _lxml_valid(path, xsd) -> bool:
