@@ -869,7 +869,9 @@ def config_init_cmd(ctx: Context, provider):
     path = Path(ctx.config_path or os.environ.get("CNSX_CONFIG") or config_dir() / "config.toml")
     if path.exists():
         raise UsageError(f"{path} exists already; cnsx config init never replaces it", "edit it, or pass --config NEW_PATH")
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    from cns_exchange.fsutil import private_dir
+
+    private_dir(path.parent)
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(STARTER_CONFIG.format(provider=provider))

@@ -140,8 +140,9 @@ class Settings:
         """Return a local folder setting (outbox, inbox, archive, errors), created 0700."""
         value = self.values[name]
         folder = Path(value) if value else data_dir() / name
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return folder
+        from cns_exchange.fsutil import private_dir
+
+        return private_dir(folder)
 
     def database_path(self) -> Path:
         value = self.values["database"]

@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from cns_exchange.errors import ConfigError
+from cns_exchange.fsutil import private_dir
 
 MIGRATIONS: list[str] = [
     # 1: the transfer ledger: every upload and every fetched file.
@@ -276,7 +277,7 @@ def connect(path: Path) -> sqlite3.Connection:
     """Open (creating 0600 if needed) and migrate the practice database."""
     path = Path(path)
     if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(path.parent)
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
     try:

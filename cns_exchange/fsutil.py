@@ -16,6 +16,35 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def private_dir(folder: Path, parents: bool = True) -> Path:
+    """Create ``folder`` (and, with ``parents``, its missing parents) mode 0700, whatever the
+    umask; return it. Folders that exist are left as they are.
+
+    ``Path.mkdir(mode=0o700, parents=True)`` gives the parents it makes the umask's mode
+    (0777 under umask 000), and the mode asked for is itself cut by the umask: each folder is
+    made 0700 (never wider, whatever the umask) and then chmod-ed to exactly 0700. Raises
+    OSError (FileExistsError if ``folder`` is a file, FileNotFoundError for a missing parent
+    without ``parents``).
+    """
+    folder = Path(folder)
+    missing = []
+    probe = folder
+    while not probe.is_dir():
+        missing.append(probe)
+        if not parents or probe.parent == probe:
+            break
+        probe = probe.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if not path.is_dir():
+                raise
+            continue  # made by another run meanwhile: its mode is its own
+        os.chmod(path, 0o700)
+    return folder
+
+
 def fsync_dir(folder: Path) -> None:
     """fsync a folder so that a rename in it survives a crash."""
     fd = os.open(folder, os.O_RDONLY)

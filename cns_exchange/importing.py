@@ -220,9 +220,9 @@ def _keep(path: Path, folder: Path, sha256: str, move: bool, made: list[Path] | 
     Safe to do before an import commits: a copy already there with the same SHA-256 is kept.
     ``made`` gets the files this call created (the copy, the sidecar)."""
     from cns_exchange.errors import InputError
-    from cns_exchange.fsutil import copy_atomic, fsync_dir, write_atomic
+    from cns_exchange.fsutil import copy_atomic, fsync_dir, private_dir, write_atomic
 
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(folder)
     target = folder / path.name
     if target.exists() and _sha256(target) != sha256:
         stem, dot, ext = path.name.rpartition(".")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from cns_exchange.errors import LockedError
+from cns_exchange.fsutil import private_dir
 
 @contextmanager
 def run_lock(database: Path, wait: float = 0) -> Iterator[None]:
@@ -19,7 +20,7 @@ def run_lock(database: Path, wait: float = 0) -> Iterator[None]:
     the process dies, so a killed run never leaves it stuck.
     """
     path = Path(f"{database}.lock")
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(path.parent)
     # O_CLOEXEC: a program this run starts (ssh) must not inherit, and so keep, the lock.
     fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
     try:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from cns_exchange.errors import CnsxError, InputError, UsageError
-from cns_exchange.fsutil import publish, sha256_of, temp_file
+from cns_exchange.fsutil import private_dir, publish, sha256_of, temp_file
 from cns_exchange.issues import Issue
 from cns_exchange.model import FeeNote, Header
 from cns_exchange.naming import FileName, fee_note_pdf_name, summary_pdf_name
@@ -145,7 +145,7 @@ def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datet
     published, each atomically, once all are drawn.
     """
     try:
-        folder.mkdir(mode=0o700, exist_ok=True)
+        private_dir(folder, parents=False)
     except OSError as exc:
         raise UsageError(f"-o {folder}: cannot create the folder ({exc.strerror})", "give an existing folder, or one whose parent exists") from None
     if not folder.is_dir():

@@ -34,7 +34,7 @@ from typing import Callable
 
 from cns_exchange.build import WRITABLE_VERSIONS
 from cns_exchange.errors import ConfigError, CnsxError, UsageError
-from cns_exchange.fsutil import fsync_dir, publish, temp_file, write_atomic
+from cns_exchange.fsutil import fsync_dir, private_dir, publish, temp_file, write_atomic
 from cns_exchange.identifiers import anniversary, birth_date, check_provider
 from cns_exchange.lock import run_lock
 from cns_exchange.model import (
@@ -265,7 +265,7 @@ class Sandbox:
     def process(self, stop: threading.Event | None = None) -> PassReport:
         """One pass, without taking the lock (the caller holds it)."""
         for folder in (self.upload, self.download, self.staging):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(folder)
         state = _State(self.state_path)
         report = PassReport(recovered=self._finish_pending(state))
         for path, sha in self._waiting(state):
