@@ -41,15 +41,27 @@ def _console_class():
     return _Console
 
 
-#: Control characters (but new line and tab) as printable escapes: a cell of an input file
-#: must not move the cursor, recolour the terminal or set its title when a message quotes it.
-_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7f, 0xa0)] if c not in (0x09, 0x0a)}
+#: Characters shown as printable escapes wherever text of an input or a return file may reach a
+#: terminal (every message, issue and table cell): C0 and C1 controls, tab kept (a cell must
+#: not move the cursor, recolour the terminal, set its title or start a line of its own that
+#: looks like cnsx's), and the bidirectional controls (a right-to-left override in a CNS label
+#: would show the rest of the line reversed: "Trojan Source", CVE-2021-42574) with the line
+#: and paragraph separators. New lines cnsx means are written outside the escaped text.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7f, 0xa0)] if c != 0x09}
+_CONTROLS.update({c: f"\\u{c:04x}" for c in [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A),
+                                              0x2028, 0x2029]})
+
+
+def shown(text: str) -> str:
+    """``text`` with every control and bidirectional character as a printable escape
+    (``\\x1b``, ``\\u202e``): what the functions here do to any text they print."""
+    return text.translate(_CONTROLS)
 
 
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text.translate(_CONTROLS))
+    return escape(shown(text))
 
 
 def print_issues(issues: Iterable[Issue], stream: IO[str] | None = None) -> None:

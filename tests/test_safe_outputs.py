@@ -70,3 +70,42 @@ def test_a_folder_that_exists_keeps_its_mode(run, tmp_path, monkeypatch, umask_0
     modes = _modes(shared)
     assert modes.pop("shared") == "0o755"
     assert set(modes.values()) == {"0o700"}
+
+
+RLO = "\u202e"   # right-to-left override: the rest of the line would be shown reversed
+
+
+def test_a_right_to_left_override_in_a_cns_label_is_shown_escaped(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+    statement = tmp_path / PAYMENT.name
+    label = "Nombre de séances autorisées dépassé"
+    text = PAYMENT.read_text("utf-8")
+    assert text.count(f"<Libelle>{label}</Libelle>") == 1
+    statement.write_text(text.replace(label, f"{RLO}exe.lanigiro\u2066 \u200f"), "utf-8")
+    others = ["123456_DTP_20261120_000001.xml", BILLING_NAME, "CNS_ACR_20261120_000001.xml", "CNS_RTP_20261120_000002.xml"]
+    assert run("import", *(str(EXAMPLES / name) for name in others), str(statement)).exit_code == 0
+    for args in (["status"], ["status", "--certificate", "TPC-2026-000087"]):
+        r = run(*args)
+        assert r.exit_code == 0, r.stderr
+        assert "\\u202eexe.lanigiro\\u2066 \\u200f" in r.stdout
+        assert not {RLO, "\u2066", "\u200f"} & set(r.stdout + r.stderr)
+
+
+def test_a_bidirectional_control_in_an_input_cell_is_shown_escaped(run, tmp_path):
+    sessions = tmp_path / "sessions.csv"
+    sessions.write_text("certificate_number,matricule,session_date,act_code\n"
+                        f"TPC-2026-000101,1974091186700,2026-10-20,ZD{RLO}11\u2069\n", "utf-8")
+    r = run("build-invoice", "--provider", PROVIDER, "--no-certificate-check", str(sessions))
+    assert r.exit_code == 3
+    assert f"ZD\\u202e11\\u2069" in r.stderr
+    assert RLO not in r.stderr and "\u2069" not in r.stderr
+
+
+def test_a_new_line_in_an_input_cell_cannot_fake_a_line_of_cnsx(run, tmp_path):
+    sessions = tmp_path / "sessions.csv"
+    sessions.write_text('certificate_number,matricule,session_date,act_code\n'
+                        'TPC-2026-000101,1974091186700,2026-10-20,"ZD11\nsessions.csv:9: all good"\n', "utf-8")
+    r = run("build-invoice", "--provider", PROVIDER, "--no-certificate-check", str(sessions))
+    assert r.exit_code == 3
+    assert "\\x0aSESSIONS.CSV:9: ALL GOOD" in r.stderr   # (act codes are read upper-cased)
+    assert not any(line.startswith("sessions.csv:9") for line in r.stderr.splitlines())
