@@ -1009,10 +1009,10 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
     `--no-db --csv` turns any document into rows (requests and billing files: the columns
     build-request / build-invoice read).
     """
-    import csv as csvmod
     import tempfile
 
     from cns_exchange import console, importing
+    from cns_exchange.csvout import CsvWriter
     from cns_exchange.lock import run_lock
 
     settings = ctx.settings
@@ -1048,9 +1048,9 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
                                  "import the kinds separately, or use --ndjson")
             if writer is None:
                 csv_kind = doc.kind
-                writer = csvmod.DictWriter(out, fieldnames=importing.ROW_COLUMNS[doc.kind], lineterminator="\n")
+                writer = CsvWriter(out, importing.ROW_COLUMNS[doc.kind])
                 writer.writeheader()
-            writer.writerows(importing.rows_of(doc))
+            writer.writedicts(importing.rows_of(doc))
 
     def report(result):
         nonlocal exit_code
@@ -1173,9 +1173,9 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
         json.dump(sections, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     elif fmt == "csv":
-        import csv as csvmod
+        from cns_exchange.csvout import CsvWriter
 
-        writer = csvmod.writer(sys.stdout, lineterminator="\n")
+        writer = CsvWriter(sys.stdout)
         for name, rows in sections.items():
             if rows:
                 writer.writerow(["section", *rows[0].keys()])

@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Iterator
 
+from cns_exchange.csvout import FORMULA_STARTS
 from cns_exchange.errors import UsageError
 from cns_exchange.identifiers import normalise_prescriber
 from cns_exchange.issues import Issue
@@ -161,11 +162,18 @@ def _decoded_lines(stream, encoding: str, report: InputReport, state: dict) -> I
             return
         if lineno == 1 and text.startswith("\ufeff"):
             text = text[1:]
+        if "'" in text:
+            state["quotes"] = True
         yield text
 
 
+def _unquoted(value: str) -> str:
+    """A cell as csvout.safe_cell wrote it, read back: the quote it added is dropped."""
+    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value
+
+
 def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
-    state: dict = {"line": 0, "failed": False}
+    state: dict = {"line": 0, "failed": False, "quotes": False}
     lines = _decoded_lines(stream, encoding, report, state)
     first = next(lines, "")
     if state["failed"]:
@@ -192,7 +200,10 @@ def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
             if len(fields) != width:
                 report.add("IN006", f"row has {len(fields)} values, the header has {width}", line)
                 continue
-            yield Row(line, dict(zip(header, [f.strip() for f in fields])))
+            values = [f.strip() for f in fields]
+            if state["quotes"]:  # (a text search per line is cheaper than a test per cell)
+                values = [_unquoted(v) for v in values]
+            yield Row(line, dict(zip(header, values)))
     except csv.Error as exc:
         report.add("IN006", f"CSV syntax error ({exc})", state["line"])
     if count == 0 and not state["failed"]:

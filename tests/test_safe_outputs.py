@@ -4,12 +4,16 @@ that must say what the document says."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import shutil
 import stat
+from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, PROVIDER
+from conftest import CREATED, EXAMPLES, PROVIDER
 
 PAYMENT = EXAMPLES / "CNS_DEC_20261125_000001.xml"
 BILLING_NAME = "123456_FAC_20261120_000001.xml"
@@ -109,3 +113,83 @@ def test_a_new_line_in_an_input_cell_cannot_fake_a_line_of_cnsx(run, tmp_path):
     assert r.exit_code == 3
     assert "\\x0aSESSIONS.CSV:9: ALL GOOD" in r.stderr   # (act codes are read upper-cased)
     assert not any(line.startswith("sessions.csv:9") for line in r.stderr.splitlines())
+
+
+# --- CSV outputs: no cell a spreadsheet runs ---------------------------------------------------
+
+FORMULAS = ["=cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "+1+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0",
+            "\t=1+1", "\r=1+1"]
+
+
+def _statement_with_labels(tmp_path, labels) -> Path:
+    """The example payment statement with a dispute line per label (the CNS's text)."""
+    text = PAYMENT.read_text("utf-8")
+    line = text[text.index("  <Ligne>\n    <NumeroMemoire>3</NumeroMemoire>\n    <NumeroLigne>2<"):]
+    line = line[:line.index("</Ligne>\n") + len("</Ligne>\n")]
+    label = "Nombre de séances autorisées dépassé"
+    lines = "".join(line.replace(label, escape_xml(l)).replace("<NumeroLigne>2<", f"<NumeroLigne>{n}<")
+                    for n, l in enumerate(labels, 2))
+    target = tmp_path / PAYMENT.name
+    target.write_text(text.replace(line, lines), "utf-8")
+    return target
+
+
+def escape_xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace("\r", "&#13;").replace("\t", "&#9;")
+
+
+def _cells(csv_text: str) -> list[str]:
+    return [cell for row in csv.reader(io.StringIO(csv_text)) for cell in row]
+
+
+def test_import_csv_writes_no_formula_cell(run, tmp_path):
+    r = run("import", "--no-db", "--csv", str(_statement_with_labels(tmp_path, FORMULAS)))
+    assert r.exit_code == 0, r.stderr
+    cells = _cells(r.stdout)
+    for formula in FORMULAS:
+        assert formula not in cells
+        assert "'" + formula in cells
+    assert not [c for c in cells if c[:1] in ("=", "+", "@", "\t", "\r") or (c[:1] == "-" and not c[1:].replace(".", "").isdigit())]
+
+
+def test_status_csv_writes_no_formula_cell(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+    others = ["123456_DTP_20261120_000001.xml", BILLING_NAME, "CNS_ACR_20261120_000001.xml", "CNS_RTP_20261120_000002.xml"]
+    statement = _statement_with_labels(tmp_path, FORMULAS[:1])
+    assert run("import", *(str(EXAMPLES / name) for name in others), str(statement)).exit_code == 0
+    r = run("status", "--csv")
+    assert r.exit_code == 0, r.stderr
+    cells = _cells(r.stdout)
+    assert FORMULAS[0] not in cells and "'" + FORMULAS[0] in cells
+
+
+def test_plain_numbers_stay_numbers():
+    from cns_exchange.csvout import safe_cell
+
+    assert [safe_cell(v) for v in ("-12.50", "+3", "-7", 12, None, "a=b", "")] == ["-12.50", "+3", "-7", 12, None, "a=b", ""]
+    assert [safe_cell(v) for v in ("-", "-1-1", "@", "=1")] == ["'-", "'-1-1", "'@", "'=1"]
+
+
+def test_rows_with_a_formula_name_build_the_same_document_again(run, tmp_path):
+    # The quote csvout adds is read back off: import --no-db --csv still gives the rows
+    # that build the same document.
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(EXAMPLES / "prescriptions", work / "prescriptions")
+    text = (EXAMPLES / "requests.csv").read_text("utf-8")
+    first_names = [line.split(";")[3] for line in text.splitlines()[1:]]
+    rows = work / "requests.csv"
+    rows.write_text(text.replace(f";{first_names[0]};", ";=HYPERLINK(\"http://x\");", 1)
+                    .replace(f";{first_names[1]};", ";@Marie;", 1), "utf-8")
+    built = run("build-request", str(rows), "--provider", PROVIDER, "--created", CREATED, "--sequence", "1",
+                "-o", str(work / "request.xml"))
+    assert built.exit_code == 0, built.stderr
+    exported = run("import", "--no-db", "--csv", str(work / "request.xml"))
+    assert exported.exit_code == 0, exported.stderr
+    assert "'=HYPERLINK" in exported.stdout and "'@Marie" in exported.stdout
+    (work / "rows.csv").write_text(exported.stdout, "utf-8")
+    for pdf in EXAMPLES.glob("123456_ORD_*.pdf"):
+        shutil.copy(pdf, work)
+    again = run("build-request", str(work / "rows.csv"), "--provider", PROVIDER, "--created", CREATED, "--sequence", "1")
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout_bytes == (work / "request.xml").read_bytes()

@@ -1,0 +1,58 @@
+"""CSV out: the one writer of cnsx's CSV outputs (``import --csv``, ``status --csv``).
+
+A cell a spreadsheet would take for a formula is written so that it cannot run: a practice
+opens these files in Excel or LibreOffice, and a label from a return file or a name from an
+input must not become ``=cmd|' /C calc'!A0`` there. records.py reads such cells back as
+they were, so that ``import --no-db --csv`` rows still build the same document.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from typing import IO
+
+#: First characters that make a spreadsheet read a cell as a formula (or, tab and CR, hide
+#: one): OWASP, "CSV Injection". Such a cell is written with a single quote before it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?\Z")
+
+
+def safe_cell(value):
+    """``value`` as a CSV cell no spreadsheet runs: text starting with = + - @ tab or CR gets
+    a single quote before it (``'=cmd|' /C calc'!A0``), as OWASP advises; a plain number
+    (``-12.50``) is no formula and stays as it is, and so does anything that is not text."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS and not _PLAIN_NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+class CsvWriter:
+    """The one CSV writer of cnsx's outputs (``import --csv``, ``status --csv``): every cell
+    goes through :func:`safe_cell`; lines end with a new line."""
+
+    def __init__(self, stream: IO[str], columns: list[str] | tuple[str, ...] = ()) -> None:
+        self._writer = csv.writer(stream, lineterminator="\n")
+        # Python's csv quotes a cell holding a new line but not one holding a lone CR, which
+        # other readers take for a line end: a row with a CR in a cell is written all quoted.
+        self._quoting = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        self.columns = list(columns)
+
+    def writerow(self, values) -> None:
+        cells = [safe_cell(v) for v in values]
+        if any(isinstance(c, str) and "\r" in c for c in cells):
+            self._quoting.writerow(cells)
+        else:
+            self._writer.writerow(cells)
+
+    def writerows(self, rows) -> None:
+        for values in rows:
+            self.writerow(values)
+
+    def writeheader(self) -> None:
+        self.writerow(self.columns)
+
+    def writedicts(self, rows) -> None:
+        """Write each mapping's values in the order of ``columns`` (KeyError if one lacks one)."""
+        for row in rows:
+            self.writerow([row[c] for c in self.columns])
