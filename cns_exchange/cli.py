@@ -600,13 +600,7 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
 
         if unsafe_name_reason(name):
             raise UsageError(f"--name {name}: {unsafe_name_reason(name)}", "give a plain file name")
-        outbox = settings.local_dir("outbox")
-        spool = outbox / name
-        if spool.exists():
-            raise UsageError(f"{spool} exists already", "upload that file, or give another --name")
-        from cns_exchange.fsutil import write_atomic
-
-        write_atomic(spool, sys.stdin.buffer.read())
+        spool = sending.receive(sys.stdin.buffer, settings.local_dir("outbox"), name, settings.max_xml_bytes)
         paths = [spool]
     else:
         for f in files:
@@ -617,7 +611,12 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
     validator = ctx.validator()
     # Every document is validated before anything is done (the lock, the database, a
     # renumbered copy): a broken one is exit 3 with its issues, whatever else is going on.
-    planned = sending.plan(paths, validator, names)
+    try:
+        planned = sending.plan(paths, validator, names)
+    except InputError:
+        if spool is not None:  # refused: not kept in the outbox, where a later run would take it
+            spool.unlink(missing_ok=True)
+        raise
     db_path = settings.database_path()
     with run_lock(db_path, wait):
         conn = database.connect(db_path)

@@ -96,6 +96,7 @@ CATALOGUE: dict[str, Rule] = {
     "DOC06": Rule(ERROR, "document kind does not match the expected kind", "pass the right file, or let cnsx detect the kind", "cnsx"),
     "DOC07": Rule(WARNING, "file name does not follow the naming convention", "name files SENDER_KIND_YYYYMMDD_SEQUENCE.xml (docs/formats.md)", "cnsx naming convention"),
     "DOC08": Rule(ERROR, "duplicate line", "each line number may appear once per fee note", "schema v1"),
+    "DOC09": Rule(ERROR, "file name does not match the document", "upload the file under its own name, SENDER_KIND_YYYYMMDD_SEQUENCE.xml from its header (CodePrestataire, kind, DateHeureCreation, NumeroSequence), as cnsx build names it", "cnsx naming convention"),
     # XML
     "FIL01": Rule(ERROR, "file cannot be read", "check the path and the file's permissions", "cnsx"),
     "XML01": Rule(ERROR, "not well-formed XML", "the file is damaged or not XML; rebuild or re-fetch it", "XML 1.0"),

@@ -68,6 +68,26 @@ def parse_name(name: str) -> FileName | None:
     return FileName(match["sender"], KINDS_BY_CODE[match["code"]], day, int(match["seq"]))
 
 
+def disagreements(name: str, kind: str, provider: str, created: date, sequence: int) -> list[str]:
+    """What the conventional name ``name`` says otherwise than its document, whose kind,
+    header provider (CodePrestataire), creation date and NumeroSequence are given: one
+    phrase per part that differs, none when the name is the document's own. A name that does
+    not follow the convention is one phrase."""
+    parsed = parse_name(name)
+    if parsed is None:
+        return [f"'{name}' does not follow SENDER_KIND_YYYYMMDD_SEQUENCE.xml"]
+    found = []
+    if parsed.sender != provider:
+        found.append(f"provider {parsed.sender}, the document's is {provider}")
+    if parsed.kind != kind:
+        found.append(f"kind {KIND_CODES[parsed.kind]}, the document is {KIND_CODES.get(kind, kind)}")
+    if parsed.day != created:
+        found.append(f"date {parsed.day:%Y%m%d}, the document was created on {created:%Y%m%d}")
+    if parsed.sequence != sequence:
+        found.append(f"sequence {parsed.sequence:06d}, the document's NumeroSequence is {sequence:06d}")
+    return found
+
+
 def attachment_name(sender: str, request_ref: str) -> str:
     """Return the conventional name of the prescription PDF of a request."""
     return f"{sender}_ORD_{request_ref}.pdf"

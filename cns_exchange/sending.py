@@ -21,8 +21,9 @@ from typing import Callable
 from cns_exchange.errors import InputError, TransportFatalError
 from cns_exchange.fsutil import sha256_of  # (the upload command takes it from here too)
 from cns_exchange.issues import ERROR, Issue
-from cns_exchange.naming import make_name, parse_name
+from cns_exchange.naming import disagreements, make_name, parse_name
 from cns_exchange.transport import RetryingConnection, Transport
+from cns_exchange.xmlread import read_header
 
 
 @dataclass
@@ -66,7 +67,7 @@ def plan(paths: list[Path], validator, names: dict[Path, str] | None = None) -> 
         if not report.ok:
             continue
         name = (names or {}).get(path, path.name)
-        refused = _not_to_send(report.kind, name)
+        refused = _not_to_send(report.kind, name) or _misnamed(path, report.kind, name)
         if refused:
             issues.append(Issue(refused[0], refused[1], file=str(path), severity=ERROR))
             continue
@@ -91,6 +92,38 @@ def _not_to_send(kind: str, name: str) -> tuple[str, str] | None:
     if parsed is None or parsed.kind != kind:
         return "DOC07", (f"'{name}' is not a name the CNS expects for a {kind} file (SENDER_KIND_YYYYMMDD_SEQUENCE.xml): "
                          "it would be filed under a wrong name")
+    return None
+
+
+def receive(stream, outbox: Path, name: str, limit: int) -> Path:
+    """Keep the document read from ``stream`` (stdin, for ``upload - --name NAME``) in the
+    outbox as NAME and return its path. Read a chunk at a time, at most ``limit`` bytes
+    (InputError XML03 beyond); written atomically, never over a file (UsageError if NAME is
+    there): interrupted, it leaves nothing behind."""
+    from cns_exchange.errors import UsageError
+    from cns_exchange.fsutil import copy_atomic
+    from cns_exchange.xmlsafe import spool
+
+    target = outbox / name
+    if target.exists():
+        raise UsageError(f"{target} exists already", "upload that file, or give another --name")
+    with spool("<stdin>", stream, limit) as received:
+        copy_atomic(Path(received.name), target, sha256_of(Path(received.name))[0])
+    return target
+
+
+def _misnamed(path: Path, kind: str, name: str) -> tuple[str, str] | None:
+    """(code, message) when ``name`` (the file's, or ``upload --name``) says another provider,
+    kind, creation date or sequence than the document's header, else None: the CNS files a
+    document by its name, so a name of another practice, another day or another number would
+    file it under that one's."""
+    with open(path, "rb") as source:
+        header = read_header(source)
+    if header is None:  # (validated just before: cannot happen but by a file changed meanwhile)
+        return "DOC09", "the header cannot be read to check the name against it"
+    found = disagreements(name, kind, header.provider, header.created.date(), header.sequence)
+    if found:
+        return "DOC09", f"'{name}' is not this document's name: it says {'; '.join(found)}"
     return None
 
 

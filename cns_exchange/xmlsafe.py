@@ -68,10 +68,15 @@ def spool(name: str, stream: IO[bytes], limit: int) -> IO[bytes]:
     """
     tmp = tempfile.NamedTemporaryFile(prefix="cnsx-", suffix=".xml")
     try:
+        # A chunk at a time, in Python: Ctrl-C is seen between two chunks, even from a
+        # source that never blocks and never ends (/dev/zero).
         shutil.copyfileobj(_BoundedReader(stream, limit), tmp, 1 << 20)
     except TooLargeError:
         tmp.close()
         raise DocumentTooLarge(f"more than {limit} bytes, over the limit", "raise --max-size if the document is genuine") from None
+    except BaseException:
+        tmp.close()  # (deletes it: nothing is left behind by Ctrl-C)
+        raise
     tmp.seek(0)
     return tmp
 

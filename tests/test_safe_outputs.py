@@ -193,3 +193,48 @@ def test_rows_with_a_formula_name_build_the_same_document_again(run, tmp_path):
     again = run("build-request", str(work / "rows.csv"), "--provider", PROVIDER, "--created", CREATED, "--sequence", "1")
     assert again.exit_code == 0, again.stderr
     assert again.stdout_bytes == (work / "request.xml").read_bytes()
+
+
+# --- upload --name: the document's own name or nothing ----------------------------------------
+
+@pytest.fixture
+def dropbox(tmp_path, isolated_config, monkeypatch):
+    """A file:// drop box and a profile pointing at it; returns (root, data folder)."""
+    root = tmp_path / "dropbox"
+    (root / "upload").mkdir(parents=True)
+    (root / "download").mkdir()
+    data = tmp_path / "data"
+    monkeypatch.setenv("CNSX_DATA_DIR", str(data))
+    config = isolated_config / "config.toml"
+    config.write_text(f'provider = "123456"\nremote = "file://{root}"\n')
+    config.chmod(0o600)
+    return root, data
+
+
+@pytest.mark.parametrize("name, says", [
+    ("654321_FAC_20261120_000001.xml", "provider 654321, the document's is 123456"),      # another practice's
+    ("123456_FAC_20261120_000002.xml", "sequence 000002, the document's NumeroSequence is 000001"),
+    ("123456_FAC_20991120_000001.xml", "date 20991120, the document was created on 20261120"),
+    ("123456_FAC_20261121_000007.xml", "date 20261121, the document was created on 20261120; sequence 000007"),
+])
+def test_upload_name_must_be_the_documents_own(run, dropbox, name, says):
+    root, data = dropbox
+    billing = EXAMPLES / BILLING_NAME
+    r = run("upload", "-", "--name", name, input=billing.read_bytes())
+    assert r.exit_code == 3, r.stderr
+    assert "error DOC09:" in r.stderr and says in r.stderr and "nothing was sent" in r.stderr
+    assert list((root / "upload").iterdir()) == []
+    assert not (data / "outbox" / name).exists()  # not kept where a later upload would take it
+    # Its own name goes.
+    r = run("upload", "-", "--name", BILLING_NAME, input=billing.read_bytes())
+    assert r.exit_code == 0, r.stderr
+    assert [p.name for p in (root / "upload").iterdir()] == [BILLING_NAME]
+
+
+def test_upload_of_a_renamed_file_is_refused_too(run, dropbox, tmp_path):
+    root, _ = dropbox
+    renamed = tmp_path / "123456_FAC_20261120_000009.xml"
+    shutil.copy(EXAMPLES / BILLING_NAME, renamed)
+    r = run("upload", str(renamed))
+    assert r.exit_code == 3 and "error DOC09:" in r.stderr
+    assert list((root / "upload").iterdir()) == []
