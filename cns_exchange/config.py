@@ -48,6 +48,15 @@ SETTINGS: dict[str, tuple[str, object]] = {
     "backoff": ("int", 2),                   # seconds before the first retry, doubled each time
 }
 TOP_ONLY = {"default_profile", "profiles"}
+#: The values an integer setting may take (None: no upper bound). Beyond them a number stops
+#: meaning anything (a timeout of 10^20 s, 10^20 retries) and only overflows a library.
+INT_RANGES: dict[str, tuple[int, int | None]] = {
+    "max_xml_bytes": (1, None),
+    "max_pdf_bytes": (1, None),
+    "timeout": (1, 3600),       # an hour for one request is already no answer
+    "retries": (0, 100),
+    "backoff": (0, 60),         # the wait between two attempts is at most 60 s anyway
+}
 
 
 def config_dir() -> Path:
@@ -218,8 +227,11 @@ def _convert(kind: str, key: str, value: object, where: str, from_env: bool) -> 
             number = int(value) if from_env else value
         except ValueError:
             number = None
-        if not isinstance(number, int) or isinstance(number, bool) or number < (0 if key in ("retries", "backoff") else 1):
-            raise ConfigError(f"{where} must be a {'non-negative' if key in ('retries', 'backoff') else 'positive'} integer", "fix the value")
+        low, high = INT_RANGES[key]
+        if not isinstance(number, int) or isinstance(number, bool) or number < low or (high is not None and number > high):
+            wanted = f"an integer from {low} to {high}" if high is not None else \
+                f"a {'non-negative' if low == 0 else 'positive'} integer"
+            raise ConfigError(f"{where} must be {wanted}", "fix the value")
         return number
     if kind == "bool":
         if from_env:

@@ -114,16 +114,24 @@ def detect_format(name: str, stream: IO[bytes], explicit: str | None) -> str:
     raise UsageError(f"{name}: cannot tell the input format from the extension '{suffix}'", "pass --input-format csv|json|ndjson")
 
 
+#: Python text codecs that are not the encoding of a file's characters: domain names
+#: (punycode, idna), Python string literals, and one that refuses everything.
+NOT_FILE_ENCODINGS = ("punycode", "idna", "unicode-escape", "raw-unicode-escape", "undefined")
+
+
 def canonical_encoding(name: str) -> str:
-    """Return Python's name for a text encoding ('utf8' -> 'utf-8'); UsageError if unknown."""
+    """Return Python's name for a text encoding ('utf8' -> 'utf-8'); UsageError if unknown or
+    not an encoding of text files (rot13, base64, punycode...)."""
     import codecs
 
     try:
         info = codecs.lookup(name)
-    except LookupError:
+    except (LookupError, ValueError):  # (ValueError: a name with a NUL in it)
         info = None
     if info is None or not getattr(info, "_is_text_encoding", True):  # rot13, base64...: not for text files
         raise UsageError(f"unknown encoding '{name}'", "e.g. utf-8, cp1252, latin-1")
+    if info.name.replace("_", "-") in NOT_FILE_ENCODINGS:
+        raise UsageError(f"'{name}' is not an encoding of text files", "e.g. utf-8, cp1252, latin-1")
     return info.name
 
 

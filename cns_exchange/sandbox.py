@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from cns_exchange.build import WRITABLE_VERSIONS
+from cns_exchange.clock import from_epoch
 from cns_exchange.errors import ConfigError, CnsxError, UsageError
 from cns_exchange.fsutil import fsync_dir, private_dir, publish, temp_file, write_atomic
 from cns_exchange.identifiers import anniversary, birth_date, check_provider
@@ -114,10 +115,7 @@ def parse_clock(value: str | None, epoch: str | None) -> datetime | None:
             raise UsageError(f"--now '{value}' is not an ISO 8601 date-time", "e.g. 2026-12-01T09:00:00+01:00") from None
         return (moment if moment.tzinfo else moment.astimezone()).replace(microsecond=0)
     if epoch:
-        try:
-            return datetime.fromtimestamp(int(epoch), timezone.utc)
-        except ValueError:
-            raise UsageError(f"SOURCE_DATE_EPOCH '{epoch}' is not a number of seconds", "unset it or fix it") from None
+        return from_epoch(epoch)
     return None
 
 
