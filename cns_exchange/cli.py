@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from cns_exchange import __version__
-from cns_exchange.errors import CnsxError, ExitCode, InputError, TransportFatalError, UsageError
+from cns_exchange.errors import CnsxError, ExitCode, InputError, TransportFatalError, UsageError, local_failure
 
 
 class _ReaderGone(Exception):
@@ -34,14 +34,27 @@ class CnsxGroup(click.Group):
             return super().invoke(ctx)
         except BrokenPipeError:
             raise _ReaderGone() from None
+        except Exception as exc:
+            translated = local_failure(exc)  # a read-only database: the machine's, not a bug
+            if translated is None:
+                raise
+            raise translated from exc
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        debug = os.environ.get("CNSX_DEBUG") == "1" or "--debug" in (args if args is not None else sys.argv[1:])
+        from cns_exchange.console import messages_may_be_lost
+
+        with messages_may_be_lost():  # stderr on a full disk or a gone reader stops no run
+            self._main(args, prog_name, complete_var, **extra)
+
+    def _main(self, args, prog_name, complete_var, **extra):
+        argv = args if args is not None else sys.argv[1:]
+        debug = os.environ.get("CNSX_DEBUG") == "1" or "--debug" in argv
         if sys.stdin is None:
             sys.stdin = _Closed("stdin")  # type: ignore[assignment]
         if sys.stdout is None:
             sys.stdout = _Closed("stdout")  # type: ignore[assignment]
         try:
+            _check_arguments(argv)
             rv = super().main(args=args, prog_name=prog_name or "cnsx", complete_var=complete_var,
                               standalone_mode=False, **extra)
             sys.stdout.flush()  # here, where a broken pipe is caught, not at the interpreter's exit
@@ -94,6 +107,22 @@ class CnsxGroup(click.Group):
         if isinstance(rv, int):
             sys.exit(rv)
         sys.exit(ExitCode.OK)
+
+
+def _check_arguments(args) -> None:
+    """Refuse an argument that is not UTF-8 text (a file name written in Latin-1, say): cnsx
+    names, records and prints files by their names, as UTF-8, and lxml cannot open such a
+    file by name at all. UsageError naming its bytes."""
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            except UnicodeEncodeError:
+                shown = arg.encode("utf-8", "backslashreplace").decode("ascii")
+            raise UsageError(f"'{shown}' is not UTF-8: cnsx takes file names and values in UTF-8",
+                             "rename the file with a UTF-8 name (e.g. convmv -f latin1 -t utf-8 --notest FILE)") from None
 
 
 def _format_options(**helps: str):
@@ -232,10 +261,9 @@ def _created(value: str | None) -> datetime:
         return created if created.tzinfo else created.astimezone()
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch:
-        try:
-            return datetime.fromtimestamp(int(epoch), timezone.utc)
-        except ValueError:
-            raise UsageError(f"SOURCE_DATE_EPOCH '{epoch}' is not a number of seconds", "unset it or fix it") from None
+        from cns_exchange.clock import from_epoch
+
+        return from_epoch(epoch)
     return datetime.now().astimezone().replace(microsecond=0)
 
 
@@ -253,11 +281,19 @@ def _open_input(name: str):
     return stream, name, path.resolve().parent
 
 
+def _no_missing_folder(option: str, output: str) -> None:
+    """A name ending with '/' names a folder (as a shell completes one): if there is none,
+    that is a usage error, not a file named without the slash."""
+    if output.endswith("/") and not Path(output).is_dir():
+        raise UsageError(f"{option} {output}: folder {output} does not exist", "create it first, or give a file name")
+
+
 def _destination(output: str | None):
     from cns_exchange.build import Destination
 
     if output is None or output == "-":
         return Destination(stream=sys.stdout.buffer)
+    _no_missing_folder("-o", output)
     path = Path(output)
     if path.is_dir():
         return Destination(path=path)
@@ -524,6 +560,7 @@ def print_summary_cmd(ctx: Context, billing, created, output, matricule):
     if output == "-" and sys.stdout.isatty():
         raise UsageError("-o -: stdout is a terminal, not the place for a PDF", "redirect it (> recap.pdf) or give a file name")
     if output != "-":
+        _no_missing_folder("-o", output)
         target = Path(output)
         if not target.is_dir() and (target.exists() or target.is_symlink()):
             raise UsageError(f"-o {output}: a file of that name exists; cnsx never overwrites a file",
@@ -1137,6 +1174,8 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
     if pdf_path == "-" and sys.stdout.isatty():
         raise UsageError("--pdf -: stdout is a terminal, not the place for a PDF", "redirect it (> status.pdf) or give a file name")
     if pdf_path and pdf_path != "-":
+        if pdf_path.endswith("/"):
+            raise UsageError(f"--pdf {pdf_path}: a folder name; the report is one file", "give the PDF's file name")
         target = Path(pdf_path)
         if target.exists() or target.is_symlink():   # before any work: cnsx never overwrites a file
             raise UsageError(f"--pdf {pdf_path}: a file of that name exists; cnsx never overwrites a file",

@@ -41,6 +41,60 @@ def _console_class():
     return _Console
 
 
+class _Messages:
+    """stderr during a run: a message that cannot be written (its reader gone, a full disk as
+    under ``2>/dev/full``) is lost, and the run goes on to its own end and exit code. The first
+    failure sends the rest to /dev/null, so that what is still buffered cannot fail again at
+    the interpreter's exit."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self.lost = False
+
+    def write(self, text: str) -> int:
+        if not self.lost:
+            try:
+                return self._stream.write(text)
+            except OSError:
+                self._lose()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.lost:
+            try:
+                self._stream.flush()
+            except OSError:
+                self._lose()
+
+    def _lose(self) -> None:
+        self.lost = True
+        try:
+            fd = self._stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return
+        if fd == 2:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def messages_may_be_lost() -> Iterator[None]:
+    """For the block, stderr cannot stop a run: a message it cannot take is lost (:class:`_Messages`)."""
+    previous = sys.stderr
+    if previous is None:  # started with 2>&-: nothing to guard
+        yield
+        return
+    sys.stderr = _Messages(previous)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stderr = previous
+
+
 #: Characters shown as printable escapes wherever text of an input or a return file may reach a
 #: terminal (every message, issue and table cell): C0 and C1 controls, tab kept (a cell must
 #: not move the cursor, recolour the terminal, set its title or start a line of its own that

@@ -81,3 +81,28 @@ class LockedError(CnsxError):
     """Another cnsx run holds the lock (exit 7)."""
 
     exit_code = ExitCode.LOCKED
+
+
+#: SQLite's failures that are the machine's, not cnsx's: its database file or folder cannot be
+#: written (permissions, a read-only or full disk), with what to say of each.
+_SQLITE_LOCAL = {
+    "SQLITE_READONLY": "cannot be written (read-only: its permissions, or a read-only disk)",
+    "SQLITE_FULL": "cannot be written: the disk is full",
+    "SQLITE_CANTOPEN": "cannot be opened (its folder's permissions?)",
+    "SQLITE_PERM": "cannot be used: access denied",
+    "SQLITE_IOERR": "cannot be read or written (an input/output error of the disk)",
+}
+
+
+def local_failure(exc: BaseException) -> CnsxError | None:
+    """The error to report for a library's failure that is the machine's, not a bug of cnsx:
+    the practice database cannot be written (read-only file or disk, full disk, permissions).
+    None for anything else. (An OSError names its file itself; cli.main reports those.)"""
+    name = getattr(exc, "sqlite_errorname", None)   # sqlite3.Error, Python 3.11+
+    if not isinstance(name, str):
+        return None
+    for prefix, what in _SQLITE_LOCAL.items():
+        if name == prefix or name.startswith(prefix + "_"):
+            return ConfigError(f"the practice database {what} ({exc})",
+                               "check the database file and its folder: owner, permissions, free space (cnsx doctor names them)")
+    return None
