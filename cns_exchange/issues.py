@@ -40,6 +40,8 @@ CATALOGUE: dict[str, Rule] = {
     "IN012": Rule(ERROR, "invalid requested_acts", "write act:count pairs separated by ';', e.g. ZD11:1;ZD12:1;ZD13:4", "cnsx input format"),
     "IN013": Rule(ERROR, "invalid name", "write a name of 1 to 100 characters, no leading or trailing blanks", "schema v1 T_Nom"),
     "IN014": Rule(ERROR, "invalid reference", "use 1-35 letters, digits, '.', '_' or '-', starting with a letter or digit", "schema v1 T_Reference"),
+    "IN015": Rule(ERROR, "line or cell too long", "no row of practice data is that long: check that this is the right file, a text file with line ends (LF or CRLF)", "cnsx input limits"),
+    "IN016": Rule(ERROR, "too many errors", "fix the errors shown (they often have one cause: a wrong delimiter, encoding or file), then run again", "cnsx input limits"),
     # Prescription PDFs (build-request reads them; validate and upload check them beside a request)
     "PDF01": Rule(ERROR, "prescription PDF cannot be read", "the file is damaged: scan the prescription again, or open and save it again as PDF", "CNS: files are XML and PDF"),
     "PDF02": Rule(ERROR, "prescription PDF is encrypted", "save an unprotected copy (e.g. qpdf --decrypt in.pdf out.pdf) or scan the prescription again without a password", "cnsx: the CNS must be able to open the prescription"),

@@ -1,13 +1,16 @@
 """Rows in, typed records out: the one reader of the practice's CSV, JSON and NDJSON files.
 
-Readers stream: CSV and NDJSON are read row by row; a JSON array is read whole (use NDJSON
-for very large inputs). Every problem becomes an :class:`Issue` naming the file, the line
-(CSV, NDJSON) or item number (JSON array) and the column; reading goes on so that one run
-reports all the problems of a file.
+Readers stream, in bounded memory whatever the input: CSV and NDJSON are read a line at a
+time and a JSON array an item at a time, each read in pieces no longer than the limits
+below (a file with no line end, or /dev/zero, is refused after 1 MiB, not read whole). Every
+problem becomes an :class:`Issue` naming the file, the line (CSV, NDJSON) or item number
+(JSON array) and the column; reading goes on so that one run reports all the problems of a
+file, up to :data:`MAX_ERRORS`.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -41,6 +44,20 @@ REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,34}\Z")
 NAME = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?\Z")
 
 
+#: The longest line of a CSV or NDJSON input, and item of a JSON array, in bytes (JSON: in
+#: characters), line end included. A row of practice data is a few hundred bytes: a longer
+#: line is a file that is not what it seems (no line ends, a binary file), refused (IN015).
+MAX_LINE_BYTES = 1 << 20
+#: The longest CSV cell, in characters: Python's csv.field_size_limit(), which cnsx leaves at
+#: its default. It also bounds a quoted cell that runs over many lines.
+MAX_CELL_CHARS = csv.field_size_limit()
+#: Errors after which reading stops (IN016): a file with more is not one to fix line by
+#: line, and the issues of a 1 GB file of bad rows would not fit in memory.
+MAX_ERRORS = 1000
+#: Bytes read at a time from a JSON array input.
+_JSON_CHUNK = 1 << 16
+
+
 @dataclass(slots=True)
 class Row:
     """One input row: where it came from and its values by column name."""
@@ -55,9 +72,19 @@ class InputReport:
 
     name: str
     issues: list[Issue] = field(default_factory=list)
+    errors: int = 0
+    cut: bool = False   # reading stopped at a line or cell over its limit (IN015)
 
     def add(self, code: str, message: str, line: int | None = None, column: str = "", hint: str = "") -> None:
-        self.issues.append(Issue(code, message, file=self.name, line=line, field=column, hint=hint))
+        issue = Issue(code, message, file=self.name, line=line, field=column, hint=hint)
+        self.issues.append(issue)
+        if issue.is_error:
+            self.errors += 1
+
+    @property
+    def full(self) -> bool:
+        """True once :data:`MAX_ERRORS` errors are in: the readers stop there."""
+        return self.errors >= MAX_ERRORS
 
     def add_problems(self, problems, line: int, column: str) -> None:
         for code, message in problems:
@@ -137,14 +164,37 @@ def canonical_encoding(name: str) -> str:
 
 def read_rows(stream: IO[bytes], fmt: str, report: InputReport, columns: tuple[str, ...],
               optional: tuple[str, ...], encoding: str = "utf-8") -> Iterator[Row]:
-    """Yield the rows of ``stream``; header and row problems go to ``report``."""
+    """Yield the rows of ``stream``; header and row problems go to ``report``. Reading stops
+    at a line over :data:`MAX_LINE_BYTES` (IN015) and after :data:`MAX_ERRORS` errors (IN016)."""
     encoding = canonical_encoding(encoding)
-    if fmt == "csv":
-        yield from _read_csv(stream, report, columns, optional, encoding)
-    elif fmt == "json":
-        yield from _read_json_array(stream, report, columns, optional, encoding)
-    else:
-        yield from _read_ndjson(stream, report, columns, optional, encoding)
+    reader = {"csv": _read_csv, "json": _read_json_array}.get(fmt, _read_ndjson)
+    line = 1
+    for row in reader(stream, report, columns, optional, encoding):
+        yield row
+        line = row.line
+        if report.full:
+            break
+    if report.full:
+        last = max((i.line for i in report.issues if i.line is not None), default=line)
+        report.add("IN016", f"{MAX_ERRORS} errors: the file was not read beyond line {last}", last)
+
+
+def _lines(stream, report: InputReport, unit: str = "line") -> Iterator[tuple[int, bytes]]:
+    """Yield (number, bytes) of each line of ``stream``, each read in one piece of at most
+    :data:`MAX_LINE_BYTES` + 1 bytes: a longer line is IN015 and ends the reading (a line is
+    never read whole first; a source with no line end costs 1 MiB, and Ctrl-C is seen)."""
+    number = 0
+    while not report.full:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            report.add("IN015", f"{unit} {number} is longer than {MAX_LINE_BYTES} bytes (1 MiB): the rest of the file was not read",
+                       number)
+            report.cut = True
+            return
+        yield number, raw
 
 
 def _check_columns(names: list[str], report: InputReport, columns, optional, line: int) -> None:
@@ -160,12 +210,16 @@ def _check_columns(names: list[str], report: InputReport, columns, optional, lin
 
 def _decoded_lines(stream, encoding: str, report: InputReport, state: dict) -> Iterator[str]:
     """Decode ``stream`` line by line, so that a bad byte is reported on its own line."""
-    for lineno, raw in enumerate(stream, 1):
+    for lineno, raw in _lines(stream, report):
         state["line"] = lineno
         try:
             text = raw.decode(encoding)
         except UnicodeDecodeError as exc:
             report.add("IN005", f"byte {raw[exc.start:exc.start + 1]!r} at column {exc.start + 1} is not {encoding}", lineno)
+            state["failed"] = True
+            return
+        except ValueError as exc:  # a codec's own UnicodeError: the line is not in it either
+            report.add("IN005", f"the line is not {encoding} ({exc})", lineno)
             state["failed"] = True
             return
         if lineno == 1 and text.startswith("\ufeff"):
@@ -184,7 +238,7 @@ def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
     state: dict = {"line": 0, "failed": False, "quotes": False}
     lines = _decoded_lines(stream, encoding, report, state)
     first = next(lines, "")
-    if state["failed"]:
+    if state["failed"] or report.cut:
         return
     if not first.strip():
         report.add("IN010", "the file is empty: no header row", 1)
@@ -201,6 +255,8 @@ def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
     count = 0
     try:
         for fields in reader:
+            if report.full:
+                return
             line = state["line"]
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue
@@ -213,8 +269,13 @@ def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
                 values = [_unquoted(v) for v in values]
             yield Row(line, dict(zip(header, values)))
     except csv.Error as exc:
-        report.add("IN006", f"CSV syntax error ({exc})", state["line"])
-    if count == 0 and not state["failed"]:
+        if "field limit" in str(exc):   # (the only way Python's csv says it)
+            report.add("IN015", f"a cell is longer than {MAX_CELL_CHARS} characters: the rest of the file was not read",
+                       state["line"])
+            report.cut = True
+        else:
+            report.add("IN006", f"CSV syntax error ({exc})", state["line"])
+    if count == 0 and not state["failed"] and not report.cut and not report.full:
         report.add("IN010", "the file has a header but no data rows", 1)
 
 
@@ -244,39 +305,160 @@ def _row_from_object(obj, line: int, report: InputReport, what: str) -> Row | No
 
 
 def _read_json_array(stream, report, columns, optional, encoding) -> Iterator[Row]:
-    try:
-        data = json.loads(stream.read().decode(encoding).lstrip("\ufeff"))
-    except UnicodeDecodeError:
-        report.add("IN005", f"the file is not {encoding}")
-        return
-    except json.JSONDecodeError as exc:
-        report.add("IN006", f"not valid JSON at column {exc.colno} ({exc.msg})", exc.lineno)
-        return
-    except RecursionError:
-        report.add("IN006", "JSON nested too deeply: an input is an array of flat objects", 1)
-        return
-    if not isinstance(data, list):
-        report.add("IN006", "a JSON input is an array of objects, one per row", 1)
-        return
-    if not data:
-        report.add("IN010", "the array is empty", 1)
-        return
     seen_keys: set[str] = set()
-    for index, obj in enumerate(data, 1):
+    count = 0
+    for index, obj in _JsonItems(stream, report, encoding):
+        count = index
         row = _row_from_object(obj, index, report, f"item {index}")
         if row is None:
             continue
         _check_row_columns(row, report, columns, optional, seen_keys)
         yield row
+    if count == 0 and not report.issues:
+        report.add("IN010", "the array is empty", 1)
+
+
+class _JsonItems:
+    """The items of a JSON array, parsed one at a time from a window of the text that never
+    holds much more than two items' worth of :data:`MAX_LINE_BYTES` (a 1 GB array costs what
+    a 2 MiB one does; a minified array on one line too). Yields (number, value); a syntax
+    error is IN006 with its line and column, an item longer than the limit IN015; both end
+    the reading (nothing after them can be told apart)."""
+
+    _BLANK = re.compile(r"[ \t\n\r]*")
+
+    def __init__(self, stream, report: InputReport, encoding: str) -> None:
+        self.stream, self.report, self.encoding = stream, report, encoding
+        self.decoder = codecs.getincrementaldecoder(encoding)()
+        self.text = ""          # the window
+        self.pos = 0            # where the reader stands in it
+        self.eof = False
+        self.lines_before = 0   # new lines in the text dropped before the window
+        self.column_base = 0    # characters of the window's first line dropped before it
+
+    def __iter__(self) -> Iterator[tuple[int, object]]:
+        try:
+            yield from self._items()
+        except _Undecodable as exc:
+            self.report.add("IN005", f"the file is not {self.encoding} ({exc})", self._line(self.pos))
+
+    def _items(self) -> Iterator[tuple[int, object]]:
+        self._fill()
+        if self.text.startswith("\ufeff"):
+            self.pos = 1
+        self._skip_blanks()
+        if self._at_end():
+            return self._fail("IN006", "not valid JSON", detail="the file is empty")
+        if self.text[self.pos] != "[":
+            return self._fail("IN006", "a JSON input is an array of objects, one per row", detail="")
+        self.pos += 1
+        decode = json.JSONDecoder().raw_decode
+        number = 0
+        while not self.report.full:
+            self._fill()
+            self._skip_blanks()
+            if self._at_end():
+                return self._fail("IN006", "not valid JSON", detail="the array is not closed: the file ends inside it")
+            if self.text[self.pos] == "]" and number == 0:
+                self.pos += 1
+                break
+            start = self.pos
+            try:
+                value, end = decode(self.text, start)
+            except json.JSONDecodeError as exc:
+                if not self.eof and (exc.msg.startswith("Unterminated string") or exc.pos - start >= MAX_LINE_BYTES - 8):
+                    return self._too_long(number + 1, start)   # it runs past the window: longer than the limit
+                return self._fail("IN006", "not valid JSON", exc.pos, exc.msg)
+            except RecursionError:
+                return self._fail("IN006", "JSON nested too deeply: an input is an array of flat objects", start, "")
+            if end - start > MAX_LINE_BYTES:
+                return self._too_long(number + 1, start)
+            number += 1
+            yield number, value
+            self.pos = end
+            self._skip_blanks()
+            self._fill()
+            if self._at_end():
+                return self._fail("IN006", "not valid JSON", detail="the array is not closed: the file ends inside it")
+            if self.text[self.pos] == "]":
+                self.pos += 1
+                break
+            if self.text[self.pos] != ",":
+                return self._fail("IN006", "not valid JSON", detail="Expecting ',' delimiter")
+            self.pos += 1
+        else:
+            return
+        self._fill()
+        self._skip_blanks()
+        if not self._at_end():
+            self._fail("IN006", "not valid JSON", detail="Extra data: something follows the array")
+
+    def _fill(self) -> None:
+        """Make the window hold at least MAX_LINE_BYTES + 1 characters after the reader (or
+        all that is left), reading twice that at once so that this happens once per MiB."""
+        if self.eof or len(self.text) - self.pos > MAX_LINE_BYTES:
+            return
+        dropped = self.text[:self.pos]
+        newlines = dropped.count("\n")
+        if newlines:
+            self.lines_before += newlines
+            self.column_base = len(dropped) - dropped.rfind("\n") - 1
+        else:
+            self.column_base += len(dropped)
+        pieces = [self.text[self.pos:]]
+        size = len(pieces[0])
+        while size <= 2 * MAX_LINE_BYTES:
+            chunk = self.stream.read(_JSON_CHUNK)
+            try:
+                text = self.decoder.decode(chunk, final=not chunk)
+            except ValueError as exc:  # UnicodeDecodeError, or a codec's own UnicodeError
+                raise _Undecodable(str(exc)) from None
+            pieces.append(text)
+            size += len(text)
+            if not chunk:
+                self.eof = True
+                break
+        self.text, self.pos = "".join(pieces), 0
+
+    def _skip_blanks(self) -> None:
+        self.pos = self._BLANK.match(self.text, self.pos).end()
+        if self.pos == len(self.text) and not self.eof:
+            self._fill()
+            self.pos = self._BLANK.match(self.text, self.pos).end()
+
+    def _at_end(self) -> bool:
+        return self.pos >= len(self.text) and self.eof
+
+    def _line(self, pos: int) -> int:
+        return self.lines_before + self.text.count("\n", 0, pos) + 1
+
+    def _fail(self, code: str, message: str, pos: int | None = None, detail: str = "") -> None:
+        """Report ``message`` at ``pos`` (default: where the reader stands): with ``detail``,
+        as 'MESSAGE at column N (DETAIL)'."""
+        pos = self.pos if pos is None else pos
+        if detail:
+            last = self.text.rfind("\n", 0, pos)
+            column = pos - last if last >= 0 else self.column_base + pos + 1
+            message = f"{message} at column {column} ({detail})"
+        self.report.add(code, message, self._line(pos))
+
+    def _too_long(self, number: int, start: int) -> None:
+        self.report.add("IN015", f"item {number} is longer than {MAX_LINE_BYTES} characters (1 MiB): the rest of the file was not read",
+                        self._line(start))
+        self.report.cut = True
+
+
+class _Undecodable(Exception):
+    """The bytes of a JSON input are not in its encoding."""
 
 
 def _read_ndjson(stream, report, columns, optional, encoding) -> Iterator[Row]:
     seen_keys: set[str] = set()
     count = 0
-    for lineno, raw in enumerate(stream, 1):
+    for lineno, raw in _lines(stream, report):
         try:
             text = raw.decode(encoding)
-        except UnicodeDecodeError:
+        except ValueError:  # UnicodeDecodeError, or a codec's own UnicodeError
             report.add("IN005", f"line is not {encoding}", lineno)
             continue
         if lineno == 1:
@@ -297,7 +479,7 @@ def _read_ndjson(stream, report, columns, optional, encoding) -> Iterator[Row]:
             continue
         _check_row_columns(row, report, columns, optional, seen_keys)
         yield row
-    if count == 0:
+    if count == 0 and not report.cut:
         report.add("IN010", "the file holds no JSON lines", 1)
 
 
