@@ -70,11 +70,9 @@ class CnsxGroup(click.Group):
 
                 console.print_error(f"connection lost ({exc.__context__ or 'EOF'})", "run again: cnsx resumes where it stopped")
                 sys.exit(ExitCode.TRANSPORT_RETRYABLE)
-            click.echo("interrupted", err=True)
-            sys.exit(ExitCode.INTERRUPTED)
+            _interrupted()
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(ExitCode.INTERRUPTED)
+            _interrupted()
         except CnsxError as exc:
             from cns_exchange import console
 
@@ -107,6 +105,23 @@ class CnsxGroup(click.Group):
         if isinstance(rv, int):
             sys.exit(rv)
         sys.exit(ExitCode.OK)
+
+
+def _interrupted() -> None:
+    """Ctrl-C: say so and exit 130 at once. Everything half-made was removed on the way here
+    (temp files are removed by their own ``except``/``finally``); a libxml2 check still
+    running in its thread (seconds on a large file) is not waited for: the process ends
+    without the interpreter's finalisation, which that thread would not survive."""
+    click.echo("interrupted", err=True)
+    validate = sys.modules.get("cns_exchange.validate")
+    if validate is not None and validate.libxml2_running():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError, CnsxError):
+                pass
+        os._exit(ExitCode.INTERRUPTED)
+    sys.exit(ExitCode.INTERRUPTED)
 
 
 def _check_arguments(args) -> None:
@@ -1001,7 +1016,9 @@ def _import_sources(files: tuple[str, ...], settings, spool_dir: Path | None = N
         if name != "-":
             paths.append(Path(name))
             continue
-        data = sys.stdin.buffer.read()
+        from cns_exchange.xmlsafe import read_bounded
+
+        data = read_bounded(sys.stdin.buffer, settings.max_xml_bytes)
         if not data.strip():
             continue  # no line, no document: nothing to do (not an empty document to quarantine)
         if data.lstrip()[:1] == b"{":

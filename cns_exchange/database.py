@@ -309,7 +309,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.execute(f"PRAGMA user_version = {number + 1}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # (Ctrl-C just after COMMIT: there is nothing to roll back)
+                conn.execute("ROLLBACK")
             raise
     return len(MIGRATIONS)
 

@@ -294,7 +294,8 @@ def import_document(conn: sqlite3.Connection, doc: Document) -> tuple[str, int |
         unmatched = rematch(conn, doc_id)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # (Ctrl-C just after COMMIT: there is nothing to roll back)
+            conn.execute("ROLLBACK")
         raise
     return "imported", doc_id, unmatched
 

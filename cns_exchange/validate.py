@@ -325,6 +325,13 @@ class XsdVerdict:
         return self.outcome
 
 
+def libxml2_running() -> bool:
+    """True while an :class:`XsdVerdict` thread is still in libxml2 (left running by Ctrl-C).
+    The process must then end without the interpreter's finalisation (``os._exit``), which
+    would pull Python from under the thread: cli.main does."""
+    return any(t.name == "cnsx-xsd" and t.is_alive() for t in threading.enumerate())
+
+
 class CheckFailed(Exception):
     """A check did not run to its end: the document is not valid (VAL01)."""
 
@@ -465,8 +472,12 @@ class Validator:
             # Build checks its own output: libxml2's verdict, when it passes the file, is
             # complete there (well-formed to the end, and valid); anything else is read again.
             stopped = read_to_the_end(path, kind, root, rules) if with_rules else []
-        finally:
-            native = check.result()
+        except KeyboardInterrupt:
+            raise  # Ctrl-C does not wait for libxml2 (seconds on a large file): see libxml2_running
+        except BaseException:
+            check.result()
+            raise
+        native = check.result()
         if not with_rules and native is not True:
             stopped = read_to_the_end(path, kind, root, None)
         findings = stopped + [f for f in schema_findings(path, schema, item_tag, root, native, bool(stopped))

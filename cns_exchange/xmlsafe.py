@@ -81,6 +81,21 @@ def spool(name: str, stream: IO[bytes], limit: int) -> IO[bytes]:
     return tmp
 
 
+def read_bounded(stream: IO[bytes], limit: int, name: str = "<stdin>") -> bytes:
+    """All of ``stream`` (stdin), at most ``limit`` bytes, read a chunk at a time (Ctrl-C is
+    seen between two chunks, even from a source that never blocks and never ends).
+    Raises DocumentTooLarge (XML03) beyond ``limit``."""
+    chunks, size = [], 0
+    while True:
+        chunk = stream.read(min(1 << 20, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise DocumentTooLarge(f"{name}: more than {limit} bytes, over the limit", "raise max_xml_bytes if the document is genuine")
+
+
 def open_document(name: str, limit: int) -> IO[bytes]:
     """Open ``name`` (a path, or '-' for stdin) for reading, refusing files over ``limit``.
 

@@ -4,14 +4,22 @@ stops a command within a second and leaves nothing half-written."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
-from conftest import CREATED, EXAMPLES, PROVIDER, ROOT
+from cns_exchange.records import InputReport, read_rows
+from conftest import CREATED, EXAMPLES, PROVIDER, ROOT, random_matricules
 
 SESSIONS = EXAMPLES / "sessions.csv"
 PAYMENT = EXAMPLES / "CNS_DEC_20261125_000001.xml"
@@ -169,3 +177,225 @@ def test_a_status_pdf_named_as_a_folder_is_a_usage_error(run, data, tmp_path, mo
     assert r.exit_code == 2, r.stderr
     assert "--pdf report/" in _one_error(r.stderr)
     assert not (tmp_path / "report").exists()
+
+
+# --- bounded memory ----------------------------------------------------------------------------
+
+#: The peak a build may reach on any input (issue 12): the 200,000-session benchmark stays
+#: well under it, a 1 GB line took 2.1 GB.
+PEAK_LIMIT_MB = 200
+HEADER = b"certificate_number,matricule,session_date,act_code\n"
+
+
+def _run_measured(args, stdin, **kwargs) -> tuple[int, float, str]:
+    """Run cnsx as a child of this process; return (exit code, its own peak RSS in MB, stderr).
+    The peak is the child's alone (os.wait4), not the largest of every child this test run
+    ever had. Its address space is capped so that a reader gone wrong fails instead of
+    taking the machine."""
+    def limits():
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    proc = subprocess.Popen([sys.executable, "-m", "cns_exchange", *args], cwd=ROOT, env=os.environ, stdin=stdin,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=limits, **kwargs)
+    stderr = proc.stderr.read().decode("utf-8", "replace")
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024, stderr
+
+
+def _sparse_line(path, gigabytes: int = 1) -> None:
+    """A CSV header, then one line of ``gigabytes`` GiB of zero bytes and no line end (a sparse
+    file: it takes no disk)."""
+    with open(path, "wb") as f:
+        f.write(HEADER)
+        f.truncate(len(HEADER) + (gigabytes << 30))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_a_1_gb_line_is_refused_in_bounded_memory(tmp_path, fmt):
+    source = tmp_path / f"sessions.{fmt}"
+    _sparse_line(source)
+    code, peak, stderr = _run_measured(["build-invoice", "--provider", PROVIDER, "--created", CREATED,
+                                        "--no-certificate-check", str(source), "-o", str(tmp_path / "out.xml")],
+                                       subprocess.DEVNULL)
+    assert code == 3, stderr
+    # (line 1 of the NDJSON file, the CSV header, is IN006: not JSON)
+    assert f"sessions.{fmt}:2: error IN015: line 2 is longer than 1048576 bytes" in stderr
+    assert "Traceback" not in stderr
+    assert peak < PEAK_LIMIT_MB, f"peak {peak:.0f} MB"
+    assert not (tmp_path / "out.xml").exists()
+
+
+def test_a_json_item_of_1_gb_is_refused_in_bounded_memory(tmp_path):
+    # Written into a pipe as the reader takes it: a 1 GB item on one line, never whole in memory.
+    read_end, write_end = os.pipe()
+
+    def feed():
+        with open(write_end, "wb") as out:
+            try:
+                out.write(b'[{"certificate_number": "TPC-1", "matricule": "')
+                block = b"7" * (1 << 20)
+                for _ in range(1024):
+                    out.write(block)
+                out.write(b'"}]\n')
+            except BrokenPipeError:
+                pass   # the reader stopped early, as it should
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        code, peak, stderr = _run_measured(["build-invoice", "--provider", PROVIDER, "--created", CREATED,
+                                            "--no-certificate-check", "--input-format", "json", "-"], read_end)
+    finally:
+        os.close(read_end)
+        writer.join()
+    assert code == 3, stderr
+    assert "<stdin>:1: error IN015: item 1 is longer than 1048576 characters" in stderr
+    assert peak < PEAK_LIMIT_MB, f"peak {peak:.0f} MB"
+
+
+def test_a_large_json_array_is_read_an_item_at_a_time(tmp_path, run):
+    # 20,000 sessions (5,000 patients) as one JSON array on one line: the same document as
+    # the same rows in CSV.
+    rows = [{"certificate_number": f"TPC-2026-{n:06d}", "matricule": m, "session_date": f"2026-10-{day:02d}",
+             "act_code": act} for n, m in enumerate(random_matricules(5000), 1)
+            for day, act in ((5, "ZD11"), (12, "ZD12"), (19, "ZD13"), (26, "ZD13"))]
+    (tmp_path / "s.json").write_text(json.dumps(rows), "utf-8")
+    with open(tmp_path / "s.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    args = ["build-invoice", "--provider", PROVIDER, "--created", CREATED, "--no-certificate-check"]
+    from_json, from_csv = run(*args, str(tmp_path / "s.json")), run(*args, str(tmp_path / "s.csv"))
+    assert from_json.exit_code == 0, from_json.stderr[-2000:]
+    assert from_json.stdout == from_csv.stdout
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", "1 IN006"),
+    ("   ", "1 IN006"),
+    ("[]", "1 IN010"),
+    ("{}", "1 IN006"),
+    ('[{"a": 1},]', "1 IN006"),
+    ('[{"a": 1}', "1 IN006"),
+    ('[{"a": 1}] x', "1 IN006"),
+    ('[{"a": 1} {"b": 2}]', "1 IN006"),
+    ('[\n\n  {"a": 1,\n   "b": }]', "4 IN006"),
+])
+def test_json_array_syntax_errors_are_found_by_the_item_reader(text, expected):
+    report = InputReport("x.json")
+    list(read_rows(io.BytesIO(text.encode()), "json", report, ("a",), ()))
+    assert [f"{i.line} {i.code}" for i in report.issues if i.code != "IN002"] == [expected], report.issues
+
+
+def test_the_column_of_a_json_error_is_counted_across_reads():
+    # A minified array on one line, longer than the reader's window: the column of an error
+    # near its end is still the column in the file.
+    item = '{"a": "' + "x" * 1000 + '"}'
+    text = "[" + ",".join([item] * 3000) + ",{\"a\": x}]"
+    report = InputReport("x.json")
+    assert len(list(read_rows(io.BytesIO(text.encode()), "json", report, ("a",), ()))) == 3000
+    [issue] = report.issues
+    assert issue.code == "IN006" and issue.line == 1
+    assert f"at column {text.index('x}') + 1} " in issue.message
+
+
+def test_reading_stops_after_1000_errors(tmp_path, run):
+    source = tmp_path / "s.csv"
+    source.write_bytes(HEADER + b"x\n" * 5000)
+    r = run("build-invoice", "--provider", PROVIDER, "--created", CREATED, "--no-certificate-check", str(source))
+    assert r.exit_code == 3
+    assert r.stderr.count("error IN006") == 1000
+    assert "error IN016: 1000 errors: the file was not read beyond line 1001" in r.stderr
+
+
+def test_a_cell_over_the_csv_limit_is_named(tmp_path, run):
+    source = tmp_path / "s.csv"
+    source.write_bytes(HEADER + b'TPC-1,"' + b"1\n" * 70000 + b'",2026-10-05,ZD11\n')
+    r = run("build-invoice", "--provider", PROVIDER, "--created", CREATED, "--no-certificate-check", str(source))
+    assert r.exit_code == 3
+    assert "error IN015: a cell is longer than 131072 characters" in r.stderr
+
+
+# --- Ctrl-C ------------------------------------------------------------------------------------
+
+def _wait_reading_a_pipe(proc, seconds: float = 60) -> None:
+    """Wait until ``proc`` is blocked reading a pipe (its stdin): then it is mid-read."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        try:
+            with open(f"/proc/{proc.pid}/wchan") as f:
+                if "pipe" in f.read():
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the command never waited on its stdin")
+
+
+def _interrupt(proc) -> int:
+    """Ctrl-C: SIGINT, then the exit code, which must come within 2 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("Ctrl-C did not stop the command within 2 s") from None
+
+
+def test_ctrl_c_stops_a_build_reading_dev_zero(tmp_path):
+    # build-invoice - </dev/zero read one endless line in one C call that Ctrl-C could not
+    # reach, and grew to 24 GB. It now stops by itself at the 1 MiB limit; Ctrl-C, if it
+    # comes first, stops it too. Nothing is written either way.
+    out = tmp_path / "out"
+    out.mkdir()
+    with open("/dev/zero", "rb") as zero:
+        proc = subprocess.Popen([sys.executable, "-m", "cns_exchange", "build-invoice", "--provider", PROVIDER,
+                                 "--created", CREATED, "--no-certificate-check", "-", "-o", str(out)],
+                                cwd=ROOT, env=os.environ, stdin=zero, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30)))
+        time.sleep(1.5)
+        code = _interrupt(proc) if proc.poll() is None else proc.returncode
+    assert code in (3, 130), proc.stderr.read()
+    assert list(out.iterdir()) == [] and proc.stdout.read() == b""
+
+
+@pytest.mark.parametrize("command", [
+    ["build-invoice", "--provider", PROVIDER, "--created", CREATED, "--no-certificate-check", "-", "-o", "{out}"],
+    ["validate", "-"],
+    ["upload", "-", "--name", BILLING.name],
+    ["import", "-"],
+    ["print", "summary", "-", "-o", "{out}"],
+])
+def test_ctrl_c_mid_read_exits_130_and_leaves_nothing_behind(tmp_path, data, isolated_config, command):
+    # stdin is a pipe that has given part of a document and then waits: the command is
+    # reading when Ctrl-C comes. It exits 130 within 2 s; no temp file, no output, no spool.
+    root = tmp_path / "dropbox"
+    (root / "upload").mkdir(parents=True)
+    (root / "download").mkdir()
+    (isolated_config / "config.toml").write_text(f'provider = "123456"\nremote = "file://{root}"\n')
+    (isolated_config / "config.toml").chmod(0o600)
+    out, scratch = tmp_path / "out", tmp_path / "tmp"
+    out.mkdir()
+    scratch.mkdir()
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "cns_exchange", *(a.replace("{out}", str(out)) for a in command)],
+                            cwd=ROOT, env={**os.environ, "TMPDIR": str(scratch)}, stdin=read_end,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(read_end)
+    try:
+        partial = (SESSIONS.read_bytes() if command[0] == "build-invoice" else BILLING.read_bytes())[:2000]
+        os.write(write_end, partial)
+        _wait_reading_a_pipe(proc)
+        code = _interrupt(proc)
+    finally:
+        os.close(write_end)
+    stderr = proc.stderr.read().decode()
+    assert code == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert proc.stdout.read() == b""
+    assert list(out.iterdir()) == [] and list(scratch.iterdir()) == []
+    assert not (data / "outbox").exists() or list((data / "outbox").iterdir()) == []
+    assert list((root / "upload").iterdir()) == []
