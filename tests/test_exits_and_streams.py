@@ -43,13 +43,6 @@ def _one_error(stderr: str) -> str:
     return errors[0]
 
 
-@pytest.fixture
-def data(tmp_path, monkeypatch):
-    folder = tmp_path / "data"
-    monkeypatch.setenv("CNSX_DATA_DIR", str(folder))
-    return folder
-
-
 # --- a read-only database ---------------------------------------------------------------------
 
 def _without_root_powers() -> list[str]:
@@ -101,16 +94,12 @@ def test_the_last_second_source_date_epoch_takes_still_builds(run, monkeypatch):
     ("backoff", "100000000000000000000", "backoff must be an integer from 0 to 60"),
 ])
 @pytest.mark.parametrize("where", ["file", "environment"])
-def test_a_timeout_or_retries_too_large_is_a_configuration_error(run, data, isolated_config, tmp_path, monkeypatch,
+def test_a_timeout_or_retries_too_large_is_a_configuration_error(run, dropbox, isolated_config, monkeypatch,
                                                                   setting, value, wanted, where):
-    root = tmp_path / "dropbox"
-    (root / "upload").mkdir(parents=True)
-    (root / "download").mkdir()
     config = isolated_config / "config.toml"
-    config.write_text(f'provider = "123456"\nremote = "file://{root}"\n'
-                      + (f"{setting} = {value}\n" if where == "file" else ""))
-    config.chmod(0o600)
-    if where == "environment":
+    if where == "file":
+        config.write_text(config.read_text() + f"{setting} = {value}\n")
+    else:
         monkeypatch.setenv(f"CNSX_{setting.upper()}", value)
     r = run("fetch")
     assert r.exit_code == 4, r.stderr
@@ -369,14 +358,10 @@ def test_ctrl_c_stops_a_build_reading_dev_zero(tmp_path):
     ["import", "-"],
     ["print", "summary", "-", "-o", "{out}"],
 ])
-def test_ctrl_c_mid_read_exits_130_and_leaves_nothing_behind(tmp_path, data, isolated_config, command):
+def test_ctrl_c_mid_read_exits_130_and_leaves_nothing_behind(tmp_path, dropbox, command):
     # stdin is a pipe that has given part of a document and then waits: the command is
     # reading when Ctrl-C comes. It exits 130 within 2 s; no temp file, no output, no spool.
-    root = tmp_path / "dropbox"
-    (root / "upload").mkdir(parents=True)
-    (root / "download").mkdir()
-    (isolated_config / "config.toml").write_text(f'provider = "123456"\nremote = "file://{root}"\n')
-    (isolated_config / "config.toml").chmod(0o600)
+    root, data = dropbox
     out, scratch = tmp_path / "out", tmp_path / "tmp"
     out.mkdir()
     scratch.mkdir()

@@ -95,24 +95,19 @@ def test_a_right_to_left_override_in_a_cns_label_is_shown_escaped(run, tmp_path,
         assert not {RLO, "\u2066", "\u200f"} & set(r.stdout + r.stderr)
 
 
-def test_a_bidirectional_control_in_an_input_cell_is_shown_escaped(run, tmp_path):
+@pytest.mark.parametrize("cell, shown", [
+    (f"ZD{RLO}11\u2069", "ZD\\u202e11\\u2069"),                                # bidirectional controls
+    ('"ZD11\nsessions.csv:9: all good"', "ZD11\\x0aSESSIONS.CSV:9: ALL GOOD"),  # a line of cnsx's, faked
+])
+def test_input_text_cannot_drive_the_terminal(run, tmp_path, cell, shown):
     sessions = tmp_path / "sessions.csv"
-    sessions.write_text("certificate_number,matricule,session_date,act_code\n"
-                        f"TPC-2026-000101,1974091186700,2026-10-20,ZD{RLO}11\u2069\n", "utf-8")
+    sessions.write_text(f"certificate_number,matricule,session_date,act_code\nTPC-2026-000101,1974091186700,2026-10-20,{cell}\n",
+                        "utf-8")
     r = run("build-invoice", "--provider", PROVIDER, "--no-certificate-check", str(sessions))
     assert r.exit_code == 3
-    assert f"ZD\\u202e11\\u2069" in r.stderr
-    assert RLO not in r.stderr and "\u2069" not in r.stderr
-
-
-def test_a_new_line_in_an_input_cell_cannot_fake_a_line_of_cnsx(run, tmp_path):
-    sessions = tmp_path / "sessions.csv"
-    sessions.write_text('certificate_number,matricule,session_date,act_code\n'
-                        'TPC-2026-000101,1974091186700,2026-10-20,"ZD11\nsessions.csv:9: all good"\n', "utf-8")
-    r = run("build-invoice", "--provider", PROVIDER, "--no-certificate-check", str(sessions))
-    assert r.exit_code == 3
-    assert "\\x0aSESSIONS.CSV:9: ALL GOOD" in r.stderr   # (act codes are read upper-cased)
-    assert not any(line.startswith("sessions.csv:9") for line in r.stderr.splitlines())
+    assert shown in r.stderr   # (act codes are read upper-cased)
+    assert not {RLO, "\u2069"} & set(r.stderr)
+    assert not any(line.startswith(("sessions.csv:9", "SESSIONS.CSV:9")) for line in r.stderr.splitlines())
 
 
 # --- CSV outputs: no cell a spreadsheet runs ---------------------------------------------------
@@ -196,20 +191,6 @@ def test_rows_with_a_formula_name_build_the_same_document_again(run, tmp_path):
 
 
 # --- upload --name: the document's own name or nothing ----------------------------------------
-
-@pytest.fixture
-def dropbox(tmp_path, isolated_config, monkeypatch):
-    """A file:// drop box and a profile pointing at it; returns (root, data folder)."""
-    root = tmp_path / "dropbox"
-    (root / "upload").mkdir(parents=True)
-    (root / "download").mkdir()
-    data = tmp_path / "data"
-    monkeypatch.setenv("CNSX_DATA_DIR", str(data))
-    config = isolated_config / "config.toml"
-    config.write_text(f'provider = "123456"\nremote = "file://{root}"\n')
-    config.chmod(0o600)
-    return root, data
-
 
 @pytest.mark.parametrize("name, says", [
     ("654321_FAC_20261120_000001.xml", "provider 654321, the document's is 123456"),      # another practice's
