@@ -63,7 +63,7 @@ NOT_A_ROAD = {
     "printing.py": "checks that the printed summary adds up to the header validate already checked",
     "importing.py": "import reads leniently: a duplicate line it leaves out is a warning (DOC08); it does not repeat "
                     "the advice of NOM05 for a file already sent",
-    "sending.py": "upload's own checks of a document's kind and name (DOC06, DOC07)",
+    "sending.py": "upload's own checks of a document's kind and name (DOC06, DOC07, DOC09)",
 }
 RULE_PREFIXES = ("MAT", "PRV", "PRS", "PAT", "ACT", "CRT", "NOM", "TRT", "DOC")
 
@@ -75,7 +75,7 @@ def _literals(path: Path) -> set[str]:
 
 def test_every_rule_code_is_decided_in_one_home():
     literals = {p.name: _literals(p) for p in PACKAGE.rglob("*.py") if p.name not in NOT_A_ROAD}
-    rule_codes = [code for code in CATALOGUE if code.startswith(RULE_PREFIXES) and code not in ("DOC06", "DOC07")]
+    rule_codes = [code for code in CATALOGUE if code.startswith(RULE_PREFIXES) and code not in ("DOC06", "DOC07", "DOC09")]
     assert len(rule_codes) > 30
     wrong = {}
     for code in rule_codes:
