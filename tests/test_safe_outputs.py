@@ -79,8 +79,7 @@ def test_a_folder_that_exists_keeps_its_mode(run, tmp_path, monkeypatch, umask_0
 RLO = "\u202e"   # right-to-left override: the rest of the line would be shown reversed
 
 
-def test_a_right_to_left_override_in_a_cns_label_is_shown_escaped(run, tmp_path, monkeypatch):
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+def test_a_right_to_left_override_in_a_cns_label_is_shown_escaped(run, tmp_path, data):
     statement = tmp_path / PAYMENT.name
     label = "Nombre de séances autorisées dépassé"
     text = PAYMENT.read_text("utf-8")
@@ -147,8 +146,7 @@ def test_import_csv_writes_no_formula_cell(run, tmp_path):
     assert not [c for c in cells if c[:1] in ("=", "+", "@", "\t", "\r") or (c[:1] == "-" and not c[1:].replace(".", "").isdigit())]
 
 
-def test_status_csv_writes_no_formula_cell(run, tmp_path, monkeypatch):
-    monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data"))
+def test_status_csv_writes_no_formula_cell(run, tmp_path, data):
     others = ["123456_DTP_20261120_000001.xml", BILLING_NAME, "CNS_ACR_20261120_000001.xml", "CNS_RTP_20261120_000002.xml"]
     statement = _statement_with_labels(tmp_path, FORMULAS[:1])
     assert run("import", *(str(EXAMPLES / name) for name in others), str(statement)).exit_code == 0
