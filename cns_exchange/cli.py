@@ -128,16 +128,13 @@ def _check_arguments(args) -> None:
     """Refuse an argument that is not UTF-8 text (a file name written in Latin-1, say): cnsx
     names, records and prints files by their names, as UTF-8, and lxml cannot open such a
     file by name at all. UsageError naming its bytes."""
+    from cns_exchange.fsutil import not_utf8
+
     for arg in args:
-        try:
-            arg.encode("utf-8")
-        except UnicodeEncodeError:
-            try:
-                shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            except UnicodeEncodeError:
-                shown = arg.encode("utf-8", "backslashreplace").decode("ascii")
+        shown = not_utf8(arg)
+        if shown is not None:
             raise UsageError(f"'{shown}' is not UTF-8: cnsx takes file names and values in UTF-8",
-                             "rename the file with a UTF-8 name (e.g. convmv -f latin1 -t utf-8 --notest FILE)") from None
+                             "rename the file with a UTF-8 name (e.g. convmv -f latin1 -t utf-8 --notest FILE)")
 
 
 def _format_options(**helps: str):

@@ -45,6 +45,20 @@ def private_dir(folder: Path, parents: bool = True) -> Path:
     return folder
 
 
+def not_utf8(name: str) -> str | None:
+    """``name`` with its bytes shown (``'a\\xff.xml'``) if it is not UTF-8 (a file name written
+    in Latin-1, read by Python as lone surrogates), else None. cnsx refuses such names: lxml
+    cannot open a file by one, nor can the database or a JSON line hold it."""
+    try:
+        name.encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        try:
+            return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return name.encode("utf-8", "backslashreplace").decode("ascii")
+
+
 def fsync_dir(folder: Path) -> None:
     """fsync a folder so that a rename in it survives a crash."""
     fd = os.open(folder, os.O_RDONLY)

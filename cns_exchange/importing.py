@@ -668,7 +668,15 @@ def inbox_documents(inbox: Path) -> list[Path]:
 
 def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_dir: Path | None,
                 errors_dir: Path | None, move: bool) -> tuple[ImportResult, Document]:
-    """Read and (with a connection) import one file; archive or quarantine it."""
+    """Read and (with a connection) import one file; archive or quarantine it. Raises
+    InputError for a file whose name is not UTF-8 (left where it is, for a human to rename)."""
+    from cns_exchange.errors import InputError
+    from cns_exchange.fsutil import not_utf8
+
+    shown = not_utf8(str(path))
+    if shown is not None:
+        raise InputError(f"{shown}: a file name that is not UTF-8",
+                         "it is left where it is: rename it with a UTF-8 name (e.g. convmv -f latin1 -t utf-8 --notest FILE)")
     doc = read_leniently(path, validator)
     result = ImportResult(doc.name, doc.kind, doc.sha256, "read", warnings=doc.warnings)
     if doc.fatal:

@@ -143,6 +143,24 @@ def test_a_file_name_that_is_not_utf8_is_a_usage_error(tmp_path, data):
         assert proc.stdout == b""
 
 
+def test_an_inbox_file_whose_name_is_not_utf8_is_left_for_a_human(data, dropbox):
+    # Dropped into the inbox by hand: import says so (exit 3); the nightly job imports the
+    # rest and says so too; the file stays where it is.
+    inbox = data / "inbox"
+    inbox.mkdir(parents=True)
+    bad = os.fsencode(inbox) + b"/CNS_ACR_\xe9t\xe9.xml"
+    with open(bad, "wb") as f:
+        f.write(ACK.read_bytes())
+    shutil.copy(PAYMENT, inbox)
+    for command in (["import"], ["nightly"]):
+        proc = _cnsx(*command)
+        stderr = proc.stderr.decode("utf-8", "replace")
+        assert proc.returncode == 3, stderr
+        assert "CNS_ACR_\\xe9t\\xe9.xml: a file name that is not UTF-8" in stderr and "internal error" not in stderr
+        assert os.path.exists(bad)
+    assert os.listdir(os.fsencode(inbox)) == [b"CNS_ACR_\xe9t\xe9.xml"]   # the payment statement: imported
+
+
 @pytest.mark.parametrize("command", [
     ["build-invoice", "--provider", PROVIDER, "--created", CREATED, "--no-certificate-check", str(SESSIONS)],
     ["print", "summary", str(BILLING), "--created", CREATED],
