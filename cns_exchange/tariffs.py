@@ -281,9 +281,9 @@ def _check_change(before: TariffTable, new: TariffTable, codes: Codes, problems:
 
 def _write(target: Path, text: str) -> None:
     """Write ``text`` to ``target``, a new file: temp file, fsync, link, fsync the folder."""
-    from cns_exchange.fsutil import write_atomic
+    from cns_exchange.fsutil import private_dir, write_atomic
 
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(target.parent)
     try:
         write_atomic(target, text.encode("utf-8"), overwrite=False)
     except FileExistsError:
