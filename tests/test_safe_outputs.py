@@ -57,6 +57,17 @@ def test_config_init_makes_its_folders_0700_under_umask_000(run, tmp_path, umask
     assert set(_modes(tmp_path / "etc").values()) == {"0o700"}
 
 
+def test_tariffs_add_makes_its_folders_0700_under_umask_000(run, tmp_path, monkeypatch, umask_000):
+    # The config folder (and its parents) do not exist yet: tariffs add makes them.
+    monkeypatch.setenv("CNSX_CONFIG_DIR", str(tmp_path / "etc" / "cnsx"))
+    prices = [a for act, value in (("ZD11", "91.12"), ("ZD12", "113.90"), ("ZD13", "56.95"), ("ZD21", "56.95"))
+              for a in ("--price", f"{act}={value}")]
+    r = run("tariffs", "add", "--valid-from", "2026-11-01", "--source", "CNS letter", *prices)
+    assert r.exit_code == 0, r.stderr
+    modes = _modes(tmp_path / "etc")
+    assert set(modes) == {"etc", "etc/cnsx", "etc/cnsx/nomenclature"} and set(modes.values()) == {"0o700"}, modes
+
+
 def test_print_fee_notes_makes_its_folder_0700_under_umask_000(run, tmp_path, umask_000):
     r = run("print", "fee-notes", str(EXAMPLES / BILLING_NAME), "-o", str(tmp_path / "notes"),
             "--created", "2026-11-21T10:00:00+01:00")
