@@ -822,11 +822,13 @@ _STATUS_SECTIONS: list[tuple[str, str, list[_Column]]] = [
         _Column("Motif", 34, key="reason_code"), _Column("Libellé du motif", 124, key="reason_label", kind="wrap"),
         _Column("Facturé €", 50, "right", key="billed", kind="amount"),
         _Column("Accepté €", 50, "right", key="accepted", kind="amount")]),
-    ("per_month", "Montants par mois, part CNS", [
-        _Column("Mois", 90, key="month", kind="month"), _Column("Séances", 60, "right", key="sessions"),
-        _Column("Facturé €", 120, "right", key="billed", kind="amount"),
-        _Column("Payé €", 120, "right", key="paid", kind="amount"),
-        _Column("Contesté €", 120, "right", key="disputed", kind="amount")]),
+    ("per_month", "Montants par mois", [
+        _Column("Mois", 54, key="month", kind="month"), _Column("Séances", 46, "right", key="sessions"),
+        _Column("Brut €", 72, "right", key="gross", kind="amount"),
+        _Column("Part patient €", 70, "right", key="patient_share", kind="amount"),
+        _Column("Part CNS €", 72, "right", key="billed", kind="amount"),
+        _Column("Payé €", 72, "right", key="paid", kind="amount"),
+        _Column("Contesté €", 70, "right", key="disputed", kind="amount")]),
     ("final_reports_due", "Rapports diététiques finaux à envoyer au prescripteur", [
         _Column("Titre", 84, key="certificate"), _Column("Matricule", 78, key="matricule"),
         _Column("Prescripteur", 56, key="prescriber"), _Column("Valable au", 54, key="valid_to", kind="date"),
@@ -842,7 +844,7 @@ _STATUS_SECTIONS: list[tuple[str, str, list[_Column]]] = [
         _Column("Droit", 34, key="qualifies", kind="yesno"), _Column("Montant €", 58, "right", key="amount", kind="amount"),
         _Column("Année close", 54, key="year_ended", kind="yesno")]),
 ]
-_STATUS_TOTALS = {"per_month": ("sessions", "billed", "paid", "disputed")}
+_STATUS_TOTALS = {"per_month": ("sessions", "gross", "patient_share", "billed", "paid", "disputed")}
 _STATUS_STATES = {"valid": "valide", "expired": "expiré", "finished": "terminé", "interrupted": "interrompu"}
 _STATUS_MASCULINE = {"per_month", "final_reports_due"}   # "… : aucun"
 _STATUS_FIRST = 100.0     # points above the first section on the first page (title and facts)

@@ -82,6 +82,8 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
     if note_filter:
         sections["per_month"] = _rows(conn, f"""
             SELECT substr(s.session_date, 1, 7) AS month, count(*) AS sessions,
+                   printf('%.2f', sum(s.gross) / 100.0) AS gross,
+                   printf('%.2f', sum(s.patient_share) / 100.0) AS patient_share,
                    printf('%.2f', sum(s.cns_share) / 100.0) AS billed,
                    printf('%.2f', coalesce(sum(s.paid), 0) / 100.0) AS paid,
                    printf('%.2f', coalesce(sum(s.disputed), 0) / 100.0) AS disputed
@@ -90,7 +92,8 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
             GROUP BY month ORDER BY month""", note_params)
     else:  # the same sums, kept by import (database.md, version 3)
         sections["per_month"] = _rows(conn, """
-            SELECT month, sessions, printf('%.2f', billed / 100.0) AS billed, printf('%.2f', paid / 100.0) AS paid,
+            SELECT month, sessions, printf('%.2f', gross / 100.0) AS gross,
+                   printf('%.2f', patient_share / 100.0) AS patient_share, printf('%.2f', billed / 100.0) AS billed, printf('%.2f', paid / 100.0) AS paid,
                    printf('%.2f', disputed / 100.0) AS disputed
             FROM month_totals WHERE sessions > 0 ORDER BY month""")
     sections["final_reports_due"] = convention.final_reports_due(conn, today, certificate, patient)

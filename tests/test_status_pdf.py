@@ -76,11 +76,13 @@ def test_status_pdf_shows_every_section(run, db, tmp_path, monkeypatch):
     disputed = data["disputed"][0]
     assert (disputed["reason_code"], disputed["billed"]) == ("C01", "55.55")
     assert f"C01 {disputed['reason_label']} {french(disputed['billed'])} {french(disputed['accepted'])}" in text
-    assert "Montants par mois, part CNS (2)" in text
+    assert "Montants par mois (2)" in text
     for month in data["per_month"]:
-        assert (f"{month['month'][5:]}/{month['month'][:4]} {month['sessions']} {french(month['billed'])} "
+        assert (f"{month['month'][5:]}/{month['month'][:4]} {month['sessions']} {french(month['gross'])} "
+                f"{french(month['patient_share'])} {french(month['billed'])} "
                 f"{french(month['paid'])} {french(month['disputed'])}") in text
-    totals = [sum(Decimal(m[k]) for m in data["per_month"]) for k in ("billed", "paid", "disputed")]
+    totals = [sum(Decimal(m[k]) for m in data["per_month"])
+              for k in ("gross", "patient_share", "billed", "paid", "disputed")]
     sessions = sum(m["sessions"] for m in data["per_month"])
     assert f"Total {sessions} {' '.join(french(str(t)) for t in totals)}" in text
     assert "176,00" in text and "384,86" in text and "560,86" in text
@@ -214,8 +216,8 @@ def test_long_sections_go_on_over_pages_with_their_column_titles(tmp_path):
     awaiting = [{"certificate": f"TPC-2026-{n:06d}", "matricule": "•••••••••6700", "session_date": "2026-11-02",
                  "act": "ZD12", "cns_share": f"{n}.{n % 100:02d}", "billing_file": "123456_FAC_20261120_000001.xml"}
                 for n in range(1, 121)]
-    months = [{"month": f"{2024 + m // 12}-{m % 12 + 1:02d}", "sessions": m, "billed": "1234.56", "paid": "1000.00",
-               "disputed": "0.01"} for m in range(30)]
+    months = [{"month": f"{2024 + m // 12}-{m % 12 + 1:02d}", "sessions": m, "gross": "1402.91", "patient_share": "168.35",
+               "billed": "1234.56", "paid": "1000.00", "disputed": "0.01"} for m in range(30)]
     sections = {"requests_awaiting_answer": [], "refused_requests": [], "certificates": [],
                 "billed_awaiting_payment": awaiting, "disputed": [], "per_month": months}
     heading = StatusHeading(["123456"], date(2026, 11, 21), datetime(2026, 11, 21, tzinfo=timezone.utc), "0" * 64)
@@ -235,8 +237,9 @@ def test_long_sections_go_on_over_pages_with_their_column_titles(tmp_path):
         assert f"TPC-2026-{n:06d}" in everything
     assert "120,20" in everything and "1,01" in everything
     last = texts[-1]
-    assert "Mois Séances Facturé € Payé € Contesté €" in last
-    assert f"Total {sum(range(30))} {french(str(Decimal('1234.56') * 30))} {french('30000.00')} 0,30" in last
+    assert "Mois Séances Brut € Part patient € Part CNS € Payé € Contesté €" in last
+    assert (f"Total {sum(range(30))} {french(str(Decimal('1402.91') * 30))} {french(str(Decimal('168.35') * 30))} "
+            f"{french(str(Decimal('1234.56') * 30))} {french('30000.00')} 0,30") in last
     path = tmp_path / "long.pdf"
     path.write_bytes(out.getvalue())
     render(path, "status-long")
