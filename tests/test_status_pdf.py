@@ -67,9 +67,10 @@ def test_status_pdf_shows_every_section(run, db, tmp_path, monkeypatch):
     assert "Demandes en attente de réponse : aucune" in text
     refused = data["refused_requests"][0]
     assert refused["request_ref"] == "REQ-0003" and refused["reasons"].startswith("R03")
-    assert f"REQ-0003 •••••••••{refused['matricule'][-4:]} {refused['reasons']}" in text
+    assert f"REQ-0003 •••••••••{refused['matricule'][-4:]} {refused['patient']} {refused['reasons']}" in text
     for cert in data["certificates"]:
-        assert (f"{cert['certificate']} •••••••••{cert['matricule'][-4:]} {cert['valid_from'][8:]}/{cert['valid_from'][5:7]}/"
+        assert (f"{cert['certificate']} •••••••••{cert['matricule'][-4:]} {cert['patient']} "
+                f"{cert['valid_from'][8:]}/{cert['valid_from'][5:7]}/"
                 f"{cert['valid_from'][:4]}") in text
         assert (f"{cert['sessions_authorised']} {cert['sessions_billed']} {cert['sessions_remaining']} "
                 f"{'valide' if cert['state'] == 'valid' else 'expiré'}") in text
@@ -231,7 +232,7 @@ def test_long_sections_go_on_over_pages_with_their_column_titles(tmp_path):
         if k > 1:
             assert "État du cabinet 123456 au 21/11/2026 (suite)" in text
     assert "Séances facturées en attente de paiement (suite)" in texts[1]
-    assert "Titre Matricule Séance Acte Part CNS € Fichier de facturation" in texts[1]
+    assert "Titre Matricule Patient Séance Acte Part CNS € Fichier de facturation" in texts[1]
     everything = " ".join(texts)
     for n in range(1, 121):
         assert f"TPC-2026-{n:06d}" in everything
