@@ -1102,7 +1102,8 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
 @click.option("--db", "db", metavar="PATH", help="The practice database (default: the profile's database).")
 @_format_options(json="Print the sections as JSON.", csv="Print the sections as CSV (a 'section' column first).")
 @click.option("--certificate", metavar="NUMBER", help="Show one certificate.")
-@click.option("--patient", metavar="MATRICULE", help="Show one patient.")
+@click.option("--patient", metavar="NAME|MATRICULE",
+              help="Show one patient, with their history: a matricule, or a name (whole words, accents and case ignored).")
 @click.option("--pdf", "pdf_path", metavar="FILE.pdf",
               help="Write the report as an A4 PDF (a new file, or '-' for stdout); stdout then gets only --json/--csv.")
 @click.option("--matricule", type=click.Choice(["full", "masked"]),
@@ -1123,9 +1124,7 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
     from cns_exchange import database
     from cns_exchange import status as status_mod
 
-    # As pasted from a spreadsheet or a letter: '1974 0911 867 00 ' is the same matricule.
     certificate = certificate.strip() if certificate else certificate
-    patient = "".join(patient.split()) if patient else patient
     if certificate and patient:
         raise UsageError("--certificate and --patient: one case at a time", "give one of them")
     if year and (certificate or patient):
@@ -1146,6 +1145,8 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
     today = date_cls.today()
     conn = database.connect(db_path)
     try:
+        if patient:   # a name or a matricule (as pasted: '1974 0911 867 00 '): one patient, or exit 3
+            patient = status_mod.find_patient(conn, patient, mask=matricule != "full")
         sections = status_mod.status(conn, today, certificate, patient, year)
         providers = status_mod.providers(conn)
     finally:

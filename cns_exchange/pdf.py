@@ -839,6 +839,16 @@ _STATUS_SECTIONS: list[tuple[str, str, list[_Column]]] = [
         _Column("Aut.", 22, "right", key="sessions_authorised"), _Column("Fact.", 22, "right", key="sessions_billed"),
         _Column("Dern. s.", 53, key="last_session", kind="date"), _Column("Traitement", 52, key="ended", kind="state"),
         _Column("Dû depuis", 53, key="due_since", kind="date")]),
+    # Only with --patient: the patient's history, in date order.
+    ("history", "Historique du patient (montants en €)", [
+        _Column("Date", 53, key="date", kind="date"), _Column("Quoi", 46, key="event", kind="state"),
+        _Column("Titre", 78, key="certificate"), _Column("Référence", 62, key="reference", kind="wrap"),
+        _Column("Acte", 30, key="act"), _Column("Brut", 36, "right", key="gross", kind="amount"),
+        _Column("Patient", 36, "right", key="patient_share", kind="amount"),
+        _Column("CNS", 36, "right", key="cns_share", kind="amount"),
+        _Column("Payé", 36, "right", key="paid", kind="amount"),
+        _Column("Contesté", 38, "right", key="disputed", kind="amount"),
+        _Column("Détail", 59, key="detail", kind="wrap")]),
     # Only with --year: not drawn at all when status() did not give it.
     ("it_flat_rate", "Forfait informatique (art. 38 de la convention)", [
         _Column("Année", 34, key="year"), _Column("Prestataire(s)", 76, key="providers", kind="wrap"),
@@ -849,8 +859,10 @@ _STATUS_SECTIONS: list[tuple[str, str, list[_Column]]] = [
         _Column("Année close", 54, key="year_ended", kind="yesno")]),
 ]
 _STATUS_TOTALS = {"per_month": ("sessions", "gross", "patient_share", "billed", "paid", "disputed")}
-_STATUS_STATES = {"valid": "valide", "expired": "expiré", "finished": "terminé", "interrupted": "interrompu"}
-_STATUS_MASCULINE = {"per_month", "final_reports_due"}   # "… : aucun"
+_STATUS_STATES = {"valid": "valide", "expired": "expiré", "finished": "terminé", "interrupted": "interrompu",
+                  "request": "demande", "certificate": "titre", "refused": "refus", "session": "séance",
+                  "fee note": "mémoire", "payment": "paiement", "dispute": "contesté", "final report sent": "rapport final"}
+_STATUS_MASCULINE = {"per_month", "final_reports_due", "history"}   # "… : aucun"
 _STATUS_FIRST = 100.0     # points above the first section on the first page (title and facts)
 _STATUS_NEXT = 30.0       # on the following pages (a short title)
 _STATUS_HEADING = 26.0    # a section's title (with ": aucune" when it is empty)

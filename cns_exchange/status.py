@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import unicodedata
 from datetime import date
 
 from cns_exchange import convention
+from cns_exchange.errors import InputError
 from cns_exchange.pdf import show_matricule
 
 
@@ -43,8 +45,8 @@ def _with_patient(conn: sqlite3.Connection, row: dict) -> dict:
 
 def status(conn: sqlite3.Connection, today: date, certificate: str | None = None,
            patient: str | None = None, year: int | None = None) -> dict[str, list[dict]]:
-    """Return the status sections, optionally for one certificate or one patient (matricule);
-    with ``year``, also the IT flat rate of that year (section ``it_flat_rate``, one row)."""
+    """Return the status sections, optionally for one certificate or one patient (matricule:
+    see :func:`find_patient`; then also the section ``history``, :func:`history`); with ``year``, also the IT flat rate of that year (section ``it_flat_rate``, one row)."""
     cert_filter = ""
     params: tuple = ()
     if certificate:
@@ -119,9 +121,131 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
             FROM month_totals WHERE sessions > 0 ORDER BY month""")
     sections["final_reports_due"] = [_with_patient(conn, row) for row in
                                      convention.final_reports_due(conn, today, certificate, patient)]
+    if patient:
+        sections["history"] = history(conn, patient)
     if year is not None:
         sections["it_flat_rate"] = [convention.it_flat_rate(conn, year, today)]
     return sections
+
+
+def _words(text: str) -> list[str]:
+    """The words of a name as a person may type it: no accents, no case, '-' a space."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return plain.casefold().replace("-", " ").split()
+
+
+def find_patient(conn: sqlite3.Connection, query: str, mask: bool = False) -> str:
+    """Return the matricule of the one patient ``query`` names: a matricule (spaces allowed,
+    as pasted) or a name, or a part of one, whole words, in any order, case and accents
+    ignored ('muller anne', 'Müller', 'Weber-Müller François').
+
+    Raises InputError (exit 3) when no patient of the database matches, or when several do
+    (naming each, with its matricule masked when ``mask``), so that a report is never the
+    empty report of a mistyped name or the mixed report of two people.
+    """
+    digits = "".join(query.split())
+    if digits.isdigit():
+        known = conn.execute(
+            """SELECT 1 FROM requests WHERE matricule = ?1 UNION ALL SELECT 1 FROM certificates WHERE matricule = ?1
+               UNION ALL SELECT 1 FROM fee_notes WHERE matricule = ?1 UNION ALL SELECT 1 FROM answers WHERE matricule = ?1
+               LIMIT 1""", (digits,)).fetchone()
+        if known is None:
+            raise InputError(f"--patient {show_matricule(digits, mask) if len(digits) > 4 else digits}: no patient of "
+                             "that matricule in the practice database",
+                             "check the number, or give the patient's name (cnsx status --patient NAME)")
+        return digits
+    wanted = _words(query)
+    if not wanted:
+        raise InputError("--patient: empty", "give a matricule or a name")
+    names: dict[str, set[str]] = {}
+    for matricule, last, first in conn.execute(
+            """SELECT DISTINCT matricule, last_name, first_name FROM requests
+               UNION SELECT DISTINCT matricule, last_name, first_name FROM fee_notes"""):
+        words = _words(f"{last} {first}")
+        if all(w in words for w in wanted):
+            names.setdefault(matricule, set()).add(f"{last} {first}")
+    if not names:
+        raise InputError(f"--patient '{query}': no patient of that name in the practice database",
+                         "check the spelling (whole words: a last name, a first name), or give the matricule")
+    if len(names) > 1:
+        which = "; ".join(f"{' / '.join(sorted(n))} ({show_matricule(m, mask)})" for m, n in sorted(names.items()))
+        raise InputError(f"--patient '{query}': {len(names)} patients match: {which}",
+                         "give the first name too, or the matricule")
+    return next(iter(names))
+
+
+def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
+    """Return the history of one patient, in date order: requests sent, answers (certificate
+    granted or refused), sessions billed (those that count), fee notes, payment lines (paid or
+    disputed; a line a later statement replaced says so) and final reports sent.
+
+    Every row has the same keys: date, event, certificate, reference, act, gross,
+    patient_share, cns_share, paid, disputed, detail (amounts as '12.34', None where they do
+    not apply).
+    """
+    def amount(cents):
+        return None if cents is None else f"{cents / 100:.2f}"
+
+    rows: list[tuple[str, int, dict]] = []
+
+    def add(day: str, order: int, event: str, certificate=None, reference=None, act=None, gross=None,
+            patient_share=None, cns_share=None, paid=None, disputed=None, detail: str = "") -> None:
+        rows.append((day, order, {"date": day, "event": event, "certificate": certificate, "reference": reference,
+                                  "act": act, "gross": amount(gross), "patient_share": amount(patient_share),
+                                  "cns_share": amount(cns_share), "paid": amount(paid), "disputed": amount(disputed),
+                                  "detail": detail}))
+
+    for ref, created, prescribed, treatment, pathologies, prescriber in conn.execute(
+            """SELECT r.request_ref, d.created_at, r.prescription_date, r.treatment, r.pathologies, r.prescriber
+               FROM requests r JOIN documents d ON d.id = r.document_id WHERE r.matricule = ?""", (matricule,)):
+        add(created[:10], 0, "request", reference=ref,
+            detail=f"prescription of {prescribed} by {prescriber}, {treatment}, {pathologies}")
+    for ref, created, number, refused, reasons, valid_from, valid_to, authorised, superseded in conn.execute(
+            """SELECT a.request_ref, d.created_at, a.certificate_number, a.refused,
+                      (SELECT group_concat(x.code || ' ' || x.label, '; ') FROM anomalies x WHERE x.answer_id = a.id),
+                      c.valid_from, c.valid_to, c.sessions_authorised, c.superseded
+               FROM answers a JOIN documents d ON d.id = a.document_id
+               LEFT JOIN certificates c ON c.number = a.certificate_number AND c.answer_id = a.id
+               WHERE a.matricule = ?""", (matricule,)):
+        if refused or number is None:
+            add(created[:10], 1, "refused", reference=ref, detail=reasons or "")
+        else:
+            detail = (f"valid {valid_from} to {valid_to}, {authorised} sessions" if valid_from else "granted")
+            add(created[:10], 1, "certificate", certificate=number, reference=ref,
+                detail=detail + (", superseded by a later answer" if superseded else ""))
+    for number, name, created, certificate, sessions, gross, share, cns in conn.execute(
+            """SELECT f.number, d.name, d.created_at, f.certificate_number, count(s.id), sum(s.gross),
+                      sum(s.patient_share), sum(s.cns_share)
+               FROM fee_notes f JOIN documents d ON d.id = f.document_id
+               LEFT JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1
+               WHERE f.matricule = ? GROUP BY f.id""", (matricule,)):
+        add(created[:10], 3, "fee note", certificate=certificate, reference=f"{name} #{number}", gross=gross,
+            patient_share=share, cns_share=cns, detail=f"{sessions} session{'' if sessions == 1 else 's'} counted")
+    for day, act, certificate, gross, share, cns, paid, disputed in conn.execute(
+            f"""SELECT s.session_date, s.act, f.certificate_number, s.gross, s.patient_share, s.cns_share,
+                       s.paid, s.disputed
+                FROM {_BILLED} WHERE f.matricule = ?""", (matricule,)):
+        add(day, 2, "session", certificate=certificate, act=act, gross=gross, patient_share=share, cns_share=cns,
+            detail="awaiting payment" if paid is None else "")
+    for paid_on, reference, certificate, act, session_day, accepted, billed, code, label, in_force in conn.execute(
+            f"""SELECT p2.paid_on, p2.reference, f.certificate_number, s.act, s.session_date, p.accepted, p.billed,
+                       p.reason_code, p.reason_label, p.id = s.payment_line_id
+                FROM {_BILLED} JOIN payment_lines p ON p.session_id = s.id JOIN payments p2 ON p2.id = p.payment_id
+                WHERE f.matricule = ?""", (matricule,)):
+        detail = f"session of {session_day}" + (f"; {code} {label}" if code else "") + \
+            ("" if in_force else "; replaced by a later statement")
+        add(paid_on or "", 4, "dispute" if code else "payment", certificate=certificate, reference=reference, act=act,
+            paid=accepted, disputed=billed - accepted if code else None, detail=detail)
+    for certificate, sent_on in conn.execute(
+            """SELECT x.certificate_number, x.sent_on FROM final_reports x
+               JOIN certificates c ON c.number = x.certificate_number WHERE c.matricule = ?""", (matricule,)):
+        add(sent_on, 5, "final report sent", certificate=certificate)
+    rows.sort(key=lambda r: (r[0], r[1], r[2]["certificate"] or "", r[2]["reference"] or "", r[2]["act"] or ""))
+    return [r[2] for r in rows]
+
+
+#: The sessions that count (fee note f, session s), as SQL to follow FROM.
+_BILLED = "fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1"
 
 
 def providers(conn: sqlite3.Connection) -> list[str]:

@@ -163,6 +163,9 @@ def test_patient_filter_masks_the_patient(run, db, tmp_path):
     assert "Sélection patient de matricule •••••••••6700" in text and "1974091186700" not in text
     assert "TPC-2026-000101" in text and "TPC-2026-000102" not in text
     assert metadata(target)["/Title"].endswith("(un patient)")
+    history = status_json(run, db, "--patient", "1974091186700")["history"]
+    assert f"Historique du patient (montants en €) ({len(history)})" in text
+    render(target, "status-patient")
 
 
 def test_pdf_to_stdout(run, db):
@@ -196,12 +199,13 @@ def test_columns_cover_every_key_of_status(run, tmp_path, monkeypatch, db):
     finally:
         conn.close()
     seen: dict[str, set] = {}
-    for data in (status_json(run, db, "--year", "2026"), status_json(run, early), later):
+    one = status_json(run, db, "--patient", "Schmit")   # and the history of one patient
+    for data in (status_json(run, db, "--year", "2026"), status_json(run, early), later, one):
         for name, rows in data.items():
             for row in rows:
                 seen.setdefault(name, set()).update(row)
     columns = status_columns()
-    assert set(columns) == set(seen) == set(data)
+    assert set(columns) == set(seen) == set(later) | {"history"}
     for name, keys in seen.items():
         assert set(columns[name]) == keys, name
 
