@@ -1110,8 +1110,11 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
               help="Matricules in full, or masked but for their last 4 digits. Default: masked in the PDF, full otherwise.")
 @click.option("--year", type=click.IntRange(1900, 9999), metavar="YYYY",
               help="Also the IT flat rate of that year: prescriptions with reimbursed services, threshold, amount.")
+@click.option("--due", is_flag=True,
+              help="Only what needs doing soon (certificates expiring or used up, requests unanswered), one line each; "
+                   "nothing when there is nothing (for cron).")
 @pass_context
-def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule, year):
+def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule, year, due):
     """Show requests awaiting an answer, certificates used and remaining, billed sessions
     awaiting payment, disputed lines, amounts per month and the final reports due to
     prescribers; with --year, the IT flat rate of that year.
@@ -1130,6 +1133,9 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
     if year and (certificate or patient):
         raise UsageError(f"--year and --{'certificate' if certificate else 'patient'}: the IT flat rate is the whole "
                          "practice's", "leave out --year, or the case")
+    if due and (pdf_path or year or certificate):
+        raise UsageError("--due: the lines of what needs doing soon, not with --pdf, --year or --certificate",
+                         "run cnsx status --due on its own (or with --patient, --json, --csv)")
     if pdf_path == "-" and fmt:
         raise UsageError(f"--pdf - and --{fmt}: both would go to stdout", "write the PDF to a file")
     if pdf_path == "-" and sys.stdout.isatty():
@@ -1147,7 +1153,10 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
     try:
         if patient:   # a name or a matricule (as pasted: '1974 0911 867 00 '): one patient, or exit 3
             patient = status_mod.find_patient(conn, patient, mask=matricule != "full")
-        sections = status_mod.status(conn, today, certificate, patient, year)
+        if due:
+            sections = {"due": status_mod.due(conn, today, patient)}
+        else:
+            sections = status_mod.status(conn, today, certificate, patient, year)
         providers = status_mod.providers(conn)
     finally:
         conn.close()
@@ -1179,6 +1188,9 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
             if rows:
                 writer.writerow(["section", *rows[0].keys()])
                 writer.writerows([name, *r.values()] for r in rows)
+    elif due:
+        for line in status_mod.due_lines(sections["due"]):   # the data of --due: on stdout, for cron's mail
+            sys.stdout.write(line + "\n")
     else:
         from cns_exchange import console
 

@@ -797,6 +797,11 @@ class StatusHeading:
 #: Each section of status.status(): its key, its title, its columns (510 points, the width
 #: between the margins) and, for the months, the columns summed on a total line.
 _STATUS_SECTIONS: list[tuple[str, str, list[_Column]]] = [
+    ("due", "À faire bientôt : titres qui expirent ou s'épuisent, demandes sans réponse", [
+        _Column("Quoi", 46, key="what", kind="state"), _Column("Référence", 80, key="reference"),
+        _Column("Matricule", 76, key="matricule"), _Column("Patient", 100, key="patient", kind="wrap"),
+        _Column("Date", 53, key="date", kind="date"), _Column("Jours", 40, "right", key="days"),
+        _Column("Restantes", 45, "right", key="sessions_remaining"), _Column("Motif", 70, key="reason", kind="state")]),
     ("requests_awaiting_answer", "Demandes en attente de réponse", [
         _Column("Demande", 60, key="request_ref"), _Column("Matricule", 76, key="matricule"),
         _Column("Patient", 94, key="patient", kind="wrap"), _Column("Prescription", 56, key="prescription_date", kind="date"),
@@ -861,7 +866,8 @@ _STATUS_SECTIONS: list[tuple[str, str, list[_Column]]] = [
 _STATUS_TOTALS = {"per_month": ("sessions", "gross", "patient_share", "billed", "paid", "disputed")}
 _STATUS_STATES = {"valid": "valide", "expired": "expiré", "finished": "terminé", "interrupted": "interrompu",
                   "request": "demande", "certificate": "titre", "refused": "refus", "session": "séance",
-                  "fee note": "mémoire", "payment": "paiement", "dispute": "contesté", "final report sent": "rapport final"}
+                  "fee note": "mémoire", "payment": "paiement", "dispute": "contesté", "final report sent": "rapport final",
+                  "expiring": "expire bientôt", "sessions": "≤ 1 séance", "unanswered": "sans réponse"}
 _STATUS_MASCULINE = {"per_month", "final_reports_due", "history"}   # "… : aucun"
 _STATUS_FIRST = 100.0     # points above the first section on the first page (title and facts)
 _STATUS_NEXT = 30.0       # on the following pages (a short title)

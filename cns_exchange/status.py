@@ -121,6 +121,8 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
             FROM month_totals WHERE sessions > 0 ORDER BY month""")
     sections["final_reports_due"] = [_with_patient(conn, row) for row in
                                      convention.final_reports_due(conn, today, certificate, patient)]
+    if not certificate:
+        sections["due"] = due(conn, today, patient)
     if patient:
         sections["history"] = history(conn, patient)
     if year is not None:
@@ -242,6 +244,59 @@ def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
         add(sent_on, 5, "final report sent", certificate=certificate)
     rows.sort(key=lambda r: (r[0], r[1], r[2]["certificate"] or "", r[2]["reference"] or "", r[2]["act"] or ""))
     return [r[2] for r in rows]
+
+
+#: What needs doing soon: certificates expiring within this many days, requests unanswered after.
+EXPIRING_DAYS = 30
+UNANSWERED_DAYS = 14
+
+
+def due(conn: sqlite3.Connection, today: date, matricule: str | None = None) -> list[dict]:
+    """Return what needs a person soon, soonest first: certificates standing that expire
+    within EXPIRING_DAYS days (with sessions left) or have one session or none left (still
+    valid), and requests still unanswered UNANSWERED_DAYS days after they were sent.
+
+    Rows: what ('certificate' or 'request'), reference (certificate number or request
+    reference), matricule, patient, date (valid_to, or the day the request was sent), days
+    (days to expiry, or days waited), sessions_remaining (certificates only), reason.
+    """
+    day = today.isoformat()
+    who = " AND c.matricule = ?" if matricule else ""
+    rows = _rows(conn, f"""
+        SELECT 'certificate' AS what, c.number AS reference, c.matricule, {CERTIFICATE_PATIENT} AS patient,
+               c.valid_to AS date, CAST(julianday(c.valid_to) - julianday(?1) AS INTEGER) AS days,
+               c.sessions_authorised - c.sessions_billed AS sessions_remaining,
+               CASE WHEN c.sessions_authorised - c.sessions_billed <= 1 THEN 'sessions' ELSE 'expiring' END AS reason
+        FROM certificates c
+        WHERE c.superseded = 0 AND c.valid_to >= ?1 {who}
+        AND ((c.valid_to <= date(?1, '+{EXPIRING_DAYS} days') AND c.sessions_authorised > c.sessions_billed)
+             OR c.sessions_authorised - c.sessions_billed <= 1)
+        ORDER BY c.valid_to, c.number LIMIT 1000""", (day, matricule) if matricule else (day,))
+    rows += _rows(conn, f"""
+        SELECT 'request' AS what, r.request_ref AS reference, r.matricule, r.last_name || ' ' || r.first_name AS patient,
+               substr(d.created_at, 1, 10) AS date,
+               CAST(julianday(?1) - julianday(substr(d.created_at, 1, 10)) AS INTEGER) AS days,
+               NULL AS sessions_remaining, 'unanswered' AS reason
+        FROM requests r JOIN documents d ON d.id = r.document_id
+        WHERE NOT EXISTS (SELECT 1 FROM answers a WHERE a.request_id = r.id)
+        AND substr(d.created_at, 1, 10) <= date(?1, '-{UNANSWERED_DAYS} days') {who.replace("c.", "r.")}
+        ORDER BY d.created_at, r.request_ref LIMIT 1000""", (day, matricule) if matricule else (day,))
+    return rows
+
+
+def due_lines(rows: list[dict]) -> list[str]:
+    """Return one line of text per row of :func:`due`, for a person (the cron mail)."""
+    lines = []
+    for row in rows:
+        who = f"{row['patient']} ({row['matricule']})" if row["patient"] else row["matricule"]
+        if row["what"] == "request":
+            lines.append(f"request {row['reference']}, {who}: unanswered since {row['date']} ({row['days']} days)")
+            continue
+        left = row["sessions_remaining"]
+        sessions = "no session left" if left <= 0 else f"{left} session{'' if left == 1 else 's'} left"
+        when = "today" if row["days"] == 0 else f"in {row['days']} day{'' if row['days'] == 1 else 's'}"
+        lines.append(f"certificate {row['reference']}, {who}: expires on {row['date']} ({when}), {sessions}")
+    return lines
 
 
 #: The sessions that count (fee note f, session s), as SQL to follow FROM.
