@@ -1197,6 +1197,46 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
         console.print_tables(sections)
 
 
+@cli.command("certificates")
+@click.option("--since", metavar="YYYY-MM-DD", help="Certificates whose answer was imported on or after this day "
+              "(default: 7 days ago).")
+@click.option("--db", "db", metavar="PATH", help="The practice database (default: the profile's database).")
+@click.option("--matricule", type=click.Choice(["full", "masked"]), default="full", show_default=True,
+              help="Matricules in full, or masked but for their last 4 digits.")
+@pass_context
+def certificates_cmd(ctx: Context, since, db, matricule):
+    """Print the new certificates as CSV for the practice's agenda: request reference,
+    patient, matricule, certificate number, validity, sessions authorised, answered on.
+
+    French Excel reads it as it is: ';' between columns, UTF-8 with a BOM.
+    """
+    import csv as csvmod
+    from datetime import date as date_cls, timedelta
+
+    from cns_exchange import database
+    from cns_exchange import status as status_mod
+    from cns_exchange.pdf import show_matricule
+
+    today = date_cls.today()
+    try:
+        day = date_cls.fromisoformat(since) if since else today - timedelta(days=7)
+    except ValueError:
+        raise UsageError(f"--since '{since}' is not a date", "give it as YYYY-MM-DD, e.g. 2026-11-01") from None
+    db_path = Path(db).expanduser() if db else ctx.settings.database_path()
+    if not db_path.exists():
+        raise InputError(f"{db_path}: no practice database yet", "run cnsx import (or upload/fetch) first, or pass --db")
+    conn = database.connect(db_path)
+    try:
+        rows = status_mod.new_certificates(conn, day)
+    finally:
+        conn.close()
+    out = sys.stdout
+    out.write("\ufeff")
+    writer = csvmod.DictWriter(out, fieldnames=status_mod.NEW_CERTIFICATE_COLUMNS, delimiter=";", lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows({**r, "matricule": show_matricule(r["matricule"], matricule == "masked")} for r in rows)
+
+
 @cli.command("report-sent")
 @click.argument("certificate", metavar="CERTIFICATE")
 @click.option("--date", "sent_on", metavar="YYYY-MM-DD", help="The day the report was sent (default: today).")

@@ -976,7 +976,52 @@ def _status_layout(sections: dict[str, list[dict]]) -> list[list[_Op]]:
                 put(_Op("heading", _STATUS_HEADING, f"{title} (suite)"))
                 put(_Op("header", header_height, columns=columns))
             put(_Op("total", _ROW + 2, columns=columns, cells=cells))
+        if name == "per_month":   # and as a chart: billed, paid, disputed by month
+            if _CHART_HEIGHT > room:
+                new_page()
+            put(_Op("chart", _CHART_HEIGHT, cells=rows[-_CHART_MONTHS:]))
     return pages
+
+
+_CHART_HEIGHT = 190.0     # points the month chart takes, with its legend
+_CHART_MONTHS = 24        # the latest months drawn (the table lists them all)
+
+
+def _month_chart(rows: list[dict]):
+    """Return a reportlab Drawing of the CNS's share billed, paid and disputed by month (euros)."""
+    from reportlab.graphics.charts.barcharts import VerticalBarChart
+    from reportlab.graphics.charts.legends import Legend
+    from reportlab.graphics.shapes import Drawing
+    from reportlab.lib import colors
+
+    width = _RIGHT - _LEFT
+    drawing = Drawing(width, _CHART_HEIGHT - 10)
+    chart = VerticalBarChart()
+    chart.x, chart.y, chart.width, chart.height = 46, 34, width - 56, _CHART_HEIGHT - 64
+    chart.data = [[cents(r[key]) / 100 for r in rows] for key in ("billed", "paid", "disputed")]
+    chart.categoryAxis.categoryNames = [_status_cell(r["month"], _Column("", 0, kind="month")) for r in rows]
+    chart.categoryAxis.labels.fontName = chart.valueAxis.labels.fontName = _FONT
+    chart.categoryAxis.labels.fontSize = chart.valueAxis.labels.fontSize = 6.5
+    if len(rows) > 8:   # slanted, each ending under its month
+        chart.categoryAxis.labels.angle, chart.categoryAxis.labels.boxAnchor = 30, "ne"
+    chart.categoryAxis.labels.dy = -4
+    chart.valueAxis.valueMin = 0
+    chart.valueAxis.valueMax = max([1.0] + [v for series in chart.data for v in series]) * 1.1   # room under the legend
+    chart.valueAxis.labelTextFormat = lambda v: euros(round(v * 100)).replace(",00", "")
+    palette = (colors.HexColor("#4a6fa5"), colors.HexColor("#6aa84f"), colors.HexColor("#cc4125"))
+    for i, colour in enumerate(palette):
+        chart.bars[i].fillColor = colour
+        chart.bars[i].strokeColor = None
+    chart.groupSpacing, chart.barSpacing = 6, 0.5
+    drawing.add(chart)
+    legend = Legend()
+    legend.x, legend.y = 46, _CHART_HEIGHT - 18
+    legend.fontName, legend.fontSize = _FONT, 7.5
+    legend.alignment, legend.columnMaximum, legend.dx, legend.dy = "right", 1, 8, 8
+    legend.deltax = 110
+    legend.colorNamePairs = list(zip(palette, ("Facturé (part CNS) €", "Payé €", "Contesté €")))
+    drawing.add(legend)
+    return drawing
 
 
 def _sum_amounts(amounts: Iterable[str]) -> str:
@@ -1038,6 +1083,10 @@ def write_status(out: IO[bytes], sections: dict[str, list[dict]], heading: Statu
                 sheet.table_header(y, op.columns)
             elif op.what == "row":
                 sheet.row(y, op.columns, op.cells, shade=op.shade, height=op.height, lines=op.lines)
+            elif op.what == "chart":
+                from reportlab.graphics import renderPDF
+
+                renderPDF.draw(_month_chart(op.cells), c, _LEFT, y - op.height + 4)
             elif op.what == "total":
                 c.setLineWidth(0.8)
                 c.setStrokeColorRGB(0, 0, 0)

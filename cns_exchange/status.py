@@ -299,6 +299,24 @@ def due_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+#: The columns of :func:`new_certificates`, in the order the CSV gives them.
+NEW_CERTIFICATE_COLUMNS = ["request_ref", "patient", "matricule", "certificate", "valid_from", "valid_to",
+                           "sessions_authorised", "answered_on"]
+
+
+def new_certificates(conn: sqlite3.Connection, since: date) -> list[dict]:
+    """Return the certificates granted by answers imported on or after ``since`` (the day
+    the practice learnt of them), standing (not superseded), in the order they arrived:
+    request_ref, patient, matricule, certificate, valid_from, valid_to, sessions_authorised,
+    answered_on (the day the answer was imported)."""
+    return _rows(conn, f"""
+        SELECT a.request_ref, {CERTIFICATE_PATIENT} AS patient, c.matricule, c.number AS certificate,
+               c.valid_from, c.valid_to, c.sessions_authorised, substr(d.imported_at, 1, 10) AS answered_on
+        FROM certificates c JOIN answers a ON a.id = c.answer_id JOIN documents d ON d.id = a.document_id
+        WHERE c.superseded = 0 AND substr(d.imported_at, 1, 10) >= ?
+        ORDER BY d.imported_at, a.request_ref, c.number""", (since.isoformat(),))
+
+
 #: The sessions that count (fee note f, session s), as SQL to follow FROM.
 _BILLED = "fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1"
 
