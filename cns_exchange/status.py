@@ -79,12 +79,15 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
     # Open certificates: still valid, or expired within the last 30 days (one case: all of it).
     open_only = "" if (certificate or patient) else " AND c.valid_to >= date(?, '-30 days')"
     sections["certificates"] = _rows(conn, f"""
-        SELECT c.number AS certificate, c.matricule, {CERTIFICATE_PATIENT} AS patient, c.valid_from, c.valid_to, c.sessions_authorised,
-               c.sessions_billed, c.sessions_authorised - c.sessions_billed AS sessions_remaining,
-               CASE WHEN c.valid_to < ? THEN 'expired' ELSE 'valid' END AS state
-        FROM certificates c
-        WHERE c.superseded = 0 {cert_filter}{open_only}
-        ORDER BY c.valid_to LIMIT 1000""", (today.isoformat(),) + params + (() if (certificate or patient) else (today.isoformat(),)))
+        SELECT c.number AS certificate, c.matricule, {CERTIFICATE_PATIENT} AS patient, c.valid_from, c.valid_to,
+               c.sessions_authorised, c.sessions_billed, c.sessions_remaining, c.state
+        FROM (SELECT c.number, c.answer_id, c.matricule, c.valid_from, c.valid_to, c.sessions_authorised,
+                     c.sessions_billed, c.sessions_authorised - c.sessions_billed AS sessions_remaining,
+                     CASE WHEN c.valid_to < ? THEN 'expired' ELSE 'valid' END AS state
+              FROM certificates c
+              WHERE c.superseded = 0 {cert_filter}{open_only}
+              ORDER BY c.valid_to LIMIT 1000) c   -- the names of the rows shown only
+        ORDER BY c.valid_to""", (today.isoformat(),) + params + (() if (certificate or patient) else (today.isoformat(),)))
     note_filter = " AND f.certificate_number = ?" if certificate else (" AND f.matricule = ?" if patient else "")
     note_params = (certificate,) if certificate else ((patient,) if patient else ())
     sections["billed_awaiting_payment"] = _rows(conn, f"""
@@ -267,11 +270,12 @@ def due(conn: sqlite3.Connection, today: date, matricule: str | None = None) -> 
                c.valid_to AS date, CAST(julianday(c.valid_to) - julianday(?1) AS INTEGER) AS days,
                c.sessions_authorised - c.sessions_billed AS sessions_remaining,
                CASE WHEN c.sessions_authorised - c.sessions_billed <= 1 THEN 'sessions' ELSE 'expiring' END AS reason
-        FROM certificates c
-        WHERE c.superseded = 0 AND c.valid_to >= ?1 {who}
-        AND ((c.valid_to <= date(?1, '+{EXPIRING_DAYS} days') AND c.sessions_authorised > c.sessions_billed)
-             OR c.sessions_authorised - c.sessions_billed <= 1)
-        ORDER BY c.valid_to, c.number LIMIT 1000""", (day, matricule) if matricule else (day,))
+        FROM (SELECT * FROM certificates c
+              WHERE c.superseded = 0 AND c.valid_to >= ?1 {who}
+              AND ((c.valid_to <= date(?1, '+{EXPIRING_DAYS} days') AND c.sessions_authorised > c.sessions_billed)
+                   OR c.sessions_authorised - c.sessions_billed <= 1)
+              ORDER BY c.valid_to, c.number LIMIT 1000) c   -- the names of the rows shown only
+        ORDER BY c.valid_to, c.number""", (day, matricule) if matricule else (day,))
     rows += _rows(conn, f"""
         SELECT 'request' AS what, r.request_ref AS reference, r.matricule, r.last_name || ' ' || r.first_name AS patient,
                substr(d.created_at, 1, 10) AS date,
