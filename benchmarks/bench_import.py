@@ -117,8 +117,9 @@ def main() -> None:
                      ((f"TPC-{i:07d}", f"19700101{i % 1000:03d}00") for i in range(1, total // per_note + 1)))
     # Nine sessions in ten paid, and the month totals import keeps (database.md, version 3).
     conn.execute("UPDATE sessions SET paid = cns_share WHERE id % 10 <> 0")
-    conn.execute("INSERT INTO month_totals (month, sessions, billed, paid, disputed) "
-                 "SELECT substr(session_date, 1, 7), count(*), sum(cns_share), coalesce(sum(paid), 0), 0 FROM sessions GROUP BY 1")
+    conn.execute("INSERT INTO month_totals (month, sessions, billed, paid, disputed, gross, patient_share) "
+                 "SELECT substr(session_date, 1, 7), count(*), sum(cns_share), coalesce(sum(paid), 0), 0, sum(gross), "
+                 "sum(patient_share) FROM sessions GROUP BY 1")
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     conn.close()

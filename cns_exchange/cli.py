@@ -1154,15 +1154,19 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
 @click.option("--db", "db", metavar="PATH", help="The practice database (default: the profile's database).")
 @_format_options(json="Print the sections as JSON.", csv="Print the sections as CSV (a 'section' column first).")
 @click.option("--certificate", metavar="NUMBER", help="Show one certificate.")
-@click.option("--patient", metavar="MATRICULE", help="Show one patient.")
+@click.option("--patient", metavar="NAME|MATRICULE",
+              help="Show one patient, with their history: a matricule, or a name (whole words, accents and case ignored).")
 @click.option("--pdf", "pdf_path", metavar="FILE.pdf",
               help="Write the report as an A4 PDF (a new file, or '-' for stdout); stdout then gets only --json/--csv.")
 @click.option("--matricule", type=click.Choice(["full", "masked"]),
               help="Matricules in full, or masked but for their last 4 digits. Default: masked in the PDF, full otherwise.")
 @click.option("--year", type=click.IntRange(1900, 9999), metavar="YYYY",
               help="Also the IT flat rate of that year: prescriptions with reimbursed services, threshold, amount.")
+@click.option("--due", is_flag=True,
+              help="Only what needs doing soon (certificates expiring or used up, requests unanswered), one line each; "
+                   "nothing when there is nothing (for cron).")
 @pass_context
-def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule, year):
+def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule, year, due):
     """Show requests awaiting an answer, certificates used and remaining, billed sessions
     awaiting payment, disputed lines, amounts per month and the final reports due to
     prescribers; with --year, the IT flat rate of that year.
@@ -1175,14 +1179,15 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
     from cns_exchange import database
     from cns_exchange import status as status_mod
 
-    # As pasted from a spreadsheet or a letter: '1974 0911 867 00 ' is the same matricule.
     certificate = certificate.strip() if certificate else certificate
-    patient = "".join(patient.split()) if patient else patient
     if certificate and patient:
         raise UsageError("--certificate and --patient: one case at a time", "give one of them")
     if year and (certificate or patient):
         raise UsageError(f"--year and --{'certificate' if certificate else 'patient'}: the IT flat rate is the whole "
                          "practice's", "leave out --year, or the case")
+    if due and (pdf_path or year or certificate):
+        raise UsageError("--due: the lines of what needs doing soon, not with --pdf, --year or --certificate",
+                         "run cnsx status --due on its own (or with --patient, --json, --csv)")
     if pdf_path == "-" and fmt:
         raise UsageError(f"--pdf - and --{fmt}: both would go to stdout", "write the PDF to a file")
     if pdf_path == "-" and sys.stdout.isatty():
@@ -1200,7 +1205,12 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
     today = date_cls.today()
     conn = database.connect(db_path)
     try:
-        sections = status_mod.status(conn, today, certificate, patient, year)
+        if patient:   # a name or a matricule (as pasted: '1974 0911 867 00 '): one patient, or exit 3
+            patient = status_mod.find_patient(conn, patient, mask=matricule != "full")
+        if due:
+            sections = {"due": status_mod.due(conn, today, patient)}
+        else:
+            sections = status_mod.status(conn, today, certificate, patient, year)
         providers = status_mod.providers(conn)
     finally:
         conn.close()
@@ -1232,10 +1242,53 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
             if rows:
                 writer.writerow(["section", *rows[0].keys()])
                 writer.writerows([name, *r.values()] for r in rows)
+    elif due:
+        for line in status_mod.due_lines(sections["due"]):   # the data of --due: on stdout, for cron's mail
+            sys.stdout.write(line + "\n")
     else:
         from cns_exchange import console
 
         console.print_tables(sections)
+
+
+@cli.command("certificates")
+@click.option("--since", metavar="YYYY-MM-DD", help="Certificates whose answer was imported on or after this day "
+              "(default: 7 days ago).")
+@click.option("--db", "db", metavar="PATH", help="The practice database (default: the profile's database).")
+@click.option("--matricule", type=click.Choice(["full", "masked"]), default="full", show_default=True,
+              help="Matricules in full, or masked but for their last 4 digits.")
+@pass_context
+def certificates_cmd(ctx: Context, since, db, matricule):
+    """Print the new certificates as CSV for the practice's agenda: request reference,
+    patient, matricule, certificate number, validity, sessions authorised, answered on.
+
+    French Excel reads it as it is: ';' between columns, UTF-8 with a BOM.
+    """
+    import csv as csvmod
+    from datetime import date as date_cls, timedelta
+
+    from cns_exchange import database
+    from cns_exchange import status as status_mod
+    from cns_exchange.pdf import show_matricule
+
+    today = date_cls.today()
+    try:
+        day = date_cls.fromisoformat(since) if since else today - timedelta(days=7)
+    except ValueError:
+        raise UsageError(f"--since '{since}' is not a date", "give it as YYYY-MM-DD, e.g. 2026-11-01") from None
+    db_path = Path(db).expanduser() if db else ctx.settings.database_path()
+    if not db_path.exists():
+        raise InputError(f"{db_path}: no practice database yet", "run cnsx import (or upload/fetch) first, or pass --db")
+    conn = database.connect(db_path)
+    try:
+        rows = status_mod.new_certificates(conn, day)
+    finally:
+        conn.close()
+    out = sys.stdout
+    out.write("\ufeff")
+    writer = csvmod.DictWriter(out, fieldnames=status_mod.NEW_CERTIFICATE_COLUMNS, delimiter=";", lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows({**r, "matricule": show_matricule(r["matricule"], matricule == "masked")} for r in rows)
 
 
 @cli.command("report-sent")

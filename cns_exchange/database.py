@@ -259,6 +259,15 @@ MIGRATIONS: list[str] = [
         recorded_at TEXT NOT NULL               -- when cnsx recorded it (UTC)
     );
     """,
+    # 6: the month table shows the whole bill, not only the CNS's share: gross and patient
+    #    share summed per month beside billed (cns_share), kept by import as the others are.
+    """
+    ALTER TABLE month_totals ADD COLUMN gross INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE month_totals ADD COLUMN patient_share INTEGER NOT NULL DEFAULT 0;
+    UPDATE month_totals SET (gross, patient_share) = (
+        SELECT coalesce(sum(gross), 0), coalesce(sum(patient_share), 0) FROM sessions
+        WHERE counted = 1 AND substr(session_date, 1, 7) = month_totals.month);
+    """,
 ]
 
 #: The order in which the CNS wrote documents: their creation time in UTC, then their sequence

@@ -395,12 +395,14 @@ def _set_counted(conn, ids_sql: str, params, counted: bool) -> None:
     conn.execute("DROP TABLE IF EXISTS temp.recount")
     conn.execute(f"CREATE TEMP TABLE recount AS SELECT id FROM sessions WHERE id IN ({ids_sql}) AND counted = {before}",
                  params)
-    conn.execute(f"""INSERT INTO month_totals (month, sessions, billed, paid, disputed)
+    conn.execute(f"""INSERT INTO month_totals (month, sessions, billed, paid, disputed, gross, patient_share)
                          SELECT substr(session_date, 1, 7), {sign} * count(*), {sign} * sum(cns_share),
-                                {sign} * coalesce(sum(paid), 0), {sign} * coalesce(sum(disputed), 0)
+                                {sign} * coalesce(sum(paid), 0), {sign} * coalesce(sum(disputed), 0),
+                                {sign} * sum(gross), {sign} * sum(patient_share)
                          FROM sessions WHERE id IN (SELECT id FROM temp.recount) GROUP BY 1
                      ON CONFLICT (month) DO UPDATE SET sessions = sessions + excluded.sessions, billed = billed + excluded.billed,
-                         paid = paid + excluded.paid, disputed = disputed + excluded.disputed""")
+                         paid = paid + excluded.paid, disputed = disputed + excluded.disputed,
+                         gross = gross + excluded.gross, patient_share = patient_share + excluded.patient_share""")
     conn.execute(f"UPDATE sessions SET counted = {int(counted)} WHERE id IN (SELECT id FROM temp.recount)")
     _count_billed(conn, """number IN (SELECT f.certificate_number FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id
                                       WHERE s.id IN (SELECT id FROM temp.recount))""", {})

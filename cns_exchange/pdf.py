@@ -797,42 +797,63 @@ class StatusHeading:
 #: Each section of status.status(): its key, its title, its columns (510 points, the width
 #: between the margins) and, for the months, the columns summed on a total line.
 _STATUS_SECTIONS: list[tuple[str, str, list[_Column]]] = [
+    ("due", "À faire bientôt : titres qui expirent ou s'épuisent, demandes sans réponse", [
+        _Column("Quoi", 46, key="what", kind="state"), _Column("Référence", 80, key="reference"),
+        _Column("Matricule", 76, key="matricule"), _Column("Patient", 100, key="patient", kind="wrap"),
+        _Column("Date", 53, key="date", kind="date"), _Column("Jours", 40, "right", key="days"),
+        _Column("Restantes", 45, "right", key="sessions_remaining"), _Column("Motif", 70, key="reason", kind="state")]),
     ("requests_awaiting_answer", "Demandes en attente de réponse", [
-        _Column("Demande", 70, key="request_ref"), _Column("Matricule", 80, key="matricule"),
-        _Column("Prescription", 62, key="prescription_date", kind="date"),
-        _Column("Traitement", 88, key="treatment"), _Column("Pathologies", 80, key="pathologies", kind="wrap"),
-        _Column("Envoyée le", 70, key="sent_at", kind="day"), _Column("Âge (jours)", 60, "right", key="age_days")]),
+        _Column("Demande", 60, key="request_ref"), _Column("Matricule", 76, key="matricule"),
+        _Column("Patient", 94, key="patient", kind="wrap"), _Column("Prescription", 56, key="prescription_date", kind="date"),
+        _Column("Traitement", 60, key="treatment"), _Column("Pathologies", 58, key="pathologies", kind="wrap"),
+        _Column("Envoyée le", 56, key="sent_at", kind="day"), _Column("Âge (jours)", 50, "right", key="age_days")]),
     ("refused_requests", "Demandes refusées", [
         _Column("Demande", 70, key="request_ref"), _Column("Matricule", 80, key="matricule"),
-        _Column("Motifs du refus", 360, key="reasons", kind="wrap")]),
+        _Column("Patient", 110, key="patient", kind="wrap"), _Column("Motifs du refus", 250, key="reasons", kind="wrap")]),
     ("certificates", "Titres de prise en charge", [
-        _Column("Titre", 88, key="certificate"), _Column("Matricule", 80, key="matricule"),
-        _Column("Valable du", 60, key="valid_from", kind="date"), _Column("au", 60, key="valid_to", kind="date"),
-        _Column("Autorisées", 56, "right", key="sessions_authorised"),
-        _Column("Facturées", 54, "right", key="sessions_billed"),
-        _Column("Restantes", 56, "right", key="sessions_remaining"), _Column("État", 56, key="state", kind="state")]),
+        _Column("Titre", 84, key="certificate"), _Column("Matricule", 76, key="matricule"),
+        _Column("Patient", 96, key="patient", kind="wrap"),
+        _Column("Valable du", 53, key="valid_from", kind="date"), _Column("au", 53, key="valid_to", kind="date"),
+        _Column("Aut.", 34, "right", key="sessions_authorised"),
+        _Column("Fact.", 34, "right", key="sessions_billed"),
+        _Column("Rest.", 34, "right", key="sessions_remaining"), _Column("État", 46, key="state", kind="state")]),
     ("billed_awaiting_payment", "Séances facturées en attente de paiement", [
-        _Column("Titre", 88, key="certificate"), _Column("Matricule", 80, key="matricule"),
-        _Column("Séance", 60, key="session_date", kind="date"), _Column("Acte", 40, key="act"),
-        _Column("Part CNS €", 62, "right", key="cns_share", kind="amount"),
-        _Column("Fichier de facturation", 180, key="billing_file")]),
+        _Column("Titre", 84, key="certificate"), _Column("Matricule", 76, key="matricule"),
+        _Column("Patient", 88, key="patient", kind="wrap"),
+        _Column("Séance", 53, key="session_date", kind="date"), _Column("Acte", 34, key="act"),
+        _Column("Part CNS €", 56, "right", key="cns_share", kind="amount"),
+        _Column("Fichier de facturation", 119, key="billing_file")]),
     ("disputed", "Lignes contestées par la CNS", [
-        _Column("Titre", 88, key="certificate"), _Column("Matricule", 76, key="matricule"),
-        _Column("Séance", 54, key="session_date", kind="date"), _Column("Acte", 34, key="act"),
-        _Column("Motif", 34, key="reason_code"), _Column("Libellé du motif", 124, key="reason_label", kind="wrap"),
-        _Column("Facturé €", 50, "right", key="billed", kind="amount"),
-        _Column("Accepté €", 50, "right", key="accepted", kind="amount")]),
-    ("per_month", "Montants par mois, part CNS", [
-        _Column("Mois", 90, key="month", kind="month"), _Column("Séances", 60, "right", key="sessions"),
-        _Column("Facturé €", 120, "right", key="billed", kind="amount"),
-        _Column("Payé €", 120, "right", key="paid", kind="amount"),
-        _Column("Contesté €", 120, "right", key="disputed", kind="amount")]),
+        _Column("Titre", 78, key="certificate"), _Column("Matricule", 74, key="matricule"),
+        _Column("Patient", 78, key="patient", kind="wrap"),
+        _Column("Séance", 53, key="session_date", kind="date"), _Column("Acte", 30, key="act"),
+        _Column("Motif", 30, key="reason_code"), _Column("Libellé du motif", 79, key="reason_label", kind="wrap"),
+        _Column("Facturé €", 44, "right", key="billed", kind="amount"),
+        _Column("Accepté €", 44, "right", key="accepted", kind="amount")]),
+    ("per_month", "Montants par mois", [
+        _Column("Mois", 60, key="month", kind="month"), _Column("Séances", 50, "right", key="sessions"),
+        _Column("Brut €", 80, "right", key="gross", kind="amount"),
+        _Column("Part patient €", 80, "right", key="patient_share", kind="amount"),
+        _Column("Part CNS €", 80, "right", key="billed", kind="amount"),
+        _Column("Payé €", 80, "right", key="paid", kind="amount"),
+        _Column("Contesté €", 80, "right", key="disputed", kind="amount")]),
     ("final_reports_due", "Rapports diététiques finaux à envoyer au prescripteur", [
-        _Column("Titre", 84, key="certificate"), _Column("Matricule", 78, key="matricule"),
-        _Column("Prescripteur", 56, key="prescriber"), _Column("Valable au", 54, key="valid_to", kind="date"),
-        _Column("Aut.", 28, "right", key="sessions_authorised"), _Column("Fact.", 28, "right", key="sessions_billed"),
-        _Column("Dern. séance", 60, key="last_session", kind="date"), _Column("Traitement", 60, key="ended", kind="state"),
-        _Column("Dû depuis le", 62, key="due_since", kind="date")]),
+        _Column("Titre", 78, key="certificate"), _Column("Matricule", 73, key="matricule"),
+        _Column("Patient", 57, key="patient", kind="wrap"),
+        _Column("Prescr.", 47, key="prescriber"), _Column("Valable au", 53, key="valid_to", kind="date"),
+        _Column("Aut.", 22, "right", key="sessions_authorised"), _Column("Fact.", 22, "right", key="sessions_billed"),
+        _Column("Dern. s.", 53, key="last_session", kind="date"), _Column("Traitement", 52, key="ended", kind="state"),
+        _Column("Dû depuis", 53, key="due_since", kind="date")]),
+    # Only with --patient: the patient's history, in date order.
+    ("history", "Historique du patient (montants en €)", [
+        _Column("Date", 53, key="date", kind="date"), _Column("Quoi", 46, key="event", kind="state"),
+        _Column("Titre", 78, key="certificate"), _Column("Référence", 62, key="reference", kind="wrap"),
+        _Column("Acte", 30, key="act"), _Column("Brut", 36, "right", key="gross", kind="amount"),
+        _Column("Patient", 36, "right", key="patient_share", kind="amount"),
+        _Column("CNS", 36, "right", key="cns_share", kind="amount"),
+        _Column("Payé", 36, "right", key="paid", kind="amount"),
+        _Column("Contesté", 38, "right", key="disputed", kind="amount"),
+        _Column("Détail", 59, key="detail", kind="wrap")]),
     # Only with --year: not drawn at all when status() did not give it.
     ("it_flat_rate", "Forfait informatique (art. 38 de la convention)", [
         _Column("Année", 34, key="year"), _Column("Prestataire(s)", 76, key="providers", kind="wrap"),
@@ -842,9 +863,12 @@ _STATUS_SECTIONS: list[tuple[str, str, list[_Column]]] = [
         _Column("Droit", 34, key="qualifies", kind="yesno"), _Column("Montant €", 58, "right", key="amount", kind="amount"),
         _Column("Année close", 54, key="year_ended", kind="yesno")]),
 ]
-_STATUS_TOTALS = {"per_month": ("sessions", "billed", "paid", "disputed")}
-_STATUS_STATES = {"valid": "valide", "expired": "expiré", "finished": "terminé", "interrupted": "interrompu"}
-_STATUS_MASCULINE = {"per_month", "final_reports_due"}   # "… : aucun"
+_STATUS_TOTALS = {"per_month": ("sessions", "gross", "patient_share", "billed", "paid", "disputed")}
+_STATUS_STATES = {"valid": "valide", "expired": "expiré", "finished": "terminé", "interrupted": "interrompu",
+                  "request": "demande", "certificate": "titre", "refused": "refus", "session": "séance",
+                  "fee note": "mémoire", "payment": "paiement", "dispute": "contesté", "final report sent": "rapport final",
+                  "expiring": "expire bientôt", "sessions": "≤ 1 séance", "unanswered": "sans réponse"}
+_STATUS_MASCULINE = {"per_month", "final_reports_due", "history"}   # "… : aucun"
 _STATUS_FIRST = 100.0     # points above the first section on the first page (title and facts)
 _STATUS_NEXT = 30.0       # on the following pages (a short title)
 _STATUS_HEADING = 26.0    # a section's title (with ": aucune" when it is empty)
@@ -952,7 +976,52 @@ def _status_layout(sections: dict[str, list[dict]]) -> list[list[_Op]]:
                 put(_Op("heading", _STATUS_HEADING, f"{title} (suite)"))
                 put(_Op("header", header_height, columns=columns))
             put(_Op("total", _ROW + 2, columns=columns, cells=cells))
+        if name == "per_month":   # and as a chart: billed, paid, disputed by month
+            if _CHART_HEIGHT > room:
+                new_page()
+            put(_Op("chart", _CHART_HEIGHT, cells=rows[-_CHART_MONTHS:]))
     return pages
+
+
+_CHART_HEIGHT = 190.0     # points the month chart takes, with its legend
+_CHART_MONTHS = 24        # the latest months drawn (the table lists them all)
+
+
+def _month_chart(rows: list[dict]):
+    """Return a reportlab Drawing of the CNS's share billed, paid and disputed by month (euros)."""
+    from reportlab.graphics.charts.barcharts import VerticalBarChart
+    from reportlab.graphics.charts.legends import Legend
+    from reportlab.graphics.shapes import Drawing
+    from reportlab.lib import colors
+
+    width = _RIGHT - _LEFT
+    drawing = Drawing(width, _CHART_HEIGHT - 10)
+    chart = VerticalBarChart()
+    chart.x, chart.y, chart.width, chart.height = 46, 34, width - 56, _CHART_HEIGHT - 64
+    chart.data = [[cents(r[key]) / 100 for r in rows] for key in ("billed", "paid", "disputed")]
+    chart.categoryAxis.categoryNames = [_status_cell(r["month"], _Column("", 0, kind="month")) for r in rows]
+    chart.categoryAxis.labels.fontName = chart.valueAxis.labels.fontName = _FONT
+    chart.categoryAxis.labels.fontSize = chart.valueAxis.labels.fontSize = 6.5
+    if len(rows) > 8:   # slanted, each ending under its month
+        chart.categoryAxis.labels.angle, chart.categoryAxis.labels.boxAnchor = 30, "ne"
+    chart.categoryAxis.labels.dy = -4
+    chart.valueAxis.valueMin = 0
+    chart.valueAxis.valueMax = max([1.0] + [v for series in chart.data for v in series]) * 1.1   # room under the legend
+    chart.valueAxis.labelTextFormat = lambda v: euros(round(v * 100)).replace(",00", "")
+    palette = (colors.HexColor("#4a6fa5"), colors.HexColor("#6aa84f"), colors.HexColor("#cc4125"))
+    for i, colour in enumerate(palette):
+        chart.bars[i].fillColor = colour
+        chart.bars[i].strokeColor = None
+    chart.groupSpacing, chart.barSpacing = 6, 0.5
+    drawing.add(chart)
+    legend = Legend()
+    legend.x, legend.y = 46, _CHART_HEIGHT - 18
+    legend.fontName, legend.fontSize = _FONT, 7.5
+    legend.alignment, legend.columnMaximum, legend.dx, legend.dy = "right", 1, 8, 8
+    legend.deltax = 110
+    legend.colorNamePairs = list(zip(palette, ("Facturé (part CNS) €", "Payé €", "Contesté €")))
+    drawing.add(legend)
+    return drawing
 
 
 def _sum_amounts(amounts: Iterable[str]) -> str:
@@ -1014,6 +1083,10 @@ def write_status(out: IO[bytes], sections: dict[str, list[dict]], heading: Statu
                 sheet.table_header(y, op.columns)
             elif op.what == "row":
                 sheet.row(y, op.columns, op.cells, shade=op.shade, height=op.height, lines=op.lines)
+            elif op.what == "chart":
+                from reportlab.graphics import renderPDF
+
+                renderPDF.draw(_month_chart(op.cells), c, _LEFT, y - op.height + 4)
             elif op.what == "total":
                 c.setLineWidth(0.8)
                 c.setStrokeColorRGB(0, 0, 0)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import unicodedata
 from datetime import date
 
 from cns_exchange import convention
+from cns_exchange.errors import InputError
 from cns_exchange.pdf import show_matricule
 
 
@@ -22,10 +24,29 @@ def _rows(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
     return [dict(r) for r in conn.execute(sql, params)]
 
 
+#: The patient's name of certificate ``c`` (SQL): as the request gave it, else as a fee note
+#: billed on it gave it (a certificate whose request is not in the database), else ''.
+CERTIFICATE_PATIENT = """coalesce(
+    (SELECT r.last_name || ' ' || r.first_name FROM answers a JOIN requests r ON r.id = a.request_id WHERE a.id = c.answer_id),
+    (SELECT f.last_name || ' ' || f.first_name FROM fee_notes f WHERE f.certificate_number = c.number LIMIT 1), '')"""
+
+
+def _with_patient(conn: sqlite3.Connection, row: dict) -> dict:
+    """``row`` (of a certificate, key 'certificate') with the patient's name after its matricule."""
+    name = conn.execute(f"SELECT {CERTIFICATE_PATIENT} FROM certificates c WHERE c.number = ?",
+                        (row["certificate"],)).fetchone()
+    out: dict = {}
+    for key, value in row.items():
+        out[key] = value
+        if key == "matricule":
+            out["patient"] = name[0] if name else ""
+    return out
+
+
 def status(conn: sqlite3.Connection, today: date, certificate: str | None = None,
            patient: str | None = None, year: int | None = None) -> dict[str, list[dict]]:
-    """Return the status sections, optionally for one certificate or one patient (matricule);
-    with ``year``, also the IT flat rate of that year (section ``it_flat_rate``, one row)."""
+    """Return the status sections, optionally for one certificate or one patient (matricule:
+    see :func:`find_patient`; then also the section ``history``, :func:`history`); with ``year``, also the IT flat rate of that year (section ``it_flat_rate``, one row)."""
     cert_filter = ""
     params: tuple = ()
     if certificate:
@@ -41,15 +62,16 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
         person = row[0] if row else "\x00"  # an unknown certificate: no one's requests
     sections: dict[str, list[dict]] = {}
     sections["requests_awaiting_answer"] = _rows(conn, f"""
-        SELECT r.request_ref, r.matricule, r.prescription_date, r.treatment, r.pathologies, d.created_at AS sent_at,
+        SELECT r.request_ref, r.matricule, r.last_name || ' ' || r.first_name AS patient, r.prescription_date, r.treatment, r.pathologies, d.created_at AS sent_at,
                CAST(julianday(?) - julianday(substr(d.created_at, 1, 10)) AS INTEGER) AS age_days
         FROM requests r JOIN documents d ON d.id = r.document_id
         WHERE NOT EXISTS (SELECT 1 FROM answers a WHERE a.request_id = r.id)
         {"AND r.matricule = ?" if person else ""}
         ORDER BY d.created_at""", (today.isoformat(),) + ((person,) if person else ()))
     sections["refused_requests"] = _rows(conn, f"""
-        SELECT a.request_ref, a.matricule, group_concat(x.code || ' ' || x.label, '; ') AS reasons
-        FROM answers a LEFT JOIN anomalies x ON x.answer_id = a.id
+        SELECT a.request_ref, a.matricule, coalesce(r.last_name || ' ' || r.first_name, '') AS patient,
+               group_concat(x.code || ' ' || x.label, '; ') AS reasons
+        FROM answers a LEFT JOIN anomalies x ON x.answer_id = a.id LEFT JOIN requests r ON r.id = a.request_id
         WHERE a.refused = 1 {"AND a.matricule = ?" if person else ""}
         AND a.id = (SELECT a2.id FROM answers a2 JOIN documents d2 ON d2.id = a2.document_id   -- the latest answer decides
                     WHERE a2.request_ref = a.request_ref ORDER BY d2.rank DESC, a2.id DESC LIMIT 1)
@@ -57,23 +79,27 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
     # Open certificates: still valid, or expired within the last 30 days (one case: all of it).
     open_only = "" if (certificate or patient) else " AND c.valid_to >= date(?, '-30 days')"
     sections["certificates"] = _rows(conn, f"""
-        SELECT c.number AS certificate, c.matricule, c.valid_from, c.valid_to, c.sessions_authorised,
-               c.sessions_billed, c.sessions_authorised - c.sessions_billed AS sessions_remaining,
-               CASE WHEN c.valid_to < ? THEN 'expired' ELSE 'valid' END AS state
-        FROM certificates c
-        WHERE c.superseded = 0 {cert_filter}{open_only}
-        ORDER BY c.valid_to LIMIT 1000""", (today.isoformat(),) + params + (() if (certificate or patient) else (today.isoformat(),)))
+        SELECT c.number AS certificate, c.matricule, {CERTIFICATE_PATIENT} AS patient, c.valid_from, c.valid_to,
+               c.sessions_authorised, c.sessions_billed, c.sessions_remaining, c.state
+        FROM (SELECT c.number, c.answer_id, c.matricule, c.valid_from, c.valid_to, c.sessions_authorised,
+                     c.sessions_billed, c.sessions_authorised - c.sessions_billed AS sessions_remaining,
+                     CASE WHEN c.valid_to < ? THEN 'expired' ELSE 'valid' END AS state
+              FROM certificates c
+              WHERE c.superseded = 0 {cert_filter}{open_only}
+              ORDER BY c.valid_to LIMIT 1000) c   -- the names of the rows shown only
+        ORDER BY c.valid_to""", (today.isoformat(),) + params + (() if (certificate or patient) else (today.isoformat(),)))
     note_filter = " AND f.certificate_number = ?" if certificate else (" AND f.matricule = ?" if patient else "")
     note_params = (certificate,) if certificate else ((patient,) if patient else ())
     sections["billed_awaiting_payment"] = _rows(conn, f"""
-        SELECT f.certificate_number AS certificate, f.matricule, s.session_date, s.act,
-               printf('%.2f', s.cns_share / 100.0) AS cns_share, d.name AS billing_file
+        SELECT f.certificate_number AS certificate, f.matricule, f.last_name || ' ' || f.first_name AS patient,
+               s.session_date, s.act, printf('%.2f', s.cns_share / 100.0) AS cns_share, d.name AS billing_file
         FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id JOIN documents d ON d.id = s.document_id
         WHERE s.paid IS NULL AND s.counted = 1 {note_filter}
         ORDER BY s.session_date LIMIT 1000""", note_params)
     # Disputed lines still in force: a later statement may have replaced a line.
     sections["disputed"] = _rows(conn, f"""
-        SELECT f.certificate_number AS certificate, f.matricule, s.session_date, s.act, p.reason_code, p.reason_label,
+        SELECT f.certificate_number AS certificate, f.matricule, f.last_name || ' ' || f.first_name AS patient,
+               s.session_date, s.act, p.reason_code, p.reason_label,
                printf('%.2f', p.billed / 100.0) AS billed, printf('%.2f', p.accepted / 100.0) AS accepted
         FROM payment_lines p JOIN sessions s ON s.id = p.session_id AND s.payment_line_id = p.id AND s.counted = 1
         JOIN fee_notes f ON f.id = s.fee_note_id
@@ -82,6 +108,8 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
     if note_filter:
         sections["per_month"] = _rows(conn, f"""
             SELECT substr(s.session_date, 1, 7) AS month, count(*) AS sessions,
+                   printf('%.2f', sum(s.gross) / 100.0) AS gross,
+                   printf('%.2f', sum(s.patient_share) / 100.0) AS patient_share,
                    printf('%.2f', sum(s.cns_share) / 100.0) AS billed,
                    printf('%.2f', coalesce(sum(s.paid), 0) / 100.0) AS paid,
                    printf('%.2f', coalesce(sum(s.disputed), 0) / 100.0) AS disputed
@@ -90,13 +118,211 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
             GROUP BY month ORDER BY month""", note_params)
     else:  # the same sums, kept by import (database.md, version 3)
         sections["per_month"] = _rows(conn, """
-            SELECT month, sessions, printf('%.2f', billed / 100.0) AS billed, printf('%.2f', paid / 100.0) AS paid,
+            SELECT month, sessions, printf('%.2f', gross / 100.0) AS gross,
+                   printf('%.2f', patient_share / 100.0) AS patient_share, printf('%.2f', billed / 100.0) AS billed, printf('%.2f', paid / 100.0) AS paid,
                    printf('%.2f', disputed / 100.0) AS disputed
             FROM month_totals WHERE sessions > 0 ORDER BY month""")
-    sections["final_reports_due"] = convention.final_reports_due(conn, today, certificate, patient)
+    sections["final_reports_due"] = [_with_patient(conn, row) for row in
+                                     convention.final_reports_due(conn, today, certificate, patient)]
+    if not certificate:
+        sections["due"] = due(conn, today, patient)
+    if patient:
+        sections["history"] = history(conn, patient)
     if year is not None:
         sections["it_flat_rate"] = [convention.it_flat_rate(conn, year, today)]
     return sections
+
+
+def _words(text: str) -> list[str]:
+    """The words of a name as a person may type it: no accents, no case, '-' a space."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return plain.casefold().replace("-", " ").split()
+
+
+def find_patient(conn: sqlite3.Connection, query: str, mask: bool = False) -> str:
+    """Return the matricule of the one patient ``query`` names: a matricule (spaces allowed,
+    as pasted) or a name, or a part of one, whole words, in any order, case and accents
+    ignored ('muller anne', 'Müller', 'Weber-Müller François').
+
+    Raises InputError (exit 3) when no patient of the database matches, or when several do
+    (naming each, with its matricule masked when ``mask``), so that a report is never the
+    empty report of a mistyped name or the mixed report of two people.
+    """
+    digits = "".join(query.split())
+    if digits.isdigit():
+        known = conn.execute(
+            """SELECT 1 FROM requests WHERE matricule = ?1 UNION ALL SELECT 1 FROM certificates WHERE matricule = ?1
+               UNION ALL SELECT 1 FROM fee_notes WHERE matricule = ?1 UNION ALL SELECT 1 FROM answers WHERE matricule = ?1
+               LIMIT 1""", (digits,)).fetchone()
+        if known is None:
+            raise InputError(f"--patient {show_matricule(digits, mask) if len(digits) > 4 else digits}: no patient of "
+                             "that matricule in the practice database",
+                             "check the number, or give the patient's name (cnsx status --patient NAME)")
+        return digits
+    wanted = _words(query)
+    if not wanted:
+        raise InputError("--patient: empty", "give a matricule or a name")
+    names: dict[str, set[str]] = {}
+    for matricule, last, first in conn.execute(
+            """SELECT DISTINCT matricule, last_name, first_name FROM requests
+               UNION SELECT DISTINCT matricule, last_name, first_name FROM fee_notes"""):
+        words = _words(f"{last} {first}")
+        if all(w in words for w in wanted):
+            names.setdefault(matricule, set()).add(f"{last} {first}")
+    if not names:
+        raise InputError(f"--patient '{query}': no patient of that name in the practice database",
+                         "check the spelling (whole words: a last name, a first name), or give the matricule")
+    if len(names) > 1:
+        which = "; ".join(f"{' / '.join(sorted(n))} ({show_matricule(m, mask)})" for m, n in sorted(names.items()))
+        raise InputError(f"--patient '{query}': {len(names)} patients match: {which}",
+                         "give the first name too, or the matricule")
+    return next(iter(names))
+
+
+def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
+    """Return the history of one patient, in date order: requests sent, answers (certificate
+    granted or refused), sessions billed (those that count), fee notes, payment lines (paid or
+    disputed; a line a later statement replaced says so) and final reports sent.
+
+    Every row has the same keys: date, event, certificate, reference, act, gross,
+    patient_share, cns_share, paid, disputed, detail (amounts as '12.34', None where they do
+    not apply).
+    """
+    def amount(cents):
+        return None if cents is None else f"{cents / 100:.2f}"
+
+    rows: list[tuple[str, int, dict]] = []
+
+    def add(day: str, order: int, event: str, certificate=None, reference=None, act=None, gross=None,
+            patient_share=None, cns_share=None, paid=None, disputed=None, detail: str = "") -> None:
+        rows.append((day, order, {"date": day, "event": event, "certificate": certificate, "reference": reference,
+                                  "act": act, "gross": amount(gross), "patient_share": amount(patient_share),
+                                  "cns_share": amount(cns_share), "paid": amount(paid), "disputed": amount(disputed),
+                                  "detail": detail}))
+
+    for ref, created, prescribed, treatment, pathologies, prescriber in conn.execute(
+            """SELECT r.request_ref, d.created_at, r.prescription_date, r.treatment, r.pathologies, r.prescriber
+               FROM requests r JOIN documents d ON d.id = r.document_id WHERE r.matricule = ?""", (matricule,)):
+        add(created[:10], 0, "request", reference=ref,
+            detail=f"prescription of {prescribed} by {prescriber}, {treatment}, {pathologies}")
+    for ref, created, number, refused, reasons, valid_from, valid_to, authorised, superseded in conn.execute(
+            """SELECT a.request_ref, d.created_at, a.certificate_number, a.refused,
+                      (SELECT group_concat(x.code || ' ' || x.label, '; ') FROM anomalies x WHERE x.answer_id = a.id),
+                      c.valid_from, c.valid_to, c.sessions_authorised, c.superseded
+               FROM answers a JOIN documents d ON d.id = a.document_id
+               LEFT JOIN certificates c ON c.number = a.certificate_number AND c.answer_id = a.id
+               WHERE a.matricule = ?""", (matricule,)):
+        if refused or number is None:
+            add(created[:10], 1, "refused", reference=ref, detail=reasons or "")
+        else:
+            detail = (f"valid {valid_from} to {valid_to}, {authorised} sessions" if valid_from else "granted")
+            add(created[:10], 1, "certificate", certificate=number, reference=ref,
+                detail=detail + (", superseded by a later answer" if superseded else ""))
+    for number, name, created, certificate, sessions, gross, share, cns in conn.execute(
+            """SELECT f.number, d.name, d.created_at, f.certificate_number, count(s.id), sum(s.gross),
+                      sum(s.patient_share), sum(s.cns_share)
+               FROM fee_notes f JOIN documents d ON d.id = f.document_id
+               LEFT JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1
+               WHERE f.matricule = ? GROUP BY f.id""", (matricule,)):
+        add(created[:10], 3, "fee note", certificate=certificate, reference=f"{name} #{number}", gross=gross,
+            patient_share=share, cns_share=cns, detail=f"{sessions} session{'' if sessions == 1 else 's'} counted")
+    for day, act, certificate, gross, share, cns, paid, disputed in conn.execute(
+            f"""SELECT s.session_date, s.act, f.certificate_number, s.gross, s.patient_share, s.cns_share,
+                       s.paid, s.disputed
+                FROM {_BILLED} WHERE f.matricule = ?""", (matricule,)):
+        add(day, 2, "session", certificate=certificate, act=act, gross=gross, patient_share=share, cns_share=cns,
+            detail="awaiting payment" if paid is None else "")
+    for paid_on, reference, certificate, act, session_day, accepted, billed, code, label, in_force in conn.execute(
+            f"""SELECT p2.paid_on, p2.reference, f.certificate_number, s.act, s.session_date, p.accepted, p.billed,
+                       p.reason_code, p.reason_label, p.id = s.payment_line_id
+                FROM {_BILLED} JOIN payment_lines p ON p.session_id = s.id JOIN payments p2 ON p2.id = p.payment_id
+                WHERE f.matricule = ?""", (matricule,)):
+        detail = f"session of {session_day}" + (f"; {code} {label}" if code else "") + \
+            ("" if in_force else "; replaced by a later statement")
+        add(paid_on or "", 4, "dispute" if code else "payment", certificate=certificate, reference=reference, act=act,
+            paid=accepted, disputed=billed - accepted if code else None, detail=detail)
+    for certificate, sent_on in conn.execute(
+            """SELECT x.certificate_number, x.sent_on FROM final_reports x
+               JOIN certificates c ON c.number = x.certificate_number WHERE c.matricule = ?""", (matricule,)):
+        add(sent_on, 5, "final report sent", certificate=certificate)
+    rows.sort(key=lambda r: (r[0], r[1], r[2]["certificate"] or "", r[2]["reference"] or "", r[2]["act"] or ""))
+    return [r[2] for r in rows]
+
+
+#: What needs doing soon: certificates expiring within this many days, requests unanswered after.
+EXPIRING_DAYS = 30
+UNANSWERED_DAYS = 14
+
+
+def due(conn: sqlite3.Connection, today: date, matricule: str | None = None) -> list[dict]:
+    """Return what needs a person soon, soonest first: certificates standing that expire
+    within EXPIRING_DAYS days (with sessions left) or have one session or none left (still
+    valid), and requests still unanswered UNANSWERED_DAYS days after they were sent.
+
+    Rows: what ('certificate' or 'request'), reference (certificate number or request
+    reference), matricule, patient, date (valid_to, or the day the request was sent), days
+    (days to expiry, or days waited), sessions_remaining (certificates only), reason.
+    """
+    day = today.isoformat()
+    who = " AND c.matricule = ?" if matricule else ""
+    rows = _rows(conn, f"""
+        SELECT 'certificate' AS what, c.number AS reference, c.matricule, {CERTIFICATE_PATIENT} AS patient,
+               c.valid_to AS date, CAST(julianday(c.valid_to) - julianday(?1) AS INTEGER) AS days,
+               c.sessions_authorised - c.sessions_billed AS sessions_remaining,
+               CASE WHEN c.sessions_authorised - c.sessions_billed <= 1 THEN 'sessions' ELSE 'expiring' END AS reason
+        FROM (SELECT * FROM certificates c
+              WHERE c.superseded = 0 AND c.valid_to >= ?1 {who}
+              AND ((c.valid_to <= date(?1, '+{EXPIRING_DAYS} days') AND c.sessions_authorised > c.sessions_billed)
+                   OR c.sessions_authorised - c.sessions_billed <= 1)
+              ORDER BY c.valid_to, c.number LIMIT 1000) c   -- the names of the rows shown only
+        ORDER BY c.valid_to, c.number""", (day, matricule) if matricule else (day,))
+    rows += _rows(conn, f"""
+        SELECT 'request' AS what, r.request_ref AS reference, r.matricule, r.last_name || ' ' || r.first_name AS patient,
+               substr(d.created_at, 1, 10) AS date,
+               CAST(julianday(?1) - julianday(substr(d.created_at, 1, 10)) AS INTEGER) AS days,
+               NULL AS sessions_remaining, 'unanswered' AS reason
+        FROM requests r JOIN documents d ON d.id = r.document_id
+        WHERE NOT EXISTS (SELECT 1 FROM answers a WHERE a.request_id = r.id)
+        AND substr(d.created_at, 1, 10) <= date(?1, '-{UNANSWERED_DAYS} days') {who.replace("c.", "r.")}
+        ORDER BY d.created_at, r.request_ref LIMIT 1000""", (day, matricule) if matricule else (day,))
+    return rows
+
+
+def due_lines(rows: list[dict]) -> list[str]:
+    """Return one line of text per row of :func:`due`, for a person (the cron mail)."""
+    lines = []
+    for row in rows:
+        who = f"{row['patient']} ({row['matricule']})" if row["patient"] else row["matricule"]
+        if row["what"] == "request":
+            lines.append(f"request {row['reference']}, {who}: unanswered since {row['date']} ({row['days']} days)")
+            continue
+        left = row["sessions_remaining"]
+        sessions = "no session left" if left <= 0 else f"{left} session{'' if left == 1 else 's'} left"
+        when = "today" if row["days"] == 0 else f"in {row['days']} day{'' if row['days'] == 1 else 's'}"
+        lines.append(f"certificate {row['reference']}, {who}: expires on {row['date']} ({when}), {sessions}")
+    return lines
+
+
+#: The columns of :func:`new_certificates`, in the order the CSV gives them.
+NEW_CERTIFICATE_COLUMNS = ["request_ref", "patient", "matricule", "certificate", "valid_from", "valid_to",
+                           "sessions_authorised", "answered_on"]
+
+
+def new_certificates(conn: sqlite3.Connection, since: date) -> list[dict]:
+    """Return the certificates granted by answers imported on or after ``since`` (the day
+    the practice learnt of them), standing (not superseded), in the order they arrived:
+    request_ref, patient, matricule, certificate, valid_from, valid_to, sessions_authorised,
+    answered_on (the day the answer was imported)."""
+    return _rows(conn, f"""
+        SELECT a.request_ref, {CERTIFICATE_PATIENT} AS patient, c.matricule, c.number AS certificate,
+               c.valid_from, c.valid_to, c.sessions_authorised, substr(d.imported_at, 1, 10) AS answered_on
+        FROM certificates c JOIN answers a ON a.id = c.answer_id JOIN documents d ON d.id = a.document_id
+        WHERE c.superseded = 0 AND substr(d.imported_at, 1, 10) >= ?
+        ORDER BY d.imported_at, a.request_ref, c.number""", (since.isoformat(),))
+
+
+#: The sessions that count (fee note f, session s), as SQL to follow FROM.
+_BILLED = "fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1"
 
 
 def providers(conn: sqlite3.Connection) -> list[str]:

@@ -32,10 +32,11 @@ def _months(db) -> tuple[list, list]:
     """(what import kept in month_totals, what the sessions of files not rejected sum to) per month."""
     conn = sqlite3.connect(db)
     try:
-        kept = conn.execute("SELECT month, sessions, billed, paid, disputed FROM month_totals WHERE sessions > 0 "
-                            "ORDER BY month").fetchall()
+        kept = conn.execute("SELECT month, sessions, billed, paid, disputed, gross, patient_share FROM month_totals "
+                            "WHERE sessions > 0 ORDER BY month").fetchall()
         summed = conn.execute("SELECT substr(session_date, 1, 7), count(*), sum(cns_share), coalesce(sum(paid), 0), "
-                              "coalesce(sum(disputed), 0) FROM sessions s JOIN documents d ON d.id = s.document_id "
+                              "coalesce(sum(disputed), 0), sum(gross), sum(patient_share) "
+                              "FROM sessions s JOIN documents d ON d.id = s.document_id "
                               "WHERE d.rejected = 0 GROUP BY 1 ORDER BY 1").fetchall()
         return kept, summed
     finally:
@@ -132,6 +133,9 @@ def test_a_version_2_database_is_migrated(tmp_path):
         assert conn.execute("SELECT id FROM documents WHERE rejected = 1").fetchall()[0][0] == 4
         kept = conn.execute("SELECT month, sessions, billed, paid, disputed FROM month_totals ORDER BY month").fetchall()
         assert [tuple(r) for r in kept] == [("2026-10", 1, 7822, 7822, 0), ("2026-11", 2, 9776, 4888, 0)]
+        # Version 6: gross and patient share beside the CNS's share, summed from the sessions that count.
+        assert [tuple(r) for r in conn.execute("SELECT month, gross - patient_share, billed FROM month_totals "
+                                               "ORDER BY month")] == [("2026-10", 7822, 7822), ("2026-11", 9776, 9776)]
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "payment_lines_unmatched" in indexes and not {"sessions_month", "payment_lines_session"} & indexes
     finally:

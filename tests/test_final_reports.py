@@ -310,7 +310,7 @@ def test_the_pdf_shows_the_reports_due(run, db, tmp_path):
     assert run("status", "--pdf", str(target), "--matricule", "full", "--db", str(db)).exit_code == 0
     text = text_of(target)
     assert f"Rapports diététiques finaux à envoyer au prescripteur ({len(_due_today())})" in text
-    assert "1990093012358 23456789 11/12/2026 6 2 01/07/2026 interrompu 29/09/2026" in text
+    assert "1990093012358 Muller Anne 23456789 11/12/2026 6 2 01/07/2026 interrompu 29/09/2026" in text
     for matricule in (FINISHED, EXPIRED, IDLE):
         assert run("report-sent", *[n for m, n in _numbers(db).items() if m == matricule], "--date", "2026-12-01",
                    "--db", str(db)).exit_code == 0

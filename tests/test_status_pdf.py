@@ -67,20 +67,23 @@ def test_status_pdf_shows_every_section(run, db, tmp_path, monkeypatch):
     assert "Demandes en attente de réponse : aucune" in text
     refused = data["refused_requests"][0]
     assert refused["request_ref"] == "REQ-0003" and refused["reasons"].startswith("R03")
-    assert f"REQ-0003 •••••••••{refused['matricule'][-4:]} {refused['reasons']}" in text
+    assert f"REQ-0003 •••••••••{refused['matricule'][-4:]} {refused['patient']} {refused['reasons']}" in text
     for cert in data["certificates"]:
-        assert (f"{cert['certificate']} •••••••••{cert['matricule'][-4:]} {cert['valid_from'][8:]}/{cert['valid_from'][5:7]}/"
+        assert (f"{cert['certificate']} •••••••••{cert['matricule'][-4:]} {cert['patient']} "
+                f"{cert['valid_from'][8:]}/{cert['valid_from'][5:7]}/"
                 f"{cert['valid_from'][:4]}") in text
         assert (f"{cert['sessions_authorised']} {cert['sessions_billed']} {cert['sessions_remaining']} "
                 f"{'valide' if cert['state'] == 'valid' else 'expiré'}") in text
     disputed = data["disputed"][0]
     assert (disputed["reason_code"], disputed["billed"]) == ("C01", "55.55")
     assert f"C01 {disputed['reason_label']} {french(disputed['billed'])} {french(disputed['accepted'])}" in text
-    assert "Montants par mois, part CNS (2)" in text
+    assert "Montants par mois (2)" in text
     for month in data["per_month"]:
-        assert (f"{month['month'][5:]}/{month['month'][:4]} {month['sessions']} {french(month['billed'])} "
+        assert (f"{month['month'][5:]}/{month['month'][:4]} {month['sessions']} {french(month['gross'])} "
+                f"{french(month['patient_share'])} {french(month['billed'])} "
                 f"{french(month['paid'])} {french(month['disputed'])}") in text
-    totals = [sum(Decimal(m[k]) for m in data["per_month"]) for k in ("billed", "paid", "disputed")]
+    totals = [sum(Decimal(m[k]) for m in data["per_month"])
+              for k in ("gross", "patient_share", "billed", "paid", "disputed")]
     sessions = sum(m["sessions"] for m in data["per_month"])
     assert f"Total {sessions} {' '.join(french(str(t)) for t in totals)}" in text
     assert "176,00" in text and "384,86" in text and "560,86" in text
@@ -160,6 +163,9 @@ def test_patient_filter_masks_the_patient(run, db, tmp_path):
     assert "Sélection patient de matricule •••••••••6700" in text and "1974091186700" not in text
     assert "TPC-2026-000101" in text and "TPC-2026-000102" not in text
     assert metadata(target)["/Title"].endswith("(un patient)")
+    history = status_json(run, db, "--patient", "1974091186700")["history"]
+    assert f"Historique du patient (montants en €) ({len(history)})" in text
+    render(target, "status-patient")
 
 
 def test_pdf_to_stdout(run, db):
@@ -193,12 +199,13 @@ def test_columns_cover_every_key_of_status(run, tmp_path, monkeypatch, db):
     finally:
         conn.close()
     seen: dict[str, set] = {}
-    for data in (status_json(run, db, "--year", "2026"), status_json(run, early), later):
+    one = status_json(run, db, "--patient", "Schmit")   # and the history of one patient
+    for data in (status_json(run, db, "--year", "2026"), status_json(run, early), later, one):
         for name, rows in data.items():
             for row in rows:
                 seen.setdefault(name, set()).update(row)
     columns = status_columns()
-    assert set(columns) == set(seen) == set(data)
+    assert set(columns) == set(seen) == set(later) | {"history"}
     for name, keys in seen.items():
         assert set(columns[name]) == keys, name
 
@@ -214,8 +221,8 @@ def test_long_sections_go_on_over_pages_with_their_column_titles(tmp_path):
     awaiting = [{"certificate": f"TPC-2026-{n:06d}", "matricule": "•••••••••6700", "session_date": "2026-11-02",
                  "act": "ZD12", "cns_share": f"{n}.{n % 100:02d}", "billing_file": "123456_FAC_20261120_000001.xml"}
                 for n in range(1, 121)]
-    months = [{"month": f"{2024 + m // 12}-{m % 12 + 1:02d}", "sessions": m, "billed": "1234.56", "paid": "1000.00",
-               "disputed": "0.01"} for m in range(30)]
+    months = [{"month": f"{2024 + m // 12}-{m % 12 + 1:02d}", "sessions": m, "gross": "1402.91", "patient_share": "168.35",
+               "billed": "1234.56", "paid": "1000.00", "disputed": "0.01"} for m in range(30)]
     sections = {"requests_awaiting_answer": [], "refused_requests": [], "certificates": [],
                 "billed_awaiting_payment": awaiting, "disputed": [], "per_month": months}
     heading = StatusHeading(["123456"], date(2026, 11, 21), datetime(2026, 11, 21, tzinfo=timezone.utc), "0" * 64)
@@ -229,14 +236,15 @@ def test_long_sections_go_on_over_pages_with_their_column_titles(tmp_path):
         if k > 1:
             assert "État du cabinet 123456 au 21/11/2026 (suite)" in text
     assert "Séances facturées en attente de paiement (suite)" in texts[1]
-    assert "Titre Matricule Séance Acte Part CNS € Fichier de facturation" in texts[1]
+    assert "Titre Matricule Patient Séance Acte Part CNS € Fichier de facturation" in texts[1]
     everything = " ".join(texts)
     for n in range(1, 121):
         assert f"TPC-2026-{n:06d}" in everything
     assert "120,20" in everything and "1,01" in everything
     last = texts[-1]
-    assert "Mois Séances Facturé € Payé € Contesté €" in last
-    assert f"Total {sum(range(30))} {french(str(Decimal('1234.56') * 30))} {french('30000.00')} 0,30" in last
+    assert "Mois Séances Brut € Part patient € Part CNS € Payé € Contesté €" in last
+    assert (f"Total {sum(range(30))} {french(str(Decimal('1402.91') * 30))} {french(str(Decimal('168.35') * 30))} "
+            f"{french(str(Decimal('1234.56') * 30))} {french('30000.00')} 0,30") in last
     path = tmp_path / "long.pdf"
     path.write_bytes(out.getvalue())
     render(path, "status-long")
