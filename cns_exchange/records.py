@@ -691,6 +691,8 @@ def input_date(text: str) -> date:
         try:
             return iso_date(text)
         except ValueError:
+            if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+                raise ValueError("no such day in the calendar") from None
             raise ValueError("not a date: write YYYY-MM-DD or dd/mm/yyyy (day first)") from None
     day, _, month, year = match.groups()
     if len(year) != 4:

@@ -255,3 +255,15 @@ def test_a_matricule_in_scientific_notation_says_excel(run, examples):
     assert r.exit_code == 3
     assert "error MAT01" in r.stderr and "hint: Excel wrote this number in scientific notation" in r.stderr
     assert "error ACT01" in r.stderr and "hint: write the act code without a space: ZD13" in r.stderr
+
+
+def test_cli_md_lists_every_french_header_name():
+    from cns_exchange.records import HEADER_NAMES, TREATMENT_NAMES
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text("utf-8")
+    section = text[text.index("#### French header names"):text.index("**What a spreadsheet does to values.**")]
+    for column, names in HEADER_NAMES.items():
+        row = next((line for line in section.splitlines() if line.startswith(f"| `{column}` |")), "")
+        assert row, f"docs/cli.md has no row for {column}"
+        assert all(f"`{name}`" in row for name in names if name != column), row
+    assert all(f"`{name}`" in text for name in TREATMENT_NAMES)
