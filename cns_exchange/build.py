@@ -190,7 +190,7 @@ def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencl
         for index, code, message, column in problems:
             _, line, act, executing = rows[max(index, 0)]
             add(code, message, line, column,
-                excel_hint(code, {"matricule": matricule, "act_code": act, "executing_provider": executing}.get(column, "")))
+                excel_hint(column, {"matricule": matricule, "act_code": act, "executing_provider": executing}.get(column, "")))
         notes.add(key, names[key], rows, prices, None if share_on_session_date else prescribed)
     groups.clear()
     _fail_on_errors(report, "sessions")

@@ -726,17 +726,19 @@ _SCIENTIFIC = re.compile(r"[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+\Z")
 _SPACED_ACT = re.compile(r"[A-Za-z]{2}\s+[0-9]{2}\Z")
 
 
-def excel_hint(code: str, value: str) -> str:
-    """A hint for a value a spreadsheet damaged (a long number in scientific notation, a
-    leading zero dropped, a space in an act code), or '' (the code's own hint then)."""
+def excel_hint(column: str, value: str) -> str:
+    """A hint for the value of ``column`` that a rule refused, when a spreadsheet may have
+    damaged it (a long number in scientific notation, a code's leading zero dropped, a space
+    in an act code); '' otherwise (the issue code's own hint then). By the value's shape, not
+    the issue code: the rules are the engine's (rules.py)."""
     if _SCIENTIFIC.match(value):
         return ("Excel wrote this number in scientific notation and lost its last digits: format the column "
                 "as Text, type the number again, and export again")
     digits = value.replace(" ", "").replace("-", "")
-    if code in ("PRS01", "PRV01") and digits.isascii() and digits.isdigit() and len(digits) == 5:
+    if column in ("prescriber_code", "executing_provider") and digits.isascii() and digits.isdigit() and len(digits) == 5:
         return ("a spreadsheet drops the leading zero of a number: format the column as Text and type the code "
                 "again with its 0")
-    if code == "ACT01" and _SPACED_ACT.match(value):
+    if column == "act_code" and _SPACED_ACT.match(value):
         return f"write the act code without a space: {value.replace(' ', '').upper()}"
     return ""
 
@@ -798,7 +800,7 @@ def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path,
     if checks is not None:
         for _, code, message, column in checks.request(matricule, prescriber, prescribed, pathologies, treatment, acts,
                                                        ref or ""):
-            report.add(code, message, row.line, column, excel_hint(code, row.values.get(column, "")))
+            report.add(code, message, row.line, column, excel_hint(column, row.values.get(column, "")))
     pdf = _required(row, "prescription_pdf", report)
     pdf_name = pdf_sha = pdf_path = ""
     if pdf is not None:
@@ -908,6 +910,6 @@ class SessionReader:
         if any(i.is_error for i in report.issues[before:]) or None in (cert, matricule, day, act) or not executing:
             if self.checks is not None:
                 for code, message, column in self.checks.values(matricule, act, executing or None):
-                    report.add(code, message, row.line, column, excel_hint(code, values.get(column, "")))
+                    report.add(code, message, row.line, column, excel_hint(column, values.get(column, "")))
             return None  # a missing column leaves None behind: reported once, on the header
         return Session(cert, matricule, day, act, executing, last or "", first or "", row.line, prescribed)

@@ -235,17 +235,18 @@ def test_two_headers_giving_one_column_are_refused():
 
 # --- Excel's usual damage ------------------------------------------------------------------
 
-@pytest.mark.parametrize("code, value, hint", [
-    ("MAT01", "1,96503E+12", "scientific notation"),
-    ("MAT01", "1.96503e+12", "scientific notation"),
-    ("PRS01", "23456", "leading zero"),
-    ("PRV01", "12345", "leading zero"),
-    ("ACT01", "ZD 13", "without a space: ZD13"),
-    ("MAT01", "19740911867", ""),
-    ("ACT01", "ZD99", ""),
+@pytest.mark.parametrize("column, value, hint", [
+    ("matricule", "1,96503E+12", "scientific notation"),
+    ("matricule", "1.96503e+12", "scientific notation"),
+    ("prescriber_code", "23456", "leading zero"),
+    ("executing_provider", "12345", "leading zero"),
+    ("act_code", "ZD 13", "without a space: ZD13"),
+    ("matricule", "19740911867", ""),
+    ("matricule", "12345", ""),
+    ("act_code", "ZD99", ""),
 ])
-def test_hints_for_what_a_spreadsheet_does_to_a_value(code, value, hint):
-    assert (hint in excel_hint(code, value)) if hint else excel_hint(code, value) == ""
+def test_hints_for_what_a_spreadsheet_does_to_a_value(column, value, hint):
+    assert (hint in excel_hint(column, value)) if hint else excel_hint(column, value) == ""
 
 
 def test_a_matricule_in_scientific_notation_says_excel(run, examples):
@@ -255,6 +256,16 @@ def test_a_matricule_in_scientific_notation_says_excel(run, examples):
     assert r.exit_code == 3
     assert "error MAT01" in r.stderr and "hint: Excel wrote this number in scientific notation" in r.stderr
     assert "error ACT01" in r.stderr and "hint: write the act code without a space: ZD13" in r.stderr
+
+
+def test_a_prescriber_code_that_lost_its_leading_zero_says_so(run, examples):
+    text = (examples / "requests.csv").read_text("utf-8").replace(";123456-78;", ";23456;", 1)
+    path = examples / "r.csv"
+    path.write_text(text, "utf-8")
+    r = _build(run, "build-request", path)
+    assert r.exit_code == 3
+    assert f"{path}:2 [prescriber_code]: error PRS01" in r.stderr
+    assert "hint: a spreadsheet drops the leading zero" in r.stderr
 
 
 def test_cli_md_lists_every_french_header_name():
