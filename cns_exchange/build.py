@@ -24,7 +24,7 @@ from cns_exchange.nomenclature import Codes, Nomenclature
 from cns_exchange.pdf import PrescriptionFiles
 from cns_exchange.records import (
     REQUEST_COLUMNS, REQUEST_OPTIONAL, SESSION_COLUMNS, SESSION_OPTIONAL,
-    InputReport, SessionReader, read_rows, to_request,
+    InputReport, Reading, SessionReader, excel_hint, read_rows, to_request,
 )
 from cns_exchange.rules import SHARE_ON_SESSION_DATE, BillingChecks, RequestChecks
 from cns_exchange.validate import Validator
@@ -79,7 +79,7 @@ def _fail_on_errors(report: InputReport, what: str) -> None:
 
 
 def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir: Path,
-                  submitted: date, provider: str, encoding: str = "utf-8",
+                  submitted: date, provider: str, reading: Reading | None = None,
                   prescriptions: PrescriptionFiles | None = None, history=None) -> tuple[list[CertificateRequest], InputReport]:
     """Read and check request rows. Raises InputError listing every problem of the file.
 
@@ -92,7 +92,7 @@ def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir
     checks = RequestChecks(codes, submitted, history)
     requests: list[CertificateRequest] = []
     refs: dict[str, int] = {}
-    for row in read_rows(stream, fmt, report, REQUEST_COLUMNS, REQUEST_OPTIONAL, encoding):
+    for row in read_rows(stream, fmt, report, REQUEST_COLUMNS, REQUEST_OPTIONAL, reading):
         request = to_request(row, report, codes, base_dir, lambda ref: attachment_name(provider, ref), prescriptions,
                              checks)
         if request is None:
@@ -145,7 +145,7 @@ class PricedNotes:
 
 
 def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomenclature: Nomenclature,
-                   provider: str, created: date, encoding: str = "utf-8",
+                   provider: str, created: date, reading: Reading | None = None,
                    certificates=None, share_on_session_date: bool = False) -> tuple[PricedNotes, InputReport]:
     """Read session rows, group them into priced fee notes (one per certificate and patient).
 
@@ -164,7 +164,7 @@ def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencl
     given: dict[tuple[str, str], tuple[date, int]] = {}   # the prescription_date column: (date, line)
     checks = BillingChecks(codes, nomenclature, created, certificates, share_on_session_date)
     reader = SessionReader(report, codes, provider, checks)
-    for row in read_rows(stream, fmt, report, SESSION_COLUMNS, SESSION_OPTIONAL, encoding):
+    for row in read_rows(stream, fmt, report, SESSION_COLUMNS, SESSION_OPTIONAL, reading):
         s = reader.read(row)
         if s is None:
             continue
@@ -188,7 +188,9 @@ def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencl
         prices, problems = checks.fee_note(cert, matricule, [r[0] for r in rows], [r[2] for r in rows],
                                            [r[3] for r in rows], prescribed=prescribed)
         for index, code, message, column in problems:
-            add(code, message, rows[max(index, 0)][1], column)
+            _, line, act, executing = rows[max(index, 0)]
+            add(code, message, line, column,
+                excel_hint(column, {"matricule": matricule, "act_code": act, "executing_provider": executing}.get(column, "")))
         notes.add(key, names[key], rows, prices, None if share_on_session_date else prescribed)
     groups.clear()
     _fail_on_errors(report, "sessions")
@@ -211,12 +213,12 @@ def _prescription_date(key: tuple[str, str], given: tuple[date, int] | None, cer
 
 def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomenclature: Nomenclature,
                   header: Header, file_name: str, destination: Destination, validator: Validator,
-                  encoding: str = "utf-8", certificates=None) -> BuildResult:
+                  reading: Reading | None = None, certificates=None) -> BuildResult:
     """Build and publish a billing file from session rows (build-invoice)."""
     from cns_exchange.xmlwrite import write_billing_file
 
     notes, report = load_fee_notes(stream, name, fmt, codes, nomenclature, header.provider, header.created.date(),
-                                   encoding, certificates, header.version in SHARE_ON_SESSION_DATE)
+                                   reading, certificates, header.version in SHARE_ON_SESSION_DATE)
     count, sessions, gross, share, cns = totals = notes.totals
     path, sha = publish_document("billing", lambda out: write_billing_file(out, header, notes, totals), file_name,
                                  destination, validator, header.version)

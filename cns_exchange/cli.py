@@ -322,7 +322,8 @@ def _build_options(func):
     options = [
         click.argument("input", metavar="INPUT"),
         click.option("--input-format", type=click.Choice(["csv", "json", "ndjson"]), help="Input format (default: from the extension; '-' is sniffed)."),
-        click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the input (CSV, JSON or NDJSON)."),
+        click.option("--encoding", metavar="NAME", help="Text encoding of the input (default: the config's encoding, else detected: UTF-8, else Windows-1252)."),
+        click.option("--strict", is_flag=True, help="Refuse columns cnsx does not use (IN002) instead of ignoring them with a warning (IN017)."),
         click.option("-o", "--output", metavar="PATH", help="Output file, or a folder to get the conventional name (default: stdout)."),
         click.option("--provider", metavar="CODE", help="The practice's CNS provider code (default: from the config)."),
         click.option("--sequence", type=click.IntRange(1, 999999), help="File sequence number (default: next free one in the output folder, else 1)."),
@@ -332,6 +333,22 @@ def _build_options(func):
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _reading(ctx: Context, encoding: str | None, strict: bool):
+    """How to read the input: --encoding, else the config's encoding (exit 4 if unknown), else
+    detected; the config's [columns]; --strict."""
+    from cns_exchange.errors import ConfigError
+    from cns_exchange.records import Reading, canonical_encoding
+
+    configured = ctx.settings.encoding
+    if encoding is None and configured and configured != "detect":
+        try:
+            canonical_encoding(configured)
+        except UsageError as exc:
+            raise ConfigError(f"encoding in the config: {exc.message}", "e.g. encoding = \"cp1252\", or leave it out to detect") from None
+        encoding = configured
+    return Reading(encoding, ctx.settings.columns or {}, strict)
 
 
 def _plural(n: int, word: str) -> str:
@@ -355,8 +372,8 @@ def _report_build(ctx: Context, result, what: str) -> None:
               help="Turn JPEG/PNG prescription scans into a PDF (lossless; 'a.jpg;b.jpg' makes one PDF of two pages). Needs -o.")
 @click.option("--db", "db", metavar="PATH", help="Practice database whose earlier treatments the requests are checked against (default: the profile's, if it exists).")
 @pass_context
-def build_request_cmd(ctx: Context, input, input_format, encoding, output, provider, sequence, schema_version, created,
-                      convert_images, db):
+def build_request_cmd(ctx: Context, input, input_format, encoding, strict, output, provider, sequence, schema_version,
+                      created, convert_images, db):
     """Build a request file for certificates of coverage from INPUT (CSV, JSON or NDJSON; '-' = stdin).
 
     Columns: request_ref, matricule, last_name, first_name, prescriber_code, prescription_date,
@@ -382,7 +399,8 @@ def build_request_cmd(ctx: Context, input, input_format, encoding, output, provi
             with stream:
                 fmt = records.detect_format(input, stream, input_format)
                 requests, report = build.load_requests(stream, source_name, fmt, codes, base_dir, created_at.date(),
-                                                       header.provider, encoding, prescriptions, _history(conn))
+                                                       header.provider, _reading(ctx, encoding, strict), prescriptions,
+                                                       _history(conn))
             path, sha = _publish_requests(ctx, build, requests, header, name, destination)
     finally:
         if conn is not None:
@@ -430,8 +448,8 @@ def _history(conn):
 @click.option("--no-certificate-check", is_flag=True, help="Do not check sessions against the imported certificates.")
 @click.option("--rebill", metavar="REASON", help="Bill again sessions billed already (CRT06), for this reason (kept in the database).")
 @pass_context
-def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provider, sequence, schema_version, created,
-                      db, no_certificate_check, rebill):
+def build_invoice_cmd(ctx: Context, input, input_format, encoding, strict, output, provider, sequence, schema_version,
+                      created, db, no_certificate_check, rebill):
     """Build a billing file (fee notes, third-party payment) from INPUT (CSV, JSON or NDJSON; '-' = stdin).
 
     Columns: certificate_number, matricule, session_date, act_code; optional executing_provider
@@ -461,7 +479,7 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, output, provi
         with stream:
             fmt = records.detect_format(input, stream, input_format)
             result = build.build_billing(stream, source_name, fmt, codes, nomenclature, header, name, destination,
-                                         ctx.validator(), encoding, book)
+                                         ctx.validator(), _reading(ctx, encoding, strict), book)
     finally:
         if conn is not None:
             conn.close()

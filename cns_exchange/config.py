@@ -46,6 +46,8 @@ SETTINGS: dict[str, tuple[str, object]] = {
     "timeout": ("int", 30),                  # seconds, connection and each request
     "retries": ("int", 4),                   # attempts after a retryable failure
     "backoff": ("int", 2),                   # seconds before the first retry, doubled each time
+    "encoding": ("str", None),               # of the practice's input files (default: detected)
+    "columns": ("table", None),              # the practice's own header names -> cnsx's columns
 }
 TOP_ONLY = {"default_profile", "profiles"}
 #: The values an integer setting may take (None: no upper bound). Beyond them a number stops
@@ -205,7 +207,7 @@ def load_settings(path: str | None = None, profile: str | None = None) -> Settin
         _apply(settings, profiles[profile], file, f"profiles.{profile}.")
         settings.profile = profile
     env = {key: os.environ[f"CNSX_{key.upper()}"] for key in SETTINGS if f"CNSX_{key.upper()}" in os.environ
-           and key not in ("password", "key_passphrase")}
+           and key not in ("password", "key_passphrase", "columns")}
     _apply(settings, env, Path("environment"), "CNSX_", from_env=True)
     _check_exposure(settings, file)
     return settings
@@ -239,6 +241,11 @@ def _convert(kind: str, key: str, value: object, where: str, from_env: bool) -> 
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false", "fix the value")
         return value
+    if kind == "table":
+        if not isinstance(value, dict) or not all(isinstance(k, str) and k.strip() and isinstance(v, str) and v.strip()
+                                                  for k, v in value.items()):
+            raise ConfigError(f"{where} must be a table of names", 'e.g. [columns] then "N° dossier" = "request_ref"')
+        return dict(value)
     if key == "provider" and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value.strip():

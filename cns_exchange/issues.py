@@ -30,8 +30,8 @@ CATALOGUE: dict[str, Rule] = {
     "IN001": Rule(ERROR, "required column missing", "add the column to the header row (see docs/cli.md for the columns)", "cnsx input format"),
     "IN002": Rule(ERROR, "unknown column", "remove or rename the column; only the documented columns are accepted", "cnsx input format"),
     "IN003": Rule(ERROR, "required field empty", "fill in the field", "cnsx input format"),
-    "IN004": Rule(ERROR, "invalid date", "write dates as ISO 8601, YYYY-MM-DD", "cnsx input format"),
-    "IN005": Rule(ERROR, "not valid UTF-8", "save the file as UTF-8 (e.g. iconv -f cp1252 -t utf-8) or pass --encoding", "cnsx input format"),
+    "IN004": Rule(ERROR, "invalid date", "write dates as YYYY-MM-DD or dd/mm/yyyy (day first, four-digit year)", "cnsx input format"),
+    "IN005": Rule(ERROR, "not text in the input's encoding", "save the file again from the spreadsheet (as CSV UTF-8, or CSV with ';'), or pass --encoding NAME", "cnsx input format"),
     "IN006": Rule(ERROR, "malformed row", "fix the row so that it has one value per column (JSON: one object per row)", "cnsx input format"),
     "IN007": Rule(ERROR, "duplicate request reference", "give every request its own request_ref", "request reference unique per provider"),
     "IN008": Rule(ERROR, "prescription PDF not found", "check the prescription_pdf path; relative paths are read from the input file's folder", "CNS: request with the scanned prescription"),
@@ -41,6 +41,7 @@ CATALOGUE: dict[str, Rule] = {
     "IN013": Rule(ERROR, "invalid name", "write a name of 1 to 100 characters, no leading or trailing blanks", "schema v1 T_Nom"),
     "IN014": Rule(ERROR, "invalid reference", "use 1-35 letters, digits, '.', '_' or '-', starting with a letter or digit", "schema v1 T_Reference"),
     "IN015": Rule(ERROR, "line or cell too long", "no row of practice data is that long: check that this is the right file, a text file with line ends (LF or CRLF)", "cnsx input limits"),
+    "IN017": Rule(WARNING, "columns not used by cnsx", "nothing to do if they are your own notes; map a column of cnsx written under another name in the config's [columns], or pass --strict to refuse them", "cnsx input format"),
     "IN016": Rule(ERROR, "too many errors", "fix the errors shown (they often have one cause: a wrong delimiter, encoding or file), then run again", "cnsx input limits"),
     # Prescription PDFs (build-request reads them; validate and upload check them beside a request)
     "PDF01": Rule(ERROR, "prescription PDF cannot be read", "the file is damaged: scan the prescription again, or open and save it again as PDF", "CNS: files are XML and PDF"),

@@ -15,13 +15,14 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, Mapping
 
 from cns_exchange.csvout import FORMULA_STARTS
-from cns_exchange.errors import UsageError
+from cns_exchange.errors import ConfigError, UsageError
 from cns_exchange.identifiers import normalise_prescriber
 from cns_exchange.issues import Issue
 from cns_exchange.model import CertificateRequest, Session
@@ -38,6 +39,29 @@ REQUEST_COLUMNS = (
 REQUEST_OPTIONAL = ("requested_acts",)
 SESSION_COLUMNS = ("certificate_number", "matricule", "session_date", "act_code")
 SESSION_OPTIONAL = ("executing_provider", "last_name", "first_name", "prescription_date")
+
+#: The header names accepted besides ours, as a practice's spreadsheet writes them (French).
+#: A header is compared folded (_fold): case, accents and punctuation do not count, so
+#: 'Date ordonnance', 'DATE_ORDONNANCE' and 'date d'ordonnance' differ only where listed.
+#: One name gives one column; 'date' is the session's (build-request has no column of it).
+HEADER_NAMES: dict[str, tuple[str, ...]] = {
+    "request_ref": ("référence", "réf", "référence demande"),
+    "matricule": ("matricule", "n° matricule", "numéro matricule"),
+    "last_name": ("nom",),
+    "first_name": ("prénom",),
+    "prescriber_code": ("code médecin", "code prescripteur"),
+    "prescription_date": ("date ordonnance", "date d'ordonnance", "date de l'ordonnance", "date prescription"),
+    "pathology_codes": ("pathologies", "pathologie", "codes pathologie"),
+    "treatment": ("traitement",),
+    "prescription_pdf": ("ordonnance", "fichier ordonnance"),
+    "requested_acts": ("actes demandés",),
+    "certificate_number": ("titre", "n° titre", "no titre", "numéro titre", "numéro de titre", "n° de titre"),
+    "session_date": ("date", "date séance", "date de séance"),
+    "act_code": ("acte", "code acte"),
+    "executing_provider": ("prestataire", "code prestataire"),
+}
+#: The treatment kinds as a practice may write them (folded), and the kind each one is.
+TREATMENT_NAMES = {"initial": "initial", "initiale": "initial", "extension": "extension", "prolongation": "extension"}
 
 REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,34}\Z")
 # 1-100 characters, no control characters (XML cannot carry most of them), no blank at the ends.
@@ -89,6 +113,134 @@ class InputReport:
     def add_problems(self, problems, line: int, column: str) -> None:
         for code, message in problems:
             self.add(code, message, line, column)
+
+
+def _fold(name: str) -> str:
+    """A header name as it is compared: accents, case and punctuation dropped, words kept
+    ('N° Titre' -> 'n titre', 'date_ordonnance' -> 'date ordonnance')."""
+    text = unicodedata.normalize("NFKD", name.replace("°", " "))
+    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+    return " ".join(re.findall(r"[a-z0-9]+", text))
+
+
+_KNOWN_COLUMNS = REQUEST_COLUMNS + REQUEST_OPTIONAL + SESSION_COLUMNS + SESSION_OPTIONAL
+_HEADER_MAP = {_fold(alias): column for column in _KNOWN_COLUMNS for alias in (column, *HEADER_NAMES.get(column, ()))}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How to read a practice's file: ``encoding`` (None or 'detect': UTF-8 if the bytes are,
+    else Windows-1252), ``columns`` (the config's [columns]: a practice's own header names
+    mapped to cnsx's), ``strict`` (a column cnsx does not use is an error, IN002, instead of
+    one warning, IN017). Raises ConfigError when ``columns`` maps a name to no column of cnsx."""
+
+    encoding: str | None = None
+    columns: Mapping[str, str] = field(default_factory=dict)
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        for name, column in self.columns.items():
+            if column not in _KNOWN_COLUMNS:
+                raise ConfigError(f"[columns] '{name}' = '{column}': cnsx has no column '{column}'",
+                                  f"map it to one of {', '.join(dict.fromkeys(_KNOWN_COLUMNS))}")
+
+    def header_map(self) -> dict[str, str]:
+        """Folded header name -> cnsx's column: ours, the French ones, then the config's."""
+        return {**_HEADER_MAP, **{_fold(name): column for name, column in self.columns.items()}}
+
+
+class _Columns:
+    """The columns of one input: each header name resolved once to cnsx's column, or to
+    None when cnsx does not use it."""
+
+    def __init__(self, columns, optional, reading: Reading) -> None:
+        self.wanted = set(columns) | set(optional)
+        self.map = {**{_fold(name): name for name in self.wanted}, **reading.header_map()}
+        self.strict = reading.strict
+
+    def resolve(self, name: str) -> str | None:
+        column = self.map.get(_fold(name))
+        return column if column in self.wanted else None
+
+    def report_unused(self, names: list[str], report: InputReport, line: int, what: str = "column") -> None:
+        """IN017 once for all of ``names`` (a warning), or IN002 for each with --strict."""
+        if self.strict:
+            for name in names:
+                report.add("IN002", f"unknown {what} '{name}' (--strict: every {what} must be one cnsx uses)", line, name)
+        elif names:
+            listed = ", ".join(f"'{n}'" for n in names)
+            report.add("IN017", f"{what}{'s' if len(names) > 1 else ''} not used by cnsx, ignored: {listed}", line)
+
+
+#: What a byte that is not UTF-8 is read as when the encoding is detected: the encoding of
+#: Excel's "CSV (séparateur: point-virgule)" on a French (or German, English) Windows.
+FALLBACK_ENCODING = "cp1252"
+
+
+class _Undecodable(Exception):
+    """Bytes that are not text in the input's encoding (the message says which and where)."""
+
+
+class _Decoder:
+    """Bytes to text, a line or a piece at a time: in the encoding given, or detected (None):
+    UTF-8 while the bytes are UTF-8, Windows-1252 from a byte that is not when nothing
+    before it was UTF-8 beyond ASCII. A file that turns from UTF-8 to another encoding is
+    refused at that line, not half read as one and half as the other. Raises _Undecodable."""
+
+    def __init__(self, encoding: str | None) -> None:
+        self.detect = encoding is None
+        self.encoding = encoding or "utf-8"
+        self.utf8_line = 0          # the first line read as UTF-8 beyond ASCII (detecting)
+        self._pieces = None         # the incremental decoder of piece()
+
+    def describe(self) -> str:
+        return "UTF-8 or Windows-1252" if self.detect else self.encoding
+
+    def line(self, raw: bytes, number: int) -> str:
+        """The text of the line ``number``, ``raw`` its bytes."""
+        try:
+            if self.detect:
+                if raw.isascii():
+                    return raw.decode("ascii")
+                if self.encoding == "utf-8":
+                    try:
+                        text = raw.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        if self.utf8_line:
+                            raise _Undecodable(f"byte {raw[exc.start:exc.start + 1]!r} at column {exc.start + 1} is not "
+                                               f"UTF-8, as line {self.utf8_line} was: the file mixes two encodings") from None
+                        self.encoding = FALLBACK_ENCODING
+                    else:
+                        self.utf8_line = self.utf8_line or number
+                        return text
+            return raw.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            what = "neither UTF-8 nor Windows-1252" if self.detect else f"not {self.encoding}"
+            raise _Undecodable(f"byte {raw[exc.start:exc.start + 1]!r} at column {exc.start + 1} is {what}") from None
+        except ValueError as exc:  # a codec's own UnicodeError: the line is not in it either
+            raise _Undecodable(f"the line is not {self.encoding} ({exc})") from None
+
+    def piece(self, data: bytes, final: bool) -> str:
+        """The text of the next piece of a stream (a character may straddle two pieces)."""
+        if self._pieces is None:
+            self._pieces = codecs.getincrementaldecoder(self.encoding)()
+        try:
+            if self.detect and self.encoding == "utf-8":
+                pending = self._pieces.getstate()[0]
+                try:
+                    text = self._pieces.decode(data, final)
+                except UnicodeDecodeError:
+                    if self.utf8_line:
+                        raise
+                    self.encoding = FALLBACK_ENCODING
+                    self._pieces = codecs.getincrementaldecoder(self.encoding)()
+                    return self._pieces.decode(pending + data, final)
+                if not text.isascii():
+                    self.utf8_line = 1
+                return text
+            return self._pieces.decode(data, final)
+        except ValueError as exc:  # UnicodeDecodeError, or a codec's own UnicodeError
+            raise _Undecodable(f"the file is not {self.describe()} ({exc})") from None
 
 
 class _Prefixed(io.RawIOBase):
@@ -163,13 +315,18 @@ def canonical_encoding(name: str) -> str:
 
 
 def read_rows(stream: IO[bytes], fmt: str, report: InputReport, columns: tuple[str, ...],
-              optional: tuple[str, ...], encoding: str = "utf-8") -> Iterator[Row]:
-    """Yield the rows of ``stream``; header and row problems go to ``report``. Reading stops
-    at a line over :data:`MAX_LINE_BYTES` (IN015) and after :data:`MAX_ERRORS` errors (IN016)."""
-    encoding = canonical_encoding(encoding)
+              optional: tuple[str, ...], reading: Reading | None = None) -> Iterator[Row]:
+    """Yield the rows of ``stream``, their values under cnsx's column names (the columns cnsx
+    does not use left out); header and row problems go to ``report``. ``reading`` says the
+    encoding (default: detected), the config's header names and --strict. Reading stops at a
+    line over :data:`MAX_LINE_BYTES` (IN015) and after :data:`MAX_ERRORS` errors (IN016).
+    Raises UsageError for an unknown encoding."""
+    reading = reading or Reading()
+    decoder = _Decoder(None if reading.encoding in (None, "detect") else canonical_encoding(reading.encoding))
+    names = _Columns(columns, optional, reading)
     reader = {"csv": _read_csv, "json": _read_json_array}.get(fmt, _read_ndjson)
     line = 1
-    for row in reader(stream, report, columns, optional, encoding):
+    for row in reader(stream, report, columns, names, decoder):
         yield row
         line = row.line
         if report.full:
@@ -197,29 +354,31 @@ def _lines(stream, report: InputReport, unit: str = "line") -> Iterator[tuple[in
         yield number, raw
 
 
-def _check_columns(names: list[str], report: InputReport, columns, optional, line: int) -> None:
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        report.add("IN002", f"column '{name}' appears {names.count(name)} times in the header", line, name)
-    for name in names:
-        if name not in columns and name not in optional:
-            report.add("IN002", f"unknown column '{name}'", line, name)
+def _check_columns(header: list[str], report: InputReport, columns, names: _Columns, line: int) -> list[str | None]:
+    """The column of cnsx each header name gives (None: not used), after reporting a column
+    given twice (IN002), the unused ones (IN017, or IN002 with --strict) and the missing (IN001)."""
+    resolved = [names.resolve(name) for name in header]
+    for column in dict.fromkeys(c for c in resolved if c is not None and resolved.count(c) > 1):
+        given = [name for name, c in zip(header, resolved) if c == column]
+        if len(set(given)) == 1:
+            report.add("IN002", f"column '{given[0]}' appears {len(given)} times in the header", line, given[0])
+        else:
+            report.add("IN002", f"columns {', '.join(repr(g) for g in given)} all give {column}", line, column)
+    names.report_unused([name for name, c in zip(header, resolved) if c is None and name], report, line)
     for name in columns:
-        if name not in names:
+        if name not in resolved:
             report.add("IN001", f"required column '{name}' is missing", line, name)
+    return resolved
 
 
-def _decoded_lines(stream, encoding: str, report: InputReport, state: dict) -> Iterator[str]:
+def _decoded_lines(stream, decoder: _Decoder, report: InputReport, state: dict) -> Iterator[str]:
     """Decode ``stream`` line by line, so that a bad byte is reported on its own line."""
     for lineno, raw in _lines(stream, report):
         state["line"] = lineno
         try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError as exc:
-            report.add("IN005", f"byte {raw[exc.start:exc.start + 1]!r} at column {exc.start + 1} is not {encoding}", lineno)
-            state["failed"] = True
-            return
-        except ValueError as exc:  # a codec's own UnicodeError: the line is not in it either
-            report.add("IN005", f"the line is not {encoding} ({exc})", lineno)
+            text = decoder.line(raw, lineno)
+        except _Undecodable as exc:
+            report.add("IN005", str(exc), lineno)
             state["failed"] = True
             return
         if lineno == 1 and text.startswith("\ufeff"):
@@ -234,9 +393,9 @@ def _unquoted(value: str) -> str:
     return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value
 
 
-def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
+def _read_csv(stream, report, columns, names: _Columns, decoder: _Decoder) -> Iterator[Row]:
     state: dict = {"line": 0, "failed": False, "quotes": False}
-    lines = _decoded_lines(stream, encoding, report, state)
+    lines = _decoded_lines(stream, decoder, report, state)
     first = next(lines, "")
     if state["failed"] or report.cut:
         return
@@ -248,7 +407,7 @@ def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
     except csv.Error as exc:
         report.add("IN006", f"CSV syntax error in the header ({exc})", 1)
         return
-    _check_columns(header, report, columns, optional, 1)
+    used = [(i, column) for i, column in enumerate(_check_columns(header, report, columns, names, 1)) if column]
     width = len(header)
     # strict: a quote left open would otherwise swallow the rows after it into one value.
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
@@ -258,16 +417,16 @@ def _read_csv(stream, report, columns, optional, encoding) -> Iterator[Row]:
             if report.full:
                 return
             line = state["line"]
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
+            if not any(f.strip() for f in fields):  # a blank line, or a spreadsheet's ;;;;;; row
                 continue
             count += 1
             if len(fields) != width:
                 report.add("IN006", f"row has {len(fields)} values, the header has {width}", line)
                 continue
-            values = [f.strip() for f in fields]
             if state["quotes"]:  # (a text search per line is cheaper than a test per cell)
-                values = [_unquoted(v) for v in values]
-            yield Row(line, dict(zip(header, values)))
+                yield Row(line, {column: _unquoted(fields[i].strip()) for i, column in used})
+            else:
+                yield Row(line, {column: fields[i].strip() for i, column in used})
     except csv.Error as exc:
         if "field limit" in str(exc):   # (the only way Python's csv says it)
             report.add("IN015", f"a cell is longer than {MAX_CELL_CHARS} characters: the rest of the file was not read",
@@ -304,16 +463,15 @@ def _row_from_object(obj, line: int, report: InputReport, what: str) -> Row | No
     return Row(line, values)
 
 
-def _read_json_array(stream, report, columns, optional, encoding) -> Iterator[Row]:
-    seen_keys: set[str] = set()
+def _read_json_array(stream, report, columns, names: _Columns, decoder: _Decoder) -> Iterator[Row]:
+    seen_keys: dict[str, str | None] = {}
     count = 0
-    for index, obj in _JsonItems(stream, report, encoding):
+    for index, obj in _JsonItems(stream, report, decoder):
         count = index
         row = _row_from_object(obj, index, report, f"item {index}")
         if row is None:
             continue
-        _check_row_columns(row, report, columns, optional, seen_keys)
-        yield row
+        yield _check_row_columns(row, report, columns, names, seen_keys)
     if count == 0 and not report.issues:
         report.add("IN010", "the array is empty", 1)
 
@@ -327,9 +485,8 @@ class _JsonItems:
 
     _BLANK = re.compile(r"[ \t\n\r]*")
 
-    def __init__(self, stream, report: InputReport, encoding: str) -> None:
-        self.stream, self.report, self.encoding = stream, report, encoding
-        self.decoder = codecs.getincrementaldecoder(encoding)()
+    def __init__(self, stream, report: InputReport, decoder: _Decoder) -> None:
+        self.stream, self.report, self.decoder = stream, report, decoder
         self.text = ""          # the window
         self.pos = 0            # where the reader stands in it
         self.eof = False
@@ -340,7 +497,7 @@ class _JsonItems:
         try:
             yield from self._items()
         except _Undecodable as exc:
-            self.report.add("IN005", f"the file is not {self.encoding} ({exc})", self._line(self.pos))
+            self.report.add("IN005", str(exc), self._line(self.pos))
 
     def _items(self) -> Iterator[tuple[int, object]]:
         self._fill()
@@ -409,10 +566,7 @@ class _JsonItems:
         size = len(pieces[0])
         while size <= 2 * MAX_LINE_BYTES:
             chunk = self.stream.read(_JSON_CHUNK)
-            try:
-                text = self.decoder.decode(chunk, final=not chunk)
-            except ValueError as exc:  # UnicodeDecodeError, or a codec's own UnicodeError
-                raise _Undecodable(str(exc)) from None
+            text = self.decoder.piece(chunk, final=not chunk)
             pieces.append(text)
             size += len(text)
             if not chunk:
@@ -448,18 +602,14 @@ class _JsonItems:
         self.report.cut = True
 
 
-class _Undecodable(Exception):
-    """The bytes of a JSON input are not in its encoding."""
-
-
-def _read_ndjson(stream, report, columns, optional, encoding) -> Iterator[Row]:
-    seen_keys: set[str] = set()
+def _read_ndjson(stream, report, columns, names: _Columns, decoder: _Decoder) -> Iterator[Row]:
+    seen_keys: dict[str, str | None] = {}
     count = 0
     for lineno, raw in _lines(stream, report):
         try:
-            text = raw.decode(encoding)
-        except ValueError:  # UnicodeDecodeError, or a codec's own UnicodeError
-            report.add("IN005", f"line is not {encoding}", lineno)
+            text = decoder.line(raw, lineno)
+        except _Undecodable as exc:
+            report.add("IN005", str(exc), lineno)
             continue
         if lineno == 1:
             text = text.lstrip("\ufeff")
@@ -477,22 +627,32 @@ def _read_ndjson(stream, report, columns, optional, encoding) -> Iterator[Row]:
         row = _row_from_object(obj, lineno, report, "line")
         if row is None:
             continue
-        _check_row_columns(row, report, columns, optional, seen_keys)
-        yield row
+        yield _check_row_columns(row, report, columns, names, seen_keys)
     if count == 0 and not report.cut:
         report.add("IN010", "the file holds no JSON lines", 1)
 
 
-def _check_row_columns(row: Row, report: InputReport, columns, optional, seen_keys: set[str]) -> None:
-    """JSON rows carry their own keys: report an unknown key once, a missing one per row."""
-    for key in row.values:
+def _check_row_columns(row: Row, report: InputReport, columns, names: _Columns,
+                       seen_keys: dict[str, str | None]) -> Row:
+    """JSON rows carry their own keys: the row under cnsx's column names, after reporting a
+    key cnsx does not use once (IN017, or IN002 with --strict), a missing one per row (IN001)
+    and two keys giving one column (IN002)."""
+    values: dict[str, str] = {}
+    for key, value in row.values.items():
         if key not in seen_keys:
-            seen_keys.add(key)
-            if key not in columns and key not in optional:
-                report.add("IN002", f"unknown field '{key}'", row.line, key)
+            seen_keys[key] = names.resolve(key)
+            if seen_keys[key] is None:
+                names.report_unused([key], report, row.line, "field")
+        column = seen_keys[key]
+        if column is None:
+            continue
+        if column in values:
+            report.add("IN002", f"two fields give {column}", row.line, column)
+        values[column] = value
     for name in columns:
-        if name not in row.values:
+        if name not in values:
             report.add("IN001", f"required field '{name}' is missing", row.line, name)
+    return Row(row.line, values)
 
 
 # --- typed records -------------------------------------------------------------------------
@@ -516,8 +676,35 @@ def iso_date(text: str) -> date:
     return result
 
 
+#: A date written day first, as a French or German spreadsheet writes it: dd/mm/yyyy or
+#: dd.mm.yyyy (a day or month of one digit too). Never month first.
+_DAY_FIRST = re.compile(r"([0-9]{1,2})([/.])([0-9]{1,2})\2([0-9]+)\Z")
+
+
+def input_date(text: str) -> date:
+    """The date in a cell of the practice's file: ``YYYY-MM-DD``, or day first ``dd/mm/yyyy``
+    or ``dd.mm.yyyy``. ValueError, with what is wrong, for anything else: a year not of four
+    digits (``15/10/26``: which century?), a date that does not exist (``31/11/2026``, or
+    ``10/20/2026`` written month first), another form."""
+    match = _DAY_FIRST.match(text)
+    if match is None:
+        try:
+            return iso_date(text)
+        except ValueError:
+            if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+                raise ValueError("no such day in the calendar") from None
+            raise ValueError("not a date: write YYYY-MM-DD or dd/mm/yyyy (day first)") from None
+    day, _, month, year = match.groups()
+    if len(year) != 4:
+        raise ValueError("the year must have four digits (a two-digit year is ambiguous)")
+    try:
+        return date(int(year), int(month), int(day))
+    except ValueError:
+        raise ValueError(f"no such day: day {int(day)} of month {int(month)} of {year} (dates are read day first)") from None
+
+
 def parse_date(row: Row, column: str, report: InputReport, cache: dict[str, date] | None = None) -> date | None:
-    """Return the ISO date in ``column`` or None after reporting IN003/IN004."""
+    """Return the date in ``column`` (input_date) or None after reporting IN003/IN004."""
     value = _required(row, column, report)
     if value is None:
         return None
@@ -526,13 +713,34 @@ def parse_date(row: Row, column: str, report: InputReport, cache: dict[str, date
         if cached is not None:
             return cached
     try:
-        result = iso_date(value)
-    except ValueError:
-        report.add("IN004", f"'{column}' value '{value}' is not a YYYY-MM-DD date", row.line, column)
+        result = input_date(value)
+    except ValueError as exc:
+        report.add("IN004", f"'{column}' value '{value}': {exc}", row.line, column)
         return None
     if cache is not None:
         cache[value] = result
     return result
+
+
+_SCIENTIFIC = re.compile(r"[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+\Z")
+_SPACED_ACT = re.compile(r"[A-Za-z]{2}\s+[0-9]{2}\Z")
+
+
+def excel_hint(column: str, value: str) -> str:
+    """A hint for the value of ``column`` that a rule refused, when a spreadsheet may have
+    damaged it (a long number in scientific notation, a code's leading zero dropped, a space
+    in an act code); '' otherwise (the issue code's own hint then). By the value's shape, not
+    the issue code: the rules are the engine's (rules.py)."""
+    if _SCIENTIFIC.match(value):
+        return ("Excel wrote this number in scientific notation and lost its last digits: format the column "
+                "as Text, type the number again, and export again")
+    digits = value.replace(" ", "").replace("-", "")
+    if column in ("prescriber_code", "executing_provider") and digits.isascii() and digits.isdigit() and len(digits) == 5:
+        return ("a spreadsheet drops the leading zero of a number: format the column as Text and type the code "
+                "again with its 0")
+    if column == "act_code" and _SPACED_ACT.match(value):
+        return f"write the act code without a space: {value.replace(' ', '').upper()}"
+    return ""
 
 
 def _matricule(row: Row, report: InputReport) -> str | None:
@@ -583,15 +791,16 @@ def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path,
             report.add("IN003", "'pathology_codes' names no code", row.line, "pathology_codes")
     treatment = _required(row, "treatment", report)
     if treatment is not None:
-        treatment = treatment.lower()
+        treatment = TREATMENT_NAMES.get(_fold(treatment), treatment.lower())
         if treatment not in codes.treatments:
-            report.add("IN011", f"treatment '{treatment}' is not 'initial' or 'extension'", row.line, "treatment")
+            report.add("IN011", f"treatment '{treatment}' is not 'initial' or 'extension' ('initiale', 'prolongation')",
+                       row.line, "treatment")
             treatment = None
     acts = _requested_acts(row, report, codes, treatment)
     if checks is not None:
         for _, code, message, column in checks.request(matricule, prescriber, prescribed, pathologies, treatment, acts,
                                                        ref or ""):
-            report.add(code, message, row.line, column)
+            report.add(code, message, row.line, column, excel_hint(column, row.values.get(column, "")))
     pdf = _required(row, "prescription_pdf", report)
     pdf_name = pdf_sha = pdf_path = ""
     if pdf is not None:
@@ -701,6 +910,6 @@ class SessionReader:
         if any(i.is_error for i in report.issues[before:]) or None in (cert, matricule, day, act) or not executing:
             if self.checks is not None:
                 for code, message, column in self.checks.values(matricule, act, executing or None):
-                    report.add(code, message, row.line, column)
+                    report.add(code, message, row.line, column, excel_hint(column, values.get(column, "")))
             return None  # a missing column leaves None behind: reported once, on the header
         return Session(cert, matricule, day, act, executing, last or "", first or "", row.line, prescribed)
