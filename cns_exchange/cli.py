@@ -1275,6 +1275,65 @@ def report_sent_cmd(ctx: Context, certificate, sent_on, db, wait):
         console.print_line(f"{certificate}: final report marked sent on {mark.sent_on}")
 
 
+# --- exports: the practice's data for people outside cnsx ------------------------------------
+
+@cli.group("export")
+def export_group():
+    """Export the practice database for people outside cnsx (the accountant)."""
+
+
+@export_group.command("accounting")
+@click.option("--month", metavar="YYYY-MM", help="The sessions of that month.")
+@click.option("--from", "start", metavar="YYYY-MM-DD", help="The sessions from that day on (included).")
+@click.option("--to", "end", metavar="YYYY-MM-DD", help="The sessions up to that day (included).")
+@click.option("--db", "db", metavar="PATH", help="The practice database (default: the profile's database).")
+@click.option("-o", "--output", metavar="FILE.csv", help="Write to a new file (0600, never over one) instead of stdout.")
+@pass_context
+def export_accounting_cmd(ctx: Context, month, start, end, db, output):
+    """One CSV row per billed session, for the accountant: fee note, patient, dates, gross,
+    patient share, CNS share, paid, disputed, payment date and bank reference.
+
+    The CSV opens in Excel or LibreOffice set to French: UTF-8 with a byte order mark, ';'
+    between cells, amounts with a decimal comma; no cell can run as a formula.
+    """
+    import io
+
+    from cns_exchange import console, database, export
+    from cns_exchange.fsutil import publish, temp_file
+
+    within = export.period(month, start, end)
+    target = Path(output) if output and output != "-" else None
+    if target is not None:
+        _no_missing_folder("-o", output)
+        if target.is_dir() or target.exists() or target.is_symlink():
+            raise UsageError(f"-o {output}: a file or folder of that name exists; cnsx never overwrites a file",
+                             "remove it, or give another name")
+    db_path = Path(db).expanduser() if db else ctx.settings.database_path()
+    if not db_path.exists():
+        raise InputError(f"{db_path}: no practice database yet", "run cnsx import (or upload/fetch) first, or pass --db")
+    conn = database.connect(db_path)
+    try:
+        if target is None:
+            text = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+            count = export.write_accounting_csv(export.accounting_rows(conn, within), text)
+            text.flush()
+            text.detach()
+        else:
+            with temp_file(target.parent) as (stream, temp):
+                text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+                count = export.write_accounting_csv(export.accounting_rows(conn, within), text)
+                text.close()
+                try:
+                    publish(temp, target, overwrite=False)
+                except FileExistsError:
+                    raise UsageError(f"-o {output}: a file of that name appeared; cnsx never overwrites a file",
+                                     "remove it, or give another name") from None
+    finally:
+        conn.close()
+    if not ctx.quiet:
+        console.print_line(f"{_plural(count, 'billed session')} → {output if target else 'stdout'}")
+
+
 # --- tariffs: the tables the sessions are priced with ----------------------------------------
 
 def _tariff_options(func):
