@@ -627,14 +627,16 @@ def _on_retry(ctx: Context):
 @click.option("--force", is_flag=True, help="Resend content already sent, under a new sequence number.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per file on stdout.")
+@click.option("--move-sent", "move_sent", metavar="DIR",
+              help="Move each file recorded sent (a request's PDFs with it) into DIR, never over a file.")
 @pass_context
-def upload_cmd(ctx: Context, files, name, force, wait, as_json):
+def upload_cmd(ctx: Context, files, name, force, wait, as_json, move_sent):
     """Send documents (and the prescription PDFs a request names) to the CNS.
 
     Each file is validated first; an invalid one is exit 3 and nothing is sent. Files go up
     under a temporary name, are checked, then renamed; an existing remote file is never
     replaced. Every upload is recorded in the database's ledger: content already sent is not
-    sent again.
+    sent again. Ends with a summary ("2 sent, 31 already sent"); -v names each file.
     """
     from cns_exchange import console, database, sending
     from cns_exchange.lock import run_lock
@@ -682,6 +684,7 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
                     planned = sending.plan(renamed, validator, names)
             uploader = sending.Uploader(conn, settings.profile or "default", str(remote), str(settings.upload_dir),
                                         connect, int(settings.retries), float(settings.backoff), _on_retry(ctx))
+            counts = {"sent": 0, "already-sent": 0, "recovered": 0}
             try:
                 from cns_exchange import importing
 
@@ -697,8 +700,10 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
                     if as_json:
                         sys.stdout.write(json.dumps(outcome.as_dict()) + "\n")
                         sys.stdout.flush()
+                    counts[outcome.status] += 1
                     if outcome.status == "already-sent":
-                        console.print_line(f"{item.path.name}: already sent as {outcome.name}, not sent again (--force resends)")
+                        if ctx.verbose:
+                            console.print_line(f"{item.path.name}: already sent as {outcome.name}, not sent again (--force resends)")
                     elif ctx.verbose:
                         console.print_line(f"{item.path.name} → {remote}/{settings.upload_dir}/{outcome.name}"
                                            + (" (found complete on the server)" if outcome.status == "recovered" else ""))
@@ -706,6 +711,26 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
                 uploader.close()
         finally:
             conn.close()
+        # Only once every file is recorded sent: a request's PDFs stay beside it until it is.
+        moved, kept = 0, []
+        if move_sent:
+            for item in planned:
+                if item.path.exists():
+                    if sending.move_sent(item.path, Path(move_sent)) is None:
+                        kept.append(item.path)
+                    else:
+                        moved += 1
+    for path in kept:
+        console.print_warning(f"{path}: sent, but {Path(move_sent) / path.name} is another file; left where it is",
+                              "rename one of them")
+    if not ctx.quiet:
+        summary = [f"{counts['sent']} sent"]
+        summary += [f"{counts[k]} {k.replace('-', ' ')}" for k in ("recovered", "already-sent") if counts[k]]
+        if counts["already-sent"]:
+            summary[-1] += " (--force resends)"
+        if move_sent:
+            summary.append(f"{moved} moved to {move_sent}")
+        console.print_line(", ".join(summary))
 
 
 def _fetcher(ctx: Context, settings, remote, connect):
