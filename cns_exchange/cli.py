@@ -546,7 +546,8 @@ def print_fee_notes_cmd(ctx: Context, billing, created, output, matricule):
     printed = _created(created)
     codes, _, _ = ctx.tables()
     with printing.open_billing(billing, sys.stdin.buffer if billing == "-" else None, ctx.validator()) as source:
-        written = printing.print_fee_notes(source, Path(output), codes, printed, mask=matricule == "masked")
+        written = printing.print_fee_notes(source, Path(output), codes, printed, mask=matricule == "masked",
+                                           practice=ctx.settings.practice)
     if not ctx.quiet:
         where = str(written[0]) if written else output
         if len(written) > 1:
@@ -583,7 +584,7 @@ def print_summary_cmd(ctx: Context, billing, created, output, matricule):
     with printing.open_billing(billing, sys.stdin.buffer if billing == "-" else None, ctx.validator()) as source:
         path, totals = printing.print_summary(source, None if output == "-" else Path(output),
                                               sys.stdout.buffer if output == "-" else None, codes, printed,
-                                              mask=matricule == "masked")
+                                              mask=matricule == "masked", practice=ctx.settings.practice)
     if not ctx.quiet:
         console.print_line(f"{_plural(totals.notes, 'fee note')}, {_plural(totals.sessions, 'session')}, "
                            f"{totals.gross / 100:.2f} EUR gross, {totals.cns / 100:.2f} EUR to the CNS → {path or 'stdout'}")
