@@ -1325,7 +1325,7 @@ def export_accounting_cmd(ctx: Context, month, start, end, db, output):
     import io
 
     from cns_exchange import console, database, export
-    from cns_exchange.fsutil import publish, temp_file
+    from cns_exchange.fsutil import write_new
 
     within = export.period(month, start, end)
     target = Path(output) if output and output != "-" else None
@@ -1345,15 +1345,18 @@ def export_accounting_cmd(ctx: Context, month, start, end, db, output):
             text.flush()
             text.detach()
         else:
-            with temp_file(target.parent) as (stream, temp):
+            def draw(stream):
                 text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-                count = export.write_accounting_csv(export.accounting_rows(conn, within), text)
-                text.close()
-                try:
-                    publish(temp, target, overwrite=False)
-                except FileExistsError:
-                    raise UsageError(f"-o {output}: a file of that name appeared; cnsx never overwrites a file",
-                                     "remove it, or give another name") from None
+                written = export.write_accounting_csv(export.accounting_rows(conn, within), text)
+                text.flush()
+                text.detach()
+                return written
+
+            try:
+                count = write_new(target, draw)
+            except FileExistsError:
+                raise UsageError(f"-o {output}: a file of that name appeared; cnsx never overwrites a file",
+                                 "remove it, or give another name") from None
     finally:
         conn.close()
     if not ctx.quiet:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from cns_exchange.errors import CnsxError, InputError, UsageError
-from cns_exchange.fsutil import private_dir, publish, sha256_of, temp_file
+from cns_exchange.fsutil import private_dir, publish, sha256_of, temp_file, write_new
 from cns_exchange.issues import Issue
 from cns_exchange.model import FeeNote, Header
 from cns_exchange.naming import FileName, fee_note_pdf_name, summary_pdf_name
@@ -124,15 +124,11 @@ def _source(billing: Billing, codes: Codes, printed: datetime, mask: bool, pract
 
 def _write(target: Path, draw: Callable[[IO[bytes]], Any]) -> Any:
     """Draw into a temp file beside ``target``, then publish it there (0600, never over a file)."""
-    with temp_file(target.parent) as (stream, path):
-        result = draw(stream)
-        stream.close()
-        try:
-            publish(path, target, overwrite=False)
-        except FileExistsError:
-            raise UsageError(f"{target} appeared while printing; cnsx never overwrites a file",
-                             "run again into another folder") from None
-    return result
+    try:
+        return write_new(target, draw)
+    except FileExistsError:
+        raise UsageError(f"{target} appeared while printing; cnsx never overwrites a file",
+                         "run again into another folder") from None
 
 
 def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datetime, mask: bool = False,

@@ -249,7 +249,7 @@ def move_sent(path: Path, folder: Path) -> Path | None:
     import os
     import shutil
 
-    from cns_exchange.fsutil import fsync_dir, private_dir, publish, temp_file
+    from cns_exchange.fsutil import fsync_dir, private_dir, write_new
 
     private_dir(folder)
     target = folder / path.name
@@ -262,15 +262,12 @@ def move_sent(path: Path, folder: Path) -> Path | None:
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):  # another file system, or no hard links
             raise
-        with temp_file(folder) as (stream, temp), open(path, "rb") as source:
-            shutil.copyfileobj(source, stream)
-            stream.close()
-            try:
-                publish(temp, target, overwrite=False)
-            except FileExistsError:
-                temp.unlink(missing_ok=True)
-                if sha256_of(target) != sha256_of(path):
-                    return None
+        try:
+            with open(path, "rb") as source:
+                write_new(target, lambda stream: shutil.copyfileobj(source, stream))
+        except FileExistsError:
+            if sha256_of(target) != sha256_of(path):
+                return None
     path.unlink()
     fsync_dir(path.parent)
     return target
