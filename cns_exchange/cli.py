@@ -564,7 +564,8 @@ def print_fee_notes_cmd(ctx: Context, billing, created, output, matricule):
     printed = _created(created)
     codes, _, _ = ctx.tables()
     with printing.open_billing(billing, sys.stdin.buffer if billing == "-" else None, ctx.validator()) as source:
-        written = printing.print_fee_notes(source, Path(output), codes, printed, mask=matricule == "masked")
+        written = printing.print_fee_notes(source, Path(output), codes, printed, mask=matricule == "masked",
+                                           practice=ctx.settings.practice)
     if not ctx.quiet:
         where = str(written[0]) if written else output
         if len(written) > 1:
@@ -601,7 +602,7 @@ def print_summary_cmd(ctx: Context, billing, created, output, matricule):
     with printing.open_billing(billing, sys.stdin.buffer if billing == "-" else None, ctx.validator()) as source:
         path, totals = printing.print_summary(source, None if output == "-" else Path(output),
                                               sys.stdout.buffer if output == "-" else None, codes, printed,
-                                              mask=matricule == "masked")
+                                              mask=matricule == "masked", practice=ctx.settings.practice)
     if not ctx.quiet:
         console.print_line(f"{_plural(totals.notes, 'fee note')}, {_plural(totals.sessions, 'session')}, "
                            f"{totals.gross / 100:.2f} EUR gross, {totals.cns / 100:.2f} EUR to the CNS → {path or 'stdout'}")
@@ -645,14 +646,16 @@ def _on_retry(ctx: Context):
 @click.option("--force", is_flag=True, help="Resend content already sent, under a new sequence number.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per file on stdout.")
+@click.option("--move-sent", "move_sent", metavar="DIR",
+              help="Move each file recorded sent (a request's PDFs with it) into DIR, never over a file.")
 @pass_context
-def upload_cmd(ctx: Context, files, name, force, wait, as_json):
+def upload_cmd(ctx: Context, files, name, force, wait, as_json, move_sent):
     """Send documents (and the prescription PDFs a request names) to the CNS.
 
     Each file is validated first; an invalid one is exit 3 and nothing is sent. Files go up
     under a temporary name, are checked, then renamed; an existing remote file is never
     replaced. Every upload is recorded in the database's ledger: content already sent is not
-    sent again.
+    sent again. Ends with a summary ("2 sent, 31 already sent"); -v names each file.
     """
     from cns_exchange import console, database, sending
     from cns_exchange.lock import run_lock
@@ -700,6 +703,7 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
                     planned = sending.plan(renamed, validator, names)
             uploader = sending.Uploader(conn, settings.profile or "default", str(remote), str(settings.upload_dir),
                                         connect, int(settings.retries), float(settings.backoff), _on_retry(ctx))
+            counts = {"sent": 0, "already-sent": 0, "recovered": 0}
             try:
                 from cns_exchange import importing
 
@@ -715,8 +719,10 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
                     if as_json:
                         sys.stdout.write(json.dumps(outcome.as_dict()) + "\n")
                         sys.stdout.flush()
+                    counts[outcome.status] += 1
                     if outcome.status == "already-sent":
-                        console.print_line(f"{item.path.name}: already sent as {outcome.name}, not sent again (--force resends)")
+                        if ctx.verbose:
+                            console.print_line(f"{item.path.name}: already sent as {outcome.name}, not sent again (--force resends)")
                     elif ctx.verbose:
                         console.print_line(f"{item.path.name} → {remote}/{settings.upload_dir}/{outcome.name}"
                                            + (" (found complete on the server)" if outcome.status == "recovered" else ""))
@@ -724,6 +730,26 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json):
                 uploader.close()
         finally:
             conn.close()
+        # Only once every file is recorded sent: a request's PDFs stay beside it until it is.
+        moved, kept = 0, []
+        if move_sent:
+            for item in planned:
+                if item.path.exists():
+                    if sending.move_sent(item.path, Path(move_sent)) is None:
+                        kept.append(item.path)
+                    else:
+                        moved += 1
+    for path in kept:
+        console.print_warning(f"{path}: sent, but {Path(move_sent) / path.name} is another file; left where it is",
+                              "rename one of them")
+    if not ctx.quiet:
+        summary = [f"{counts['sent']} sent"]
+        summary += [f"{counts[k]} {k.replace('-', ' ')}" for k in ("recovered", "already-sent") if counts[k]]
+        if counts["already-sent"]:
+            summary[-1] += " (--force resends)"
+        if move_sent:
+            summary.append(f"{moved} moved to {move_sent}")
+        console.print_line(", ".join(summary))
 
 
 def _fetcher(ctx: Context, settings, remote, connect):
@@ -1344,6 +1370,68 @@ def report_sent_cmd(ctx: Context, certificate, sent_on, db, wait):
                            + (f" (not {day})" if day != mark.sent_on else ""))
     elif not ctx.quiet:
         console.print_line(f"{certificate}: final report marked sent on {mark.sent_on}")
+
+
+# --- exports: the practice's data for people outside cnsx ------------------------------------
+
+@cli.group("export")
+def export_group():
+    """Export the practice database for people outside cnsx (the accountant)."""
+
+
+@export_group.command("accounting")
+@click.option("--month", metavar="YYYY-MM", help="The sessions of that month.")
+@click.option("--from", "start", metavar="YYYY-MM-DD", help="The sessions from that day on (included).")
+@click.option("--to", "end", metavar="YYYY-MM-DD", help="The sessions up to that day (included).")
+@click.option("--db", "db", metavar="PATH", help="The practice database (default: the profile's database).")
+@click.option("-o", "--output", metavar="FILE.csv", help="Write to a new file (0600, never over one) instead of stdout.")
+@pass_context
+def export_accounting_cmd(ctx: Context, month, start, end, db, output):
+    """One CSV row per billed session, for the accountant: fee note, patient, dates, gross,
+    patient share, CNS share, paid, disputed, payment date and bank reference.
+
+    The CSV opens in Excel or LibreOffice set to French: UTF-8 with a byte order mark, ';'
+    between cells, amounts with a decimal comma; no cell can run as a formula.
+    """
+    import io
+
+    from cns_exchange import console, database, export
+    from cns_exchange.fsutil import write_new
+
+    within = export.period(month, start, end)
+    target = Path(output) if output and output != "-" else None
+    if target is not None:
+        _no_missing_folder("-o", output)
+        if target.is_dir() or target.exists() or target.is_symlink():
+            raise UsageError(f"-o {output}: a file or folder of that name exists; cnsx never overwrites a file",
+                             "remove it, or give another name")
+    db_path = Path(db).expanduser() if db else ctx.settings.database_path()
+    if not db_path.exists():
+        raise InputError(f"{db_path}: no practice database yet", "run cnsx import (or upload/fetch) first, or pass --db")
+    conn = database.connect(db_path)
+    try:
+        if target is None:
+            text = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+            count = export.write_accounting_csv(export.accounting_rows(conn, within), text)
+            text.flush()
+            text.detach()
+        else:
+            def draw(stream):
+                text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+                written = export.write_accounting_csv(export.accounting_rows(conn, within), text)
+                text.flush()
+                text.detach()
+                return written
+
+            try:
+                count = write_new(target, draw)
+            except FileExistsError:
+                raise UsageError(f"-o {output}: a file of that name appeared; cnsx never overwrites a file",
+                                 "remove it, or give another name") from None
+    finally:
+        conn.close()
+    if not ctx.quiet:
+        console.print_line(f"{_plural(count, 'billed session')} → {output if target else 'stdout'}")
 
 
 # --- tariffs: the tables the sessions are priced with ----------------------------------------

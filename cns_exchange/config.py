@@ -49,7 +49,7 @@ SETTINGS: dict[str, tuple[str, object]] = {
     "encoding": ("str", None),               # of the practice's input files (default: detected)
     "columns": ("table", None),              # the practice's own header names -> cnsx's columns
 }
-TOP_ONLY = {"default_profile", "profiles"}
+TOP_ONLY = {"default_profile", "profiles", "practice"}
 #: The values an integer setting may take (None: no upper bound). Beyond them a number stops
 #: meaning anything (a timeout of 10^20 s, 10^20 retries) and only overflows a library.
 INT_RANGES: dict[str, tuple[int, int | None]] = {
@@ -117,6 +117,63 @@ def parse_remote(url: str, where: str = "remote") -> Remote:
     raise ConfigError(f"{where}: '{url}' is neither sftp:// nor file://", "e.g. sftp://user@host:22 or file:///srv/dropbox")
 
 
+@dataclass(frozen=True)
+class Practice:
+    """The practice's identity, printed on the documents it hands out (fee notes, summaries):
+    the ``[practice]`` table of the config file."""
+
+    name: str
+    address: tuple[str, ...] = ()              # its lines
+    phone: str = ""
+    iban: str = ""                             # checked, in groups of four
+    dieticians: dict[str, str] = field(default_factory=dict)   # provider code -> name
+
+
+PRACTICE_KEYS = ("name", "address", "phone", "iban", "dieticians")
+
+
+def parse_practice(raw: object, file: Path) -> Practice:
+    """The ``[practice]`` table as a Practice; ConfigError naming the key for an unknown key,
+    a missing name, a value of the wrong type, an IBAN that fails its check digits, or a
+    dietician whose provider code is not digits."""
+    where = f"{file}: practice"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table", "write it as [practice]")
+    unknown = sorted(set(raw) - set(PRACTICE_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]}", f"keys: {', '.join(PRACTICE_KEYS)} (docs/cli.md)")
+
+    def text(key: str, required: bool = False) -> str:
+        value = raw.get(key, "")
+        if not isinstance(value, str) or (required and not value.strip()):
+            raise ConfigError(f"{where}.{key} must be a {'non-empty ' if required else ''}string", "fix the value")
+        return value.strip()
+
+    address = raw.get("address", [])
+    if isinstance(address, str):
+        address = address.splitlines()
+    if not isinstance(address, list) or not all(isinstance(line, str) for line in address):
+        raise ConfigError(f"{where}.address must be a string or a list of lines", 'e.g. ["12, rue X", "L-1234 Luxembourg"]')
+    iban = text("iban")
+    if iban:
+        from cns_exchange.identifiers import checked_iban
+
+        shown = checked_iban(iban)
+        if shown is None:
+            raise ConfigError(f"{where}.iban '{iban}' is not a valid IBAN (country, length or check digits)",
+                              "copy it again from the bank's statement")
+        iban = shown
+    dieticians = raw.get("dieticians", {})
+    if not isinstance(dieticians, dict):
+        raise ConfigError(f"{where}.dieticians must be a table of provider code = name", 'e.g. dieticians = { "123456" = "Anne Muller" }')
+    for code, name in dieticians.items():
+        if not code.isascii() or not code.isdigit() or not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}.dieticians: '{code}' must be a provider code (digits) with a name",
+                              'e.g. "123456" = "Anne Muller"')
+    return Practice(text("name", required=True), tuple(line.strip() for line in address if line.strip()), text("phone"),
+                    iban, {code: name.strip() for code, name in dieticians.items()})
+
+
 @dataclass
 class Settings:
     """Resolved settings for one run."""
@@ -126,6 +183,7 @@ class Settings:
     path: Path | None = None
     folder: Path = field(default_factory=config_dir)
     shared_file: bool = False  # the config file can be read by others
+    practice: Practice | None = None  # the [practice] table, if any
 
     def __getattr__(self, name: str):
         try:
@@ -194,6 +252,8 @@ def load_settings(path: str | None = None, profile: str | None = None) -> Settin
     elif profile:
         raise ConfigError(f"profile '{profile}' asked for, but there is no config file at {file}", "create one (cnsx config init) or drop --profile")
     _apply(settings, {k: v for k, v in raw.items() if k not in TOP_ONLY}, file, "")
+    if "practice" in raw:
+        settings.practice = parse_practice(raw["practice"], file)
     profiles = raw.get("profiles", {})
     if not isinstance(profiles, dict):
         raise ConfigError(f"{file}: 'profiles' must be a table", "write [profiles.NAME] sections")

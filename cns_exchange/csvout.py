@@ -1,4 +1,5 @@
-"""CSV out: the one writer of cnsx's CSV outputs (``import --csv``, ``status --csv``).
+"""CSV out: the one writer of cnsx's CSV outputs (``import --csv``, ``status --csv``,
+``export accounting``).
 
 A cell a spreadsheet would take for a formula is written so that it cannot run: a practice
 opens these files in Excel or LibreOffice, and a label from a return file or a name from an
@@ -15,7 +16,7 @@ from typing import IO
 #: First characters that make a spreadsheet read a cell as a formula (or, tab and CR, hide
 #: one): OWASP, "CSV Injection". Such a cell is written with a single quote before it.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?\Z")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+([.,][0-9]+)?\Z")  # (a decimal comma: the French convention)
 
 
 def safe_cell(value):
@@ -27,16 +28,38 @@ def safe_cell(value):
     return value
 
 
-class CsvWriter:
-    """The one CSV writer of cnsx's outputs (``import --csv``, ``status --csv``): every cell
-    goes through :func:`safe_cell`; lines end with a new line."""
+def amount(cents: int | None, decimal: str = ".") -> str:
+    """Cents as a decimal amount, ``-1234`` → ``-12.34`` (``-12,34`` with ``decimal=","``);
+    None (no amount yet) → an empty cell."""
+    if cents is None:
+        return ""
+    sign = "-" if cents < 0 else ""
+    units, rest = divmod(abs(cents), 100)
+    return f"{sign}{units}{decimal}{rest:02d}"
 
-    def __init__(self, stream: IO[str], columns: list[str] | tuple[str, ...] = ()) -> None:
-        self._writer = csv.writer(stream, lineterminator="\n")
+
+class CsvWriter:
+    """The one CSV writer of cnsx's outputs (``import --csv``, ``status --csv``,
+    ``export accounting``): every cell goes through :func:`safe_cell`; lines end with a new
+    line.
+
+    ``french=True`` writes the convention of Excel in French (and LibreOffice) locales, which
+    open such a file with a double click and no import dialog: a UTF-8 byte order mark first,
+    ``;`` between cells, CRLF line ends, and the ``amounts`` columns (cents, in
+    :meth:`writedicts`) with a decimal comma, ``1234,56``, no thousands separator."""
+
+    def __init__(self, stream: IO[str], columns: list[str] | tuple[str, ...] = (), *, french: bool = False,
+                 amounts: list[str] | tuple[str, ...] = ()) -> None:
+        options = {"delimiter": ";", "lineterminator": "\r\n"} if french else {"lineterminator": "\n"}
+        self._writer = csv.writer(stream, **options)
         # Python's csv quotes a cell holding a new line but not one holding a lone CR, which
         # other readers take for a line end: a row with a CR in a cell is written all quoted.
-        self._quoting = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        self._quoting = csv.writer(stream, quoting=csv.QUOTE_ALL, **options)
         self.columns = list(columns)
+        self._decimal = "," if french else "."
+        self._amounts = frozenset(amounts)
+        if french:
+            stream.write("\ufeff")
 
     def writerow(self, values) -> None:
         cells = [safe_cell(v) for v in values]
@@ -53,6 +76,7 @@ class CsvWriter:
         self.writerow(self.columns)
 
     def writedicts(self, rows) -> None:
-        """Write each mapping's values in the order of ``columns`` (KeyError if one lacks one)."""
+        """Write each mapping's values in the order of ``columns`` (KeyError if one lacks one);
+        those of the ``amounts`` columns are cents, written as decimal amounts."""
         for row in rows:
-            self.writerow([row[c] for c in self.columns])
+            self.writerow([amount(row[c], self._decimal) if c in self._amounts else row[c] for c in self.columns])

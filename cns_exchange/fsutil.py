@@ -132,6 +132,21 @@ def write_atomic(target: Path, data: bytes, overwrite: bool = True) -> None:
         publish(path, target, overwrite)
 
 
+def write_new(target: Path, draw):
+    """Call ``draw(stream)`` on a new 0600 temp file beside ``target``, then publish it as
+    ``target`` atomically, never over an existing file (FileExistsError, no temp file left).
+    Returns what ``draw`` returned."""
+    with temp_file(target.parent) as (stream, path):
+        result = draw(stream)
+        stream.close()
+        try:
+            publish(path, target, overwrite=False)
+        except FileExistsError:
+            path.unlink(missing_ok=True)
+            raise
+    return result
+
+
 def sha256_of(path: Path) -> tuple[str, int]:
     """Return (hex SHA-256, size in bytes) of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()

@@ -109,3 +109,15 @@ def check_prescriber(value: str) -> tuple[Problem, ...]:
 def _mask(value: str) -> str:
     """Shorten a wrong matricule in messages: enough to find the row, not the whole number."""
     return value if len(value) <= 4 else value[:4] + "…"
+
+
+def checked_iban(value: str) -> str | None:
+    """``value`` as an IBAN printed in groups of four (``LU28 0019 4006 4475 0000``), or None
+    when it is not a valid IBAN (country, length, check digits: python-stdnum's ``iban``)."""
+    from stdnum import iban
+    from stdnum.exceptions import ValidationError
+
+    try:
+        return iban.format(iban.validate(value))
+    except ValidationError:
+        return None

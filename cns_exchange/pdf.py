@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Iterable, Iterator, NamedTuple
+from typing import IO, Any, Iterable, Iterator, NamedTuple
 
 from cns_exchange import __version__
 from cns_exchange.config import DEFAULT_MAX_PDF_BYTES
@@ -378,6 +378,7 @@ class Source:
     printed: datetime          # the PDF's creation date
     act_labels: dict[str, str] = field(default_factory=dict)
     mask_matricule: bool = False
+    practice: Any = None       # config.Practice (name, address, phone, iban, dieticians) or None
 
 
 @dataclass
@@ -637,7 +638,12 @@ def write_fee_note(out: IO[bytes], note: FeeNote, source: Source) -> None:
     sheet.text(_LEFT, y, "Mémoire d'honoraires", size=18, bold=True)
     sheet.text(_RIGHT, y, f"n° {note.number}", size=12, bold=True, align="right")
     y -= 16
-    sheet.text(_LEFT, y, "Diététique · tiers payant : la CNS règle sa part directement au prestataire", size=9, grey=True)
+    practice = source.practice
+    executing = sorted({s.executing_provider for s in note.sessions})
+    named = [f"{practice.dieticians[code]} ({code})" for code in executing if practice and code in practice.dieticians]
+    sheet.text(_LEFT, y, fit("Diététicien(ne) : " + ", ".join(named) if named else
+                             "Diététique · tiers payant : la CNS règle sa part directement au prestataire", _RIGHT - _LEFT, 9),
+               size=9, grey=True)
     y -= 22
     box_height = 74
     half = (_RIGHT - _LEFT - 12) / 2
@@ -648,9 +654,19 @@ def write_fee_note(out: IO[bytes], note: FeeNote, source: Source) -> None:
     c.roundRect(_LEFT + half + 12, y - box_height, half, box_height, 4)
     x2 = _LEFT + half + 12
     sheet.text(_LEFT + 8, y - 14, "PRESTATAIRE", size=7.5, bold=True, grey=True)
-    sheet.text(_LEFT + 8, y - 30, f"Code prestataire CNS : {header.provider}", size=10)
-    sheet.text(_LEFT + 8, y - 46, f"Fichier de facturation du {french_date(header.created.date())}", size=9)
-    sheet.text(_LEFT + 8, y - 60, f"n° de séquence {header.sequence}", size=9, grey=True)
+    if practice:  # the practice's identity (config [practice]) in place of the bare code
+        sheet.text(_LEFT + 8, y - 27, fit(practice.name, half - 16, 10, True), size=10, bold=True)
+        sheet.text(_LEFT + 8, y - 39, fit(", ".join(practice.address), half - 16, 8), size=8)
+        contact = " · ".join(x for x in (f"Tél. {practice.phone}" if practice.phone else "",
+                                          f"IBAN {practice.iban}" if practice.iban else "") if x)
+        sheet.text(_LEFT + 8, y - 50, fit(contact, half - 16, 8), size=8)
+        sheet.text(_LEFT + 8, y - 62, fit(f"Code CNS {header.provider} · fichier du "
+                                          f"{french_date(header.created.date())} n° {header.sequence}", half - 16, 8),
+                   size=8, grey=True)
+    else:
+        sheet.text(_LEFT + 8, y - 30, f"Code prestataire CNS : {header.provider}", size=10)
+        sheet.text(_LEFT + 8, y - 46, f"Fichier de facturation du {french_date(header.created.date())}", size=9)
+        sheet.text(_LEFT + 8, y - 60, f"n° de séquence {header.sequence}", size=9, grey=True)
     sheet.text(x2 + 8, y - 14, "PATIENT", size=7.5, bold=True, grey=True)
     sheet.text(x2 + 8, y - 30, fit(f"{note.last_name} {note.first_name}".strip() or "—", half - 16, 11, True), size=11, bold=True)
     sheet.text(x2 + 8, y - 46, f"Matricule : {show_matricule(note.matricule, source.mask_matricule)}", size=10)
@@ -734,10 +750,14 @@ def write_summary(out: IO[bytes], notes: Iterable[FeeNote], source: Source, coun
         ("Mémoires d'honoraires", extra.get("NombreMemoires", "")),
         ("Séances", extra.get("NombreSeances", "")),
     ]
+    practice = source.practice
+    if practice:  # the practice's identity (config [practice]) first
+        facts[:0] = [("Cabinet", " · ".join([practice.name, *practice.address])),
+                     ("Téléphone · IBAN", " · ".join(x for x in (practice.phone, practice.iban) if x) or "—")]
     for label, value in facts:
         sheet.text(_LEFT, y, label, size=9, grey=True)
-        sheet.text(_LEFT + 120, y, value, size=9)
-        y -= 13
+        sheet.text(_LEFT + 120, y, fit(value, _RIGHT - _LEFT - 120, 9), size=9)
+        y -= 13 if len(facts) <= 8 else 11
     y = _TOP - _SUMMARY_FIRST
     y = sheet.table_header(y, _SUMMARY_COLUMNS)
     totals = Totals()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from cns_exchange.errors import CnsxError, InputError, UsageError
-from cns_exchange.fsutil import private_dir, publish, sha256_of, temp_file
+from cns_exchange.fsutil import private_dir, publish, sha256_of, temp_file, write_new
 from cns_exchange.issues import Issue
 from cns_exchange.model import FeeNote, Header
 from cns_exchange.naming import FileName, fee_note_pdf_name, summary_pdf_name
@@ -117,25 +117,22 @@ def _notes(billing: Billing) -> Iterator[FeeNote]:
             yield item.record
 
 
-def _source(billing: Billing, codes: Codes, printed: datetime, mask: bool) -> Source:
+def _source(billing: Billing, codes: Codes, printed: datetime, mask: bool, practice=None) -> Source:
     labels = {act: spec.get("label", "") for act, spec in codes.acts.items()}
-    return Source(billing.name, billing.sha256, billing.header, printed, labels, mask)
+    return Source(billing.name, billing.sha256, billing.header, printed, labels, mask, practice)
 
 
 def _write(target: Path, draw: Callable[[IO[bytes]], Any]) -> Any:
     """Draw into a temp file beside ``target``, then publish it there (0600, never over a file)."""
-    with temp_file(target.parent) as (stream, path):
-        result = draw(stream)
-        stream.close()
-        try:
-            publish(path, target, overwrite=False)
-        except FileExistsError:
-            raise UsageError(f"{target} appeared while printing; cnsx never overwrites a file",
-                             "run again into another folder") from None
-    return result
+    try:
+        return write_new(target, draw)
+    except FileExistsError:
+        raise UsageError(f"{target} appeared while printing; cnsx never overwrites a file",
+                         "run again into another folder") from None
 
 
-def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datetime, mask: bool = False) -> list[Path]:
+def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datetime, mask: bool = False,
+                    practice=None) -> list[Path]:
     """Write one A4 PDF per fee note of ``billing`` into ``folder``; return their paths.
 
     The folder is created (0700) if its parent exists. Raises UsageError if the folder
@@ -155,7 +152,7 @@ def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datet
     if existing:
         raise UsageError(f"{folder} already holds printed fee notes of this billing file ({existing[0].name}); "
                          "cnsx never overwrites a file", "remove them, or print into another folder")
-    source = _source(billing, codes, printed, mask)
+    source = _source(billing, codes, printed, mask, practice)
     drawn: list[tuple[Path, Path]] = []  # (temp file, target)
     totals = Totals()
     try:
@@ -180,7 +177,7 @@ def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datet
 
 
 def print_summary(billing: Billing, output: Path | None, stdout: IO[bytes] | None, codes: Codes, printed: datetime,
-                  mask: bool = True) -> tuple[Path | None, Totals]:
+                  mask: bool = True, practice=None) -> tuple[Path | None, Totals]:
     """Write the summary statement of ``billing`` to ``output`` (a new file, or a folder for
     its conventional name) or to ``stdout``; return (the path or None, the totals drawn).
 
@@ -188,7 +185,7 @@ def print_summary(billing: Billing, output: Path | None, stdout: IO[bytes] | Non
     header's (nothing is then written).
     """
     count = int(billing.header.extra.get("NombreMemoires", "0") or 0)
-    source = _source(billing, codes, printed, mask)
+    source = _source(billing, codes, printed, mask, practice)
 
     def draw(out: IO[bytes]) -> Totals:
         totals = write_summary(out, _notes(billing), source, count)

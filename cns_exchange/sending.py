@@ -236,3 +236,38 @@ def renumbered_copy(path: Path, conn: sqlite3.Connection, remote: str, outbox: P
         stream.close()
         publish(temp, target, overwrite=False)
     return target, name
+
+
+def move_sent(path: Path, folder: Path) -> Path | None:
+    """Move ``path``, a file recorded sent in the ledger, into ``folder`` (created 0700), for
+    ``upload --move-sent``: linked under the same name (copied to a temp file and published on
+    another file system), never over an existing file, the folder fsynced, then removed from
+    where it was. Returns the new path; the file already in ``folder`` when it holds the same
+    bytes (the copy left behind is removed); None when a different file has that name there
+    (then nothing moves)."""
+    import errno
+    import os
+    import shutil
+
+    from cns_exchange.fsutil import fsync_dir, private_dir, write_new
+
+    private_dir(folder)
+    target = folder / path.name
+    try:
+        os.link(path, target)
+        fsync_dir(folder)
+    except FileExistsError:
+        if not target.is_file() or sha256_of(target) != sha256_of(path):
+            return None
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):  # another file system, or no hard links
+            raise
+        try:
+            with open(path, "rb") as source:
+                write_new(target, lambda stream: shutil.copyfileobj(source, stream))
+        except FileExistsError:
+            if sha256_of(target) != sha256_of(path):
+                return None
+    path.unlink()
+    fsync_dir(path.parent)
+    return target
