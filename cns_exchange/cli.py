@@ -1308,7 +1308,6 @@ def certificates_cmd(ctx: Context, since, db, matricule):
 
     French Excel reads it as it is: ';' between columns, UTF-8 with a BOM.
     """
-    import csv as csvmod
     from datetime import date as date_cls, timedelta
 
     from cns_exchange import database
@@ -1328,11 +1327,11 @@ def certificates_cmd(ctx: Context, since, db, matricule):
         rows = status_mod.new_certificates(conn, day)
     finally:
         conn.close()
-    out = sys.stdout
-    out.write("\ufeff")
-    writer = csvmod.DictWriter(out, fieldnames=status_mod.NEW_CERTIFICATE_COLUMNS, delimiter=";", lineterminator="\r\n")
+    from cns_exchange.csvout import CsvWriter
+
+    writer = CsvWriter(sys.stdout, status_mod.NEW_CERTIFICATE_COLUMNS, french=True)  # (formula cells made harmless)
     writer.writeheader()
-    writer.writerows({**r, "matricule": show_matricule(r["matricule"], matricule == "masked")} for r in rows)
+    writer.writedicts({**r, "matricule": show_matricule(r["matricule"], matricule == "masked")} for r in rows)
 
 
 @cli.command("report-sent")
