@@ -15,10 +15,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import settings as hypothesis_settings
 from stdnum import luhn, verhoeff
 
 from cns_exchange.cli import cli
 from conftest_sshd import *  # noqa: F401,F403 - the real OpenSSH server fixtures (sshd, sshd_server)
+
+# Property tests draw new files on each run; a failure prints the example and the blob that
+# replays it (@reproduce_failure); pytest --hypothesis-seed=N replays a whole run.
+hypothesis_settings.register_profile("cnsx", print_blob=True)
+hypothesis_settings.load_profile("cnsx")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -182,6 +182,98 @@ def test_the_faults_cover_every_rule_both_sides_can_see():
     assert both <= seen
 
 
+# --- the same requests, as rows and as a document -------------------------------------------
+
+PRESCRIPTION = PACKAGE.parent / "examples" / "prescriptions" / "ordonnance-REQ-0001.pdf"
+REQUEST_COLUMNS = ["request_ref", "matricule", "last_name", "first_name", "prescriber_code", "prescription_date",
+                   "pathology_codes", "treatment", "prescription_pdf", "requested_acts"]
+
+
+def _requests_by_build(rows) -> list[tuple[str, str]]:
+    from cns_exchange.build import load_requests
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(REQUEST_COLUMNS)
+    writer.writerows([ref, matricule, "Schmit", "Léa", "12345678", day, pathology, treatment, str(PRESCRIPTION), acts]
+                     for ref, matricule, day, pathology, treatment, acts in rows)
+    try:
+        _, report = load_requests(io.BytesIO(out.getvalue().encode()), "rows.csv", "csv", CODES, PRESCRIPTION.parent,
+                                  CREATED.date(), PROVIDER)
+        issues = report.issues
+    except InputError as exc:
+        issues = exc.issues
+    return sorted((i.code, i.message) for i in issues)
+
+
+def _requests_by_validate(rows, folder: Path) -> list[tuple[str, str]]:
+    from cns_exchange.model import CertificateRequest
+    from cns_exchange.xmlwrite import write_request_file
+
+    requests = [CertificateRequest(ref, matricule, "Schmit", "Léa", "12345678", date.fromisoformat(day), [pathology],
+                                   treatment, [(a, int(n)) for a, _, n in (part.partition(":") for part in acts.split(";"))],
+                                   f"{PROVIDER}_ORD_{ref}.pdf", "0" * 64)
+                for ref, matricule, day, pathology, treatment, acts in rows]
+    path = folder / "requests.xml"
+    with open(path, "wb") as f:
+        write_request_file(f, Header(PROVIDER, CREATED, 1, "1"), requests)
+    report = VALIDATOR.validate(str(path), check_name=False, attachments=False)
+    assert not [i for i in report.issues if i.code.startswith(("XSD", "XML", "VAL"))], report.issues
+    return sorted((i.code, i.message) for i in report.issues)
+
+
+INITIAL_ACTS = "ZD11:1;ZD12:1;ZD13:4"
+REQUEST_FAULTS = {
+    "clean": ([("R1", A, "2026-10-15", "D12", "initial", INITIAL_ACTS)], []),
+    "Luhn digit wrong": ([("R1", A[:11] + str((int(A[11]) + 1) % 10) + A[12], "2026-10-15", "D12", "initial",
+                           INITIAL_ACTS)], ["MAT02"]),
+    "Verhoeff digit wrong": ([("R1", A[:12] + str((int(A[12]) + 1) % 10), "2026-10-15", "D12", "initial", INITIAL_ACTS)],
+                             ["MAT03"]),
+    "too many ZD13 asked": ([("R1", A, "2026-10-15", "D12", "initial", "ZD11:1;ZD12:1;ZD13:5")], ["TRT02"]),
+    "an extension's act on an initial request": ([("R1", A, "2026-10-15", "D12", "initial", "ZD21:4")], ["TRT03"]),
+    "an extension beside its initial treatment": ([("R1", A, "2026-10-15", "D12", "initial", INITIAL_ACTS),
+                                                   ("R2", A, "2026-10-16", "D12", "extension", "ZD21:4")], ["TRT04"]),
+    "a prescription 91 days old": ([("R1", A, "2026-08-21", "D12", "initial", INITIAL_ACTS)], ["TRT06"]),
+    "a prescription after the file": ([("R1", A, "2026-11-21", "D12", "initial", INITIAL_ACTS)], ["TRT07"]),
+    "two initial treatments in one file": ([("R1", A, "2026-10-15", "D12", "initial", INITIAL_ACTS),
+                                            ("R2", A, "2026-10-16", "D12", "initial", INITIAL_ACTS)], ["TRT08"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REQUEST_FAULTS))
+def test_build_request_and_validate_find_the_same_problems(tmp_path, name):
+    rows, expected = REQUEST_FAULTS[name]
+    by_build, by_validate = _requests_by_build(rows), _requests_by_validate(rows, tmp_path)
+    assert by_build == by_validate
+    assert sorted({code for code, _ in by_build}) == sorted(set(expected))
+
+
+#: Rules of the engine that the two tables above cannot show on both sides, and where each is shown.
+ONE_SIDED_HERE = {
+    **{code: "a document that breaks it is refused by the XSD first (XSD01); build reports it: tests/corpus/invalid-input"
+       for code in ("MAT01", "MAT05", "PRV01", "PRS01", "PAT01", "ACT01")},
+    "MAT04": "a warning on both sides: tests/test_invalid_inputs.py::test_impossible_birth_date_is_only_a_warning",
+    **{code: "a document's amounts: build prices the sessions itself (tests/corpus/invalid-documents)"
+       for code in ("NOM02", "NOM03", "NOM04")},
+    **{code: "build and validate alike, Hypothesis near the birthday: tests/test_minors.py"
+       for code in ("NOM06", "NOM07", "NOM08")},
+    **{code: "needs the practice database: tests/test_treatment_history.py (build, validate --db, sandbox)"
+       for code in ("TRT10", "TRT11")},
+    "DOC08": "a document's line numbers: build numbers the sessions itself",
+}
+
+
+def test_every_rule_of_the_engine_is_shown_on_both_sides_or_says_where():
+    """Derived from the catalogue: each rule code the engine decides is either compared between
+    build and validate above, or named with the test that shows it."""
+    engine = {code for code in CATALOGUE
+              if code.startswith(RULE_PREFIXES) and any(code in _literals(PACKAGE / name) for name in ENGINE)}
+    compared = ({code for _, codes in FAULTS.values() for code in codes}
+                | {code for _, codes in REQUEST_FAULTS.values() for code in codes})
+    assert engine - compared - set(ONE_SIDED_HERE) == set()
+    assert not set(ONE_SIDED_HERE) & compared, "a rule compared above needs no reason here"
+
+
 # Files drawn anew on each run: a few patients, certificates and dates, acts in any order.
 _row = st.tuples(st.sampled_from(["T1", "T2", "T3", "T4"]), st.sampled_from([A, B, C, CHILD]),
                  st.dates(date(2018, 12, 20), date(2026, 11, 22)).map(date.isoformat),
