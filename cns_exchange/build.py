@@ -17,7 +17,7 @@ from typing import IO, Callable, Iterator
 
 from cns_exchange.errors import ConfigError, InputError, UsageError
 from cns_exchange.identifiers import check_provider
-from cns_exchange.issues import Issue
+from cns_exchange.issues import Issue, plural
 from cns_exchange.model import CertificateRequest, FeeNote, Header, BilledSession
 from cns_exchange.naming import attachment_name, make_name, next_sequence
 from cns_exchange.nomenclature import Codes, Nomenclature
@@ -224,14 +224,10 @@ def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencla
                                  destination, validator, header.version)
     if certificates is not None and certificates.rebilled:
         certificates.keep_rebills(file_name)
-        report.issues.append(Issue("CRT06", f"{_count(len(certificates.rebilled), 'session')} billed again: "
+        report.issues.append(Issue("CRT06", f"{plural(len(certificates.rebilled), 'session')} billed again: "
                                             f"{certificates.rebill}", severity="warning", file=name,
                                    hint="the reason is kept in the database (table rebills)"))
     return BuildResult("billing", file_name, path, sha, count, sessions, gross, cns, warnings=report.issues)
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def resolve_header(registry, provider: str | None, created: datetime, schema_version: str | None,
@@ -376,39 +372,60 @@ class CertificateBook:
         self.rebill = rebill
         self.rebilled: list[tuple[str, str]] = []   # (identity, the file that billed it before)
         self._used: dict[tuple[str, str], int] = {}
+        # Per certificate, looked up once (a file bills each several times; the database does
+        # not change during a build): its row and authorised acts, and its sessions billed.
+        self._certificate: dict[str, tuple | None] = {}
+        self._billed: dict[str, dict[str, tuple[str, bool]]] = {}
+
+    def _billed_on(self, certificate: str) -> dict[str, tuple[str, bool]]:
+        """{identity: (billing file, disputed in full)} of the sessions billed on ``certificate``."""
+        from cns_exchange.database import BILLED_SESSIONS, DROPPED
+
+        found = self._billed.get(certificate)
+        if found is None:
+            found = self._billed[certificate] = {
+                identity: (name, bool(dropped)) for identity, name, dropped in self.conn.execute(
+                    f"SELECT s.identity, d.name, {DROPPED.format(s='s')} FROM {BILLED_SESSIONS} "
+                    "WHERE f.certificate_number = ?", (certificate,))}
+        return found
+
+    def _row(self, certificate: str):
+        """(certificate row, {act: authorised}) of ``certificate``, None if not imported."""
+        if certificate not in self._certificate:
+            row = self.conn.execute("SELECT matricule, valid_from, valid_to, acts, superseded FROM certificates "
+                                    "WHERE number = ?", (certificate,)).fetchone()
+            self._certificate[certificate] = None if row is None else (row, _authorised(row["acts"]))
+        return self._certificate[certificate]
 
     def check(self, certificate: str, matricule: str, day: date, act: str) -> list[tuple[str, str]]:
         """Check one session to bill; return its problems (CRT02-CRT06)."""
-        from cns_exchange.database import BILLED_SESSIONS
+        from cns_exchange.database import COUNTED_SESSIONS, session_identity
 
         problems = []
-        identity = f"{certificate}|{matricule}|{day.isoformat()}|{act}"
-        billed = self.conn.execute(
-            "SELECT d.name, s.paid, s.disputed FROM sessions s JOIN documents d ON d.id = s.document_id "
-            "WHERE s.identity = ? AND s.counted = 1", (identity,)).fetchone()
-        counted = billed is not None and not (billed["paid"] == 0 and billed["disputed"] is not None)  # (not dropped)
+        identity = session_identity(certificate, matricule, day.isoformat(), act)
+        billed = self._billed_on(certificate).get(identity)
+        counted = billed is not None and not billed[1]  # (billed, and not disputed in full)
         if counted:
             if self.rebill is None:
-                problems.append(("CRT06", f"{act} on {day} is billed already, in {billed['name']}"))
+                problems.append(("CRT06", f"{act} on {day} is billed already, in {billed[0]}"))
             else:
-                self.rebilled.append((identity, billed["name"]))
+                self.rebilled.append((identity, billed[0]))
         if not self.certificates:
             return problems
-        row = self.conn.execute("SELECT matricule, valid_from, valid_to, acts, superseded FROM certificates WHERE number = ?",
-                                (certificate,)).fetchone()
-        if row is None:
+        found = self._row(certificate)
+        if found is None:
             return problems + [("CRT02", f"certificate {certificate} is not among the certificates imported from the CNS")]
+        row, authorised = found
         if row["superseded"]:
             problems.append(("CRT02", f"certificate {certificate} no longer stands: a later answer of the CNS replaced it"))
         if row["matricule"] != matricule:
             problems.append(("CRT05", f"certificate {certificate} was granted for another patient"))
         if not row["valid_from"] <= day.isoformat() <= row["valid_to"]:
             problems.append(("CRT04", f"{day} is outside the certificate's validity {row['valid_from']} to {row['valid_to']}"))
-        authorised = _authorised(row["acts"])
         key = (certificate, act)
         if key not in self._used:
             self._used[key] = self.conn.execute(
-                f"SELECT count(*) FROM {BILLED_SESSIONS} WHERE f.certificate_number = ? AND s.act = ?", key).fetchone()[0]
+                f"SELECT count(*) FROM {COUNTED_SESSIONS} WHERE f.certificate_number = ? AND s.act = ?", key).fetchone()[0]
         if not counted:  # a session billed again is in that count already
             self._used[key] += 1
         if self._used[key] > authorised.get(act, 0):

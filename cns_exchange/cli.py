@@ -19,6 +19,7 @@ import click
 
 from cns_exchange import __version__
 from cns_exchange.errors import CnsxError, ExitCode, InputError, TransportFatalError, UsageError, local_failure
+from cns_exchange.issues import plural
 
 
 class _ReaderGone(Exception):
@@ -351,10 +352,6 @@ def _reading(ctx: Context, encoding: str | None, strict: bool):
     return Reading(encoding, ctx.settings.columns or {}, strict)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _report_build(ctx: Context, result, what: str) -> None:
     from cns_exchange import console
 
@@ -406,7 +403,7 @@ def build_request_cmd(ctx: Context, input, input_format, encoding, strict, outpu
         if conn is not None:
             conn.close()
     result = build.BuildResult("request", name, path, sha, len(requests), warnings=report.issues)
-    _report_build(ctx, result, _plural(len(requests), "request"))
+    _report_build(ctx, result, plural(len(requests), "request"))
 
 
 def _publish_requests(ctx: Context, build, requests, header, name, destination):
@@ -420,10 +417,23 @@ def _publish_requests(ctx: Context, build, requests, header, name, destination):
                                   destination, ctx.validator(), header.version)
 
 
+def _database_path(ctx: Context, db: str | None) -> Path:
+    """The practice database's path: ``--db``, else the profile's."""
+    return Path(db).expanduser() if db else ctx.settings.database_path()
+
+
+def _existing_database(ctx: Context, db: str | None) -> Path:
+    """:func:`_database_path`, for a command that reads the database: InputError if there is none yet."""
+    path = _database_path(ctx, db)
+    if not path.exists():
+        raise InputError(f"{path}: no practice database yet", "run cnsx import (or upload/fetch) first, or pass --db")
+    return path
+
+
 def _practice_database(ctx: Context, db: str | None):
     """The practice database to check against: ``--db`` (which must exist), else the profile's
     if it exists; None if there is none."""
-    path = Path(db).expanduser() if db else ctx.settings.database_path()
+    path = _database_path(ctx, db)
     if db and not path.exists():
         raise InputError(f"--db {db}: no such database", "check the path")
     if not path.exists():
@@ -483,7 +493,7 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, strict, outpu
     finally:
         if conn is not None:
             conn.close()
-    _report_build(ctx, result, f"{_plural(result.items, 'fee note')}, {_plural(result.sessions, 'session')}, "
+    _report_build(ctx, result, f"{plural(result.items, 'fee note')}, {plural(result.sessions, 'session')}, "
                                f"{result.gross / 100:.2f} EUR gross, {result.cns / 100:.2f} EUR to the CNS")
 
 
@@ -510,14 +520,20 @@ def validate_cmd(ctx: Context, files, as_json, max_size, no_attachments, db):
     conn = _practice_database(ctx, db) if db else None
     validator.history = _history(conn)
     reports = []
-    for name in files:
-        report = validator.validate(name, stream=sys.stdin.buffer if name == "-" else None, attachments=not no_attachments)
-        reports.append(report)
-        console.print_issues(report.issues)
-        if not ctx.quiet:
-            what = (f"{report.kind} v{report.version or '?'}, {_plural(report.items, 'item')}" if report.kind
-                    else "unknown document")
-            console.print_line(f"{report.name}: {'valid' if report.ok else 'INVALID'} ({what})", style="green" if report.ok else "red")
+    try:
+        for name in files:
+            report = validator.validate(name, stream=sys.stdin.buffer if name == "-" else None,
+                                        attachments=not no_attachments)
+            reports.append(report)
+            console.print_issues(report.issues)
+            if not ctx.quiet:
+                what = (f"{report.kind} v{report.version or '?'}, {plural(report.items, 'item')}" if report.kind
+                        else "unknown document")
+                console.print_line(f"{report.name}: {'valid' if report.ok else 'INVALID'} ({what})",
+                                   style="green" if report.ok else "red")
+    finally:
+        if conn is not None:
+            conn.close()
     if as_json:
         out = sys.stdout
         json.dump([r.as_dict() for r in reports], out, ensure_ascii=False, indent=2)
@@ -570,7 +586,7 @@ def print_fee_notes_cmd(ctx: Context, billing, created, output, matricule):
         where = str(written[0]) if written else output
         if len(written) > 1:
             where += f" … {written[-1].name}"
-        console.print_line(f"{_plural(len(written), 'fee note')} → {where}")
+        console.print_line(f"{plural(len(written), 'fee note')} → {where}")
 
 
 @print_group.command("summary")
@@ -604,7 +620,7 @@ def print_summary_cmd(ctx: Context, billing, created, output, matricule):
                                               sys.stdout.buffer if output == "-" else None, codes, printed,
                                               mask=matricule == "masked", practice=ctx.settings.practice)
     if not ctx.quiet:
-        console.print_line(f"{_plural(totals.notes, 'fee note')}, {_plural(totals.sessions, 'session')}, "
+        console.print_line(f"{plural(totals.notes, 'fee note')}, {plural(totals.sessions, 'session')}, "
                            f"{totals.gross / 100:.2f} EUR gross, {totals.cns / 100:.2f} EUR to the CNS → {path or 'stdout'}")
 
 
@@ -1174,7 +1190,7 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
         return ExitCode.OK  # nothing to do: not even the lock (another run holding it is no error here)
     from cns_exchange import database
 
-    db_path = Path(db).expanduser() if db else settings.database_path()
+    db_path = _database_path(ctx, db)
     inbox = settings.local_dir("inbox").resolve()
     with run_lock(db_path, wait):
         conn = database.connect(db_path)
@@ -1243,9 +1259,7 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
         if target.exists() or target.is_symlink():   # before any work: cnsx never overwrites a file
             raise UsageError(f"--pdf {pdf_path}: a file of that name exists; cnsx never overwrites a file",
                              "remove it, or give another name")
-    db_path = Path(db).expanduser() if db else ctx.settings.database_path()
-    if not db_path.exists():
-        raise InputError(f"{db_path}: no practice database yet", "run cnsx import (or upload/fetch) first, or pass --db")
+    db_path = _existing_database(ctx, db)
     today = date_cls.today()
     conn = database.connect(db_path)
     try:
@@ -1269,7 +1283,7 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
         pages = printing.print_status(shown, heading, None if pdf_path == "-" else Path(pdf_path),
                                       sys.stdout.buffer if pdf_path == "-" else None)
         if not ctx.quiet:
-            console.print_line(f"status report, {_plural(pages, 'page')}, data SHA-256 {heading.data_sha256} "
+            console.print_line(f"status report, {plural(pages, 'page')}, data SHA-256 {heading.data_sha256} "
                                f"→ {'stdout' if pdf_path == '-' else pdf_path}")
         if not fmt:
             return
@@ -1319,19 +1333,18 @@ def certificates_cmd(ctx: Context, since, db, matricule):
         day = date_cls.fromisoformat(since) if since else today - timedelta(days=7)
     except ValueError:
         raise UsageError(f"--since '{since}' is not a date", "give it as YYYY-MM-DD, e.g. 2026-11-01") from None
-    db_path = Path(db).expanduser() if db else ctx.settings.database_path()
-    if not db_path.exists():
-        raise InputError(f"{db_path}: no practice database yet", "run cnsx import (or upload/fetch) first, or pass --db")
+    db_path = _existing_database(ctx, db)
     conn = database.connect(db_path)
     try:
         rows = status_mod.new_certificates(conn, day)
     finally:
         conn.close()
-    from cns_exchange.csvout import CsvWriter
+    from cns_exchange.csvout import CsvWriter, utf8_text
 
-    writer = CsvWriter(sys.stdout, status_mod.NEW_CERTIFICATE_COLUMNS, french=True)  # (formula cells made harmless)
-    writer.writeheader()
-    writer.writedicts({**r, "matricule": show_matricule(r["matricule"], matricule == "masked")} for r in rows)
+    with utf8_text(sys.stdout.buffer) as text:  # (whatever the locale's encoding: the BOM says UTF-8)
+        writer = CsvWriter(text, status_mod.NEW_CERTIFICATE_COLUMNS, french=True)  # (formula cells made harmless)
+        writer.writeheader()
+        writer.writedicts({**r, "matricule": show_matricule(r["matricule"], matricule == "masked")} for r in rows)
 
 
 @cli.command("report-sent")
@@ -1355,9 +1368,7 @@ def report_sent_cmd(ctx: Context, certificate, sent_on, db, wait):
         day = date_cls.fromisoformat(sent_on) if sent_on else today
     except ValueError:
         raise UsageError(f"--date '{sent_on}' is not a date", "give it as YYYY-MM-DD, e.g. 2026-11-26") from None
-    db_path = Path(db).expanduser() if db else ctx.settings.database_path()
-    if not db_path.exists():
-        raise InputError(f"{db_path}: no practice database yet", "run cnsx import (or upload/fetch) first, or pass --db")
+    db_path = _existing_database(ctx, db)
     with run_lock(db_path, wait):
         conn = database.connect(db_path)
         try:
@@ -1392,9 +1403,9 @@ def export_accounting_cmd(ctx: Context, month, start, end, db, output):
     The CSV opens in Excel or LibreOffice set to French: UTF-8 with a byte order mark, ';'
     between cells, amounts with a decimal comma; no cell can run as a formula.
     """
-    import io
 
     from cns_exchange import console, database, export
+    from cns_exchange.csvout import utf8_text
     from cns_exchange.fsutil import write_new
 
     within = export.period(month, start, end)
@@ -1404,24 +1415,16 @@ def export_accounting_cmd(ctx: Context, month, start, end, db, output):
         if target.is_dir() or target.exists() or target.is_symlink():
             raise UsageError(f"-o {output}: a file or folder of that name exists; cnsx never overwrites a file",
                              "remove it, or give another name")
-    db_path = Path(db).expanduser() if db else ctx.settings.database_path()
-    if not db_path.exists():
-        raise InputError(f"{db_path}: no practice database yet", "run cnsx import (or upload/fetch) first, or pass --db")
+    db_path = _existing_database(ctx, db)
     conn = database.connect(db_path)
+    def draw(stream) -> int:
+        with utf8_text(stream) as text:
+            return export.write_accounting_csv(export.accounting_rows(conn, within), text)
+
     try:
         if target is None:
-            text = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
-            count = export.write_accounting_csv(export.accounting_rows(conn, within), text)
-            text.flush()
-            text.detach()
+            count = draw(sys.stdout.buffer)
         else:
-            def draw(stream):
-                text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-                written = export.write_accounting_csv(export.accounting_rows(conn, within), text)
-                text.flush()
-                text.detach()
-                return written
-
             try:
                 count = write_new(target, draw)
             except FileExistsError:
@@ -1430,7 +1433,7 @@ def export_accounting_cmd(ctx: Context, month, start, end, db, output):
     finally:
         conn.close()
     if not ctx.quiet:
-        console.print_line(f"{_plural(count, 'billed session')} → {output if target else 'stdout'}")
+        console.print_line(f"{plural(count, 'billed session')} → {output if target else 'stdout'}")
 
 
 # --- tariffs: the tables the sessions are priced with ----------------------------------------
@@ -1603,9 +1606,9 @@ def sandbox_cmd(ctx: Context, root, upload_dir, download_dir, seed, once, interv
                 continue
             detail = ""
             if d.accepted and d.kind == "request":
-                detail = f" ({_plural(d.certificates, 'certificate')}, {_plural(d.refusals, 'refusal')})"
+                detail = f" ({plural(d.certificates, 'certificate')}, {plural(d.refusals, 'refusal')})"
             elif d.accepted and d.kind == "billing":
-                detail = f" ({_plural(d.paid, 'session')} paid, {d.disputed} disputed)"
+                detail = f" ({plural(d.paid, 'session')} paid, {d.disputed} disputed)"
             console.print_line(f"{d.name}: {'accepted' if d.accepted else 'rejected'} → {', '.join(d.outputs)}{detail}")
 
     if once:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -129,7 +129,7 @@ class Practice:
     dieticians: dict[str, str] = field(default_factory=dict)   # provider code -> name
 
 
-PRACTICE_KEYS = ("name", "address", "phone", "iban", "dieticians")
+PRACTICE_KEYS = tuple(f.name for f in fields(Practice))
 
 
 def parse_practice(raw: object, file: Path) -> Practice:

@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib import resources
 
-from cns_exchange.database import BILLED_SESSIONS
+from cns_exchange.database import BILLED_SESSIONS, CERTIFICATE_PATIENT, COUNTED_SESSIONS
 from cns_exchange.errors import ConfigError, InputError, UsageError
 
 
@@ -106,7 +106,7 @@ def final_reports_due(conn: sqlite3.Connection, today: date, certificate: str | 
     return [dict(r) for r in conn.execute(f"""
         WITH started AS MATERIALIZED (
             SELECT c.number, c.matricule, c.answer_id, c.valid_to, c.sessions_authorised, c.sessions_billed,
-                   (SELECT max(s.session_date) FROM {BILLED_SESSIONS} WHERE f.certificate_number = c.number)
+                   (SELECT max(s.session_date) FROM {COUNTED_SESSIONS} WHERE f.certificate_number = c.number)
                        AS last_session
             FROM certificates c
             WHERE c.superseded = 0 AND c.sessions_billed > 0 {case}
@@ -116,11 +116,11 @@ def final_reports_due(conn: sqlite3.Connection, today: date, certificate: str | 
                    CASE WHEN sessions_billed >= sessions_authorised THEN last_session
                         ELSE min(date(valid_to, '+1 day'), date(last_session, ?)) END AS due_since
             FROM started)
-        SELECT e.number AS certificate, e.matricule, r.prescriber, e.valid_to, e.sessions_authorised,
-               e.sessions_billed, e.last_session, e.ended, e.due_since
-        FROM (SELECT * FROM ended WHERE due_since <= ? ORDER BY due_since, number LIMIT 1000) e
-        LEFT JOIN answers a ON a.id = e.answer_id LEFT JOIN requests r ON r.id = a.request_id
-        ORDER BY e.due_since, e.number""", (*params, idle, today.isoformat()))]
+        SELECT c.number AS certificate, c.matricule, {CERTIFICATE_PATIENT} AS patient, r.prescriber, c.valid_to,
+               c.sessions_authorised, c.sessions_billed, c.last_session, c.ended, c.due_since
+        FROM (SELECT * FROM ended WHERE due_since <= ? ORDER BY due_since, number LIMIT 1000) c
+        LEFT JOIN answers a ON a.id = c.answer_id LEFT JOIN requests r ON r.id = a.request_id
+        ORDER BY c.due_since, c.number""", (*params, idle, today.isoformat()))]
 
 
 @dataclass(frozen=True)

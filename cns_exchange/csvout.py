@@ -10,8 +10,12 @@ they were, so that ``import --no-db --csv`` rows still build the same document.
 from __future__ import annotations
 
 import csv
+import io
 import re
-from typing import IO
+from contextlib import contextmanager
+from typing import IO, Iterator
+
+from cns_exchange import model
 
 #: First characters that make a spreadsheet read a cell as a formula (or, tab and CR, hide
 #: one): OWASP, "CSV Injection". Such a cell is written with a single quote before it.
@@ -31,11 +35,7 @@ def safe_cell(value):
 def amount(cents: int | None, decimal: str = ".") -> str:
     """Cents as a decimal amount, ``-1234`` → ``-12.34`` (``-12,34`` with ``decimal=","``);
     None (no amount yet) → an empty cell."""
-    if cents is None:
-        return ""
-    sign = "-" if cents < 0 else ""
-    units, rest = divmod(abs(cents), 100)
-    return f"{sign}{units}{decimal}{rest:02d}"
+    return "" if cents is None else model.amount(cents).replace(".", decimal)
 
 
 class CsvWriter:
@@ -80,3 +80,15 @@ class CsvWriter:
         those of the ``amounts`` columns are cents, written as decimal amounts."""
         for row in rows:
             self.writerow([amount(row[c], self._decimal) if c in self._amounts else row[c] for c in self.columns])
+
+
+@contextmanager
+def utf8_text(binary: IO[bytes]) -> Iterator[IO[str]]:
+    """A UTF-8 text stream over ``binary`` (stdout or a file) for a CSV in any locale, with no
+    newline translation; flushed and detached at the end, ``binary`` left open."""
+    text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+    try:
+        yield text
+        text.flush()
+    finally:
+        text.detach()

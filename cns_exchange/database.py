@@ -275,11 +275,29 @@ MIGRATIONS: list[str] = [
 RANK = "strftime('%Y%m%dT%H%M%S', created_at) || printf('%010d', sequence)"
 
 
-#: The sessions billed, with their fee notes (``f``) and billing files (``d``), as SQL to
-#: follow FROM: each session once however often it was billed (``sessions.counted``: never
-#: in a billing file the CNS rejected).
-BILLED_SESSIONS = ("fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1 "
-                   "JOIN documents d ON d.id = f.document_id")
+#: The sessions billed, with their fee notes (``f``), as SQL to follow FROM: each session
+#: once however often it was billed (``sessions.counted``: never in a billing file the CNS
+#: rejected, so no join to ``documents`` is needed to leave those out).
+COUNTED_SESSIONS = "fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1"
+#: :data:`COUNTED_SESSIONS` with their billing files (``d``).
+BILLED_SESSIONS = COUNTED_SESSIONS + " JOIN documents d ON d.id = f.document_id"
+#: A billed session the CNS disputed in full (SQL over a ``sessions`` row): billing it again
+#: is no copy, and the new billing counts.
+DROPPED = "({s}.paid = 0 AND {s}.disputed IS NOT NULL)"  # .format(s=the sessions row's alias)
+#: The latest answer to the request of answer ``a`` (SQL, a subquery): by the CNS's date and
+#: sequence of the answers' files, then by order within a file.
+LATEST_ANSWER = """SELECT a2.id FROM answers a2 JOIN documents d2 ON d2.id = a2.document_id
+                   WHERE a2.request_ref = a.request_ref ORDER BY d2.rank DESC, a2.id DESC LIMIT 1"""
+#: The patient's name of certificate ``c`` (SQL): as the request gave it, else as a fee note
+#: billed on it gave it (a certificate whose request is not in the database), else ''.
+CERTIFICATE_PATIENT = """coalesce(
+    (SELECT r.last_name || ' ' || r.first_name FROM answers a JOIN requests r ON r.id = a.request_id WHERE a.id = c.answer_id),
+    (SELECT f.last_name || ' ' || f.first_name FROM fee_notes f WHERE f.certificate_number = c.number LIMIT 1), '')"""
+
+
+def session_identity(certificate: str, matricule: str, day: str, act: str) -> str:
+    """What makes two billed sessions the same session (``sessions.identity``; ``day`` ISO)."""
+    return f"{certificate}|{matricule}|{day}|{act}"
 
 
 def connect(path: Path) -> sqlite3.Connection:

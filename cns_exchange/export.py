@@ -16,6 +16,7 @@ from datetime import date, timedelta
 
 from cns_exchange.database import BILLED_SESSIONS
 from cns_exchange.errors import UsageError
+from cns_exchange.nomenclature import add_months
 
 #: The columns of the accounting export, in order (docs/cli.md, cnsx export accounting).
 ACCOUNTING_COLUMNS = (
@@ -52,8 +53,7 @@ def period(month: str | None = None, start: str | None = None, end: str | None =
         first = _day("--month", f"{month}-01") if len(month) == 7 else None
         if first is None:
             raise UsageError(f"--month '{month}' is not a month", "give it as YYYY-MM, e.g. 2026-11")
-        following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
-        return Period(first, following - timedelta(days=1))
+        return Period(first, add_months(first, 1) - timedelta(days=1))
     asked = Period(_day("--from", start) if start else None, _day("--to", end) if end else None)
     if asked.start and asked.end and asked.end < asked.start:
         raise UsageError(f"--to {asked.end} is before --from {asked.start}", "swap them")

@@ -123,28 +123,20 @@ def copy_atomic(source: Path, target: Path, sha256: str) -> None:
         publish(path, target)
 
 
-def write_atomic(target: Path, data: bytes, overwrite: bool = True) -> None:
-    """Write ``data`` to ``target`` atomically (0600). With ``overwrite=False`` an existing
-    target is never replaced (FileExistsError, and no temp file is left)."""
-    with temp_file(target.parent) as (stream, path):
-        stream.write(data)
-        stream.close()
-        publish(path, target, overwrite)
-
-
-def write_new(target: Path, draw):
+def write_new(target: Path, draw, overwrite: bool = False):
     """Call ``draw(stream)`` on a new 0600 temp file beside ``target``, then publish it as
-    ``target`` atomically, never over an existing file (FileExistsError, no temp file left).
-    Returns what ``draw`` returned."""
+    ``target`` atomically; without ``overwrite`` never over an existing file (FileExistsError;
+    temp_file removes the temp file). Returns what ``draw`` returned."""
     with temp_file(target.parent) as (stream, path):
         result = draw(stream)
         stream.close()
-        try:
-            publish(path, target, overwrite=False)
-        except FileExistsError:
-            path.unlink(missing_ok=True)
-            raise
+        publish(path, target, overwrite)
     return result
+
+
+def write_atomic(target: Path, data: bytes, overwrite: bool = True) -> None:
+    """Write ``data`` to ``target`` atomically (0600), as :func:`write_new` does."""
+    write_new(target, lambda stream: stream.write(data), overwrite)
 
 
 def sha256_of(path: Path) -> tuple[str, int]:

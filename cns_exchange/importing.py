@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from cns_exchange.issues import WARNING, Issue
-from cns_exchange.database import RANK
+from cns_exchange.issues import WARNING, Issue, plural
+from cns_exchange.database import COUNTED_SESSIONS, DROPPED, LATEST_ANSWER, RANK, session_identity
 from cns_exchange.xmlread import read_document
 
 #: Output columns per document kind (CSV header / JSON keys). Requests and billing use the
@@ -356,20 +356,20 @@ def _insert_billing(conn, doc_id, doc) -> None:
             "INSERT INTO fee_notes (document_id, number, certificate_number, matricule, last_name, first_name) "
             "VALUES (?,?,?,?,?,?)", (doc_id, note.number, note.certificate_number, note.matricule, note.last_name,
                                      note.first_name)).lastrowid
-        person = f"{note.certificate_number}|{note.matricule}|"
         conn.executemany(
             "INSERT INTO sessions (fee_note_id, document_id, line_no, session_date, act, executing, gross, "
             "patient_share, cns_share, identity) VALUES (?,?,?,?,?,?,?,?,?,?)",
             ((note_id, doc_id, s.line_no, day, s.act_code, s.executing_provider, s.gross, s.patient_share, s.cns_share,
-              f"{person}{day}|{s.act_code}") for s in kept for day in (s.session_date.isoformat(),)))
+              session_identity(note.certificate_number, note.matricule, day, s.act_code))
+             for s in kept for day in (s.session_date.isoformat(),)))
     # A session billed before and disputed in full (accepted 0) is billed again by this file:
     # the new billing is the one that counts.
-    dropped = """SELECT o.id FROM sessions o JOIN sessions n ON n.identity = o.identity AND n.document_id = :doc
-                 WHERE o.counted = 1 AND o.paid = 0 AND o.disputed IS NOT NULL"""
+    dropped = f"""SELECT o.id FROM sessions o JOIN sessions n ON n.identity = o.identity AND n.document_id = :doc
+                  WHERE o.counted = 1 AND {DROPPED.format(s="o")}"""
     again = conn.execute(f"SELECT count(*) FROM ({dropped})", {"doc": doc_id}).fetchone()[0]
     if again:
         _set_counted(conn, dropped, {"doc": doc_id}, False)
-        doc.notices.append(f"{_plural(again, 'session')} disputed in full before {'is' if again == 1 else 'are'} billed "
+        doc.notices.append(f"{plural(again, 'session')} disputed in full before {'is' if again == 1 else 'are'} billed "
                            "again by this file: the new billing counts")
     _count_new(conn, "SELECT id FROM sessions WHERE document_id = :doc", {"doc": doc_id})
     copies = conn.execute(
@@ -379,13 +379,9 @@ def _insert_billing(conn, doc_id, doc) -> None:
            WHERE n.document_id = ? AND n.counted = 0 ORDER BY n.id""", (doc_id,)).fetchall()
     if copies:
         first = copies[0]
-        doc.notices.append(f"{_plural(len(copies), 'session')} of this file {'was' if len(copies) == 1 else 'were'} billed "
+        doc.notices.append(f"{plural(len(copies), 'session')} of this file {'was' if len(copies) == 1 else 'were'} billed "
                            f"before and {'is' if len(copies) == 1 else 'are'} counted once (first: {first[0]} {first[1]} "
                            f"on certificate {first[2]}, billed in {first[3]})")
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _set_counted(conn, ids_sql: str, params, counted: bool) -> None:
@@ -452,7 +448,7 @@ def _insert_answers(conn, doc_id, doc) -> None:
             if before is not None and tuple(before)[:5] != values:
                 if key > before["rank"]:
                     doc.notices.append(f"certificate {c.number} corrected: valid {values[1]} to {values[2]}, "
-                                       f"{_plural(values[4], 'session')} ({values[3]})")
+                                       f"{plural(values[4], 'session')} ({values[3]})")
                 else:
                     doc.notices.append(f"certificate {c.number}: this answer is older than the one already imported, "
                                        f"which stands (valid {before['valid_from']} to {before['valid_to']})")
@@ -461,18 +457,12 @@ def _insert_answers(conn, doc_id, doc) -> None:
     # The latest answer to each request this file answers decides (by the CNS's date and sequence).
     replaced = conn.execute(f"""SELECT c.number, a.request_ref FROM certificates c JOIN answers a ON a.id = c.answer_id
                                 WHERE c.superseded = 0 AND a.request_ref IN (SELECT request_ref FROM answers WHERE document_id = :doc)
-                                AND c.answer_id != ({_LATEST_ANSWER})""", {"doc": doc_id}).fetchall()
-    conn.execute(f"""UPDATE certificates SET superseded = (certificates.answer_id != ({_LATEST_ANSWER}))
+                                AND c.answer_id != ({LATEST_ANSWER})""", {"doc": doc_id}).fetchall()
+    conn.execute(f"""UPDATE certificates SET superseded = (certificates.answer_id != ({LATEST_ANSWER}))
                      FROM answers a WHERE a.id = certificates.answer_id
                      AND a.request_ref IN (SELECT request_ref FROM answers WHERE document_id = :doc)""", {"doc": doc_id})
     for number, ref in replaced:
         doc.notices.append(f"certificate {number} no longer stands: a later answer to request {ref} replaces it")
-
-
-#: The latest answer to the request of answer ``a`` (SQL, a subquery): by the CNS's date and
-#: sequence of the answers' files, then by order within a file.
-_LATEST_ANSWER = """SELECT a2.id FROM answers a2 JOIN documents d2 ON d2.id = a2.document_id
-                    WHERE a2.request_ref = a.request_ref ORDER BY d2.rank DESC, a2.id DESC LIMIT 1"""
 
 
 def _insert_payment(conn, doc_id, doc) -> None:
@@ -506,7 +496,7 @@ def _insert_payment(conn, doc_id, doc) -> None:
     copies = conn.execute("""SELECT count(*) FROM payment_lines p JOIN sessions s ON s.id = p.session_id
                              WHERE p.payment_id = ? AND s.counted = 0 AND p.accepted > 0""", (payment_id,)).fetchone()[0]
     if copies:
-        doc.notices.append(f"{_plural(copies, 'line')} of this statement {'pays' if copies == 1 else 'pay'} a session "
+        doc.notices.append(f"{plural(copies, 'line')} of this statement {'pays' if copies == 1 else 'pay'} a session "
                            "billed twice (counted once): check with the CNS whether it was paid twice")
 
 
@@ -529,7 +519,7 @@ def _say_tariff_change(conn, doc: Document, payment_id: int, first: int) -> None
     for row in rows:
         paid_as.setdefault(row[0], []).append(row)
     days = [row[3] for row in rows if row[3]]
-    what = (f"{_plural(lines, 'line')} paid without a dispute reason at another amount than billed "
+    what = (f"{plural(lines, 'line')} paid without a dispute reason at another amount than billed "
             f"(the CNS's share{f', sessions from {min(days)}' if days else ''})")
     if any(len(paid) > 1 for paid in paid_as.values()):
         mixed = next(paid for paid in paid_as.values() if len(paid) > 1)
@@ -537,7 +527,7 @@ def _say_tariff_change(conn, doc: Document, payment_id: int, first: int) -> None
                            f"{' and '.join(amount(row[1]) for row in mixed)}): not a tariff change; ask the CNS why")
         return
     moves = ", ".join(f"{amount(billed)} → {amount(row[1])}"
-                      f" ({', '.join(sorted(row[4].split(','))) + ': ' if row[4] else ''}{_plural(row[2], 'line')})"
+                      f" ({', '.join(sorted(row[4].split(','))) + ': ' if row[4] else ''}{plural(row[2], 'line')})"
                       for billed, [row] in paid_as.items())
     doc.notices.append(f"likely a tariff change: {what}, one amount for each amount billed: {moves}. "
                        f"See the table cnsx priced them with (cnsx tariffs --date {min(days) if days else 'DATE'}) "
@@ -623,8 +613,8 @@ def rematch(conn: sqlite3.Connection, document_id: int | None = None) -> list[st
     _apply_payment_lines(conn, "id IN (SELECT id FROM temp.unmatched)", ())
     conn.execute("DROP TABLE temp.unmatched")
     if document_id is not None:
-        _count_billed(conn, """number IN (SELECT certificate_number FROM fee_notes WHERE document_id = :doc)
-                                OR answer_id IN (SELECT id FROM answers WHERE document_id = :doc)""", {"doc": document_id})
+        # (A billing file's certificates were recounted as its sessions were counted: _set_counted.)
+        _count_billed(conn, "answer_id IN (SELECT id FROM answers WHERE document_id = :doc)", {"doc": document_id})
     unmatched = []
     for label, query in (
         ("answers match no request", "SELECT count(*) FROM answers WHERE request_id IS NULL"),
@@ -641,10 +631,8 @@ def rematch(conn: sqlite3.Connection, document_id: int | None = None) -> list[st
 
 def _count_billed(conn: sqlite3.Connection, where: str, params: dict) -> None:
     """Recount the sessions billed on the certificates ``where`` selects (rejected files aside)."""
-    from cns_exchange.database import BILLED_SESSIONS
-
     conn.execute(f"""UPDATE certificates SET sessions_billed = (
-                         SELECT count(*) FROM {BILLED_SESSIONS} WHERE f.certificate_number = certificates.number)
+                         SELECT count(*) FROM {COUNTED_SESSIONS} WHERE f.certificate_number = certificates.number)
                      WHERE {where}""", params)
 
 

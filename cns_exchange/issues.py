@@ -155,6 +155,11 @@ class Issue:
         return asdict(self)
 
 
+def plural(n: int, word: str) -> str:
+    """``n`` and ``word``, with an s unless ``n`` is 1 ('1 session', '2 sessions')."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def has_errors(issues: list[Issue]) -> bool:
     """Return True if any issue is an error (warnings do not block)."""
     return any(i.is_error for i in issues)

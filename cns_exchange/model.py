@@ -145,3 +145,10 @@ class FileRef:
 
     name: str
     sha256: str
+
+
+def amount(cents: int) -> str:
+    """Return cents as a decimal amount, the T_Montant form (8889 -> '88.89', -50 -> '-0.50')."""
+    sign = "-" if cents < 0 else ""
+    cents = abs(cents)
+    return f"{sign}{cents // 100}.{cents % 100:02d}"

@@ -13,6 +13,7 @@ key-letter value, or as a price per act; figures not read from an official text 
 from __future__ import annotations
 
 import bisect
+import calendar
 import json
 from dataclasses import dataclass
 from datetime import date
@@ -120,10 +121,10 @@ class Codes:
 class Nomenclature:
     """All tariff tables in force order, with a fast look-up by session date."""
 
-    def __init__(self, tables: Iterable[TariffTable], prescription_reach_years: int | None = None) -> None:
+    def __init__(self, tables: Iterable[TariffTable]) -> None:
         self.tables = sorted(tables, key=lambda t: t.valid_from)
         #: How long before a session its prescription can have been issued, at most (codes.json).
-        self.reach = load_codes().prescription_reach_years if prescription_reach_years is None else prescription_reach_years
+        self.reach = load_codes().prescription_reach_years
         self._starts = [t.valid_from.toordinal() for t in self.tables]
         self._price_cache: dict[tuple[int, str, bool], Price] = {}
         self._day_index: dict[date, int] = {}
@@ -290,10 +291,9 @@ def parse_table(text: str, where: str, known_acts: Iterable[str]) -> TariffTable
 def add_months(day: date, months: int) -> date:
     """Return ``day`` moved by ``months`` calendar months, kept within the month reached
     (31 January + 1 month: 28 or 29 February)."""
-    month = day.month - 1 + months
-    year, month = day.year + month // 12, month % 12 + 1
-    last = (date(year + month // 12, month % 12 + 1, 1) - date.resolution).day
-    return date(year, month, min(day.day, last))
+    years, month0 = divmod(day.month - 1 + months, 12)
+    year, month = day.year + years, month0 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 @lru_cache(maxsize=1)

@@ -301,7 +301,6 @@ NOT_FILE_ENCODINGS = ("punycode", "idna", "unicode-escape", "raw-unicode-escape"
 def canonical_encoding(name: str) -> str:
     """Return Python's name for a text encoding ('utf8' -> 'utf-8'); UsageError if unknown or
     not an encoding of text files (rot13, base64, punycode...)."""
-    import codecs
 
     try:
         info = codecs.lookup(name)

@@ -21,7 +21,6 @@ them on its next start instead of answering twice.
 
 from __future__ import annotations
 
-import calendar
 import errno
 import hashlib
 import json
@@ -50,7 +49,8 @@ from cns_exchange.model import (
     PaymentLine,
 )
 from cns_exchange.naming import CNS_SENDER, KIND_CODES, make_name, next_sequence, parse_name
-from cns_exchange.nomenclature import Codes, NoTariffError
+from cns_exchange.nomenclature import Codes, NoTariffError, add_months
+from cns_exchange.treatment import within_years
 from cns_exchange.validate import Report, Validator, check_attachment
 from cns_exchange.xmlread import read_document, read_header
 from cns_exchange.xmlwrite import write_acknowledgement, write_answers, write_payment_statement
@@ -119,13 +119,6 @@ def parse_clock(value: str | None, epoch: str | None) -> datetime | None:
     return None
 
 
-def add_months(day: date, months: int) -> date:
-    """Return ``day`` moved by ``months`` calendar months (the 31st becomes the month's last day)."""
-    years, month0 = divmod(day.month - 1 + months, 12)
-    year, month = day.year + years, month0 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
 def validity_end(start: date) -> date:
     """Return the last day of validity of a certificate whose validity starts on ``start``:
     the day before the same day :data:`VALIDITY_MONTHS` months later, or that month's last
@@ -163,11 +156,6 @@ def _began(certificate: dict) -> date:
     """When the treatment of a certificate the sandbox granted began: its first paid session,
     else the first day of its validity."""
     return date.fromisoformat(min(certificate["days"], default=certificate["valid_from"]))
-
-
-def _within(first: date, second: date, years: int) -> bool:
-    earlier, later = min(first, second), max(first, second)
-    return later < anniversary(earlier, years)
 
 
 class _State:
@@ -447,7 +435,7 @@ class Sandbox:
             mine = [c for c in state["certificates"].values() if c["matricule"] == r.matricule and code in c["pathologies"]]
             initials = sorted(_began(c) for c in mine if c["treatment"] == "initial")
             if r.treatment == "initial":
-                if any(_within(start, r.prescription_date, years) for start in initials):
+                if any(within_years(start, r.prescription_date, years) for start in initials):
                     found.append("R07")
                 continue
             before = [start for start in initials if start <= r.prescription_date]

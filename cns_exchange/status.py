@@ -15,32 +15,14 @@ import sqlite3
 import unicodedata
 from datetime import date
 
-from cns_exchange import convention
+from cns_exchange import convention, model
+from cns_exchange.database import CERTIFICATE_PATIENT, COUNTED_SESSIONS, LATEST_ANSWER
 from cns_exchange.errors import InputError
 from cns_exchange.pdf import show_matricule
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
     return [dict(r) for r in conn.execute(sql, params)]
-
-
-#: The patient's name of certificate ``c`` (SQL): as the request gave it, else as a fee note
-#: billed on it gave it (a certificate whose request is not in the database), else ''.
-CERTIFICATE_PATIENT = """coalesce(
-    (SELECT r.last_name || ' ' || r.first_name FROM answers a JOIN requests r ON r.id = a.request_id WHERE a.id = c.answer_id),
-    (SELECT f.last_name || ' ' || f.first_name FROM fee_notes f WHERE f.certificate_number = c.number LIMIT 1), '')"""
-
-
-def _with_patient(conn: sqlite3.Connection, row: dict) -> dict:
-    """``row`` (of a certificate, key 'certificate') with the patient's name after its matricule."""
-    name = conn.execute(f"SELECT {CERTIFICATE_PATIENT} FROM certificates c WHERE c.number = ?",
-                        (row["certificate"],)).fetchone()
-    out: dict = {}
-    for key, value in row.items():
-        out[key] = value
-        if key == "matricule":
-            out["patient"] = name[0] if name else ""
-    return out
 
 
 def status(conn: sqlite3.Connection, today: date, certificate: str | None = None,
@@ -73,8 +55,7 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
                group_concat(x.code || ' ' || x.label, '; ') AS reasons
         FROM answers a LEFT JOIN anomalies x ON x.answer_id = a.id LEFT JOIN requests r ON r.id = a.request_id
         WHERE a.refused = 1 {"AND a.matricule = ?" if person else ""}
-        AND a.id = (SELECT a2.id FROM answers a2 JOIN documents d2 ON d2.id = a2.document_id   -- the latest answer decides
-                    WHERE a2.request_ref = a.request_ref ORDER BY d2.rank DESC, a2.id DESC LIMIT 1)
+        AND a.id = ({LATEST_ANSWER})   -- the latest answer decides
         GROUP BY a.id ORDER BY a.request_ref""", (person,) if person else ())
     # Open certificates: still valid, or expired within the last 30 days (one case: all of it).
     open_only = "" if (certificate or patient) else " AND c.valid_to >= date(?, '-30 days')"
@@ -122,8 +103,7 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
                    printf('%.2f', patient_share / 100.0) AS patient_share, printf('%.2f', billed / 100.0) AS billed, printf('%.2f', paid / 100.0) AS paid,
                    printf('%.2f', disputed / 100.0) AS disputed
             FROM month_totals WHERE sessions > 0 ORDER BY month""")
-    sections["final_reports_due"] = [_with_patient(conn, row) for row in
-                                     convention.final_reports_due(conn, today, certificate, patient)]
+    sections["final_reports_due"] = convention.final_reports_due(conn, today, certificate, patient)
     if not certificate:
         sections["due"] = due(conn, today, patient)
     if patient:
@@ -189,7 +169,7 @@ def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
     not apply).
     """
     def amount(cents):
-        return None if cents is None else f"{cents / 100:.2f}"
+        return None if cents is None else model.amount(cents)
 
     rows: list[tuple[str, int, dict]] = []
 
@@ -229,13 +209,13 @@ def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
     for day, act, certificate, gross, share, cns, paid, disputed in conn.execute(
             f"""SELECT s.session_date, s.act, f.certificate_number, s.gross, s.patient_share, s.cns_share,
                        s.paid, s.disputed
-                FROM {_BILLED} WHERE f.matricule = ?""", (matricule,)):
+                FROM {COUNTED_SESSIONS} WHERE f.matricule = ?""", (matricule,)):
         add(day, 2, "session", certificate=certificate, act=act, gross=gross, patient_share=share, cns_share=cns,
             detail="awaiting payment" if paid is None else "")
     for paid_on, reference, certificate, act, session_day, accepted, billed, code, label, in_force in conn.execute(
             f"""SELECT p2.paid_on, p2.reference, f.certificate_number, s.act, s.session_date, p.accepted, p.billed,
                        p.reason_code, p.reason_label, p.id = s.payment_line_id
-                FROM {_BILLED} JOIN payment_lines p ON p.session_id = s.id JOIN payments p2 ON p2.id = p.payment_id
+                FROM {COUNTED_SESSIONS} JOIN payment_lines p ON p.session_id = s.id JOIN payments p2 ON p2.id = p.payment_id
                 WHERE f.matricule = ?""", (matricule,)):
         detail = f"session of {session_day}" + (f"; {code} {label}" if code else "") + \
             ("" if in_force else "; replaced by a later statement")
@@ -322,7 +302,7 @@ def new_certificates(conn: sqlite3.Connection, since: date) -> list[dict]:
 
 
 #: The sessions that count (fee note f, session s), as SQL to follow FROM.
-_BILLED = "fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1"
+
 
 
 def providers(conn: sqlite3.Connection) -> list[str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cns_exchange.errors import InputError, UsageError
+from cns_exchange.model import amount
 from cns_exchange.nomenclature import (CENT, CURRENT_FOR_MONTHS, Codes, Nomenclature, NoTariffError, TariffTable,
                                        parse_table)
 
@@ -29,10 +30,6 @@ from cns_exchange.nomenclature import (CENT, CURRENT_FOR_MONTHS, Codes, Nomencla
 LARGEST_CHANGE = Decimal("0.25")
 
 _NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)?")
-
-
-def _euros(cents: int) -> str:
-    return str(Decimal(cents).scaleb(-2))
 
 
 def describe(nomenclature: Nomenclature, table: TariffTable) -> dict:
@@ -46,8 +43,8 @@ def describe(nomenclature: Nomenclature, table: TariffTable) -> dict:
         shares = {}
         for who, minor in (("adult", False), ("minor", True)):
             share = table.share_cents(gross, minor)
-            shares[who] = {"patient_share": _euros(share), "cns_share": _euros(gross - share)}
-        acts[act] = {"gross": _euros(gross), **shares}
+            shares[who] = {"patient_share": amount(share), "cns_share": amount(gross - share)}
+        acts[act] = {"gross": amount(gross), **shares}
     return {
         "file": table.path,
         "valid_from": table.valid_from.isoformat(),
@@ -274,7 +271,7 @@ def _check_change(before: TariffTable, new: TariffTable, codes: Codes, problems:
         old, now = before.gross_cents(act), new.gross_cents(act)
         change = (Decimal(now) - old) / old
         if abs(change) > LARGEST_CHANGE:
-            moves.append(f"{act} {_euros(old)} → {_euros(now)} EUR ({change * 100:+.0f} %)")
+            moves.append(f"{act} {amount(old)} → {amount(now)} EUR ({change * 100:+.0f} %)")
     if moves:
         problems.append(f"prices would move by more than {LARGEST_CHANGE * 100:.0f} % from {before.path}: {', '.join(moves)}")
 

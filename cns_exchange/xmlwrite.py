@@ -23,6 +23,7 @@ from cns_exchange.model import (
     FileRef,
     Header,
     PaymentLine,
+    amount,
 )
 
 _XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -41,13 +42,6 @@ def escape(text: str) -> str:
     if "\r" in text:
         text = text.replace("\r", "&#13;")
     return text
-
-
-def amount(cents: int) -> str:
-    """Return cents as a T_Montant string (e.g. 8889 -> '88.89', -50 -> '-0.50')."""
-    sign = "-" if cents < 0 else ""
-    cents = abs(cents)
-    return f"{sign}{cents // 100}.{cents % 100:02d}"
 
 
 class TextOut:

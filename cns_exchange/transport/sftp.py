@@ -147,7 +147,9 @@ class SftpTransport:
         if self.private_api_problem:
             log.debug("%s: %s; small files are read one at a time and requests are 32 KiB",
                       description, self.private_api_problem)
-        self.limits = _server_limits(sftp) if limits is None else limits
+        if limits is None:  # (the extended request needs the private API: without it, nothing stated)
+            limits = (0, 0, 0) if self.private_api_problem else _server_limits(sftp)
+        self.limits = limits
         max_read, max_write, max_handles = self.limits
         self.read_size = min(_REQUEST, max_read) if max_read else _DEFAULT_REQUEST
         self.write_size = min(_REQUEST, max_write) if max_write else _DEFAULT_REQUEST
@@ -358,12 +360,11 @@ class SftpTransport:
 
 def _server_limits(sftp: paramiko.SFTPClient) -> tuple[int, int, int]:
     """Return the server's (max read length, max write length, max open files) as its
-    limits@openssh.com extension states them; 0 for what it does not say (or where paramiko's
-    private request API, the only way to send an extended request, is not as expected)."""
+    limits@openssh.com extension states them; 0 for what it does not say. Sent through
+    paramiko's private request API (the only way to send an extended request): call it only
+    where that API is as expected (``_PrivateRequests.problem``)."""
     from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
-    if _PrivateRequests.problem(sftp):
-        return 0, 0, 0  # SftpTransport logged why
     try:
         t, msg = _PrivateRequests.request(sftp, CMD_EXTENDED, "limits@openssh.com")
         if t != CMD_EXTENDED_REPLY:
