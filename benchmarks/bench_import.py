@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cns_exchange.model import FileRef, Header, PaymentLine  # noqa: E402
-from cns_exchange.xmlread import read_document  # noqa: E402
-from cns_exchange.xmlwrite import write_payment_statement  # noqa: E402
+from cns_exchange.domain.model import FileRef, Header, PaymentLine  # noqa: E402
+from cns_exchange.documents.read import read_document  # noqa: E402
+from cns_exchange.documents.write import write_payment_statement  # noqa: E402
 
 
 def measured(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -94,7 +94,7 @@ def main() -> None:
 
     # status on a large database, filled with SQL (the shape import writes)
     db = work / "status.sqlite"
-    from cns_exchange.database import connect
+    from cns_exchange.store.database import connect
 
     conn = connect(db)
     conn.execute("PRAGMA foreign_keys = OFF")  # synthetic rows: certificates point at no real answer

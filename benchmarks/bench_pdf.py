@@ -108,9 +108,9 @@ def main() -> None:
           f" {sum(f.stat().st_size for f in files) / len(files) / 1024:.0f} KiB each")
 
     # The drawing alone, in this process: the fee notes already read, fonts already loaded.
-    from cns_exchange.nomenclature import load_codes
-    from cns_exchange.pdf import Source, write_fee_note, write_summary
-    from cns_exchange.xmlread import read_document
+    from cns_exchange.domain.nomenclature import load_codes
+    from cns_exchange.pdf.pages import Source, write_fee_note, write_summary
+    from cns_exchange.documents.read import read_document
 
     with open(billing, "rb") as f:
         items = list(read_document(f, "billing", "FichierFacturation"))

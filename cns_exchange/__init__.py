@@ -1,26 +1,47 @@
 """cnsx: electronic exchange between a dietician practice and the CNS (Luxembourg).
 
-The package is laid out along the data flow:
+The package is laid out along the data flow, one sub-package per stage:
 
-    records      CSV / JSON / NDJSON rows  -> typed records (with row locations)
-    pdf          prescription PDFs checked (pypdf), scans converted (img2pdf); PDFs drawn (reportlab)
-    identifiers  matricule, provider, prescriber, pathology and act codes
-    nomenclature dated tariff tables, pricing
-    tariffs      the table in force on a date; a checked new table written (cnsx tariffs)
-    rules        the one rule engine: every business rule, called by build and validate alike
-    treatment    treatment-sequence state (order, counts, one consultation a day), used by rules
-    naming       the file naming convention
-    schemaset    versioned XSD sets (bundled or dropped in by the user)
-    xmlsafe      the hardened XML parser settings
-    xmlwrite     records -> XML documents
-    xmlread      XML documents -> records (streaming)
-    xsdstream    libxml2's tree-less XSD verdict (public API, self-checked, off if it answers wrong)
-    validate     XSD + business rules -> list of issues; fails closed
-    build        build-request / build-invoice orchestration
-    printing     billing file -> printed fee notes and summary statement (cnsx print)
-    fsutil       writes that cannot half-happen
-    console      human output on stderr (rich)
-    cli          the click commands
+    domain/       the domain's words
+      identifiers   matricule, provider, prescriber, pathology and act codes
+      nomenclature  dated tariff tables, pricing
+      tariffs       the table in force on a date; a checked new table written (cnsx tariffs)
+      treatment     treatment-sequence state (order, counts, one consultation a day), used by the rules
+      model         the records of the exchange (amounts in cents)
+      naming        the file naming convention
+      data/         bundled codes, convention figures and tariff tables (JSON)
+    rows/         the practice's own files
+      records       CSV / JSON / NDJSON rows -> typed records (with row locations)
+      csvout        cnsx's CSV outputs, formula cells made harmless
+    documents/    the XML documents
+      safe          the hardened XML parser settings
+      read          XML documents -> records (streaming)
+      write         records -> XML documents
+      schemas       versioned XSD sets (bundled or dropped in by the user)
+      verdict       libxml2's tree-less XSD verdict (public API, self-checked, off if it answers wrong)
+    validation/   the rules
+      rules         the one rule engine: every business rule, called by build and validate alike
+      validate      XSD + business rules -> list of issues; fails closed (cnsx validate)
+    billing/      what is sent
+      build         cnsx build-request / build-invoice
+    transport/    the CNS server
+      sftp, local   the two transports (paramiko; a local folder)
+      upload        cnsx upload
+      fetch         cnsx fetch
+      sandbox       the CNS's stand-in (cnsx sandbox)
+    store/        the practice database
+      database      schema, migrations and the queries shared by import, status and build
+      importing     return files -> database (cnsx import)
+      status        the reports (cnsx status)
+      convention    final reports due (cnsx report-sent)
+      export        the accountant's export (cnsx export)
+      nightly       fetch + import, for cron (cnsx nightly)
+      lock          one run at a time per database
+    pdf/          printed documents
+      pages         prescriptions checked, scans converted; fee notes, summary and status report drawn
+      printing      billing file -> fee notes and summary (cnsx print)
+    cli/          the click commands
+    errors, issues, config, console, fsutil, clock   shared by every stage
 """
 
 __version__ = "0.1.0"

@@ -156,7 +156,7 @@ def parse_practice(raw: object, file: Path) -> Practice:
         raise ConfigError(f"{where}.address must be a string or a list of lines", 'e.g. ["12, rue X", "L-1234 Luxembourg"]')
     iban = text("iban")
     if iban:
-        from cns_exchange.identifiers import checked_iban
+        from cns_exchange.domain.identifiers import checked_iban
 
         shown = checked_iban(iban)
         if shown is None:

@@ -23,10 +23,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from cns_exchange.model import Acknowledgement, Answer, Anomaly, Certificate, FileRef, Header, PaymentLine  # noqa: E402
-from cns_exchange.naming import make_name  # noqa: E402
-from cns_exchange.xmlread import read_document  # noqa: E402
-from cns_exchange.xmlwrite import write_acknowledgement, write_answers, write_payment_statement  # noqa: E402
+from cns_exchange.domain.model import Acknowledgement, Answer, Anomaly, Certificate, FileRef, Header, PaymentLine  # noqa: E402
+from cns_exchange.domain.naming import make_name  # noqa: E402
+from cns_exchange.documents.read import read_document  # noqa: E402
+from cns_exchange.documents.write import write_acknowledgement, write_answers, write_payment_statement  # noqa: E402
 
 PROVIDER = "123456"
 CREATED = "2026-11-20T09:00:00+01:00"

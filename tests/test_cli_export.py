@@ -99,7 +99,7 @@ def test_a_name_a_spreadsheet_would_run_is_written_harmless(run, exchanged):
 
 
 def test_the_french_writer_writes_negative_amounts_as_numbers_not_quoted_formulas():
-    from cns_exchange.csvout import CsvWriter
+    from cns_exchange.rows.csvout import CsvWriter
 
     out = io.StringIO(newline="")
     writer = CsvWriter(out, ["label", "amount", "other"], french=True, amounts=["amount", "other"])

@@ -307,7 +307,7 @@ def test_the_archive_copy_must_be_the_file_that_was_read(tmp_path):
     # The copy kept as evidence is checked against the SHA-256 of what was imported: a file
     # changed in between is refused, and nothing half-written or wrong is left in the archive.
     from cns_exchange.errors import InputError
-    from cns_exchange.importing import _keep
+    from cns_exchange.store.importing import _keep
 
     source = tmp_path / PAYMENT.name
     source.write_bytes(PAYMENT.read_bytes())

@@ -323,9 +323,9 @@ def test_bundled_font_when_no_system_font(tmp_path, billing):
 import io, sys
 from datetime import datetime
 from pathlib import Path
-from cns_exchange import pdf
-from cns_exchange.nomenclature import load_codes
-from cns_exchange.xmlread import read_document
+from cns_exchange.pdf import pages as pdf
+from cns_exchange.domain.nomenclature import load_codes
+from cns_exchange.documents.read import read_document
 pdf.FONT_CANDIDATES.clear()
 print(pdf.font_files()[0].name)
 items = list(read_document(open({str(billing)!r}, "rb"), "billing", "FichierFacturation"))
@@ -343,7 +343,7 @@ Path({str(tmp_path / 'vera.pdf')!r}).write_bytes(out.getvalue())
 
 
 def test_amounts_are_french():
-    from cns_exchange.pdf import euros, show_matricule
+    from cns_exchange.pdf.pages import euros, show_matricule
 
     assert euros(0) == "0,00" and euros(8889) == "88,89" and euros(123456789) == "1\u00a0234\u00a0567,89"
     assert show_matricule("1974091186700", True) == "•••••••••6700"

@@ -121,7 +121,7 @@ def test_missing_file(run, tmp_path):
 
 def test_lxml_alone_finds_what_libxml2_verdict_refuses(run, tmp_path, monkeypatch):
     """With libxml2's verdict and with it switched off (lxml alone): the same issue."""
-    import cns_exchange.xsdstream as xsdstream
+    import cns_exchange.documents.verdict as xsdstream
 
     source = next(p for p in EXAMPLE_FILES if "_FAC_" in p.name)
     lines = source.read_text("utf-8").splitlines(keepends=True)

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from cns_exchange import database
+from cns_exchange.store import database
 from conftest import EXAMPLES
 
 BILLING = EXAMPLES / "123456_FAC_20261120_000001.xml"

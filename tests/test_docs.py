@@ -16,7 +16,7 @@ import pytest
 from cns_exchange.cli import cli
 from cns_exchange.errors import ExitCode
 from cns_exchange.issues import CATALOGUE
-from cns_exchange.naming import KIND_CODES
+from cns_exchange.domain.naming import KIND_CODES
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -114,7 +114,7 @@ def test_cli_md_documents_every_config_key():
 # --- formats.md -----------------------------------------------------------------------------
 
 def _bundled_roots() -> set[str]:
-    from cns_exchange.schemaset import bundled_dir
+    from cns_exchange.documents.schemas import bundled_dir
 
     roots = set()
     for manifest in bundled_dir().glob("*/manifest.json"):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cns_exchange.records import (
+from cns_exchange.rows.records import (
     REQUEST_COLUMNS, REQUEST_OPTIONAL, InputReport, Reading, excel_hint, input_date, read_rows,
 )
 from conftest import CREATED, PROVIDER
@@ -269,7 +269,7 @@ def test_a_prescriber_code_that_lost_its_leading_zero_says_so(run, examples):
 
 
 def test_cli_md_lists_every_french_header_name():
-    from cns_exchange.records import HEADER_NAMES, TREATMENT_NAMES
+    from cns_exchange.rows.records import HEADER_NAMES, TREATMENT_NAMES
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text("utf-8")
     section = text[text.index("#### French header names"):text.index("**What a spreadsheet does to values.**")]

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from cns_exchange.records import InputReport, read_rows
+from cns_exchange.rows.records import InputReport, read_rows
 from conftest import CREATED, EXAMPLES, PROVIDER, ROOT, random_matricules
 
 SESSIONS = EXAMPLES / "sessions.csv"

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cns_exchange import database
-from cns_exchange import status as status_mod
+from cns_exchange.store import database
+from cns_exchange.store import status as status_mod
 from cns_exchange.cli import cli
 from conftest import EXAMPLES
 

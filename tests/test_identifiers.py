@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 
 from conftest import VALID_MATRICULES
-from cns_exchange.identifiers import (
+from cns_exchange.domain.identifiers import (
     age_on,
     birth_date,
     check_matricule,

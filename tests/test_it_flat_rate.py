@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from cns_exchange.cli import cli
-from cns_exchange.model import FileRef, Header, PaymentLine
-from cns_exchange.xmlread import read_document
-from cns_exchange.xmlwrite import write_payment_statement
+from cns_exchange.domain.model import FileRef, Header, PaymentLine
+from cns_exchange.documents.read import read_document
+from cns_exchange.documents.write import write_payment_statement
 from conftest import EXAMPLES, random_matricules
 from test_final_reports import granted_again
 

@@ -67,22 +67,22 @@ def _short(module: str) -> str:
 
 #: library -> which modules may import it (a predicate over the module name without the package).
 HOMES = {
-    "lxml": lambda m: m in {"xmlread", "xmlwrite", "validate", "schemaset", "xmlsafe", "xsdstream"},
-    "ctypes": lambda m: m == "xsdstream",                    # libxml2's streaming validator, through lxml's copy
-    "click": lambda m: m == "cli",
+    "lxml": lambda m: m.startswith("documents.") or m == "validation.validate",
+    "ctypes": lambda m: m == "documents.verdict",           # libxml2's streaming validator, through lxml's copy
+    "click": lambda m: m == "cli" or m.startswith("cli."),
     "rich": lambda m: m == "console",
-    "stdnum": lambda m: m == "identifiers",
-    "paramiko": lambda m: "transport" in m.split("."),       # a future transport module or package
-    "pypdf": lambda m: m == "pdf",                           # the PDF libraries: reading,
-    "img2pdf": lambda m: m == "pdf",                         # converting scans,
-    "reportlab": lambda m: m == "pdf",                       # drawing (and Pillow, which img2pdf uses)
-    "PIL": lambda m: m == "pdf",
+    "stdnum": lambda m: m == "domain.identifiers",
+    "paramiko": lambda m: m == "transport.sftp",
+    "pypdf": lambda m: m.startswith("pdf."),                 # the PDF libraries: reading,
+    "img2pdf": lambda m: m.startswith("pdf."),               # converting scans,
+    "reportlab": lambda m: m.startswith("pdf."),             # drawing (and Pillow, which img2pdf uses)
+    "PIL": lambda m: m.startswith("pdf."),
 }
 PDF_LIBRARIES = {"pypdf", "img2pdf", "reportlab", "PIL"}
 
 
 def test_the_package_is_found():
-    assert {"cns_exchange.cli", "cns_exchange.identifiers", "cns_exchange.xmlread"} <= MODULES.keys()
+    assert {"cns_exchange.cli", "cns_exchange.domain.identifiers", "cns_exchange.documents.read"} <= MODULES.keys()
 
 
 def test_libraries_are_imported_only_in_their_home():
@@ -98,12 +98,12 @@ def test_libraries_are_imported_only_in_their_home():
 def test_the_checker_sees_the_known_homes():
     # The homes above do import their library (so the walk above does find imports).
     used = {(_short(m), name) for m, tree in MODULES.items() for name, _ in _imports(tree)}
-    assert {("cli", "click"), ("identifiers", "stdnum"), ("xmlread", "lxml"), ("console", "rich")} <= used
+    assert {("cli", "click"), ("domain.identifiers", "stdnum"), ("documents.read", "lxml"), ("console", "rich")} <= used
 
 
 def test_only_cli_imports_click():
     importers = sorted(m for m, tree in MODULES.items() if any(name == "click" for name, _ in _imports(tree)))
-    assert importers == ["cns_exchange.cli"]
+    assert importers and all(m == "cns_exchange.cli" or m.startswith("cns_exchange.cli.") for m in importers), importers
 
 
 @pytest.mark.parametrize("library", ["lxml", "rich", "stdnum", "paramiko", "pypdf", "img2pdf", "reportlab", "PIL"])
@@ -112,9 +112,9 @@ def test_cli_imports_heavy_libraries_lazily(library):
 
 
 def test_pdf_module_imports_its_libraries_inside_functions():
-    # records and build import cns_exchange.pdf at their top: it must not load its libraries then.
-    assert not _top_level_imports(MODULES["cns_exchange.pdf"]) & PDF_LIBRARIES
-    used = {name for name, _ in _imports(MODULES["cns_exchange.pdf"])}
+    # records and build import cns_exchange.pdf.pages at their top: it must not load its libraries then.
+    assert not _top_level_imports(MODULES["cns_exchange.pdf.pages"]) & PDF_LIBRARIES
+    used = {name for name, _ in _imports(MODULES["cns_exchange.pdf.pages"])}
     assert {"pypdf", "img2pdf", "reportlab"} <= used   # the walk does see the lazy imports
 
 
@@ -145,8 +145,8 @@ def test_importing_the_cli_loads_no_lxml_or_rich():
 
 
 def test_building_blocks_load_no_pdf_library():
-    modules = _imported_modules("import cns_exchange.build, cns_exchange.records, cns_exchange.printing, cns_exchange.pdf")
-    assert "cns_exchange.pdf" in modules
+    modules = _imported_modules("import cns_exchange.billing.build, cns_exchange.rows.records, cns_exchange.pdf.printing, cns_exchange.pdf.pages")
+    assert "cns_exchange.pdf.pages" in modules
     heavy = sorted(m for m in modules if m.split(".")[0] in PDF_LIBRARIES)
     assert heavy == [], f"importing the build modules loads {', '.join(heavy)}: import them inside the functions"
 

@@ -230,7 +230,7 @@ def test_a_payment_line_given_twice_is_a_warning_naming_both(run, data, tmp_path
 def test_a_version_3_database_counts_each_session_once_after_migration(tmp_path):
     """Under version 3 a billing file imported twice counted its sessions twice: the
     migration gives each session its identity and counts it once."""
-    from cns_exchange import database
+    from cns_exchange.store import database
 
     db = tmp_path / "v3.sqlite"
     conn = sqlite3.connect(db)

@@ -28,15 +28,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from cns_exchange.build import load_fee_notes
+from cns_exchange.billing.build import load_fee_notes
 from cns_exchange.errors import InputError
-from cns_exchange.identifiers import birth_date
-from cns_exchange.model import BilledSession, FeeNote, Header
-from cns_exchange.nomenclature import NoTariffError, PrescriptionDateNeeded, load_codes, load_nomenclature
-from cns_exchange.schemaset import SchemaRegistry
-from cns_exchange.validate import Validator
-from cns_exchange.xmlread import read_document
-from cns_exchange.xmlwrite import write_billing_file
+from cns_exchange.domain.identifiers import birth_date
+from cns_exchange.domain.model import BilledSession, FeeNote, Header
+from cns_exchange.domain.nomenclature import NoTariffError, PrescriptionDateNeeded, load_codes, load_nomenclature
+from cns_exchange.documents.schemas import SchemaRegistry
+from cns_exchange.validation.validate import Validator
+from cns_exchange.documents.read import read_document
+from cns_exchange.documents.write import write_billing_file
 from conftest import EXAMPLES, PROVIDER, SCHEMAS, make_matricule, xmllint
 
 BORN = date(2008, 12, 15)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cns_exchange.naming import KIND_CODES, FileName, make_name, next_sequence, parse_name
+from cns_exchange.domain.naming import KIND_CODES, FileName, make_name, next_sequence, parse_name
 
 DAY = date(2026, 11, 20)
 

@@ -17,7 +17,7 @@ from lxml import etree
 
 from conftest import CREATED, PROVIDER, make_matricule
 from cns_exchange.errors import ConfigError, ExitCode
-from cns_exchange.nomenclature import NoTariffError, PrescriptionDateNeeded, load_nomenclature
+from cns_exchange.domain.nomenclature import NoTariffError, PrescriptionDateNeeded, load_nomenclature
 
 ADULT = date(1974, 9, 11)
 DAY = date(2021, 6, 1)
@@ -381,7 +381,7 @@ def test_the_minors_share_ends_on_the_18th_birthday_as_years_between_says(born, 
     """price_for looks the birthday up once per patient; the rule stays identifiers.years_between's
     on the prescription date (29 February birthdays included: drawn often by Hypothesis among
     these dates)."""
-    from cns_exchange.identifiers import years_between
+    from cns_exchange.domain.identifiers import years_between
 
     nomenclature = load_nomenclature()
     table = nomenclature.table_on(day)
@@ -394,7 +394,7 @@ def test_the_minors_share_ends_on_the_18th_birthday_as_years_between_says(born, 
 def test_without_a_prescription_date_a_share_is_given_only_if_every_possible_date_agrees(born, day):
     """A prescription comes at most 3 years (codes.json) before its session, and not after it:
     the share given without its date is the one of every such date, else none is given."""
-    from cns_exchange.identifiers import years_between
+    from cns_exchange.domain.identifiers import years_between
 
     nomenclature = load_nomenclature()
     age = nomenclature.table_on(day).minor_below_age

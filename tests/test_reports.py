@@ -15,8 +15,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from cns_exchange import database
-from cns_exchange import status as status_mod
+from cns_exchange.store import database
+from cns_exchange.store import status as status_mod
 from conftest import CREATED
 from test_ledger import _billed_through_the_sandbox
 

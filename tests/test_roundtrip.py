@@ -1,4 +1,4 @@
-"""Round trips: records -> XML (cns_exchange.xmlwrite) -> records (cns_exchange.xmlread), for
+"""Round trips: records -> XML (cns_exchange.documents.write) -> records (cns_exchange.documents.read), for
 the five document kinds, each written document also valid against its XSD; and the
 practice's CSV -> build-invoice -> XML -> rows.
 """
@@ -21,7 +21,7 @@ from lxml import etree
 from stdnum import luhn, verhoeff
 
 from conftest import CREATED, EXAMPLES, PROVIDER, SCHEMAS, make_matricule
-from cns_exchange.model import (
+from cns_exchange.domain.model import (
     Acknowledgement,
     Anomaly,
     Answer,
@@ -33,8 +33,8 @@ from cns_exchange.model import (
     Header,
     PaymentLine,
 )
-from cns_exchange.xmlread import read_document
-from cns_exchange.xmlwrite import (
+from cns_exchange.documents.read import read_document
+from cns_exchange.documents.write import (
     write_acknowledgement,
     write_answers,
     write_billing_file,

@@ -1,4 +1,4 @@
-"""One implementation of each rule: the rule engine (cns_exchange/rules.py), called by build
+"""One implementation of each rule: the rule engine (cns_exchange/validation/rules.py), called by build
 and by validate alike.
 
 - Each business rule code of the catalogue is produced in one home: the engine's modules
@@ -22,15 +22,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cns_exchange.build import load_fee_notes
+from cns_exchange.billing.build import load_fee_notes
 from cns_exchange.errors import InputError
-from cns_exchange.identifiers import birth_date, check_matricule
+from cns_exchange.domain.identifiers import birth_date, check_matricule
 from cns_exchange.issues import CATALOGUE
-from cns_exchange.model import BilledSession, FeeNote, Header
-from cns_exchange.nomenclature import Nomenclature, NoTariffError, load_codes, load_nomenclature
-from cns_exchange.schemaset import SchemaRegistry
-from cns_exchange.validate import Validator
-from cns_exchange.xmlwrite import write_billing_file
+from cns_exchange.domain.model import BilledSession, FeeNote, Header
+from cns_exchange.domain.nomenclature import Nomenclature, NoTariffError, load_codes, load_nomenclature
+from cns_exchange.documents.schemas import SchemaRegistry
+from cns_exchange.validation.validate import Validator
+from cns_exchange.documents.write import write_billing_file
 from conftest import VALID_MATRICULES, make_matricule
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cns_exchange"
@@ -44,26 +44,26 @@ PROVIDER = "123456"
 CREATED = datetime(2026, 11, 20, 9, 0, tzinfo=timezone(timedelta(hours=1)))
 
 #: The engine's modules: every rule of rows and documents alike is written here, once.
-ENGINE = {"rules.py", "treatment.py", "identifiers.py"}
+ENGINE = {"validation/rules.py", "domain/treatment.py", "domain/identifiers.py"}
 #: Rules only one side can see, each in its one home.
 ONE_SIDED = {
-    "CRT01": ({"records.py"}, "a certificate number's form in a row (a document's is its XSD's)"),
-    **{code: ({"build.py"}, "sessions against the certificates imported into the database (build's CertificateBook)")
+    "CRT01": ({"rows/records.py"}, "a certificate number's form in a row (a document's is its XSD's)"),
+    **{code: ({"billing/build.py"}, "sessions against the certificates imported into the database (build's CertificateBook)")
        for code in ("CRT02", "CRT03", "CRT04", "CRT05", "CRT06")},
-    **{code: ({"validate.py"}, "a document's header counts and totals, a certificate's dates, payment lines")
+    **{code: ({"validation/validate.py"}, "a document's header counts and totals, a certificate's dates, payment lines")
        for code in ("DOC01", "DOC02", "DOC03", "DOC04", "DOC05")},
-    "DOC08": ({"rules.py", "validate.py"}, "a line given twice: in a fee note (the engine's), in a payment statement (validate's)"),
-    "NOM07": ({"build.py"}, "a certificate's prescription date given twice, by rows or by rows and the database "
+    "DOC08": ({"validation/rules.py", "validation/validate.py"}, "a line given twice: in a fee note (the engine's), in a payment statement (validate's)"),
+    "NOM07": ({"billing/build.py"}, "a certificate's prescription date given twice, by rows or by rows and the database "
                             "(a document carries it once per fee note)"),
 }
 #: Modules that name a rule code without deciding it again (they are not a second road).
 NOT_A_ROAD = {
     "issues.py": "the catalogue itself",
-    "sandbox.py": "the CNS's stand-in: a separate judge, compared with the engine by its own tests",
-    "printing.py": "checks that the printed summary adds up to the header validate already checked",
-    "importing.py": "import reads leniently: a duplicate line it leaves out is a warning (DOC08); it does not repeat "
+    "transport/sandbox.py": "the CNS's stand-in: a separate judge, compared with the engine by its own tests",
+    "pdf/printing.py": "checks that the printed summary adds up to the header validate already checked",
+    "store/importing.py": "import reads leniently: a duplicate line it leaves out is a warning (DOC08); it does not repeat "
                     "the advice of NOM05 for a file already sent",
-    "sending.py": "upload's own checks of a document's kind and name (DOC06, DOC07, DOC09)",
+    "transport/upload.py": "upload's own checks of a document's kind and name (DOC06, DOC07, DOC09)",
 }
 RULE_PREFIXES = ("MAT", "PRV", "PRS", "PAT", "ACT", "CRT", "NOM", "TRT", "DOC")
 
@@ -74,7 +74,8 @@ def _literals(path: Path) -> set[str]:
 
 
 def test_every_rule_code_is_decided_in_one_home():
-    literals = {p.name: _literals(p) for p in PACKAGE.rglob("*.py") if p.name not in NOT_A_ROAD}
+    literals = {str(p.relative_to(PACKAGE)): _literals(p) for p in PACKAGE.rglob("*.py")
+                if str(p.relative_to(PACKAGE)) not in NOT_A_ROAD}
     rule_codes = [code for code in CATALOGUE if code.startswith(RULE_PREFIXES) and code not in ("DOC06", "DOC07", "DOC09")]
     assert len(rule_codes) > 30
     wrong = {}
@@ -190,7 +191,7 @@ REQUEST_COLUMNS = ["request_ref", "matricule", "last_name", "first_name", "presc
 
 
 def _requests_by_build(rows) -> list[tuple[str, str]]:
-    from cns_exchange.build import load_requests
+    from cns_exchange.billing.build import load_requests
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -207,8 +208,8 @@ def _requests_by_build(rows) -> list[tuple[str, str]]:
 
 
 def _requests_by_validate(rows, folder: Path) -> list[tuple[str, str]]:
-    from cns_exchange.model import CertificateRequest
-    from cns_exchange.xmlwrite import write_request_file
+    from cns_exchange.domain.model import CertificateRequest
+    from cns_exchange.documents.write import write_request_file
 
     requests = [CertificateRequest(ref, matricule, "Schmit", "Léa", "12345678", date.fromisoformat(day), [pathology],
                                    treatment, [(a, int(n)) for a, _, n in (part.partition(":") for part in acts.split(";"))],

@@ -168,7 +168,7 @@ def test_status_csv_writes_no_formula_cell(run, tmp_path, data):
 
 
 def test_plain_numbers_stay_numbers():
-    from cns_exchange.csvout import safe_cell
+    from cns_exchange.rows.csvout import safe_cell
 
     assert [safe_cell(v) for v in ("-12.50", "+3", "-7", 12, None, "a=b", "")] == ["-12.50", "+3", "-7", 12, None, "a=b", ""]
     assert [safe_cell(v) for v in ("-", "-1-1", "@", "=1")] == ["'-", "'-1-1", "'@", "'=1"]

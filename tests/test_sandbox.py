@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from cns_exchange.nomenclature import load_codes, load_nomenclature
-from cns_exchange.sandbox import Sandbox, validity_end
-from cns_exchange.schemaset import SchemaRegistry
-from cns_exchange.validate import Validator
-from cns_exchange.xmlread import read_document
+from cns_exchange.domain.nomenclature import load_codes, load_nomenclature
+from cns_exchange.transport.sandbox import Sandbox, validity_end
+from cns_exchange.documents.schemas import SchemaRegistry
+from cns_exchange.validation.validate import Validator
+from cns_exchange.documents.read import read_document
 from conftest import EXAMPLES, PROVIDER, ROOT, SCHEMAS, xmllint
 
 # Read at import: the autouse isolated_config fixture removes CNSX_* variables from tests.

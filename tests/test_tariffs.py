@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cns_exchange.nomenclature import add_months, load_nomenclature
+from cns_exchange.domain.nomenclature import add_months, load_nomenclature
 from conftest import CREATED, EXAMPLES, PROVIDER, make_matricule
 
 ADULT = "1974091186700"
@@ -153,8 +153,8 @@ CNS_PRICES = {7822: 7631, 9778: 9539, 4888: 4769, 5555: 5420}
 def statement(folder: Path, paid, sequence: int = 1) -> Path:
     """The example payment statement with each undisputed line paid ``paid(billed, line)``
     (no dispute reason), and the disputed C01 line as it is."""
-    from cns_exchange.model import FileRef, Header, PaymentLine
-    from cns_exchange.xmlwrite import write_payment_statement
+    from cns_exchange.domain.model import FileRef, Header, PaymentLine
+    from cns_exchange.documents.write import write_payment_statement
 
     lines = [PaymentLine(note, line, cert, billed, paid(billed, (note, line))) for note, line, cert, billed, _, _ in LINES]
     lines.append(PaymentLine(3, 2, "TPC-2026-000087", 5555, 0, "C01", "Nombre de séances autorisées dépassé"))

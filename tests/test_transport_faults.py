@@ -764,7 +764,7 @@ def test_small_files_are_read_many_at_once_and_odd_ones_left_to_get(sshd, env, t
     takes those through get(), whose checks speak."""
     from cns_exchange.config import load_settings
     from cns_exchange.errors import TransportRetryableError
-    from cns_exchange.fetching import Fetcher
+    from cns_exchange.transport.fetch import Fetcher
     from cns_exchange.transport import RemoteEntry, open_transport
 
     files = {"a.xml": b"", "b.xml": b"x", "c.xml": os.urandom(128 * 1024), "d.xml": os.urandom(5000)}

@@ -8,8 +8,8 @@ from datetime import date, timedelta
 import pytest
 
 from conftest import VALID_MATRICULES
-from cns_exchange.nomenclature import load_codes
-from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age
+from cns_exchange.domain.nomenclature import load_codes
+from cns_exchange.domain.treatment import RequestRules, SessionRules, check_prescription_age
 
 A, B, C = VALID_MATRICULES[2], VALID_MATRICULES[3], VALID_MATRICULES[4]
 START = date(2026, 3, 2)

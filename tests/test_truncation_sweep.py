@@ -187,8 +187,8 @@ def large_documents(tmp_path_factory) -> dict[str, Document]:
     a file for 3,000 anomalies (cnsx's writer, as benchmarks/bench_import.py writes its
     statements).
     """
-    from cns_exchange.model import Acknowledgement, Anomaly, Header
-    from cns_exchange.xmlwrite import write_acknowledgement
+    from cns_exchange.domain.model import Acknowledgement, Anomaly, Header
+    from cns_exchange.documents.write import write_acknowledgement
 
     work = tmp_path_factory.mktemp("large")
     env = {name: None for name in os.environ if name.startswith("CNSX_")}
@@ -211,7 +211,7 @@ def large_documents(tmp_path_factory) -> dict[str, Document]:
         shutil.copy(path, box / "upload")
     _cnsx(env, "sandbox", "--root", str(box), "--once")
     answers = next((box / "download").glob("CNS_RTP_*.xml"))
-    from cns_exchange.xmlread import read_document
+    from cns_exchange.documents.read import read_document
 
     with open(answers, "rb") as f:
         granted = [(item.record.certificate.number, item.record.matricule)
@@ -354,7 +354,7 @@ def test_print_prints_no_cut(run, request, tmp_path, kind, size, cut, what, sour
 
 def _lying_validator(monkeypatch) -> None:
     """Make every document valid, as lxml 6.2.0 once made most cuts (the errors are dropped)."""
-    from cns_exchange.validate import Validator
+    from cns_exchange.validation.validate import Validator
 
     honest = Validator.validate
 

@@ -75,8 +75,8 @@ def test_wheel_holds_schemas_and_data(wheel):
     assert {"v1", "v2"} <= set(versions)
     expected = {f"cns_exchange/schemas/{v}/{p.name}" for v in versions for p in (SCHEMAS / v).glob("*.xsd")}
     expected |= {f"cns_exchange/schemas/{v}/manifest.json" for v in versions}
-    expected.add("cns_exchange/data/codes.json")
-    expected |= {f"cns_exchange/data/nomenclature/{p.name}" for p in (ROOT / "cns_exchange" / "data" / "nomenclature").glob("*.json")}
+    expected.add("cns_exchange/domain/data/codes.json")
+    expected |= {f"cns_exchange/domain/data/nomenclature/{p.name}" for p in (ROOT / "cns_exchange" / "domain" / "data" / "nomenclature").glob("*.json")}
     assert len(expected) >= 16
     missing = sorted(expected - names)
     assert not missing, f"missing from {wheel.name}: {missing}"
@@ -84,7 +84,7 @@ def test_wheel_holds_schemas_and_data(wheel):
         manifest = json.loads((SCHEMAS / v / "manifest.json").read_text("utf-8"))
         for spec in manifest["documents"].values():
             assert f"cns_exchange/schemas/{v}/{spec['xsd']}" in names
-    assert "cns_exchange/__main__.py" in names and "cns_exchange/cli.py" in names
+    assert "cns_exchange/__main__.py" in names and "cns_exchange/cli/__init__.py" in names
 
 
 def test_wheel_declares_the_console_script(wheel):
@@ -95,7 +95,7 @@ def test_wheel_declares_the_console_script(wheel):
 
 
 def test_installed_copy_is_the_one_imported(outside, installed):
-    proc = outside("-c", "import cns_exchange, cns_exchange.schemaset as s; print(cns_exchange.__file__); print(s.bundled_dir())")
+    proc = outside("-c", "import cns_exchange, cns_exchange.documents.schemas as s; print(cns_exchange.__file__); print(s.bundled_dir())")
     assert proc.returncode == 0, proc.stderr.decode()
     module_file, schemas_dir = proc.stdout.decode().split()
     assert Path(module_file).resolve().is_relative_to(installed.resolve())

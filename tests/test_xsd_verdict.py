@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-import cns_exchange.xsdstream as xsdstream
-from cns_exchange.nomenclature import load_codes, load_nomenclature
-from cns_exchange.schemaset import SchemaRegistry
-from cns_exchange.xmlsafe import PARSER_OPTIONS
+import cns_exchange.documents.verdict as xsdstream
+from cns_exchange.domain.nomenclature import load_codes, load_nomenclature
+from cns_exchange.documents.schemas import SchemaRegistry
+from cns_exchange.documents.safe import PARSER_OPTIONS
 from conftest import EXAMPLES
 
 REGISTRY = SchemaRegistry([])
@@ -168,7 +168,7 @@ def test_a_verdict_that_passes_a_truncated_file_is_overruled_by_the_reading(run,
 
 
 def test_a_verdict_that_refuses_what_lxml_cannot_locate_stays_refused(run, tmp_path, monkeypatch):
-    import cns_exchange.validate as validate
+    import cns_exchange.validation.validate as validate
 
     monkeypatch.setattr(validate, "verdict", lambda path, xsd: False)
     r = run("validate", "--json", str(BILLING))
@@ -179,7 +179,7 @@ def test_a_verdict_that_refuses_what_lxml_cannot_locate_stays_refused(run, tmp_p
 
 @pytest.mark.parametrize("where", ["verdict", "rules"])
 def test_an_exception_in_a_check_makes_the_document_invalid(run, monkeypatch, where):
-    import cns_exchange.validate as validate
+    import cns_exchange.validation.validate as validate
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated failure")
@@ -197,7 +197,7 @@ def test_an_exception_in_a_check_makes_the_document_invalid(run, monkeypatch, wh
 
 
 def test_printing_a_document_whose_check_fails_is_refused(run, tmp_path, monkeypatch):
-    import cns_exchange.validate as validate
+    import cns_exchange.validation.validate as validate
 
     monkeypatch.setattr(validate, "verdict", lambda path, xsd: (_ for _ in ()).throw(RuntimeError("simulated")))
     r = run("print", "summary", str(BILLING), "-o", str(tmp_path))
@@ -208,14 +208,14 @@ def test_printing_a_document_whose_check_fails_is_refused(run, tmp_path, monkeyp
 # --- build: its output is checked by the same validator ------------------------------------
 
 def _validator():
-    from cns_exchange.validate import Validator
+    from cns_exchange.validation.validate import Validator
 
     return Validator(REGISTRY, load_codes(), load_nomenclature(), 1 << 30)
 
 
 @pytest.mark.parametrize("broken", [None, "line-not-a-number", "root-never-closed"])
 def test_a_built_document_that_fails_its_xsd_is_not_published(tmp_path, broken):
-    from cns_exchange.build import Destination, publish_document
+    from cns_exchange.billing.build import Destination, publish_document
     from cns_exchange.errors import InputError
 
     data = BROKEN[broken](BILLING.read_bytes()) if broken else BILLING.read_bytes()
@@ -233,7 +233,7 @@ def test_a_built_document_that_fails_its_xsd_is_not_published(tmp_path, broken):
 
 
 def test_a_built_document_is_refused_when_the_verdict_is_switched_off_too(tmp_path, monkeypatch):
-    from cns_exchange.build import Destination, publish_document
+    from cns_exchange.billing.build import Destination, publish_document
     from cns_exchange.errors import InputError
 
     monkeypatch.setattr(xsdstream, "_STATE", SWITCHED_OFF)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterable
 
 from cns_exchange.errors import ConfigError
-from cns_exchange.identifiers import anniversary
+from cns_exchange.domain.identifiers import anniversary
 
 CENT = Decimal("0.01")
 #: How long the newest table is taken as current: cnsx's own choice. Health tariffs follow the
@@ -299,7 +299,7 @@ def add_months(day: date, months: int) -> date:
 @lru_cache(maxsize=1)
 def load_codes() -> Codes:
     """Return the bundled code lists and treatment rules."""
-    raw = json.loads(resources.files("cns_exchange.data").joinpath("codes.json").read_text("utf-8"))
+    raw = json.loads(resources.files("cns_exchange.domain.data").joinpath("codes.json").read_text("utf-8"))
     raw.pop("source", None)
     return Codes(**raw)
 
@@ -311,7 +311,7 @@ def load_nomenclature(user_dirs: Iterable[Path] = ()) -> Nomenclature:
     """
     acts = load_codes().acts.keys()
     tables: list[TariffTable] = []
-    bundled = resources.files("cns_exchange.data").joinpath("nomenclature")
+    bundled = resources.files("cns_exchange.domain.data").joinpath("nomenclature")
     for entry in sorted(bundled.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".json"):
             tables.append(parse_table(entry.read_text("utf-8"), f"bundled {entry.name}", acts))

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from cns_exchange.issues import WARNING, Issue, plural
-from cns_exchange.database import COUNTED_SESSIONS, DROPPED, LATEST_ANSWER, RANK, session_identity
-from cns_exchange.xmlread import read_document
+from cns_exchange.store.database import COUNTED_SESSIONS, DROPPED, LATEST_ANSWER, RANK, session_identity
+from cns_exchange.documents.read import read_document
 
 #: Output columns per document kind (CSV header / JSON keys). Requests and billing use the
 #: input columns of build-request and build-invoice, so that the rows build the document again.
@@ -84,8 +84,8 @@ def read_leniently(path: Path, validator) -> Document:
     whose findings become warnings (or fatal, for a file that is not well-formed). A check
     that fails to run to its end makes the file unreadable: nothing of it is imported.
     """
-    from cns_exchange.validate import CheckFailed, XsdVerdict, schema_findings
-    from cns_exchange.xmlread import ITEM_TAGS
+    from cns_exchange.validation.validate import CheckFailed, XsdVerdict, schema_findings
+    from cns_exchange.documents.read import ITEM_TAGS
 
     doc = Document(path, path.name, _sha256(path))
     schema_set, kind, root, issues = validator.detect(str(path))
@@ -140,7 +140,7 @@ def _conclude(doc: Document, found: list) -> None:
 def _read_records(doc: Document, path: Path, kind: str, root: str, rules) -> None:
     """Read the header and records of ``doc`` to the end of the file (lxml, no schema), each
     item through validate's ``rules`` for its kind."""
-    from cns_exchange.xmlread import FeeNoteColumns, HostileDocument
+    from cns_exchange.documents.read import FeeNoteColumns, HostileDocument
 
     doc.header, doc.records, doc.warnings, doc.fatal = None, [], [], []
     dates: dict = {}
@@ -174,7 +174,7 @@ def _read_records(doc: Document, path: Path, kind: str, root: str, rules) -> Non
 
 def rows_of(doc: Document) -> Iterator[dict]:
     """Turn a document's records into rows (see ROW_COLUMNS)."""
-    from cns_exchange.xmlwrite import amount
+    from cns_exchange.documents.write import amount
 
     for r in doc.records:
         if doc.kind == "request":
@@ -505,7 +505,7 @@ def _say_tariff_change(conn, doc: Document, payment_id: int, first: int) -> None
     amount than billed: a likely tariff change when each amount billed was paid at one other
     amount (the CNS prices with other tariffs than cnsx's table), else that the amounts differ.
     Not a dispute per line: the CNS gave no reason, and the lines stay paid at what it paid."""
-    from cns_exchange.xmlwrite import amount
+    from cns_exchange.documents.write import amount
 
     rows = conn.execute(
         """SELECT p.billed, p.accepted, count(*), min(s.session_date), group_concat(DISTINCT s.act)

@@ -114,7 +114,7 @@ def _interrupted() -> None:
     running in its thread (seconds on a large file) is not waited for: the process ends
     without the interpreter's finalisation, which that thread would not survive."""
     click.echo("interrupted", err=True)
-    validate = sys.modules.get("cns_exchange.validate")
+    validate = sys.modules.get("cns_exchange.validation.validate")
     if validate is not None and validate.libxml2_running():
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -210,14 +210,14 @@ class Context:
 
     def tables(self):
         """Return (codes, nomenclature, schema registry) for this run."""
-        from cns_exchange.nomenclature import load_codes, load_nomenclature
-        from cns_exchange.schemaset import SchemaRegistry
+        from cns_exchange.domain.nomenclature import load_codes, load_nomenclature
+        from cns_exchange.documents.schemas import SchemaRegistry
 
         return (load_codes(), load_nomenclature(self.settings.nomenclature_dirs),
                 SchemaRegistry(self.settings.schema_dirs))
 
     def validator(self, max_size: int | None = None):
-        from cns_exchange.validate import Validator
+        from cns_exchange.validation.validate import Validator
 
         codes, nomenclature, registry = self.tables()
         return Validator(registry, codes, nomenclature, max_size or self.settings.max_xml_bytes)
@@ -283,7 +283,7 @@ def _created(value: str | None) -> datetime:
 def _open_input(name: str):
     """Open an input path, or stdin for '-' (only then: never implicitly)."""
     if name == "-":
-        from cns_exchange.records import peekable
+        from cns_exchange.rows.records import peekable
 
         return peekable(sys.stdin.buffer), "<stdin>", Path.cwd()
     path = Path(name)
@@ -302,7 +302,7 @@ def _no_missing_folder(option: str, output: str) -> None:
 
 
 def _destination(output: str | None):
-    from cns_exchange.build import Destination
+    from cns_exchange.billing.build import Destination
 
     if output is None or output == "-":
         return Destination(stream=sys.stdout.buffer)
@@ -340,7 +340,7 @@ def _reading(ctx: Context, encoding: str | None, strict: bool):
     """How to read the input: --encoding, else the config's encoding (exit 4 if unknown), else
     detected; the config's [columns]; --strict."""
     from cns_exchange.errors import ConfigError
-    from cns_exchange.records import Reading, canonical_encoding
+    from cns_exchange.rows.records import Reading, canonical_encoding
 
     configured = ctx.settings.encoding
     if encoding is None and configured and configured != "detect":
@@ -378,8 +378,9 @@ def build_request_cmd(ctx: Context, input, input_format, encoding, strict, outpu
     relative to INPUT's folder; with --convert-images also JPEG/PNG scans, several joined by
     ';'); optional requested_acts (e.g. ZD11:1;ZD12:1;ZD13:4).
     """
-    from cns_exchange import build, records
-    from cns_exchange.pdf import PrescriptionFiles
+    from cns_exchange.billing import build
+    from cns_exchange.rows import records
+    from cns_exchange.pdf.pages import PrescriptionFiles
 
     created_at = _created(created)
     destination = _destination(output)
@@ -408,7 +409,7 @@ def build_request_cmd(ctx: Context, input, input_format, encoding, strict, outpu
 
 def _publish_requests(ctx: Context, build, requests, header, name, destination):
     """Copy the prescriptions, then publish the request file; return (path, sha256)."""
-    from cns_exchange.xmlwrite import write_request_file
+    from cns_exchange.documents.write import write_request_file
 
     if destination.path is not None:
         # The prescriptions first: a request file is never visible without its PDFs.
@@ -438,7 +439,7 @@ def _practice_database(ctx: Context, db: str | None):
         raise InputError(f"--db {db}: no such database", "check the path")
     if not path.exists():
         return None
-    from cns_exchange import database
+    from cns_exchange.store import database
 
     return database.connect(path)
 
@@ -447,7 +448,7 @@ def _history(conn):
     """The treatments granted before, from the practice database (None: none to check against)."""
     if conn is None:
         return None
-    from cns_exchange.database import TreatmentHistory
+    from cns_exchange.store.database import TreatmentHistory
 
     return TreatmentHistory(conn)
 
@@ -467,7 +468,8 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, strict, outpu
     certificate's request in the database). One fee note per certificate; each session is priced
     with the tariff table in force on its date, the patient share by the age on the prescription date.
     """
-    from cns_exchange import build, records
+    from cns_exchange.billing import build
+    from cns_exchange.rows import records
 
     created_at = _created(created)
     destination = _destination(output)
@@ -573,7 +575,8 @@ def print_fee_notes_cmd(ctx: Context, billing, created, output, matricule):
     (date, act, label, gross, patient share, CNS share) and the totals. Files are named
     SENDER_FAC_YYYYMMDD_SEQUENCE_MHnnnn.pdf; none is ever overwritten.
     """
-    from cns_exchange import console, printing
+    from cns_exchange import console
+    from cns_exchange.pdf import printing
 
     if output == "-":
         raise UsageError("-o -: fee notes are one PDF each, they go to a folder", "give -o a folder")
@@ -601,7 +604,8 @@ def print_summary_cmd(ctx: Context, billing, created, output, matricule):
 
     Header data, one row per fee note, and the totals, which are the XML header's to the cent.
     """
-    from cns_exchange import console, printing
+    from cns_exchange import console
+    from cns_exchange.pdf import printing
 
     printed = _created(created)
     if output == "-" and sys.stdout.isatty():
@@ -673,8 +677,10 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json, move_sent):
     replaced. Every upload is recorded in the database's ledger: content already sent is not
     sent again. Ends with a summary ("2 sent, 31 already sent"); -v names each file.
     """
-    from cns_exchange import console, database, sending
-    from cns_exchange.lock import run_lock
+    from cns_exchange import console
+    from cns_exchange.store import database
+    from cns_exchange.transport import upload as sending
+    from cns_exchange.store.lock import run_lock
 
     settings, remote, connect = _transport_context(ctx)
     paths, names = [], {}
@@ -721,7 +727,7 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json, move_sent):
                                         connect, int(settings.retries), float(settings.backoff), _on_retry(ctx))
             counts = {"sent": 0, "already-sent": 0, "recovered": 0}
             try:
-                from cns_exchange import importing
+                from cns_exchange.store import importing
 
                 for item in planned:
                     with console.progress(item.size, item.name, ctx.show_progress) as advance:
@@ -770,7 +776,7 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json, move_sent):
 
 def _fetcher(ctx: Context, settings, remote, connect):
     """Return a function making the profile's Fetcher on a database connection."""
-    from cns_exchange.fetching import Fetcher
+    from cns_exchange.transport.fetch import Fetcher
 
     return lambda conn: Fetcher(conn, settings.profile or "default", str(remote), str(settings.download_dir),
                                 settings.local_dir("inbox"), str(settings.after_fetch), settings.remote_archive_dir,
@@ -825,8 +831,9 @@ def fetch_cmd(ctx: Context, dry_run, wait):
     `cnsx fetch | cnsx import -` chains. Silent otherwise, unless something needs a human.
     For cron, `cnsx nightly` fetches and imports in one run.
     """
-    from cns_exchange import console, database
-    from cns_exchange.lock import run_lock
+    from cns_exchange import console
+    from cns_exchange.store import database
+    from cns_exchange.store.lock import run_lock
 
     settings, remote, connect = _transport_context(ctx)
     db_path = settings.database_path()
@@ -865,8 +872,9 @@ def nightly_cmd(ctx: Context, wait):
     empty); one line on stderr per thing that needs a human. Exits with the code of the
     first failure.
     """
-    from cns_exchange import console, nightly
-    from cns_exchange.nightly import ImportFailure
+    from cns_exchange import console
+    from cns_exchange.store import nightly
+    from cns_exchange.store.nightly import ImportFailure
 
     settings, remote, connect = _transport_context(ctx)
     validator = ctx.validator()
@@ -969,7 +977,7 @@ def config_init_cmd(ctx: Context, provider):
     """Write a commented starter config file (0600); never replaces an existing one."""
     from cns_exchange import console
     from cns_exchange.config import config_dir
-    from cns_exchange.identifiers import check_provider
+    from cns_exchange.domain.identifiers import check_provider
 
     problems = check_provider(provider) if provider != "000000" else []  # 000000: the placeholder to fill in
     if problems:  # it goes into the file as TOML text: only a valid code may
@@ -1064,7 +1072,7 @@ def _import_sources(files: tuple[str, ...], settings, spool_dir: Path | None = N
     ``spool_dir`` when given (--no-db: nothing is written where a later run would import it).
     An empty stdin names nothing: the list of a fetch that found nothing new, or failed.
     """
-    from cns_exchange.importing import inbox_documents
+    from cns_exchange.store.importing import inbox_documents
 
     if not files:
         return inbox_documents(settings.local_dir("inbox"))
@@ -1073,7 +1081,7 @@ def _import_sources(files: tuple[str, ...], settings, spool_dir: Path | None = N
         if name != "-":
             paths.append(Path(name))
             continue
-        from cns_exchange.xmlsafe import read_bounded
+        from cns_exchange.documents.safe import read_bounded
 
         data = read_bounded(sys.stdin.buffer, settings.max_xml_bytes)
         if not data.strip():
@@ -1121,9 +1129,11 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
     """
     import tempfile
 
-    from cns_exchange import console, importing
-    from cns_exchange.csvout import CsvWriter
-    from cns_exchange.lock import run_lock
+    from cns_exchange import console
+
+    from cns_exchange.store import importing
+    from cns_exchange.rows.csvout import CsvWriter
+    from cns_exchange.store.lock import run_lock
 
     settings = ctx.settings
     scratch = tempfile.TemporaryDirectory(prefix="cnsx-import-") if no_db else None
@@ -1188,7 +1198,7 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
         return exit_code
     if not paths:
         return ExitCode.OK  # nothing to do: not even the lock (another run holding it is no error here)
-    from cns_exchange import database
+    from cns_exchange.store import database
 
     db_path = _database_path(ctx, db)
     inbox = settings.local_dir("inbox").resolve()
@@ -1236,8 +1246,8 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
     """
     from datetime import date as date_cls
 
-    from cns_exchange import database
-    from cns_exchange import status as status_mod
+    from cns_exchange.store import database
+    from cns_exchange.store import status as status_mod
 
     certificate = certificate.strip() if certificate else certificate
     if certificate and patient:
@@ -1273,8 +1283,9 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
     finally:
         conn.close()
     if pdf_path:
-        from cns_exchange import console, printing
-        from cns_exchange.pdf import StatusHeading, show_matricule
+        from cns_exchange import console
+        from cns_exchange.pdf import printing
+        from cns_exchange.pdf.pages import StatusHeading, show_matricule
 
         mask = matricule != "full"
         shown = status_mod.masked(sections) if mask else sections
@@ -1293,7 +1304,7 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
         json.dump(sections, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     elif fmt == "csv":
-        from cns_exchange.csvout import CsvWriter
+        from cns_exchange.rows.csvout import CsvWriter
 
         writer = CsvWriter(sys.stdout)
         for name, rows in sections.items():
@@ -1324,9 +1335,9 @@ def certificates_cmd(ctx: Context, since, db, matricule):
     """
     from datetime import date as date_cls, timedelta
 
-    from cns_exchange import database
-    from cns_exchange import status as status_mod
-    from cns_exchange.pdf import show_matricule
+    from cns_exchange.store import database
+    from cns_exchange.store import status as status_mod
+    from cns_exchange.pdf.pages import show_matricule
 
     today = date_cls.today()
     try:
@@ -1339,7 +1350,7 @@ def certificates_cmd(ctx: Context, since, db, matricule):
         rows = status_mod.new_certificates(conn, day)
     finally:
         conn.close()
-    from cns_exchange.csvout import CsvWriter, utf8_text
+    from cns_exchange.rows.csvout import CsvWriter, utf8_text
 
     with utf8_text(sys.stdout.buffer) as text:  # (whatever the locale's encoding: the BOM says UTF-8)
         writer = CsvWriter(text, status_mod.NEW_CERTIFICATE_COLUMNS, french=True)  # (formula cells made harmless)
@@ -1359,8 +1370,12 @@ def report_sent_cmd(ctx: Context, certificate, sent_on, db, wait):
     """
     from datetime import date as date_cls
 
-    from cns_exchange import console, convention, database
-    from cns_exchange.lock import run_lock
+    from cns_exchange import console
+
+    from cns_exchange.store import convention
+
+    from cns_exchange.store import database
+    from cns_exchange.store.lock import run_lock
 
     certificate = certificate.strip()
     today = date_cls.today()
@@ -1404,8 +1419,12 @@ def export_accounting_cmd(ctx: Context, month, start, end, db, output):
     between cells, amounts with a decimal comma; no cell can run as a formula.
     """
 
-    from cns_exchange import console, database, export
-    from cns_exchange.csvout import utf8_text
+    from cns_exchange import console
+
+    from cns_exchange.store import database
+
+    from cns_exchange.store import export
+    from cns_exchange.rows.csvout import utf8_text
     from cns_exchange.fsutil import write_new
 
     within = export.period(month, start, end)
@@ -1452,8 +1471,10 @@ def _tariff_options(func):
 def _show_tariffs(ctx: Context, day: str | None, all_tables: bool, as_json: bool):
     from datetime import date as date_cls
 
-    from cns_exchange import console, tariffs
-    from cns_exchange.nomenclature import load_nomenclature
+    from cns_exchange import console
+
+    from cns_exchange.domain import tariffs
+    from cns_exchange.domain.nomenclature import load_nomenclature
 
     if day is not None and all_tables:
         raise UsageError("--date and --all: one table, or all of them", "give one of them")
@@ -1529,8 +1550,10 @@ def tariffs_add_cmd(ctx: Context, valid_from, source, prices, key_letter, coeffi
     """
     from datetime import date as date_cls
 
-    from cns_exchange import console, tariffs
-    from cns_exchange.nomenclature import load_codes, load_nomenclature
+    from cns_exchange import console
+
+    from cns_exchange.domain import tariffs
+    from cns_exchange.domain.nomenclature import load_codes, load_nomenclature
 
     dirs = ctx.settings.nomenclature_dirs
     result = tariffs.add_table(load_nomenclature(dirs), load_codes(), dirs[0], valid_from, source, prices, key_letter,
@@ -1571,7 +1594,7 @@ def sandbox_cmd(ctx: Context, root, upload_dir, download_dir, seed, once, interv
     import threading
 
     from cns_exchange import console
-    from cns_exchange.sandbox import STATE_NAME, Sandbox, parse_clock
+    from cns_exchange.transport.sandbox import STATE_NAME, Sandbox, parse_clock
 
     clock = parse_clock(now, os.environ.get("SOURCE_DATE_EPOCH"))
     settings = ctx.settings

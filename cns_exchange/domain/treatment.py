@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from cns_exchange.identifiers import anniversary
+from cns_exchange.domain.identifiers import anniversary
 
-from cns_exchange.nomenclature import Codes
+from cns_exchange.domain.nomenclature import Codes
 
 Problem = tuple[str, str]
 

@@ -235,7 +235,7 @@ class Fetcher:
 
     def _place(self, temp: Path, name: str, sha: str) -> tuple[Path, str]:
         """Move the downloaded temp file to its name in the inbox, never over another file."""
-        from cns_exchange.sending import sha256_of
+        from cns_exchange.transport.upload import sha256_of
 
         target = self.inbox / name
         if target.exists():

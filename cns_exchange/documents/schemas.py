@@ -22,8 +22,8 @@ KINDS = ("request", "billing", "ack", "answers", "payment")
 
 def bundled_dir() -> Path:
     """Return the bundled ``schemas`` folder: inside the installed package, or the checkout's."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "schemas", here.parent / "schemas"):
+    package = Path(__file__).resolve().parent.parent          # cns_exchange/
+    for candidate in (package / "schemas", package.parent / "schemas"):
         if candidate.is_dir():
             return candidate
     raise ConfigError("the bundled schema sets are missing from this installation", "reinstall cnsx")
@@ -59,7 +59,7 @@ class SchemaSet:
         if compiled is None:
             from lxml import etree
 
-            from cns_exchange.xmlsafe import PARSER_OPTIONS
+            from cns_exchange.documents.safe import PARSER_OPTIONS
 
             spec = self.documents[kind]
             try:

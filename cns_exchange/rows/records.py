@@ -21,14 +21,14 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Iterator, Mapping
 
-from cns_exchange.csvout import FORMULA_STARTS
+from cns_exchange.rows.csvout import FORMULA_STARTS
 from cns_exchange.errors import ConfigError, UsageError
-from cns_exchange.identifiers import normalise_prescriber
+from cns_exchange.domain.identifiers import normalise_prescriber
 from cns_exchange.issues import Issue
-from cns_exchange.model import CertificateRequest, Session
-from cns_exchange.nomenclature import Codes
-from cns_exchange.pdf import PrescriptionFiles
-from cns_exchange.rules import RequestChecks
+from cns_exchange.domain.model import CertificateRequest, Session
+from cns_exchange.domain.nomenclature import Codes
+from cns_exchange.pdf.pages import PrescriptionFiles
+from cns_exchange.validation.rules import RequestChecks
 
 FORMATS = ("csv", "json", "ndjson")
 

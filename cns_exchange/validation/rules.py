@@ -17,9 +17,9 @@ from datetime import date, timedelta
 from typing import Protocol, Sequence
 
 from cns_exchange.issues import CATALOGUE, ERROR
-from cns_exchange.identifiers import anniversary, birth_date, check_matricule, check_prescriber, check_provider
-from cns_exchange.nomenclature import CURRENT_FOR_MONTHS, Codes, Nomenclature, NoTariffError, PrescriptionDateNeeded, Price
-from cns_exchange.treatment import RequestRules, SessionRules, check_prescription_age, within_years
+from cns_exchange.domain.identifiers import anniversary, birth_date, check_matricule, check_prescriber, check_provider
+from cns_exchange.domain.nomenclature import CURRENT_FOR_MONTHS, Codes, Nomenclature, NoTariffError, PrescriptionDateNeeded, Price
+from cns_exchange.domain.treatment import RequestRules, SessionRules, check_prescription_age, within_years
 
 #: The logical fields a problem can name.
 FIELDS = ("matricule", "certificate_number", "prescriber_code", "prescription_date", "pathology_codes",

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Sequence
 
 from cns_exchange.errors import InputError, UsageError
-from cns_exchange.model import amount
-from cns_exchange.nomenclature import (CENT, CURRENT_FOR_MONTHS, Codes, Nomenclature, NoTariffError, TariffTable,
+from cns_exchange.domain.model import amount
+from cns_exchange.domain.nomenclature import (CENT, CURRENT_FOR_MONTHS, Codes, Nomenclature, NoTariffError, TariffTable,
                                        parse_table)
 
 #: A new table whose price of an act moves by more than this from the table before it is

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import IO, Iterable, Sequence
 
-from cns_exchange.model import (
+from cns_exchange.domain.model import (
     Acknowledgement,
     Answer,
     CertificateRequest,

@@ -16,18 +16,18 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from cns_exchange.errors import ConfigError, InputError, UsageError
-from cns_exchange.identifiers import check_provider
+from cns_exchange.domain.identifiers import check_provider
 from cns_exchange.issues import Issue, plural
-from cns_exchange.model import CertificateRequest, FeeNote, Header, BilledSession
-from cns_exchange.naming import attachment_name, make_name, next_sequence
-from cns_exchange.nomenclature import Codes, Nomenclature
-from cns_exchange.pdf import PrescriptionFiles
-from cns_exchange.records import (
+from cns_exchange.domain.model import CertificateRequest, FeeNote, Header, BilledSession
+from cns_exchange.domain.naming import attachment_name, make_name, next_sequence
+from cns_exchange.domain.nomenclature import Codes, Nomenclature
+from cns_exchange.pdf.pages import PrescriptionFiles
+from cns_exchange.rows.records import (
     REQUEST_COLUMNS, REQUEST_OPTIONAL, SESSION_COLUMNS, SESSION_OPTIONAL,
     InputReport, Reading, SessionReader, excel_hint, read_rows, to_request,
 )
-from cns_exchange.rules import SHARE_ON_SESSION_DATE, BillingChecks, RequestChecks
-from cns_exchange.validate import Validator
+from cns_exchange.validation.rules import SHARE_ON_SESSION_DATE, BillingChecks, RequestChecks
+from cns_exchange.validation.validate import Validator
 
 #: Schema versions this release can write (it reads any installed version's XSD). Version 2
 #: is version 1 with the prescription date of each fee note (DateOrdonnance).
@@ -215,7 +215,7 @@ def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencla
                   header: Header, file_name: str, destination: Destination, validator: Validator,
                   reading: Reading | None = None, certificates=None) -> BuildResult:
     """Build and publish a billing file from session rows (build-invoice)."""
-    from cns_exchange.xmlwrite import write_billing_file
+    from cns_exchange.documents.write import write_billing_file
 
     notes, report = load_fee_notes(stream, name, fmt, codes, nomenclature, header.provider, header.created.date(),
                                    reading, certificates, header.version in SHARE_ON_SESSION_DATE)
@@ -379,7 +379,7 @@ class CertificateBook:
 
     def _billed_on(self, certificate: str) -> dict[str, tuple[str, bool]]:
         """{identity: (billing file, disputed in full)} of the sessions billed on ``certificate``."""
-        from cns_exchange.database import BILLED_SESSIONS, DROPPED
+        from cns_exchange.store.database import BILLED_SESSIONS, DROPPED
 
         found = self._billed.get(certificate)
         if found is None:
@@ -399,7 +399,7 @@ class CertificateBook:
 
     def check(self, certificate: str, matricule: str, day: date, act: str) -> list[tuple[str, str]]:
         """Check one session to bill; return its problems (CRT02-CRT06)."""
-        from cns_exchange.database import COUNTED_SESSIONS, session_identity
+        from cns_exchange.store.database import COUNTED_SESSIONS, session_identity
 
         problems = []
         identity = session_identity(certificate, matricule, day.isoformat(), act)

@@ -4,12 +4,12 @@ business rules, and return the issues as data.
 A document is valid only when every check ran to its end and said so (fail closed):
 
 - lxml reads the document to its end, without the schema, and hands each item to the
-  business rules of :mod:`cns_exchange.rules` (the one rule engine build uses too). A parse
+  business rules of :mod:`cns_exchange.validation.rules` (the one rule engine build uses too). A parse
   error anywhere is XML01: it is never left for another check to report.
 - Meanwhile libxml2's tree-less validator gives its verdict on the file in a thread
-  (:mod:`cns_exchange.xsdstream`: public API, checked at first use). When it does not pass
+  (:mod:`cns_exchange.documents.verdict`: public API, checked at first use). When it does not pass
   the file, or cannot be used, lxml's slower schema pass says where and why
-  (:func:`cns_exchange.xmlread.locate_schema_errors`); when that pass finds nothing the
+  (:func:`cns_exchange.documents.read.locate_schema_errors`); when that pass finds nothing the
   verdict still stands and the document is invalid.
 - An exception in any check, in this thread or the verdict's, makes the document invalid
   (VAL01) with what happened; it never passes a document.
@@ -28,19 +28,19 @@ from typing import IO
 from lxml import etree
 
 from cns_exchange.fsutil import sha256_of
-from cns_exchange.identifiers import check_provider
+from cns_exchange.domain.identifiers import check_provider
 from cns_exchange.issues import Issue
-from cns_exchange.model import Header
-from cns_exchange.naming import parse_name
-from cns_exchange.nomenclature import Codes, Nomenclature
-from cns_exchange.rules import SESSION_WIDE, SHARE_ON_SESSION_DATE, BillingChecks, RequestChecks, check_acts_known
-from cns_exchange.schemaset import SchemaRegistry, SchemaSet
-from cns_exchange.xmlread import (
+from cns_exchange.domain.model import Header
+from cns_exchange.domain.naming import parse_name
+from cns_exchange.domain.nomenclature import Codes, Nomenclature
+from cns_exchange.validation.rules import SESSION_WIDE, SHARE_ON_SESSION_DATE, BillingChecks, RequestChecks, check_acts_known
+from cns_exchange.documents.schemas import SchemaRegistry, SchemaSet
+from cns_exchange.documents.read import (
     ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, cents_of, clean_message, date_of, locate_paths, locate_schema_errors,
     read_document,
 )
-from cns_exchange.xmlsafe import PARSER_OPTIONS, DocumentTooLarge, DocumentUnreadable, has_doctype, open_document, spool
-from cns_exchange.xsdstream import verdict
+from cns_exchange.documents.safe import PARSER_OPTIONS, DocumentTooLarge, DocumentUnreadable, has_doctype, open_document, spool
+from cns_exchange.documents.verdict import verdict
 
 log = logging.getLogger("cnsx.validate")
 
@@ -229,7 +229,7 @@ class _BillingRules(_Rules):
         return values
 
     def finish(self) -> None:
-        from cns_exchange.xmlwrite import amount
+        from cns_exchange.documents.write import amount
 
         self._expect("NombreMemoires", str(self.count), "DOC01", "fee notes")
         self._expect("NombreSeances", str(self.sessions), "DOC01", "sessions")
@@ -281,7 +281,7 @@ class _PaymentRules(_Rules):
             self.add("DOC05", f"dispute reason '{p.reason_code}' is not in the bundled list", line, xp + "/Contestation/CodeMotif")
 
     def finish(self) -> None:
-        from cns_exchange.xmlwrite import amount
+        from cns_exchange.documents.write import amount
 
         self._expect("NombreLignes", str(self.count), "DOC01", "lines")
         self._expect("TotalFacture", amount(self.billed), "DOC02", "as the sum of the billed amounts")

@@ -29,12 +29,12 @@ from typing import IO, Any, Callable, Iterator
 from cns_exchange.errors import CnsxError, InputError, UsageError
 from cns_exchange.fsutil import private_dir, publish, sha256_of, temp_file, write_new
 from cns_exchange.issues import Issue
-from cns_exchange.model import FeeNote, Header
-from cns_exchange.naming import FileName, fee_note_pdf_name, summary_pdf_name
-from cns_exchange.nomenclature import Codes
-from cns_exchange.pdf import Source, StatusHeading, Totals, write_fee_note, write_status, write_summary
-from cns_exchange.xmlread import Item, read_document
-from cns_exchange.xmlsafe import spool
+from cns_exchange.domain.model import FeeNote, Header
+from cns_exchange.domain.naming import FileName, fee_note_pdf_name, summary_pdf_name
+from cns_exchange.domain.nomenclature import Codes
+from cns_exchange.pdf.pages import Source, StatusHeading, Totals, write_fee_note, write_status, write_summary
+from cns_exchange.documents.read import Item, read_document
+from cns_exchange.documents.safe import spool
 
 
 @dataclass

@@ -21,9 +21,9 @@ from typing import Callable
 from cns_exchange.errors import InputError, TransportFatalError
 from cns_exchange.fsutil import sha256_of  # (the upload command takes it from here too)
 from cns_exchange.issues import ERROR, Issue
-from cns_exchange.naming import disagreements, make_name, parse_name
+from cns_exchange.domain.naming import disagreements, make_name, parse_name
 from cns_exchange.transport import RetryingConnection, Transport
-from cns_exchange.xmlread import read_header
+from cns_exchange.documents.read import read_header
 
 
 @dataclass
@@ -102,7 +102,7 @@ def receive(stream, outbox: Path, name: str, limit: int) -> Path:
     there): interrupted, it leaves nothing behind."""
     from cns_exchange.errors import UsageError
     from cns_exchange.fsutil import copy_atomic
-    from cns_exchange.xmlsafe import spool
+    from cns_exchange.documents.safe import spool
 
     target = outbox / name
     if target.exists():

@@ -33,7 +33,7 @@ from typing import IO, Any, Iterable, Iterator, NamedTuple
 
 from cns_exchange import __version__
 from cns_exchange.config import DEFAULT_MAX_PDF_BYTES
-from cns_exchange.model import FeeNote, Header
+from cns_exchange.domain.model import FeeNote, Header
 
 PRODUCER = f"cnsx {__version__}"
 
@@ -1053,7 +1053,7 @@ def _sum_amounts(amounts: Iterable[str]) -> str:
 def write_status(out: IO[bytes], sections: dict[str, list[dict]], heading: StatusHeading) -> int:
     """Draw the status report of the practice database as an A4 PDF into ``out``; return its page count.
 
-    One table per section of :func:`cns_exchange.status.status` (as given: matricules already
+    One table per section of :func:`cns_exchange.store.status.status` (as given: matricules already
     masked or not), long tables split over pages with their column titles repeated, amounts to
     the cent as in the JSON output (written the French way), and a total line under the months.
     The title names the provider code(s), the day and the selection (one certificate or

@@ -31,13 +31,13 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from cns_exchange.build import WRITABLE_VERSIONS
+from cns_exchange.billing.build import WRITABLE_VERSIONS
 from cns_exchange.clock import from_epoch
 from cns_exchange.errors import ConfigError, CnsxError, UsageError
 from cns_exchange.fsutil import fsync_dir, private_dir, publish, temp_file, write_atomic
-from cns_exchange.identifiers import anniversary, birth_date, check_provider
-from cns_exchange.lock import run_lock
-from cns_exchange.model import (
+from cns_exchange.domain.identifiers import anniversary, birth_date, check_provider
+from cns_exchange.store.lock import run_lock
+from cns_exchange.domain.model import (
     Acknowledgement,
     Anomaly,
     Answer,
@@ -48,12 +48,12 @@ from cns_exchange.model import (
     Header,
     PaymentLine,
 )
-from cns_exchange.naming import CNS_SENDER, KIND_CODES, make_name, next_sequence, parse_name
-from cns_exchange.nomenclature import Codes, NoTariffError, add_months
-from cns_exchange.treatment import within_years
-from cns_exchange.validate import Report, Validator, check_attachment
-from cns_exchange.xmlread import read_document, read_header
-from cns_exchange.xmlwrite import write_acknowledgement, write_answers, write_payment_statement
+from cns_exchange.domain.naming import CNS_SENDER, KIND_CODES, make_name, next_sequence, parse_name
+from cns_exchange.domain.nomenclature import Codes, NoTariffError, add_months
+from cns_exchange.domain.treatment import within_years
+from cns_exchange.validation.validate import Report, Validator, check_attachment
+from cns_exchange.documents.read import read_document, read_header
+from cns_exchange.documents.write import write_acknowledgement, write_answers, write_payment_statement
 
 #: The CNS "receives" a file this long after the creation time written in its header.
 RECEPTION_DELAY = timedelta(minutes=5)

@@ -15,7 +15,7 @@ import re
 from contextlib import contextmanager
 from typing import IO, Iterator
 
-from cns_exchange import model
+from cns_exchange.domain import model
 
 #: First characters that make a spreadsheet read a cell as a formula (or, tab and CR, hide
 #: one): OWASP, "CSV Injection". Such a cell is written with a single quote before it.

@@ -16,7 +16,7 @@ from typing import IO, Any, Iterator
 
 from lxml import etree
 
-from cns_exchange.model import (
+from cns_exchange.domain.model import (
     Acknowledgement,
     Anomaly,
     Answer,
@@ -27,7 +27,7 @@ from cns_exchange.model import (
     Header,
     PaymentLine,
 )
-from cns_exchange.xmlsafe import PARSER_OPTIONS, has_doctype
+from cns_exchange.documents.safe import PARSER_OPTIONS, has_doctype
 
 ITEM_TAGS = {"request": "Demande", "billing": "MemoireHonoraires", "answers": "Reponse", "payment": "Ligne", "ack": None}
 _TREATMENT = {"initial": "initial", "prolongation": "extension"}

@@ -4,7 +4,7 @@ One row per billed session (each session once, however often it was billed:
 ``sessions.counted``), with its fee note, patient, amounts and, once the CNS paid, the payment
 statement's date and bank reference. Rows are plain dicts with amounts in cents, produced one
 at a time (a year of a busy practice need not be held in memory); the CLI writes them with
-:class:`cns_exchange.csvout.CsvWriter` in the French Excel convention.
+:class:`cns_exchange.rows.csvout.CsvWriter` in the French Excel convention.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from cns_exchange.database import BILLED_SESSIONS
+from cns_exchange.store.database import BILLED_SESSIONS
 from cns_exchange.errors import UsageError
-from cns_exchange.nomenclature import add_months
+from cns_exchange.domain.nomenclature import add_months
 
 #: The columns of the accounting export, in order (docs/cli.md, cnsx export accounting).
 ACCOUNTING_COLUMNS = (
@@ -92,7 +92,7 @@ def write_accounting_csv(rows, stream) -> int:
     """Write ``rows`` (of :func:`accounting_rows`) to the text ``stream`` as CSV in the French
     Excel convention (BOM, ``;``, decimal comma; no cell a spreadsheet runs as a formula),
     a header first. Returns the number of rows written."""
-    from cns_exchange.csvout import CsvWriter
+    from cns_exchange.rows.csvout import CsvWriter
 
     writer = CsvWriter(stream, ACCOUNTING_COLUMNS, french=True, amounts=ACCOUNTING_AMOUNTS)
     writer.writeheader()

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from cns_exchange.errors import CnsxError, ExitCode
-from cns_exchange.fetching import Fetched, Fetcher, FetchReport
-from cns_exchange.importing import ImportResult
+from cns_exchange.transport.fetch import Fetched, Fetcher, FetchReport
+from cns_exchange.store.importing import ImportResult
 
 
 @dataclass
@@ -70,9 +70,9 @@ def run_night(database: Path, wait: float, make_fetcher: Callable[[sqlite3.Conne
     holds the lock past ``wait`` seconds; errors of the fetch and of single files are in the
     report. Imported files leave the inbox for the archive, unreadable ones for ``errors_dir``.
     """
-    from cns_exchange import database as db
-    from cns_exchange.importing import import_path, inbox_documents
-    from cns_exchange.lock import run_lock
+    from cns_exchange.store import database as db
+    from cns_exchange.store.importing import import_path, inbox_documents
+    from cns_exchange.store.lock import run_lock
 
     report = NightReport()
     with run_lock(database, wait):

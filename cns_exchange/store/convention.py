@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib import resources
 
-from cns_exchange.database import BILLED_SESSIONS, CERTIFICATE_PATIENT, COUNTED_SESSIONS
+from cns_exchange.store.database import BILLED_SESSIONS, CERTIFICATE_PATIENT, COUNTED_SESSIONS
 from cns_exchange.errors import ConfigError, InputError, UsageError
 
 
@@ -57,9 +57,9 @@ class Convention:
 @lru_cache(maxsize=1)
 def load_convention() -> Convention:
     """Return the checked figures of data/convention.json; raises ConfigError if they are unusable."""
-    name = "cns_exchange/data/convention.json"
+    name = "cns_exchange/domain/data/convention.json"
     try:
-        raw = json.loads(resources.files("cns_exchange.data").joinpath("convention.json").read_text("utf-8"))
+        raw = json.loads(resources.files("cns_exchange.domain.data").joinpath("convention.json").read_text("utf-8"))
         rates = []
         for entry in raw["it_flat_rate"]:
             amount = Decimal(str(entry["yearly_amount"]))
