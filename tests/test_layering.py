@@ -111,11 +111,20 @@ def test_cli_imports_heavy_libraries_lazily(library):
     assert library not in _top_level_imports(MODULES["cns_exchange.cli"])
 
 
-def test_pdf_module_imports_its_libraries_inside_functions():
-    # records and build import cns_exchange.pdf.pages at their top: it must not load its libraries then.
-    assert not _top_level_imports(MODULES["cns_exchange.pdf.pages"]) & PDF_LIBRARIES
-    used = {name for name, _ in _imports(MODULES["cns_exchange.pdf.pages"])}
-    assert {"pypdf", "img2pdf", "reportlab"} <= used   # the walk does see the lazy imports
+PDF_MODULES = sorted(m for m in MODULES if m.startswith("cns_exchange.pdf."))
+
+
+@pytest.mark.parametrize("module", PDF_MODULES)
+def test_pdf_modules_import_their_libraries_inside_functions(module):
+    # records and build import cns_exchange.pdf.prescriptions at their top, status and print the
+    # drawing modules: none may load a PDF library when it is imported.
+    assert not _top_level_imports(MODULES[module]) & PDF_LIBRARIES
+
+
+def test_the_pdf_libraries_are_used_where_expected():
+    # the walk does see the lazy imports: pypdf and img2pdf for prescriptions, reportlab for drawing
+    used = {(_short(m), name) for m in PDF_MODULES for name, _ in _imports(MODULES[m])}
+    assert {("pdf.prescriptions", "pypdf"), ("pdf.prescriptions", "img2pdf"), ("pdf.pages", "reportlab")} <= used
 
 
 def test_cli_top_level_imports_only_the_standard_library_click_and_cnsx():
@@ -145,8 +154,9 @@ def test_importing_the_cli_loads_no_lxml_or_rich():
 
 
 def test_building_blocks_load_no_pdf_library():
-    modules = _imported_modules("import cns_exchange.billing.build, cns_exchange.rows.records, cns_exchange.pdf.printing, cns_exchange.pdf.pages")
-    assert "cns_exchange.pdf.pages" in modules
+    modules = _imported_modules("import " + ", ".join(["cns_exchange.billing.build", "cns_exchange.rows.records",
+                                                         "cns_exchange.store.status", *PDF_MODULES]))
+    assert "cns_exchange.pdf.prescriptions" in modules and "cns_exchange.pdf.printing" in modules
     heavy = sorted(m for m in modules if m.split(".")[0] in PDF_LIBRARIES)
     assert heavy == [], f"importing the build modules loads {', '.join(heavy)}: import them inside the functions"
 

@@ -18,7 +18,7 @@ from lxml import etree
 from PIL import Image
 from pypdf import PdfReader, PdfWriter
 
-from cns_exchange.pdf import pages as pdf
+from cns_exchange.pdf import prescriptions as pdf
 from conftest import CREATED, EXAMPLES, PROVIDER
 
 ARGS = ("--provider", PROVIDER, "--created", CREATED)

@@ -21,7 +21,7 @@ from cns_exchange.issues import Issue, plural
 from cns_exchange.domain.model import CertificateRequest, FeeNote, Header, BilledSession
 from cns_exchange.domain.naming import attachment_name, make_name, next_sequence
 from cns_exchange.domain.nomenclature import Codes, Nomenclature
-from cns_exchange.pdf.pages import PrescriptionFiles
+from cns_exchange.pdf.prescriptions import PrescriptionFiles
 from cns_exchange.rows.records import (
     REQUEST_COLUMNS, REQUEST_OPTIONAL, SESSION_COLUMNS, SESSION_OPTIONAL,
     InputReport, Reading, SessionReader, excel_hint, read_rows, to_request,

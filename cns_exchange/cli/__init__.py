@@ -380,7 +380,7 @@ def build_request_cmd(ctx: Context, input, input_format, encoding, strict, outpu
     """
     from cns_exchange.billing import build
     from cns_exchange.rows import records
-    from cns_exchange.pdf.pages import PrescriptionFiles
+    from cns_exchange.pdf.prescriptions import PrescriptionFiles
 
     created_at = _created(created)
     destination = _destination(output)

@@ -27,7 +27,7 @@ from cns_exchange.domain.identifiers import normalise_prescriber
 from cns_exchange.issues import Issue
 from cns_exchange.domain.model import CertificateRequest, Session
 from cns_exchange.domain.nomenclature import Codes
-from cns_exchange.pdf.pages import PrescriptionFiles
+from cns_exchange.pdf.prescriptions import PrescriptionFiles
 from cns_exchange.validation.rules import RequestChecks
 
 FORMATS = ("csv", "json", "ndjson")
