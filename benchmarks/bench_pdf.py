@@ -7,7 +7,7 @@ billing file by cnsx build-invoice), then prints:
 - the wall time of ``cnsx print summary`` and ``cnsx print fee-notes`` as subprocesses
   (start-up, validation of the billing file, reading, drawing, writing), and their peak
   memory (ru_maxrss of the child);
-- the time of the drawing alone (pdf.write_summary in this process, the file already read),
+- the time of the drawing alone (pdf.summary.write_summary in this process, the file already read),
   the figure the 5-second target of issue 5 is about.
 
 Prints figures; asserts nothing.
@@ -109,7 +109,8 @@ def main() -> None:
 
     # The drawing alone, in this process: the fee notes already read, fonts already loaded.
     from cns_exchange.domain.nomenclature import load_codes
-    from cns_exchange.pdf.pages import Source, write_fee_note, write_summary
+    from cns_exchange.pdf.feenote import Source, write_fee_note
+    from cns_exchange.pdf.summary import write_summary
     from cns_exchange.documents.read import read_document
 
     with open(billing, "rb") as f:
@@ -117,9 +118,9 @@ def main() -> None:
     header, notes = items[0].record, [i.record for i in items[1:]]
     labels = {act: spec["label"] for act, spec in load_codes().acts.items()}
     source = Source(billing.name, "0" * 64, header, datetime.fromisoformat(CREATED), labels, True)
-    write_summary(io.BytesIO(), notes[:1], source, 1)  # load the fonts
+    write_summary(io.BytesIO(), notes[:1], source)  # load the fonts
     t = time.perf_counter()
-    write_summary(io.BytesIO(), notes, source, len(notes))
+    write_summary(io.BytesIO(), notes, source)
     drawn = time.perf_counter() - t
     t = time.perf_counter()
     for note in notes:

@@ -37,9 +37,13 @@ The package is laid out along the data flow, one sub-package per stage:
       export        the accountant's export (cnsx export)
       nightly       fetch + import, for cron (cnsx nightly)
       lock          one run at a time per database
-    pdf/          printed documents
-      pages         prescriptions checked, scans converted; fee notes, summary and status report drawn
-      printing      billing file -> fee notes and summary (cnsx print)
+    pdf/          PDFs
+      prescriptions the prescription a request carries, checked (pypdf); scans converted (img2pdf)
+      layout        the one page-layout engine: documents laid out as data (pages of bands), then drawn
+      feenote       the patient's fee note
+      summary       the summary statement of a billing file
+      report        the status report of the practice database (cnsx status --pdf)
+      printing      billing file -> fee notes and summary (cnsx print); the status report written
     cli/          the click commands
     errors, issues, config, console, fsutil, clock   shared by every stage
 """

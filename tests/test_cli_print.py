@@ -323,15 +323,15 @@ def test_bundled_font_when_no_system_font(tmp_path, billing):
 import io, sys
 from datetime import datetime
 from pathlib import Path
-from cns_exchange.pdf import pages as pdf
+from cns_exchange.pdf import feenote, layout
 from cns_exchange.domain.nomenclature import load_codes
 from cns_exchange.documents.read import read_document
-pdf.FONT_CANDIDATES.clear()
-print(pdf.font_files()[0].name)
+layout.FONT_CANDIDATES.clear()
+print(layout.font_files()[0].name)
 items = list(read_document(open({str(billing)!r}, "rb"), "billing", "FichierFacturation"))
-source = pdf.Source("b.xml", "0" * 64, items[0].record, datetime(2026, 11, 21), {{}}, False)
+source = feenote.Source("b.xml", "0" * 64, items[0].record, datetime(2026, 11, 21), {{}}, False)
 out = io.BytesIO()
-pdf.write_fee_note(out, items[-1].record, source)
+feenote.write_fee_note(out, items[-1].record, source)
 Path({str(tmp_path / 'vera.pdf')!r}).write_bytes(out.getvalue())
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
@@ -343,7 +343,8 @@ Path({str(tmp_path / 'vera.pdf')!r}).write_bytes(out.getvalue())
 
 
 def test_amounts_are_french():
-    from cns_exchange.pdf.pages import euros, show_matricule
+    from cns_exchange.domain.identifiers import show_matricule
+    from cns_exchange.pdf.layout import euros
 
     assert euros(0) == "0,00" and euros(8889) == "88,89" and euros(123456789) == "1\u00a0234\u00a0567,89"
     assert show_matricule("1974091186700", True) == "•••••••••6700"

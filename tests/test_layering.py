@@ -122,9 +122,11 @@ def test_pdf_modules_import_their_libraries_inside_functions(module):
 
 
 def test_the_pdf_libraries_are_used_where_expected():
-    # the walk does see the lazy imports: pypdf and img2pdf for prescriptions, reportlab for drawing
+    # The walk does see the lazy imports: pypdf and img2pdf check and convert prescriptions;
+    # reportlab measures and draws in the one layout engine, and draws the status report's chart.
     used = {(_short(m), name) for m in PDF_MODULES for name, _ in _imports(MODULES[m])}
-    assert {("pdf.prescriptions", "pypdf"), ("pdf.prescriptions", "img2pdf"), ("pdf.pages", "reportlab")} <= used
+    assert {("pdf.prescriptions", "pypdf"), ("pdf.prescriptions", "img2pdf")} <= used
+    assert {m for m, name in used if name == "reportlab"} == {"pdf.layout", "pdf.report"}
 
 
 def test_cli_top_level_imports_only_the_standard_library_click_and_cnsx():

@@ -188,7 +188,7 @@ def test_columns_cover_every_key_of_status(run, tmp_path, monkeypatch, db):
     key in status.py must be given a column)."""
     from cns_exchange.store import database
     from cns_exchange.store import status as status_mod
-    from cns_exchange.pdf.pages import status_columns
+    from cns_exchange.pdf.report import status_columns
 
     monkeypatch.setenv("CNSX_DATA_DIR", str(tmp_path / "data2"))
     early = tmp_path / "early.sqlite"   # requests and billing only: requests awaiting, sessions awaiting payment
@@ -216,7 +216,7 @@ def test_long_sections_go_on_over_pages_with_their_column_titles(tmp_path):
     the months' total is under column titles."""
     from datetime import datetime, timezone
 
-    from cns_exchange.pdf.pages import StatusHeading, write_status
+    from cns_exchange.pdf.report import StatusHeading, write_status
 
     awaiting = [{"certificate": f"TPC-2026-{n:06d}", "matricule": "•••••••••6700", "session_date": "2026-11-02",
                  "act": "ZD12", "cns_share": f"{n}.{n % 100:02d}", "billing_file": "123456_FAC_20261120_000001.xml"}
@@ -251,6 +251,6 @@ def test_long_sections_go_on_over_pages_with_their_column_titles(tmp_path):
 
 
 def test_cents_are_exact():
-    from cns_exchange.pdf.pages import cents
+    from cns_exchange.pdf.report import cents
 
     assert cents("0.10") == 10 and cents("1234.56") == 123456 and cents("-0.50") == -50 and cents("7") == 700

@@ -1285,7 +1285,8 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
     if pdf_path:
         from cns_exchange import console
         from cns_exchange.pdf import printing
-        from cns_exchange.pdf.pages import StatusHeading, show_matricule
+        from cns_exchange.domain.identifiers import show_matricule
+        from cns_exchange.pdf.report import StatusHeading
 
         mask = matricule != "full"
         shown = status_mod.masked(sections) if mask else sections
@@ -1337,7 +1338,7 @@ def certificates_cmd(ctx: Context, since, db, matricule):
 
     from cns_exchange.store import database
     from cns_exchange.store import status as status_mod
-    from cns_exchange.pdf.pages import show_matricule
+    from cns_exchange.domain.identifiers import show_matricule
 
     today = date_cls.today()
     try:

@@ -106,6 +106,12 @@ def check_prescriber(value: str) -> tuple[Problem, ...]:
     return (("PRS01", f"'{value}' is not a prescriber code of 6 to 8 digits"),)
 
 
+def show_matricule(matricule: str, masked: bool) -> str:
+    """Return the matricule in full, or masked but for its last 4 digits ('•••••••••6700'):
+    how every document and report shows one when asked to mask it."""
+    return "•" * (len(matricule) - 4) + matricule[-4:] if masked else matricule
+
+
 def _mask(value: str) -> str:
     """Shorten a wrong matricule in messages: enough to find the row, not the whole number."""
     return value if len(value) <= 4 else value[:4] + "…"

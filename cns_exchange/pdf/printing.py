@@ -5,7 +5,7 @@ The billing file is validated first, exactly as ``cnsx validate`` does it: nothi
 from an invalid file, so that what is printed is what the CNS is billed, and the printed
 totals are the XML header's (checked again after drawing, to the cent, before anything is
 published). The file is then read a second time, streaming (xmlread.read_document), and each
-fee note is drawn as it comes (pdf module): memory stays flat whatever the file's size.
+fee note is drawn as it comes (pdf.feenote, pdf.summary): memory stays flat whatever the file's size.
 Failing closed: should that reading fail where validation passed (an unreadable fee note,
 the end of the document never reached), it is the document's fault, exit 3, and nothing is
 published: the fee notes are drawn into temp files and published only once all are drawn.
@@ -32,7 +32,9 @@ from cns_exchange.issues import Issue
 from cns_exchange.domain.model import FeeNote, Header
 from cns_exchange.domain.naming import FileName, fee_note_pdf_name, summary_pdf_name
 from cns_exchange.domain.nomenclature import Codes
-from cns_exchange.pdf.pages import Source, StatusHeading, Totals, write_fee_note, write_status, write_summary
+from cns_exchange.pdf.feenote import Source, Totals, write_fee_note
+from cns_exchange.pdf.report import StatusHeading, write_status
+from cns_exchange.pdf.summary import write_summary
 from cns_exchange.documents.read import Item, read_document
 from cns_exchange.documents.safe import spool
 
@@ -184,11 +186,10 @@ def print_summary(billing: Billing, output: Path | None, stdout: IO[bytes] | Non
     Raises UsageError if the file exists, InputError if the totals drawn differ from the
     header's (nothing is then written).
     """
-    count = int(billing.header.extra.get("NombreMemoires", "0") or 0)
     source = _source(billing, codes, printed, mask, practice)
 
     def draw(out: IO[bytes]) -> Totals:
-        totals = write_summary(out, _notes(billing), source, count)
+        totals = write_summary(out, _notes(billing), source)
         _check_totals(billing, totals)
         return totals
 

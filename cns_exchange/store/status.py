@@ -20,7 +20,7 @@ from cns_exchange.store import convention
 from cns_exchange.domain import model
 from cns_exchange.store.database import CERTIFICATE_PATIENT, COUNTED_SESSIONS, LATEST_ANSWER
 from cns_exchange.errors import InputError
-from cns_exchange.pdf.pages import show_matricule
+from cns_exchange.domain.identifiers import show_matricule
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
