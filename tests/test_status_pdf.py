@@ -219,10 +219,10 @@ def test_long_sections_go_on_over_pages_with_their_column_titles(tmp_path):
     from cns_exchange.pdf.report import StatusHeading, write_status
 
     awaiting = [{"certificate": f"TPC-2026-{n:06d}", "matricule": "•••••••••6700", "session_date": "2026-11-02",
-                 "act": "ZD12", "cns_share": f"{n}.{n % 100:02d}", "billing_file": "123456_FAC_20261120_000001.xml"}
+                 "act": "ZD12", "cns_share": n * 100 + n % 100, "billing_file": "123456_FAC_20261120_000001.xml"}
                 for n in range(1, 121)]
-    months = [{"month": f"{2024 + m // 12}-{m % 12 + 1:02d}", "sessions": m, "gross": "1402.91", "patient_share": "168.35",
-               "billed": "1234.56", "paid": "1000.00", "disputed": "0.01"} for m in range(30)]
+    months = [{"month": f"{2024 + m // 12}-{m % 12 + 1:02d}", "sessions": m, "gross": 140291, "patient_share": 16835,
+               "billed": 123456, "paid": 100000, "disputed": 1} for m in range(30)]
     sections = {"requests_awaiting_answer": [], "refused_requests": [], "certificates": [],
                 "billed_awaiting_payment": awaiting, "disputed": [], "per_month": months}
     heading = StatusHeading(["123456"], date(2026, 11, 21), datetime(2026, 11, 21, tzinfo=timezone.utc), "0" * 64)
@@ -250,7 +250,31 @@ def test_long_sections_go_on_over_pages_with_their_column_titles(tmp_path):
     render(path, "status-long")
 
 
-def test_cents_are_exact():
-    from cns_exchange.pdf.report import cents
+def test_status_gives_cents_and_each_output_writes_them(run, db):
+    """status() returns amounts as integer cents (no text made in SQL, none parsed back); the
+    JSON writes them as decimal text (docs/cli.md), and the PDF's amount columns are exactly
+    the amounts status.AMOUNTS names."""
+    from cns_exchange.pdf.report import SECTIONS
+    from cns_exchange.store import database
+    from cns_exchange.store import status as status_mod
 
-    assert cents("0.10") == 10 and cents("1234.56") == 123456 and cents("-0.50") == -50 and cents("7") == 700
+    conn = database.connect(db)
+    try:
+        sections = status_mod.status(conn, date.today(), year=2026)
+        one = status_mod.status(conn, date.today(), patient="1974091186700")
+    finally:
+        conn.close()
+    checked = 0
+    for name, keys in status_mod.AMOUNTS.items():
+        for row in (sections | {"history": one["history"]})[name]:
+            for key in keys:
+                assert row[key] is None or type(row[key]) is int, (name, key, row[key])
+                checked += row[key] is not None
+    assert checked > 10
+    assert sections["disputed"][0]["billed"] == 5555
+    text = status_mod.as_text(sections)
+    assert text["disputed"][0]["billed"] == "55.55" and sections["disputed"][0]["billed"] == 5555   # a copy
+    assert status_json(run, db, "--year", "2026") == json.loads(status_mod.canonical_json(sections))
+    assert status_json(run, db, "--patient", "1974091186700") == json.loads(status_mod.canonical_json(one))
+    shown = {name: {col.key for col in columns if col.kind == "amount"} for name, _, columns in SECTIONS}
+    assert {name: keys for name, keys in shown.items() if keys} == {n: set(k) for n, k in status_mod.AMOUNTS.items()}

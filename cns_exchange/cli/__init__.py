@@ -1301,6 +1301,7 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
             return
     if matricule == "masked":
         sections = status_mod.masked(sections)
+    sections = status_mod.as_text(sections)   # amounts (cents) as the tables, JSON and CSV write them
     if fmt == "json":
         json.dump(sections, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import IO, Iterable
+from typing import IO
 
 from cns_exchange.pdf.layout import (FONT, LEFT, RIGHT, ROW, Band, Column, Document, Flow, Graphic, Page, Text, draw,
                                      euros, fit, french_date, header_band, heading_band, row_band, total_band, wrap)
@@ -108,19 +108,14 @@ def status_columns() -> dict[str, list[str]]:
     return {name: [col.key for col in columns] for name, _, columns in SECTIONS}
 
 
-def cents(amount: str) -> int:
-    """Return the cents of an amount written as status() writes it ('1234.56', '-0.50'), exactly."""
-    sign = -1 if amount.startswith("-") else 1
-    whole, _, fraction = amount.lstrip("+-").partition(".")
-    return sign * (int(whole or "0") * 100 + int((fraction + "00")[:2]))
-
-
 def _cell(value, column: Column) -> str:
+    """The text of a cell of the status report: amounts (cents) in euros the French way, dates
+    and months the French way, states in French."""
     if value is None:
         return ""
-    text = str(value)
     if column.kind == "amount":
-        return euros(cents(text))
+        return euros(value)
+    text = str(value)
     if column.kind in ("date", "day") and len(text) >= 10 and text[4] == "-" and text[7] == "-":
         return f"{text[8:10]}/{text[5:7]}/{text[:4]}"
     if column.kind == "month" and len(text) == 7 and text[4] == "-":
@@ -164,7 +159,7 @@ def layout(sections: dict[str, list[dict]], heading: StatusHeading) -> list[Page
                 if col.key not in summed:
                     cells.append("")
                 elif col.kind == "amount":
-                    cells.append(_cell(_sum_amounts(r[col.key] for r in rows), col))
+                    cells.append(_cell(sum(r[col.key] or 0 for r in rows), col))
                 else:
                     cells.append(str(sum(int(r[col.key]) for r in rows)))
             flow.add(total_band(columns, cells, gap=2), again=again)
@@ -221,7 +216,7 @@ def _month_chart(rows: list[dict]):
     drawing = Drawing(width, _CHART_HEIGHT - 10)
     chart = VerticalBarChart()
     chart.x, chart.y, chart.width, chart.height = 46, 34, width - 56, _CHART_HEIGHT - 64
-    chart.data = [[cents(r[key]) / 100 for r in rows] for key in ("billed", "paid", "disputed")]
+    chart.data = [[(r[key] or 0) / 100 for r in rows] for key in ("billed", "paid", "disputed")]
     chart.categoryAxis.categoryNames = [_cell(r["month"], Column("", 0, kind="month")) for r in rows]
     chart.categoryAxis.labels.fontName = chart.valueAxis.labels.fontName = FONT
     chart.categoryAxis.labels.fontSize = chart.valueAxis.labels.fontSize = 6.5
@@ -247,18 +242,13 @@ def _month_chart(rows: list[dict]):
     return drawing
 
 
-def _sum_amounts(amounts: Iterable[str]) -> str:
-    """Sum amounts written '1234.56', exactly (in cents), and write the sum the same way."""
-    total = sum(cents(a) for a in amounts)
-    return f"{'-' if total < 0 else ''}{abs(total) // 100}.{abs(total) % 100:02d}"
-
-
 def write_status(out: IO[bytes], sections: dict[str, list[dict]], heading: StatusHeading) -> int:
     """Draw the status report of the practice database as an A4 PDF into ``out``; return its page count.
 
     One table per section of :func:`cns_exchange.store.status.status` (as given: matricules already
-    masked or not), long tables split over pages with their column titles repeated, amounts to
-    the cent as in the JSON output (written the French way), and a total line under the months.
+    masked or not; amounts in cents), long tables split over pages with their column titles
+    repeated, amounts to the cent as in the JSON output (written the French way), and a total
+    line under the months.
     The title names the provider code(s), the day and the selection (one certificate or
     patient); the metadata and every page's footer carry ``heading.data_sha256``. No patient
     data goes into the metadata.

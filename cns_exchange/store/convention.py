@@ -178,7 +178,7 @@ def it_flat_rate(conn: sqlite3.Connection, year: int, today: date) -> dict:
     request sent or session billed: when that falls within ``year`` the threshold (rounded
     up) and the amount (to the cent, half up) are prorated by days. ``qualifies`` when it had
     activity and the prescriptions reach the threshold; ``year_ended`` is false while the year
-    runs. Raises UsageError for a year the data table has no rate for.
+    runs. ``amount`` is in cents. Raises UsageError for a year the data table has no rate for.
     """
     rate = load_convention().flat_rate(year)
     first, last = date(year, 1, 1), date(year, 12, 31)
@@ -206,5 +206,5 @@ def it_flat_rate(conn: sqlite3.Connection, year: int, today: date) -> dict:
     return {"year": year, "providers": ";".join(sorted(providers)),
             "period_from": period_from.isoformat() if period_from else None, "period_to": last.isoformat(),
             "prescriptions": prescriptions, "awaiting_payment": awaiting, "threshold": threshold,
-            "qualifies": days > 0 and prescriptions >= threshold, "amount": f"{cents // 100}.{cents % 100:02d}",
+            "qualifies": days > 0 and prescriptions >= threshold, "amount": cents,
             "year_ended": today > last}

@@ -1,8 +1,9 @@
 """status: what is asked, granted, used, billed, paid and disputed, from the practice database.
 
 Each section is one SQL query over indexed tables, so that a database of a million sessions
-answers within a second. Results are plain dicts (printed as tables, JSON or CSV by the CLI,
-or drawn as a PDF report by the pdf module). A printed report names the SHA-256 of the
+answers within a second. Results are plain dicts, amounts in cents (the columns of
+:data:`AMOUNTS`): each output writes them where it makes its text (:func:`as_text` for the
+tables, JSON and CSV of the CLI, euros the French way in the PDF report, pdf.report). A printed report names the SHA-256 of the
 canonical JSON of the sections it shows (:func:`data_sha256`), so that its figures can be tied
 to the data they were printed from.
 """
@@ -23,6 +24,16 @@ from cns_exchange.errors import InputError
 from cns_exchange.domain.identifiers import show_matricule
 
 
+#: Per section, the columns that are amounts in cents (ints; None where one does not apply).
+AMOUNTS: dict[str, tuple[str, ...]] = {
+    "billed_awaiting_payment": ("cns_share",),
+    "disputed": ("billed", "accepted"),
+    "per_month": ("gross", "patient_share", "billed", "paid", "disputed"),
+    "history": ("gross", "patient_share", "cns_share", "paid", "disputed"),
+    "it_flat_rate": ("amount",),
+}
+
+
 def _rows(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
     return [dict(r) for r in conn.execute(sql, params)]
 
@@ -30,7 +41,9 @@ def _rows(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
 def status(conn: sqlite3.Connection, today: date, certificate: str | None = None,
            patient: str | None = None, year: int | None = None) -> dict[str, list[dict]]:
     """Return the status sections, optionally for one certificate or one patient (matricule:
-    see :func:`find_patient`; then also the section ``history``, :func:`history`); with ``year``, also the IT flat rate of that year (section ``it_flat_rate``, one row)."""
+    see :func:`find_patient`; then also the section ``history``, :func:`history`); with
+    ``year``, also the IT flat rate of that year (section ``it_flat_rate``, one row).
+    Amounts are in cents (:data:`AMOUNTS`)."""
     cert_filter = ""
     params: tuple = ()
     if certificate:
@@ -75,7 +88,7 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
     note_params = (certificate,) if certificate else ((patient,) if patient else ())
     sections["billed_awaiting_payment"] = _rows(conn, f"""
         SELECT f.certificate_number AS certificate, f.matricule, f.last_name || ' ' || f.first_name AS patient,
-               s.session_date, s.act, printf('%.2f', s.cns_share / 100.0) AS cns_share, d.name AS billing_file
+               s.session_date, s.act, s.cns_share, d.name AS billing_file
         FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id JOIN documents d ON d.id = s.document_id
         WHERE s.paid IS NULL AND s.counted = 1 {note_filter}
         ORDER BY s.session_date LIMIT 1000""", note_params)
@@ -83,7 +96,7 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
     sections["disputed"] = _rows(conn, f"""
         SELECT f.certificate_number AS certificate, f.matricule, f.last_name || ' ' || f.first_name AS patient,
                s.session_date, s.act, p.reason_code, p.reason_label,
-               printf('%.2f', p.billed / 100.0) AS billed, printf('%.2f', p.accepted / 100.0) AS accepted
+               p.billed, p.accepted
         FROM payment_lines p JOIN sessions s ON s.id = p.session_id AND s.payment_line_id = p.id AND s.counted = 1
         JOIN fee_notes f ON f.id = s.fee_note_id
         WHERE p.reason_code IS NOT NULL {note_filter}
@@ -91,19 +104,14 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
     if note_filter:
         sections["per_month"] = _rows(conn, f"""
             SELECT substr(s.session_date, 1, 7) AS month, count(*) AS sessions,
-                   printf('%.2f', sum(s.gross) / 100.0) AS gross,
-                   printf('%.2f', sum(s.patient_share) / 100.0) AS patient_share,
-                   printf('%.2f', sum(s.cns_share) / 100.0) AS billed,
-                   printf('%.2f', coalesce(sum(s.paid), 0) / 100.0) AS paid,
-                   printf('%.2f', coalesce(sum(s.disputed), 0) / 100.0) AS disputed
+                   sum(s.gross) AS gross, sum(s.patient_share) AS patient_share, sum(s.cns_share) AS billed,
+                   coalesce(sum(s.paid), 0) AS paid, coalesce(sum(s.disputed), 0) AS disputed
             FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id
             WHERE s.counted = 1 {note_filter}
             GROUP BY month ORDER BY month""", note_params)
     else:  # the same sums, kept by import (database.md, version 3)
         sections["per_month"] = _rows(conn, """
-            SELECT month, sessions, printf('%.2f', gross / 100.0) AS gross,
-                   printf('%.2f', patient_share / 100.0) AS patient_share, printf('%.2f', billed / 100.0) AS billed, printf('%.2f', paid / 100.0) AS paid,
-                   printf('%.2f', disputed / 100.0) AS disputed
+            SELECT month, sessions, gross, patient_share, billed, paid, disputed
             FROM month_totals WHERE sessions > 0 ORDER BY month""")
     sections["final_reports_due"] = convention.final_reports_due(conn, today, certificate, patient)
     if not certificate:
@@ -167,19 +175,16 @@ def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
     disputed; a line a later statement replaced says so) and final reports sent.
 
     Every row has the same keys: date, event, certificate, reference, act, gross,
-    patient_share, cns_share, paid, disputed, detail (amounts as '12.34', None where they do
+    patient_share, cns_share, paid, disputed, detail (amounts in cents, None where they do
     not apply).
     """
-    def amount(cents):
-        return None if cents is None else model.amount(cents)
-
     rows: list[tuple[str, int, dict]] = []
 
     def add(day: str, order: int, event: str, certificate=None, reference=None, act=None, gross=None,
             patient_share=None, cns_share=None, paid=None, disputed=None, detail: str = "") -> None:
         rows.append((day, order, {"date": day, "event": event, "certificate": certificate, "reference": reference,
-                                  "act": act, "gross": amount(gross), "patient_share": amount(patient_share),
-                                  "cns_share": amount(cns_share), "paid": amount(paid), "disputed": amount(disputed),
+                                  "act": act, "gross": gross, "patient_share": patient_share,
+                                  "cns_share": cns_share, "paid": paid, "disputed": disputed,
                                   "detail": detail}))
 
     for ref, created, prescribed, treatment, pathologies, prescriber in conn.execute(
@@ -319,13 +324,25 @@ def masked(sections: dict[str, list[dict]]) -> dict[str, list[dict]]:
                    for row in rows] for name, rows in sections.items()}
 
 
+def as_text(sections: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Return a copy of ``sections`` whose amounts (:data:`AMOUNTS`, in cents) are written as
+    decimal text, '1234.56', '-0.50': what ``cnsx status`` prints in its tables, JSON and CSV
+    (docs/cli.md)."""
+    def row_text(row: dict, keys: tuple[str, ...]) -> dict:
+        return {k: model.amount(v) if k in keys and v is not None else v for k, v in row.items()}
+
+    return {name: [row_text(r, AMOUNTS[name]) for r in rows] if name in AMOUNTS else rows
+            for name, rows in sections.items()}
+
+
 def canonical_json(sections: dict[str, list[dict]]) -> bytes:
-    """Return the canonical JSON of ``sections``: UTF-8, keys sorted, no blanks between items.
+    """Return the canonical JSON of ``sections`` (as :func:`status` returns them): their
+    :func:`as_text`, UTF-8, keys sorted, no blanks between items.
 
     The same as ``json.dumps(d, ensure_ascii=False, sort_keys=True, separators=(",", ":"))``
     of the object ``cnsx status --json`` prints, so that anyone can compute it again.
     """
-    return json.dumps(sections, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return json.dumps(as_text(sections), ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def data_sha256(sections: dict[str, list[dict]]) -> str:
