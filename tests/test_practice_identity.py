@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from decimal import Decimal
+
 from conftest import PROVIDER
-from test_cli_print import billing, render, text_of  # noqa: F401 - billing: the fixture
+from test_cli_print import billing, french, render, text_of, xml_notes  # noqa: F401 - billing: the fixture
 
 PRACTICE = f'''provider = "{PROVIDER}"
 
@@ -43,6 +45,35 @@ def test_fee_notes_and_summary_show_the_practice(run, billing, isolated_config, 
     text = text_of(summary)
     assert "Cabinet de diététique Muller · 12, rue de l'Alzette" in text and "LU28 0019 4006 4475 0000" in text
     render(summary, "practice-summary")
+
+
+def test_the_summary_names_the_dieticians_by_provider_code(run, billing, isolated_config, tmp_path):
+    """The billing provider is named beside its code, and the sessions of the file are added
+    up by executing provider, each with the name the config gives its code."""
+    _config(isolated_config, PRACTICE)
+    summary = tmp_path / "recap.pdf"
+    r = run("print", "summary", str(billing), "-o", str(summary))
+    assert r.exit_code == 0, r.stderr
+    text = text_of(summary)
+    assert f"Code prestataire {PROVIDER} — Anne Muller" in text
+    assert "Séances par prestataire exécutant Exécutant Diététicien(ne) Séances Brut € Patient € CNS €" in text
+    sums: dict[str, list] = {}
+    for note in xml_notes(billing)[1]:
+        for s in note["sessions"]:
+            row = sums.setdefault(s["PrestataireExecutant"], [0, Decimal(0), Decimal(0), Decimal(0)])
+            row[0] += 1
+            for k, field in enumerate(("MontantBrut", "ParticipationPersonnelle", "PartStatutaire"), 1):
+                row[k] += Decimal(s[field])
+    assert set(sums) == {"123456", "654321"}   # the examples: two dieticians
+    for code, name in (("123456", "Anne Muller"), ("654321", "Marc Weber")):
+        sessions, gross, patient, cns = sums[code]
+        assert f"{code} {name} {sessions} {french(str(gross))} {french(str(patient))} {french(str(cns))}" in text, text
+
+
+def test_without_named_dieticians_the_summary_has_no_table_of_them(run, billing, tmp_path):
+    r = run("print", "summary", str(billing), "-o", str(tmp_path / "recap.pdf"))
+    assert r.exit_code == 0, r.stderr
+    assert "prestataire exécutant" not in text_of(tmp_path / "recap.pdf")
 
 
 def test_without_a_practice_the_fee_note_shows_the_provider_code_only(run, billing, tmp_path):

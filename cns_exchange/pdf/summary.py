@@ -16,6 +16,11 @@ COLUMNS = [
     Column("Séances", 34, "right"), Column("Du", 38), Column("Au", 38),
     Column("Brut €", 46, "right"), Column("Patient €", 44, "right"), Column("CNS €", 50, "right"),
 ]   # 510 points: the width between the margins
+#: The sessions by executing provider, named as the config's [practice] names them.
+BY_PROVIDER = [
+    Column("Exécutant", 60), Column("Diététicien(ne)", 220), Column("Séances", 50, "right"),
+    Column("Brut €", 60, "right"), Column("Patient €", 60, "right"), Column("CNS €", 60, "right"),
+]
 _ROW = 13.0      # a fee note's row
 _FIRST = 160.0   # points above the table on the first page
 _NEXT = 40.0
@@ -28,7 +33,8 @@ def write_summary(out: IO[bytes], notes: Iterable[FeeNote], source: Source) -> T
 
     One row per fee note (number, certificate, patient, matricule masked unless asked
     otherwise, sessions, first and last date, gross, patient and CNS shares), the header
-    data, and the totals. ``notes`` is consumed as it comes (the file is read
+    data, and the totals; when the config names the practice's dieticians, the sessions by
+    executing provider with their names. ``notes`` is consumed as it comes (the file is read
     streaming). Returns the totals drawn, for the caller to check against the header.
     """
     totals = Totals()
@@ -44,9 +50,14 @@ def layout(notes: Iterable[FeeNote], source: Source, totals: Totals) -> Iterator
     header = header_band(COLUMNS)
     flow = Flow(first=[_head(source), header],
                 running=[heading_band(f"Relevé récapitulatif (suite) — {source.name}", _NEXT, dy=16)])
+    by_provider: dict[str, list[int]] = {}   # executing provider -> sessions, gross, patient, CNS
     for index, note in enumerate(notes):
         before = (totals.gross, totals.patient, totals.cns)
         totals.add(note)
+        for s in note.sessions:
+            sums = by_provider.setdefault(s.executing_provider, [0, 0, 0, 0])
+            for k, value in enumerate((1, s.gross, s.patient_share, s.cns_share)):
+                sums[k] += value
         days = [s.session_date for s in note.sessions]
         cells = [str(note.number), note.certificate_number, f"{note.last_name} {note.first_name}".strip(),
                  show_matricule(note.matricule, source.mask_matricule), str(len(note.sessions)),
@@ -66,7 +77,22 @@ def layout(notes: Iterable[FeeNote], source: Source, totals: Totals) -> Iterator
         marks += [Text(LEFT + 10, gap + 16 + 17 * k, label, size=size, bold=big),
                   Text(RIGHT - 10, gap + 16 + 17 * k, f"{euros(amount)} €", size=size, bold=big, align="right")]
     flow.add(total, Band(gap + _BOX + _UNDER, tuple(marks)), again=[header])
+    if source.practice and source.practice.dieticians and by_provider:
+        _by_provider(flow, source, by_provider)
     yield from flow.close()
+
+
+def _by_provider(flow: Flow, source: Source, by_provider: dict[str, list[int]]) -> None:
+    """The sessions of the file by executing provider, with the dietician's name (config)."""
+    title = "Séances par prestataire exécutant"
+    header = header_band(BY_PROVIDER)
+    rows = []
+    for i, (code, (sessions, gross, patient, cns)) in enumerate(sorted(by_provider.items())):
+        rows.append(row_band(BY_PROVIDER, [code, source.dietician(code) or "—", str(sessions), euros(gross),
+                                           euros(patient), euros(cns)], shade=i % 2 == 1))
+    flow.add(heading_band(title, 26), header, rows[0])
+    for row in rows[1:]:
+        flow.add(row, again=[heading_band(f"{title} (suite)", 26), header])
 
 
 def _head(source: Source) -> Band:
@@ -74,6 +100,8 @@ def _head(source: Source) -> Band:
     header = source.header
     extra = header.extra
     provider = header.provider
+    if source.dietician(provider):
+        provider += f" — {source.dietician(provider)}"
     facts = [
         ("Fichier", source.name),
         ("Code prestataire", provider),
