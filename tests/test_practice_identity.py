@@ -9,7 +9,8 @@ import pytest
 from decimal import Decimal
 
 from conftest import PROVIDER
-from test_cli_print import billing, french, render, text_of, xml_notes  # noqa: F401 - billing: the fixture
+from test_cli_print import billing, french, metadata, render, text_of, xml_notes  # noqa: F401 - billing: the fixture
+from test_status_pdf import db  # noqa: F401 - the fixture: a practice database of the examples
 
 PRACTICE = f'''provider = "{PROVIDER}"
 
@@ -74,6 +75,21 @@ def test_without_named_dieticians_the_summary_has_no_table_of_them(run, billing,
     r = run("print", "summary", str(billing), "-o", str(tmp_path / "recap.pdf"))
     assert r.exit_code == 0, r.stderr
     assert "prestataire exécutant" not in text_of(tmp_path / "recap.pdf")
+
+
+def test_the_status_report_shows_the_practice(run, db, isolated_config, tmp_path):
+    """The status PDF names the practice (name, address, phone, IBAN) and each provider code
+    of the database with its dietician's name; the metadata stay free of it as before."""
+    _config(isolated_config, PRACTICE)
+    target = tmp_path / "status.pdf"
+    r = run("status", "--pdf", str(target), "--db", str(db))
+    assert r.exit_code == 0, r.stderr
+    text = text_of(target)
+    assert "Cabinet Cabinet de diététique Muller · 12, rue de l'Alzette · L-4010 Esch-sur-Alzette" in text, text
+    assert "Téléphone · IBAN +352 26 12 34 56 · LU28 0019 4006 4475 0000" in text
+    assert "Code prestataire 123456 (Anne Muller)" in text
+    assert metadata(target)["/Author"] == "Prestataire 123456"
+    render(target, "practice-status")
 
 
 def test_without_a_practice_the_fee_note_shows_the_provider_code_only(run, billing, tmp_path):

@@ -1291,7 +1291,7 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
         mask = matricule != "full"
         shown = status_mod.masked(sections) if mask else sections
         heading = StatusHeading(providers, today, _created(None), status_mod.data_sha256(shown), certificate,
-                                show_matricule(patient, mask) if patient else None)
+                                show_matricule(patient, mask) if patient else None, ctx.settings.practice)
         pages = printing.print_status(shown, heading, None if pdf_path == "-" else Path(pdf_path),
                                       sys.stdout.buffer if pdf_path == "-" else None)
         if not ctx.quiet:

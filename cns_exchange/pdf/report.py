@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import IO
+from typing import IO, Any
 
 from cns_exchange.pdf.layout import (FONT, LEFT, RIGHT, ROW, Band, Column, Document, Flow, Graphic, Page, Text, draw,
                                      euros, fit, french_date, header_band, heading_band, row_band, total_band, wrap)
@@ -22,6 +22,7 @@ class StatusHeading:
     data_sha256: str            # SHA-256 of the canonical JSON of the sections shown (status.data_sha256)
     certificate: str | None = None
     patient: str | None = None  # the matricule as shown (masked or not)
+    practice: Any = None        # config.Practice (name, address, phone, iban, dieticians) or None
 
 
 #: Each section of status.status(): its key, its title, its columns (510 points, the width
@@ -176,7 +177,7 @@ def _titles(heading: StatusHeading) -> tuple[str, str]:
 
 
 def _head(heading: StatusHeading) -> Band:
-    """The first page's top: the title and the facts (whose, which selection, when)."""
+    """The first page's top: the title and the facts (the practice, which selection, when)."""
     day = french_date(heading.today)
     if heading.certificate:
         selection = f"titre de prise en charge {heading.certificate}"
@@ -184,8 +185,14 @@ def _head(heading: StatusHeading) -> Band:
         selection = f"patient de matricule {heading.patient}"
     else:
         selection = "tout le cabinet (titres valables, ou expirés depuis 30 jours au plus)"
-    facts = [("Code prestataire", ", ".join(heading.providers) or "—"), ("Sélection", selection),
+    practice = heading.practice
+    named = practice.dieticians if practice else {}
+    providers = ", ".join(f"{code} ({named[code]})" if code in named else code for code in heading.providers)
+    facts = [("Code prestataire", providers or "—"), ("Sélection", selection),
              ("Établi le", f"{day}, d'après la base de données du cabinet")]
+    if practice:  # the practice's identity (config [practice]) first
+        facts[:0] = [("Cabinet", " · ".join([practice.name, *practice.address])),
+                     ("Téléphone · IBAN", " · ".join(x for x in (practice.phone, practice.iban) if x) or "—")]
     marks = [Text(LEFT, 16, "État du cabinet", size=18, bold=True),
              Text(RIGHT, 16, f"au {day}", size=12, bold=True, align="right"),
              Text(LEFT, 32, "Demandes, titres de prise en charge, facturation et paiements CNS · diététique", grey=True)]
