@@ -110,10 +110,14 @@ def test_fee_notes_one_pdf_per_note_with_every_amount(run, billing, tmp_path):
     r = run("print", "fee-notes", str(billing), "-o", str(notes_dir), "--created", PRINTED)
     assert r.exit_code == 0, r.stderr
     assert r.stdout == ""
-    assert "4 fee notes → " in r.stderr
+    assert f"4 fee notes → {notes_dir}/" in r.stderr
     header, notes = xml_notes(billing)
-    files = sorted(notes_dir.iterdir())
-    assert [f.name for f in files] == [f"123456_FAC_20261120_000001_MH000{n}.pdf" for n in (1, 2, 3, 4)]
+    files = sorted(notes_dir.iterdir(), key=lambda f: f.name[-10:])   # by fee note number: MHnnnn.pdf
+    assert [f.name for f in files] == [
+        "Schmit_Lea_2026-11-10_123456_FAC_20261120_000001_MH0001.pdf",
+        "Weber-Muller_Francois_2026-11-12_123456_FAC_20261120_000001_MH0002.pdf",
+        "Kieffer_Noah_2026-11-11_123456_FAC_20261120_000001_MH0003.pdf",
+        "Hoffmann_Zoe_2026-11-17_123456_FAC_20261120_000001_MH0004.pdf"]   # patient, last session, file, number
     assert notes_dir.stat().st_mode & 0o777 == 0o700
     sha = hashlib.sha256(billing.read_bytes()).hexdigest()
     for note, path in zip(notes, files):
@@ -154,15 +158,48 @@ def test_fee_notes_one_pdf_per_note_with_every_amount(run, billing, tmp_path):
 def test_fee_note_masked_matricule(run, billing, tmp_path):
     r = run("print", "fee-notes", str(billing), "-o", str(tmp_path / "n"), "--matricule", "masked", "--created", PRINTED)
     assert r.exit_code == 0, r.stderr
-    text = text_of(tmp_path / "n" / "123456_FAC_20261120_000001_MH0001.pdf")
+    [path] = (tmp_path / "n").glob("*_MH0001.pdf")
+    text = text_of(path)
     assert "1974091186700" not in text and "•••••••••6700" in text
 
 
 def test_second_reader_agrees(run, billing, tmp_path):
     assert run("print", "fee-notes", str(billing), "-o", str(tmp_path / "n"), "--created", PRINTED).exit_code == 0
-    text = second_reader(tmp_path / "n" / "123456_FAC_20261120_000002_MH0002.pdf".replace("000002_MH", "000001_MH"))
+    [path] = (tmp_path / "n").glob("*_MH0002.pdf")
+    text = second_reader(path)
     if text is not None:
         assert "Weber-Müller François" in text and "24,00 €" in text and "176,00 €" in text
+
+
+def test_fee_notes_of_the_same_patient_and_day_from_two_billing_files(run, tmp_path):
+    """A patient billed twice for the same day (a file billed again after its rejection), and
+    a namesake seen the same day: both files' notes go into one folder under distinct names; printing a file again is
+    refused, whichever name its notes had; the names of the patients are not on stderr."""
+    source = tmp_path / "s.csv"
+    source.write_text("certificate_number;matricule;session_date;act_code;last_name;first_name\n"
+                      "TPC-2026-000300;1974091186700;2026-11-02;ZD11;Da Costa Gonçalves;Anaïs\n"
+                      "TPC-2026-000301;1982080285657;2026-11-02;ZD11;Da Costa Gonçalves;Anaïs\n", "utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    for _ in range(2):
+        r = run("build-invoice", str(source), "--provider", PROVIDER, "--created", CREATED, "-o", str(out))
+        assert r.exit_code == 0, r.stderr
+    first, second = sorted(out.glob("*.xml"))
+    notes = tmp_path / "notes"
+    for xml in (first, second):
+        r = run("print", "fee-notes", str(xml), "-o", str(notes), "--created", PRINTED)
+        assert r.exit_code == 0, r.stderr
+        assert "Costa" not in r.stderr and "Ana" not in r.stderr
+    assert sorted(p.name for p in notes.iterdir()) == [
+        f"Da-Costa-Goncalves_Anais_2026-11-02_123456_FAC_20261120_00000{seq}_MH000{n}.pdf" for seq in (1, 2) for n in (1, 2)]
+    r = run("print", "fee-notes", str(second), "-o", str(notes))
+    assert r.exit_code == 2 and "already holds printed fee notes of this billing file" in r.stderr
+    older = tmp_path / "older"   # a folder printed by an earlier cnsx, which named notes after the billing file only
+    older.mkdir()
+    (older / "123456_FAC_20261120_000001_MH0001.pdf").write_bytes(b"%PDF-")
+    r = run("print", "fee-notes", str(first), "-o", str(older))
+    assert r.exit_code == 2 and "already holds printed fee notes" in r.stderr
+    assert [p.name for p in older.iterdir()] == ["123456_FAC_20261120_000001_MH0001.pdf"]
 
 
 def test_fee_notes_never_overwrite(run, billing, tmp_path):

@@ -99,3 +99,42 @@ def test_next_sequence_names_a_free_file(tmp_path):
         assert not (tmp_path / name).exists()
         (tmp_path / name).write_text("x")
     assert sorted(p.name for p in tmp_path.iterdir())[-1] == "123456_DTP_20261120_000004.xml"
+
+
+# --- printed fee notes: named after the patient and date, safe on any file system ------------
+
+@pytest.mark.parametrize("text, part", [
+    ("Hoffmann", "Hoffmann"), ("Zoë", "Zoe"), ("Weber-Müller", "Weber-Muller"), ("Da Costa Gonçalves", "Da-Costa-Goncalves"),
+    ("Œhlenschläger", "OEhlenschlager"), ("Strauß", "Strauss"), ("Ørsted", "Orsted"), ("Łukasz", "Lukasz"),
+    ("../../etc/passwd", "etc-passwd"), ("a\\b:c*d?e", "a-b-c-d-e"), (" .hidden. ", "hidden"), ("x\x00y\nz", "x-y-z"),
+    ("李小龍", ""), ("", ""), ("A" * 60, "A" * 40),
+])
+def test_file_name_part(text, part):
+    from cns_exchange.domain.naming import file_name_part
+
+    assert file_name_part(text) == part
+
+
+def test_fee_note_pdf_name_is_the_patient_the_day_the_file_and_the_number():
+    from cns_exchange.domain.naming import fee_note_pdf_name
+
+    billing = FileName("123456", "billing", DAY, 1)
+    assert fee_note_pdf_name(billing, 4, "Hoffmann", "Zoë", date(2026, 11, 17)) == \
+        "Hoffmann_Zoe_2026-11-17_123456_FAC_20261120_000001_MH0004.pdf"
+    assert fee_note_pdf_name(billing, 12, "李", "", date(2026, 11, 17)) == \
+        "patient_2026-11-17_123456_FAC_20261120_000001_MH0012.pdf"
+    # the same patient and day: the number tells two notes apart, and the billing file two files' notes
+    same = {fee_note_pdf_name(FileName("123456", "billing", DAY, seq), n, "Schmit", "Léa", DAY)
+            for seq in (1, 2) for n in (1, 2)}
+    assert len(same) == 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.text())
+def test_fee_note_pdf_name_is_always_one_plain_ascii_file_name(last, first):
+    from cns_exchange.domain.naming import fee_note_pdf_name
+
+    name = fee_note_pdf_name(FileName("123456", "billing", DAY, 1), 1, last, first, DAY)
+    assert name.isascii() and name.endswith("_123456_FAC_20261120_000001_MH0001.pdf")
+    assert all(c.isalnum() or c in "-_." for c in name) and name.count(".") == 1 and not name.startswith(("-", "_"))
+    assert len(name.encode()) <= 255

@@ -34,7 +34,7 @@ def test_fee_notes_and_summary_show_the_practice(run, billing, isolated_config, 
     notes = tmp_path / "notes"
     r = run("print", "fee-notes", str(billing), "-o", str(notes), "--created", "2026-11-21T10:30:00+01:00")
     assert r.exit_code == 0, r.stderr
-    first = sorted(notes.iterdir())[0]
+    [first] = notes.glob("*_MH0001.pdf")   # Schmit Léa's: sessions by both dieticians
     text = text_of(first)
     for shown in ("Cabinet de diététique Muller", "12, rue de l'Alzette, L-4010 Esch-sur-Alzette",
                   "Tél. +352 26 12 34 56", "IBAN LU28 0019 4006 4475 0000", "Anne Muller (123456)", "Marc Weber (654321)"):

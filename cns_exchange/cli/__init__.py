@@ -573,7 +573,8 @@ def print_fee_notes_cmd(ctx: Context, billing, created, output, matricule):
 
     Each shows the practice's provider code, the patient, the certificate, every session
     (date, act, label, gross, patient share, CNS share) and the totals. Files are named
-    SENDER_FAC_YYYYMMDD_SEQUENCE_MHnnnn.pdf; none is ever overwritten.
+    LAST_FIRST_YYYY-MM-DD_SENDER_FAC_YYYYMMDD_SEQUENCE_MHnnnn.pdf (the patient, the last
+    session's day, the billing file, the note's number); none is ever overwritten.
     """
     from cns_exchange import console
     from cns_exchange.pdf import printing
@@ -585,11 +586,8 @@ def print_fee_notes_cmd(ctx: Context, billing, created, output, matricule):
     with printing.open_billing(billing, sys.stdin.buffer if billing == "-" else None, ctx.validator()) as source:
         written = printing.print_fee_notes(source, Path(output), codes, printed, mask=matricule == "masked",
                                            practice=ctx.settings.practice)
-    if not ctx.quiet:
-        where = str(written[0]) if written else output
-        if len(written) > 1:
-            where += f" … {written[-1].name}"
-        console.print_line(f"{plural(len(written), 'fee note')} → {where}")
+    if not ctx.quiet:   # the folder, not the files: their names are the patients'
+        console.print_line(f"{plural(len(written), 'fee note')} → {output.rstrip('/')}/")
 
 
 @print_group.command("summary")

@@ -10,15 +10,19 @@ A prescription attached to a request is named after the request it belongs to:
 
     SENDER_ORD_REQUESTREF.pdf             e.g. 123456_ORD_REQ-0001.pdf
 
-The printed documents of a billing file (``cnsx print``) are named after it: the fee note of
-each patient by its number (NumeroMemoire), the summary statement RECAP:
+The printed documents of a billing file (``cnsx print``) are named after it: the summary
+statement RECAP; the fee note of each patient after the patient (ASCII letters and digits),
+the day of the note's last session, the billing file and the note's number (NumeroMemoire),
+so that a folder of fee notes sorts by patient and date, and no two notes share a name:
 
-    123456_FAC_20261120_000001_MH0001.pdf    123456_FAC_20261120_000001_RECAP.pdf
+    123456_FAC_20261120_000001_RECAP.pdf
+    Hoffmann_Zoe_2026-11-17_123456_FAC_20261120_000001_MH0004.pdf
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -93,9 +97,41 @@ def attachment_name(sender: str, request_ref: str) -> str:
     return f"{sender}_ORD_{request_ref}.pdf"
 
 
-def fee_note_pdf_name(billing: FileName, number: int) -> str:
-    """Return the name of the printed fee note ``number`` of a billing file."""
-    return f"{str(billing)[:-4]}_MH{number:04d}.pdf"
+def fee_note_pdf_name(billing: FileName, number: int, last_name: str, first_name: str, day: date) -> str:
+    """Return the name of the printed fee note ``number`` of a billing file, whose patient is
+    ``last_name`` ``first_name`` and whose last session is on ``day``:
+    ``LAST_FIRST_YYYY-MM-DD_<billing file>_MHnnnn.pdf``.
+
+    The names are made safe by :func:`file_name_part` ('Hoffmann', 'Zoë' -> 'Hoffmann_Zoe'):
+    no path separator, dot, space or control character can come from a name, and the name is
+    the same on every file system. The billing file and the note's number make it unique.
+    """
+    who = "_".join(part for part in (file_name_part(last_name), file_name_part(first_name)) if part) or "patient"
+    return f"{who}_{day:%Y-%m-%d}_{fee_note_pdf_suffix(billing, number)}"
+
+
+def fee_note_pdf_suffix(billing: FileName, number: int | None = None) -> str:
+    """Return how the printed fee note ``number`` of a billing file ends its name
+    (``123456_FAC_20261120_000001_MH0004.pdf``); without ``number``, the part common to
+    every fee note of the file (``123456_FAC_20261120_000001_MH``)."""
+    common = f"{str(billing)[:-4]}_MH"
+    return common if number is None else f"{common}{number:04d}.pdf"
+
+
+#: Letters NFKD does not take apart into a letter and its accent.
+_FOLDED = str.maketrans({"Œ": "OE", "œ": "oe", "Æ": "AE", "æ": "ae", "ß": "ss", "Ø": "O", "ø": "o", "Ł": "L",
+                         "ł": "l", "Đ": "D", "đ": "d", "Þ": "Th", "þ": "th", "ı": "i"})
+_NOT_SAFE = re.compile(r"[^A-Za-z0-9]+")
+
+
+def file_name_part(text: str, limit: int = 40) -> str:
+    """Return ``text`` as a safe part of a file name: accents dropped, other letters folded to
+    ASCII ('Œ' -> 'OE'), every run of anything but ASCII letters and digits one '-', none at
+    either end, at most ``limit`` characters ('Da Costa Gonçalves' -> 'Da-Costa-Goncalves',
+    '../x' -> 'x'). May be empty."""
+    plain = unicodedata.normalize("NFKD", text.translate(_FOLDED))
+    plain = "".join(c for c in plain if not unicodedata.combining(c)).translate(_FOLDED)
+    return _NOT_SAFE.sub("-", plain).strip("-")[:limit].rstrip("-")
 
 
 def summary_pdf_name(billing: FileName) -> str:

@@ -30,7 +30,7 @@ from cns_exchange.errors import CnsxError, InputError, UsageError
 from cns_exchange.fsutil import private_dir, publish, sha256_of, temp_file, write_new
 from cns_exchange.issues import Issue
 from cns_exchange.domain.model import FeeNote, Header
-from cns_exchange.domain.naming import FileName, fee_note_pdf_name, summary_pdf_name
+from cns_exchange.domain.naming import FileName, fee_note_pdf_name, fee_note_pdf_suffix, summary_pdf_name
 from cns_exchange.domain.nomenclature import Codes
 from cns_exchange.pdf.feenote import Source, Totals, write_fee_note
 from cns_exchange.pdf.report import StatusHeading, write_status
@@ -135,7 +135,9 @@ def _write(target: Path, draw: Callable[[IO[bytes]], Any]) -> Any:
 
 def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datetime, mask: bool = False,
                     practice=None) -> list[Path]:
-    """Write one A4 PDF per fee note of ``billing`` into ``folder``; return their paths.
+    """Write one A4 PDF per fee note of ``billing`` into ``folder``; return their paths, in
+    the order of the notes. Each is named after its patient, the day of its last session, the
+    billing file and its number (naming.fee_note_pdf_name).
 
     The folder is created (0700) if its parent exists. Raises UsageError if the folder
     cannot be made or already holds printed fee notes of this billing file, InputError if
@@ -149,8 +151,7 @@ def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datet
         raise UsageError(f"-o {folder}: cannot create the folder ({exc.strerror})", "give an existing folder, or one whose parent exists") from None
     if not folder.is_dir():
         raise UsageError(f"-o {folder}: not a folder", "give a folder: one PDF is written per fee note")
-    prefix = str(billing.file_name)[:-4] + "_MH"
-    existing = sorted(folder.glob(prefix + "*.pdf"))
+    existing = sorted(folder.glob(f"*{fee_note_pdf_suffix(billing.file_name)}*.pdf"))   # (older names too)
     if existing:
         raise UsageError(f"{folder} already holds printed fee notes of this billing file ({existing[0].name}); "
                          "cnsx never overwrites a file", "remove them, or print into another folder")
@@ -161,7 +162,9 @@ def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datet
         for note in _notes(billing):
             totals.add(note)
             with temp_file(folder) as (stream, temp):
-                drawn.append((temp, folder / fee_note_pdf_name(billing.file_name, note.number)))
+                last = max((s.session_date for s in note.sessions), default=billing.file_name.day)
+                name = fee_note_pdf_name(billing.file_name, note.number, note.last_name, note.first_name, last)
+                drawn.append((temp, folder / name))
                 write_fee_note(stream, note, source)
         _check_totals(billing, totals)  # (as on the summary: the notes drawn are all the header counts)
         written: list[Path] = []
