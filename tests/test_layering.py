@@ -129,6 +129,26 @@ def test_the_pdf_libraries_are_used_where_expected():
     assert {m for m, name in used if name == "reportlab"} == {"pdf.layout", "pdf.report"}
 
 
+def _cnsx_imports(tree: ast.AST) -> set[str]:
+    """The cns_exchange modules ``tree`` imports (absolute imports, anywhere in it)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.startswith("cns_exchange"):
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("cns_exchange"))
+    return found
+
+
+def test_the_store_imports_nothing_of_the_pdf_package():
+    # The database's reports are data that the PDF draws: store never needs pdf (the matricule mask is domain's).
+    wrong = sorted(f"{m} imports {i}" for m, tree in MODULES.items() if m.startswith("cns_exchange.store")
+                   for i in _cnsx_imports(tree) if i.startswith("cns_exchange.pdf"))
+    assert not wrong, wrong
+    assert "cns_exchange.domain.identifiers.show_matricule" in _cnsx_imports(MODULES["cns_exchange.store.status"])
+
+
 def test_cli_top_level_imports_only_the_standard_library_click_and_cnsx():
     other = {name for name in _top_level_imports(MODULES["cns_exchange.cli"])
              if name not in sys.stdlib_module_names and name not in {"click", "cns_exchange"}}
