@@ -174,7 +174,7 @@ class Band(NamedTuple):
     """Something a page is made of, top to bottom: its height and what is drawn in it."""
 
     height: float
-    marks: tuple = ()
+    marks: tuple[Mark, ...] = ()
 
 
 Page = list[tuple[float, Band]]   # each band with the y of its top
@@ -383,7 +383,7 @@ def _text(c, mark: Text, baseline: float) -> None:
         c.drawString(mark.x, baseline, mark.text)
 
 
-def _draw_mark(c, top: float, mark) -> None:
+def _draw_mark(c, top: float, mark: Mark) -> None:
     if isinstance(mark, Text):
         _text(c, mark, top - mark.dy)
     elif isinstance(mark, Rule):

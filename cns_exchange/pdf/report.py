@@ -134,7 +134,6 @@ def layout(sections: dict[str, list[dict]], heading: StatusHeading) -> list[Page
     its column titles again; the months' total line is under column titles, then the chart."""
     title, _ = _titles(heading)
     flow = Flow(first=[_head(heading)], running=[heading_band(f"{title} (suite)", _NEXT, dy=16)])
-    header_height = ROW + 2
     for name, caption, columns in SECTIONS:
         if name not in sections:
             continue
