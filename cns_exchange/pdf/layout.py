@@ -342,17 +342,20 @@ def draw(out: IO[bytes], document: Document, pages: Iterable[Page]) -> int:
     c.setKeywords(document.keywords)
     c.setCreator(PRODUCER)
     c.setProducer(PRODUCER)
+    pen = _Pen(c)
     count = 0
     for page in pages:
         count += 1
         for top, band in page:
             for mark in band.marks:
-                _draw_mark(c, top, mark)
-        _footer(c, document, count)
+                pen.mark(top, mark)
+        pen.footer(document, count)
         c.showPage()
+        pen.reset()   # a new page begins in the default state
     for number in range(1, count + 1):   # the "page N/M" each page refers to, now that M is known
         c.beginForm(f"page{number}")
-        _text(c, Text(RIGHT, 0, f"page {number}/{count}", size=7, grey=True, align="right"), _FOOTER_Y - 10)
+        pen.reset()
+        pen.text(Text(RIGHT, 0, f"page {number}/{count}", size=7, grey=True, align="right"), _FOOTER_Y - 10)
         c.endForm()
     c.save()
     return count
@@ -361,50 +364,74 @@ def draw(out: IO[bytes], document: Document, pages: Iterable[Page]) -> int:
 _FOOTER_Y = MARGIN + 12
 
 
-def _footer(c, document: Document, number: int) -> None:
-    y = _FOOTER_Y
-    c.setStrokeColorRGB(*DARK)
-    c.setLineWidth(0.4)
-    c.line(LEFT, y + 10, RIGHT, y + 10)
-    _text(c, Text(LEFT, 0, document.footer, size=7, grey=True), y)
-    c.setFont(MONO, 6.8)
-    c.setFillColorRGB(*DARK)
-    c.drawRightString(RIGHT, y, document.sha256)
-    _text(c, Text(LEFT, 0, f"Imprimé par {PRODUCER} le {document.printed:%d/%m/%Y à %H:%M}", size=7, grey=True), y - 10)
-    c.doForm(f"page{number}")   # defined once the last page is drawn
+class _Pen:
+    """Draws marks on a canvas, setting a font or a colour only when it changes (a table of
+    500 rows would otherwise repeat them for every cell)."""
 
+    def __init__(self, c) -> None:
+        self.c = c
+        self.reset()
 
-def _text(c, mark: Text, baseline: float) -> None:
-    c.setFont(BOLD if mark.bold else FONT, mark.size)
-    c.setFillColorRGB(*(DARK if mark.grey else BLACK))
-    if mark.align == "right":
-        c.drawRightString(mark.x, baseline, mark.text)
-    else:
-        c.drawString(mark.x, baseline, mark.text)
+    def reset(self) -> None:
+        self.font: tuple | None = None
+        self.fill: tuple | None = None
 
+    def fill_colour(self, rgb: tuple) -> None:
+        if rgb != self.fill:
+            self.c.setFillColorRGB(*rgb)
+            self.fill = rgb
 
-def _draw_mark(c, top: float, mark: Mark) -> None:
-    if isinstance(mark, Text):
-        _text(c, mark, top - mark.dy)
-    elif isinstance(mark, Rule):
-        c.setLineWidth(mark.width)
-        c.setStrokeColorRGB(*mark.colour)
-        c.line(mark.x1, top - mark.dy, mark.x2, top - mark.dy)
-    elif isinstance(mark, Box):
-        if mark.fill is not None:
-            c.setFillColorRGB(*mark.fill)
-        if mark.stroke is not None:
-            c.setStrokeColorRGB(*mark.stroke)
-            c.setLineWidth(mark.line)
-        y = top - mark.dy - mark.height
-        stroke, fill = int(mark.stroke is not None), int(mark.fill is not None)
-        if mark.radius:
-            c.roundRect(mark.x, y, mark.width, mark.height, mark.radius, stroke=stroke, fill=fill)
+    def text(self, mark: Text, baseline: float) -> None:
+        font = (BOLD if mark.bold else FONT, mark.size)
+        if font != self.font:
+            self.c.setFont(*font)
+            self.font = font
+        self.fill_colour(DARK if mark.grey else BLACK)
+        if mark.align == "right":
+            self.c.drawRightString(mark.x, baseline, mark.text)
         else:
-            c.rect(mark.x, y, mark.width, mark.height, stroke=stroke, fill=fill)
-    elif isinstance(mark, Graphic):
-        from reportlab.graphics import renderPDF
+            self.c.drawString(mark.x, baseline, mark.text)
 
-        renderPDF.draw(mark.drawing, c, mark.x, top - mark.dy)
-    else:  # pragma: no cover - a new kind of mark must be given its drawing here
-        raise TypeError(f"cannot draw {mark!r}")
+    def mark(self, top: float, mark: Mark) -> None:
+        c = self.c
+        if isinstance(mark, Text):
+            self.text(mark, top - mark.dy)
+        elif isinstance(mark, Rule):
+            c.setLineWidth(mark.width)
+            c.setStrokeColorRGB(*mark.colour)
+            c.line(mark.x1, top - mark.dy, mark.x2, top - mark.dy)
+        elif isinstance(mark, Box):
+            if mark.fill is not None:
+                self.fill_colour(mark.fill)
+            if mark.stroke is not None:
+                c.setStrokeColorRGB(*mark.stroke)
+                c.setLineWidth(mark.line)
+            y = top - mark.dy - mark.height
+            stroke, fill = int(mark.stroke is not None), int(mark.fill is not None)
+            if mark.radius:
+                c.roundRect(mark.x, y, mark.width, mark.height, mark.radius, stroke=stroke, fill=fill)
+            else:
+                c.rect(mark.x, y, mark.width, mark.height, stroke=stroke, fill=fill)
+        elif isinstance(mark, Graphic):
+            from reportlab.graphics import renderPDF
+
+            renderPDF.draw(mark.drawing, c, mark.x, top - mark.dy)
+            self.reset()
+        else:  # pragma: no cover - a new kind of mark must be given its drawing here
+            raise TypeError(f"cannot draw {mark!r}")
+
+    def footer(self, document: Document, number: int) -> None:
+        """The footer of page ``number``: what the SHA-256 is of, the SHA-256, who printed it
+        when, and "page N/M" (a form, written once M is known)."""
+        c = self.c
+        y = _FOOTER_Y
+        c.setStrokeColorRGB(*DARK)
+        c.setLineWidth(0.4)
+        c.line(LEFT, y + 10, RIGHT, y + 10)
+        self.text(Text(LEFT, 0, document.footer, size=7, grey=True), y)
+        c.setFont(MONO, 6.8)
+        self.font = (MONO, 6.8)
+        c.drawRightString(RIGHT, y, document.sha256)   # (still grey)
+        self.text(Text(LEFT, 0, f"Imprimé par {PRODUCER} le {document.printed:%d/%m/%Y à %H:%M}", size=7, grey=True),
+                  y - 10)
+        c.doForm(f"page{number}")
