@@ -124,7 +124,7 @@ def test_no_db_from_stdin_leaves_nothing_behind(run, tmp_path):
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.xml"))
 
 
-def test_an_inbox_file_taken_by_another_run_is_skipped(run, data, tmp_path):
+def test_an_inbox_file_taken_by_another_run_is_skipped(run, data, tmp_path, monkeypatch):
     """The inbox is listed before the lock is ours: a file another run imported meanwhile is
     skipped with a line, and the others are imported."""
     inbox = data / "inbox"
@@ -132,22 +132,19 @@ def test_an_inbox_file_taken_by_another_run_is_skipped(run, data, tmp_path):
     shutil.copy(ACK, inbox)
     r = run("import", input=b"")  # the inbox, nothing vanished: a baseline
     assert r.exit_code == 0, r.stderr
-    from cns_exchange import cli
+    from cns_exchange.store import inbox as sources
 
-    listed = cli._import_sources
+    listed = sources.import_sources
 
-    def vanishing(files, settings, spool_dir=None):
-        found = listed(files, settings, spool_dir)
+    def vanishing(files, stdin, settings, spool_dir=None):
+        found = listed(files, stdin, settings, spool_dir)
         (inbox / BILLING.name).unlink()  # what another run does after this listing
         return found
 
     shutil.copy(BILLING, inbox)
     shutil.copy(PAYMENT, inbox)
-    cli._import_sources = vanishing
-    try:
-        r = run("import")
-    finally:
-        cli._import_sources = listed
+    monkeypatch.setattr(sources, "import_sources", vanishing)
+    r = run("import")
     assert r.exit_code == 0, r.stderr
     assert f"{BILLING.name}: no longer in the inbox" in r.stderr
     assert not (inbox / PAYMENT.name).exists() and (data / "archive" / PAYMENT.name).exists()
