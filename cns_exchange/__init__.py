@@ -32,6 +32,7 @@ The package is laid out along the data flow, one sub-package per stage:
     store/        the practice database
       database      schema, migrations and the queries shared by import, status and build
       importing     return files -> database (cnsx import)
+      inbox         what cnsx import takes: files, fetch's list or a document on stdin (streamed), the inbox
       status        the reports (cnsx status)
       convention    final reports due (cnsx report-sent)
       export        the accountant's export (cnsx export)
@@ -44,7 +45,15 @@ The package is laid out along the data flow, one sub-package per stage:
       summary       the summary statement of a billing file
       report        the status report of the practice database (cnsx status --pdf)
       printing      billing file -> fee notes and summary (cnsx print); the status report written
-    cli/          the click commands
+    cli/          the click commands, one module per command group; each resolves its options,
+                  calls one core function and prints the result
+      __init__      the root group, global options, lazy registration, errors -> exit codes
+      context       the settings, tables, database and server the options name
+      output        shared writers: JSON, JSON lines, output-format options, the summary line
+      build, validate, printing (print), upload, fetch (fetch, nightly, hostkey), config,
+      doctor, imports (import), status (status, certificates, report-sent), export, tariffs,
+      sandbox       the commands
+    doctor        the checks of cnsx doctor
     errors, issues, config, console, fsutil, clock   shared by every stage
 """
 

@@ -1,10 +1,12 @@
-"""The time cnsx writes into what it makes, when it is not asked for on the command line:
-``$SOURCE_DATE_EPOCH`` (reproducible builds, https://reproducible-builds.org/specs/source-date-epoch/),
-read here for every command that honours it."""
+"""Dates and times given to cnsx: the date and date-time options, and the time cnsx writes into
+what it makes when it is not asked for on the command line: ``$SOURCE_DATE_EPOCH`` (reproducible
+builds, https://reproducible-builds.org/specs/source-date-epoch/), read here for every command
+that honours it."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import os
+from datetime import date, datetime, timezone
 
 from cns_exchange.errors import UsageError
 
@@ -25,3 +27,40 @@ def from_epoch(value: str) -> datetime:
         raise UsageError(f"SOURCE_DATE_EPOCH '{value}' is out of range: seconds since 1970 up to {LAST_SECOND} "
                          "(the end of the year 9999)", "unset it or fix it")
     return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def fixed_time(value: str | None, option: str, example: str) -> datetime | None:
+    """The time a command is told to use: ``value`` (the date-time ``option``, ISO 8601; without
+    a zone it is local time), else ``$SOURCE_DATE_EPOCH``, else None (the command's own clock).
+    Whole seconds, as cnsx writes them. Raises UsageError naming ``option`` (with ``example``
+    as the hint) for a value that is not a date-time, or for a bad ``$SOURCE_DATE_EPOCH``."""
+    if value:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise UsageError(f"{option} '{value}' is not an ISO 8601 date-time", example) from None
+        return (moment if moment.tzinfo else moment.astimezone()).replace(microsecond=0)
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        return from_epoch(epoch)
+    return None
+
+
+def creation_time(value: str | None) -> datetime:
+    """The creation time of what a command makes: ``--created`` (``value``), else
+    ``$SOURCE_DATE_EPOCH``, else now (local time, whole seconds). UsageError as :func:`fixed_time`."""
+    return (fixed_time(value, "--created", "e.g. 2026-11-26T09:30:00+01:00")
+            or datetime.now().astimezone().replace(microsecond=0))
+
+
+def day(option: str, value: str) -> date:
+    """The date given to ``option`` as YYYY-MM-DD. Raises UsageError naming the option for
+    anything else (``date.fromisoformat`` would also take '20261101' and week dates such as
+    '2026-W44-7', which no one means on a command line)."""
+    try:
+        parsed = date.fromisoformat(value)
+        if parsed.isoformat() != value:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"{option} '{value}' is not a YYYY-MM-DD date", f"e.g. {option} 2026-11-01") from None
+    return parsed

@@ -71,6 +71,13 @@ def config_dir() -> Path:
     return Path(user_config_dir("cnsx", appauthor=False))
 
 
+def config_file(explicit: str | None = None) -> Path:
+    """Return the config file's path: ``explicit`` (--config), else $CNSX_CONFIG, else
+    config.toml in :func:`config_dir`."""
+    explicit = explicit or os.environ.get("CNSX_CONFIG")
+    return Path(explicit) if explicit else config_dir() / "config.toml"
+
+
 def data_dir() -> Path:
     """Return the folder for local state by default: $CNSX_DATA_DIR, else the platform's."""
     env = os.environ.get("CNSX_DATA_DIR")
@@ -230,7 +237,7 @@ def load_settings(path: str | None = None, profile: str | None = None) -> Settin
     """
     folder = config_dir()
     explicit = path or os.environ.get("CNSX_CONFIG")
-    file = Path(explicit) if explicit else folder / "config.toml"
+    file = config_file(explicit)
     if explicit and not os.environ.get("CNSX_CONFIG_DIR"):
         folder = file.parent
     settings = Settings(folder=folder)
@@ -331,3 +338,55 @@ def _check_exposure(settings: Settings, file: Path) -> None:
             f"{file} can be read by other users and names the key file {settings.values['key_file']} with no passphrase source",
             f"chmod 600 {file}, or protect the key with a passphrase and set key_passphrase = \"env\" (or keyring, prompt)",
         )
+
+
+#: The provider code ``cnsx config init`` writes when given none: a placeholder to fill in.
+PLACEHOLDER_PROVIDER = "000000"
+
+#: The commented starter config of ``cnsx config init`` (docs/cli.md, Configuration).
+STARTER_CONFIG = '''# cnsx configuration (docs/cli.md, Configuration). Secrets are never written here:
+# password and key_passphrase name where they come from (env, keyring or prompt).
+
+provider = "{provider}"              # the practice's CNS provider code
+default_profile = "production"
+
+[profiles.production]
+remote = "sftp://USER@HOST:22"       # the CNS server, as the CNS gave it to you
+upload_dir = "upload"                # where the practice deposits its files
+download_dir = "download"            # where the CNS leaves its return files
+# host_key = "SHA256:..."            # pin it after checking: cnsx hostkey HOST:22
+# known_hosts = "~/.ssh/known_hosts" # or trust an OpenSSH known_hosts file
+# key_file = "~/.ssh/cnsx_ed25519"
+# key_passphrase = "env"             # CNSX_KEY_PASSPHRASE
+# password = "env"                   # CNSX_PASSWORD (or "keyring", "prompt")
+# use_agent = true
+# database = "~/cnsx/practice.sqlite"
+# outbox = "~/cnsx/outbox"
+# inbox = "~/cnsx/inbox"
+# after_fetch = "keep"               # keep | delete | archive
+# remote_archive_dir = "download/archive"
+
+[profiles.test]
+remote = "file:///srv/cns-sandbox"   # a local drop box with upload/ and download/
+'''
+
+
+def write_starter_config(path: Path, provider: str = PLACEHOLDER_PROVIDER) -> None:
+    """Write :data:`STARTER_CONFIG` for ``provider`` to ``path`` (0600, its folder made 0700),
+    never over an existing file. Raises UsageError for a provider code that is not valid (it
+    goes into the file as TOML text: only a valid code may) or a file already there."""
+    from cns_exchange.errors import UsageError
+    from cns_exchange.fsutil import private_dir
+
+    if provider != PLACEHOLDER_PROVIDER:
+        from cns_exchange.domain.identifiers import check_provider
+
+        problems = check_provider(provider)
+        if problems:
+            raise UsageError(f"--provider: {problems[0][1]}", "pass the code the CNS issued to the practice (6 to 8 digits)")
+    if path.exists():
+        raise UsageError(f"{path} exists already; cnsx config init never replaces it", "edit it, or pass --config NEW_PATH")
+    private_dir(path.parent)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(STARTER_CONFIG.format(provider=provider))

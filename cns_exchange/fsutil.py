@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
+from cns_exchange.errors import UsageError
+
 
 def private_dir(folder: Path, parents: bool = True) -> Path:
     """Create ``folder`` (and, with ``parents``, its missing parents) mode 0700, whatever the
@@ -121,6 +123,30 @@ def copy_atomic(source: Path, target: Path, sha256: str) -> None:
             raise ValueError(f"{source} changed while it was read")
         stream.close()
         publish(path, target)
+
+
+def new_output(option: str, value: str, into_folder: bool = False) -> Path:
+    """The path an output option (``-o``, ``--pdf``) names, checked before any work is done:
+    cnsx never overwrites a file. With ``into_folder`` an existing folder is accepted (the
+    output takes its conventional name there). Returns the path; raises UsageError naming the
+    option for a name ending in '/' that is no such folder, anything already there under that
+    name, or a parent folder that does not exist. (Writing with :func:`write_new` or
+    :func:`publish` ``overwrite=False`` still refuses a file that appears meanwhile.)"""
+    path = Path(value)
+    if into_folder and path.is_dir():
+        return path
+    if value.endswith("/"):  # a folder, as a shell completes one: never a file named without the slash
+        if into_folder:
+            raise UsageError(f"{option} {value}: folder {value} does not exist", "create it first, or give a file name")
+        raise UsageError(f"{option} {value}: a folder name; this output is one file", "give the file's name")
+    if path.exists() or path.is_symlink():
+        what = ("a folder" if path.is_dir() and not path.is_symlink()
+                else "a file" if path.is_file() and not path.is_symlink() else "not a regular file")
+        raise UsageError(f"{option} {value}: {what} of that name exists; cnsx never overwrites a file",
+                         "remove it, or give another name" + (" or a folder" if into_folder else ""))
+    if not path.parent.is_dir():
+        raise UsageError(f"{option} {value}: folder {path.parent} does not exist", "create it first")
+    return path
 
 
 def write_new(target: Path, draw, overwrite: bool = False):

@@ -124,7 +124,38 @@ def test_no_db_from_stdin_leaves_nothing_behind(run, tmp_path):
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.xml"))
 
 
-def test_an_inbox_file_taken_by_another_run_is_skipped(run, data, tmp_path):
+def test_a_document_on_stdin_over_the_limit_leaves_nothing_behind(run, data, monkeypatch):
+    """stdin is copied a chunk at a time, bounded by max_xml_bytes: beyond it, exit 3 and no
+    file (not even the hidden temp file) in the inbox."""
+    monkeypatch.setenv("CNSX_MAX_XML_BYTES", "1000")
+    for document in (PAYMENT.read_bytes(), b"\n".join([json.dumps({"path": str(PAYMENT)}).encode()] * 40)):
+        assert len(document) > 1000
+        r = run("import", "-", input=document)
+        assert r.exit_code == 3, r.stderr
+        assert "<stdin>: more than 1000 bytes, over the limit" in r.stderr and r.stdout == ""
+        assert list((data / "inbox").iterdir()) == []
+    assert not (data / "practice.sqlite").exists()
+
+
+def test_a_document_on_stdin_is_imported_once_and_leaves_no_temp_file(run, data):
+    first = run("import", "-", input=PAYMENT.read_bytes())
+    assert first.exit_code == 0, first.stderr
+    same = run("import", "-", input=PAYMENT.read_bytes())
+    assert same.exit_code == 0 and "already imported, nothing changed" in same.stderr
+    assert list((data / "inbox").iterdir()) == []   # archived from there; no temp file left
+    assert [p.name for p in (data / "archive").glob("stdin-*.xml")] == [
+        f"stdin-{hashlib.sha256(PAYMENT.read_bytes()).hexdigest()[:16]}.xml"]
+
+
+def test_a_list_line_that_is_not_utf8_is_named(run, data):
+    lines = json.dumps({"path": str(ACK)}).encode() + b"\n" + b'{"path": "caf\xe9.xml"}\n'
+    r = run("import", "-", input=lines)
+    assert r.exit_code == 3, r.stderr
+    assert "<stdin>:2: not a line of cnsx fetch" in r.stderr and "Traceback" not in r.stderr
+    assert not (data / "practice.sqlite").exists()   # nothing imported: the list is read first
+
+
+def test_an_inbox_file_taken_by_another_run_is_skipped(run, data, tmp_path, monkeypatch):
     """The inbox is listed before the lock is ours: a file another run imported meanwhile is
     skipped with a line, and the others are imported."""
     inbox = data / "inbox"
@@ -132,22 +163,19 @@ def test_an_inbox_file_taken_by_another_run_is_skipped(run, data, tmp_path):
     shutil.copy(ACK, inbox)
     r = run("import", input=b"")  # the inbox, nothing vanished: a baseline
     assert r.exit_code == 0, r.stderr
-    from cns_exchange import cli
+    from cns_exchange.store import inbox as sources
 
-    listed = cli._import_sources
+    listed = sources.import_sources
 
-    def vanishing(files, settings, spool_dir=None):
-        found = listed(files, settings, spool_dir)
+    def vanishing(files, stdin, settings, spool_dir=None):
+        found = listed(files, stdin, settings, spool_dir)
         (inbox / BILLING.name).unlink()  # what another run does after this listing
         return found
 
     shutil.copy(BILLING, inbox)
     shutil.copy(PAYMENT, inbox)
-    cli._import_sources = vanishing
-    try:
-        r = run("import")
-    finally:
-        cli._import_sources = listed
+    monkeypatch.setattr(sources, "import_sources", vanishing)
+    r = run("import")
     assert r.exit_code == 0, r.stderr
     assert f"{BILLING.name}: no longer in the inbox" in r.stderr
     assert not (inbox / PAYMENT.name).exists() and (data / "archive" / PAYMENT.name).exists()

@@ -104,3 +104,16 @@ def test_config_errors_exit_4(run, isolated_config, examples):
     assert r.exit_code == 4 and "no profile 'nope'" in r.stderr and "test" in r.stderr
     r = run("--config", str(isolated_config / "missing.toml"), "validate", "x.xml")
     assert r.exit_code == 4 and "does not exist" in r.stderr
+
+
+def test_every_registered_command_loads_under_its_name():
+    """The root group imports a command's module only when the command is asked for: each
+    name of the registry must lead to a command of that name (a typo would be found by a user)."""
+    from cns_exchange.cli import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    assert cli.list_commands(ctx) == sorted(COMMANDS)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert isinstance(command, click.Command) and command.name == name
+    assert cli.get_command(ctx, "no-such-command") is None

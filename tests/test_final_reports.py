@@ -231,6 +231,18 @@ def test_marking_twice_changes_nothing_and_says_so(run, db, exchanged):
     conn.close()
 
 
+@pytest.mark.parametrize("day", ["2026-8-01", "20260801", "2026-W31-6", "2026-02-30", "yesterday"])
+def test_a_date_that_is_not_yyyy_mm_dd_is_a_usage_error(run, db, exchanged, day):
+    """The one parser of date options (clock.day): what fromisoformat alone also takes
+    (20260801, week dates) is refused too, before the database is touched."""
+    r = run("report-sent", exchanged[1][FINISHED], "--date", day, "--db", str(db))
+    assert r.exit_code == 2, r.stderr
+    assert f"--date '{day}' is not a YYYY-MM-DD date" in r.stderr and r.stdout == ""
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM final_reports").fetchone() == (0,)
+    conn.close()
+
+
 def test_an_unknown_certificate_is_exit_3(run, db):
     r = run("report-sent", "TPC-2099-999999", "--db", str(db))
     assert r.exit_code == 3

@@ -106,9 +106,18 @@ def test_only_cli_imports_click():
     assert importers and all(m == "cns_exchange.cli" or m.startswith("cns_exchange.cli.") for m in importers), importers
 
 
+#: The command-line modules: cnsx --help imports every one of them (to list the commands).
+CLI_MODULES = sorted(m for m in MODULES if m == "cns_exchange.cli" or m.startswith("cns_exchange.cli."))
+
+
+def test_the_cli_is_a_package_of_command_modules():
+    assert {"cns_exchange.cli.build", "cns_exchange.cli.fetch", "cns_exchange.cli.output"} <= set(CLI_MODULES)
+
+
+@pytest.mark.parametrize("module", CLI_MODULES)
 @pytest.mark.parametrize("library", ["lxml", "rich", "stdnum", "paramiko", "pypdf", "img2pdf", "reportlab", "PIL"])
-def test_cli_imports_heavy_libraries_lazily(library):
-    assert library not in _top_level_imports(MODULES["cns_exchange.cli"])
+def test_cli_imports_heavy_libraries_lazily(library, module):
+    assert library not in _top_level_imports(MODULES[module])
 
 
 PDF_MODULES = sorted(m for m in MODULES if m.startswith("cns_exchange.pdf."))
@@ -149,10 +158,11 @@ def test_the_store_imports_nothing_of_the_pdf_package():
     assert "cns_exchange.domain.identifiers.show_matricule" in _cnsx_imports(MODULES["cns_exchange.store.status"])
 
 
-def test_cli_top_level_imports_only_the_standard_library_click_and_cnsx():
-    other = {name for name in _top_level_imports(MODULES["cns_exchange.cli"])
+@pytest.mark.parametrize("module", CLI_MODULES)
+def test_cli_top_level_imports_only_the_standard_library_click_and_cnsx(module):
+    other = {name for name in _top_level_imports(MODULES[module])
              if name not in sys.stdlib_module_names and name not in {"click", "cns_exchange"}}
-    assert not other, f"cli.py imports {', '.join(sorted(other))} at module level: import it inside the command"
+    assert not other, f"{module} imports {', '.join(sorted(other))} at module level: import it inside the command"
 
 
 def _imported_modules(statement: str) -> list[str]:
@@ -173,6 +183,25 @@ def test_importing_the_cli_loads_no_lxml_or_rich():
     assert "cns_exchange.cli" in modules and "click" in modules   # the list is really read
     heavy = sorted(m for m in modules if m.split(".")[0] in {"lxml", "rich", "paramiko"} | PDF_LIBRARIES)
     assert heavy == [], f"importing cns_exchange.cli loads {', '.join(heavy)}: import them inside the commands"
+
+
+def test_importing_the_cli_loads_no_command_module():
+    """The commands are registered by name and imported when they run (or --help lists them)."""
+    modules = _imported_modules("import cns_exchange.cli")
+    commands = sorted(m for m in modules if m.startswith("cns_exchange.cli.")
+                      and m not in {"cns_exchange.cli.context", "cns_exchange.cli.output"})
+    assert "cns_exchange.cli.context" in modules and commands == [], commands
+
+
+def test_help_loads_every_command_module_and_no_heavy_library():
+    code = ("import sys\nfrom cns_exchange.cli import cli\ntry:\n    cli.main(['--help'])\n"
+            "finally:\n    print(' '.join(sys.modules), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and "Commands:" in proc.stdout, proc.stderr
+    modules = proc.stderr.split()
+    assert set(CLI_MODULES) <= set(modules), sorted(set(CLI_MODULES) - set(modules))
+    heavy = sorted(m for m in modules if m.split(".")[0] in {"lxml", "rich", "paramiko", "stdnum"} | PDF_LIBRARIES)
+    assert heavy == [], f"cnsx --help loads {', '.join(heavy)}: import them inside the commands"
 
 
 def test_building_blocks_load_no_pdf_library():

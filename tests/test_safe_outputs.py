@@ -228,3 +228,30 @@ def test_upload_of_a_renamed_file_is_refused_too(run, dropbox, tmp_path):
     r = run("upload", str(renamed))
     assert r.exit_code == 3 and "error DOC09:" in r.stderr
     assert list((root / "upload").iterdir()) == []
+
+
+# --- the one "never overwrite" check of an output option ------------------------------------------
+
+def test_an_output_option_never_names_something_already_there(tmp_path):
+    """fsutil.new_output, which build, print summary, status --pdf and export call before any work."""
+    from cns_exchange.errors import UsageError
+    from cns_exchange.fsutil import new_output
+
+    (tmp_path / "taken.pdf").write_bytes(b"mine")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "link.pdf").symlink_to(tmp_path / "nowhere.pdf")
+    assert new_output("-o", str(tmp_path / "new.pdf")) == tmp_path / "new.pdf"
+    assert new_output("-o", str(tmp_path / "folder"), into_folder=True) == tmp_path / "folder"
+    refused = {
+        ("-o", str(tmp_path / "taken.pdf"), True): "a file of that name exists; cnsx never overwrites a file",
+        ("-o", str(tmp_path / "link.pdf"), False): "not a regular file of that name exists",
+        ("--pdf", str(tmp_path / "folder"), False): "a folder of that name exists",
+        ("--pdf", str(tmp_path / "folder") + "/", False): "a folder name; this output is one file",
+        ("-o", str(tmp_path / "missing") + "/", True): f"folder {tmp_path / 'missing'}/ does not exist",
+        ("-o", str(tmp_path / "missing" / "x.csv"), False): f"folder {tmp_path / 'missing'} does not exist",
+    }
+    for (option, value, into_folder), message in refused.items():
+        with pytest.raises(UsageError) as caught:
+            new_output(option, value, into_folder)
+        assert caught.value.message.startswith(f"{option} {value}: ") and message in caught.value.message
+    assert (tmp_path / "taken.pdf").read_bytes() == b"mine" and not (tmp_path / "missing").exists()

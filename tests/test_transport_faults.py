@@ -694,6 +694,21 @@ def test_wrong_password_is_fatal(sshd, env):
     assert r.stdout == "" and env.ledger("fetched") == []
 
 
+@pytest.mark.parametrize("address, expected", [
+    ("sftp.example.lu", ("sftp.example.lu", 22)), ("sftp.example.lu:2222", ("sftp.example.lu", 2222)),
+    ("::1", ("::1", 22)), (":2222", (":2222", 22)), ("sftp.example.lu:ssh", None), ("sftp.example.lu:", None),
+])
+def test_hostkey_reads_host_and_port(address, expected):
+    from cns_exchange.errors import UsageError
+    from cns_exchange.transport import parse_address
+
+    if expected is None:
+        with pytest.raises(UsageError, match="the port is not a number"):
+            parse_address(address)
+    else:
+        assert parse_address(address) == expected
+
+
 def test_hostkey_prints_the_servers_fingerprints(sshd, env):
     offsets = log_offsets(sshd)
     r = env.run("hostkey", f"{sshd.host}:{sshd.port}")

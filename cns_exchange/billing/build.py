@@ -106,6 +106,24 @@ def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir
     return requests, report
 
 
+def build_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir: Path, header: Header,
+                   file_name: str, destination: Destination, validator: Validator, reading: Reading | None = None,
+                   prescriptions: PrescriptionFiles | None = None, history=None) -> BuildResult:
+    """Build and publish a request file from request rows (build-request): the rows read and
+    checked (:func:`load_requests`), the prescriptions copied beside the request file (a
+    request file is never visible without its PDFs), then the file published. Raises
+    InputError as those do."""
+    from cns_exchange.documents.write import write_request_file
+
+    requests, report = load_requests(stream, name, fmt, codes, base_dir, header.created.date(), header.provider,
+                                     reading, prescriptions, history)
+    if destination.path is not None:
+        copy_attachments(requests, destination.folder)
+    path, sha = publish_document("request", lambda out: write_request_file(out, header, requests), file_name,
+                                 destination, validator, header.version)
+    return BuildResult("request", file_name, path, sha, len(requests), warnings=report.issues)
+
+
 class PricedNotes:
     """The checked and priced fee notes of a session input, made one at a time as they are
     written (a 200,000-session file holds its rows, never 200,000 session objects), with the

@@ -81,19 +81,20 @@ def spool(name: str, stream: IO[bytes], limit: int) -> IO[bytes]:
     return tmp
 
 
-def read_bounded(stream: IO[bytes], limit: int, name: str = "<stdin>") -> bytes:
-    """All of ``stream`` (stdin), at most ``limit`` bytes, read a chunk at a time (Ctrl-C is
-    seen between two chunks, even from a source that never blocks and never ends).
-    Raises DocumentTooLarge (XML03) beyond ``limit``."""
-    chunks, size = [], 0
+def copy_bounded(stream: IO[bytes], write, limit: int, name: str = "<stdin>") -> int:
+    """Copy all of ``stream`` (stdin) to ``write`` (a function taking each chunk), at most
+    ``limit`` bytes, a chunk at a time: memory stays flat, and Ctrl-C is seen between two
+    chunks, even from a source that never blocks and never ends. Returns the size. Raises
+    DocumentTooLarge (XML03) beyond ``limit``."""
+    size = 0
     while True:
         chunk = stream.read(min(1 << 20, limit + 1 - size))
         if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+            return size
         size += len(chunk)
         if size > limit:
             raise DocumentTooLarge(f"{name}: more than {limit} bytes, over the limit", "raise max_xml_bytes if the document is genuine")
+        write(chunk)
 
 
 def open_document(name: str, limit: int) -> IO[bytes]:

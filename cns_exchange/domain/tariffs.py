@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Sequence
 
+from cns_exchange import clock
 from cns_exchange.errors import InputError, UsageError
 from cns_exchange.domain.model import amount
 from cns_exchange.domain.nomenclature import (CENT, CURRENT_FOR_MONTHS, Codes, Nomenclature, NoTariffError, TariffTable,
@@ -164,12 +165,7 @@ def add_table(nomenclature: Nomenclature, codes: Codes, folder: Path, valid_from
     amount that is not positive, inferred coefficients taken over, a price that moves by
     more than :data:`LARGEST_CHANGE` from the table before, unless ``accept_change``).
     """
-    try:
-        start = date.fromisoformat(valid_from)
-        if start.isoformat() != valid_from:
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"--valid-from {valid_from}: not a YYYY-MM-DD date", "e.g. --valid-from 2026-11-01") from None
+    start = clock.day("--valid-from", valid_from)
     if not source.strip():
         raise UsageError("--source is empty", "say where the figures come from: the CNS letter or the regulation, with its date")
     if prices and (key_letter is not None or coefficients):

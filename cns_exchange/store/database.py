@@ -368,3 +368,9 @@ class TreatmentHistory:
                WHERE c.superseded = 0 AND c.matricule = ? AND r.request_ref != ?
                AND instr(';' || r.pathologies || ';', ';' || ? || ';') > 0""", (matricule, besides, pathology))
         return [(treatment, number, date.fromisoformat(start)) for treatment, number, start in rows]
+
+
+def has_certificates(conn: sqlite3.Connection) -> bool:
+    """Whether any certificate was imported yet (until then build-invoice has none to check
+    sessions against, unless the database was named on purpose)."""
+    return conn.execute("SELECT 1 FROM certificates LIMIT 1").fetchone() is not None

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from cns_exchange import clock
 from cns_exchange.store.database import BILLED_SESSIONS
 from cns_exchange.errors import UsageError
 from cns_exchange.domain.nomenclature import add_months
@@ -36,13 +37,6 @@ class Period:
     end: date | None = None
 
 
-def _day(option: str, value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise UsageError(f"{option} '{value}' is not a date", "give it as YYYY-MM-DD, e.g. 2026-11-01") from None
-
-
 def period(month: str | None = None, start: str | None = None, end: str | None = None) -> Period:
     """The period asked for: a month (``YYYY-MM``), or ``--from``/``--to`` days (either may be
     left out). Raises UsageError for a month given with days, a value that is no date, or a
@@ -50,11 +44,14 @@ def period(month: str | None = None, start: str | None = None, end: str | None =
     if month is not None:
         if start is not None or end is not None:
             raise UsageError("--month with --from/--to: one period at a time", "give --month, or --from and --to")
-        first = _day("--month", f"{month}-01") if len(month) == 7 else None
+        try:
+            first = clock.day("--month", f"{month}-01") if len(month) == 7 else None
+        except UsageError:
+            first = None
         if first is None:
             raise UsageError(f"--month '{month}' is not a month", "give it as YYYY-MM, e.g. 2026-11")
         return Period(first, add_months(first, 1) - timedelta(days=1))
-    asked = Period(_day("--from", start) if start else None, _day("--to", end) if end else None)
+    asked = Period(clock.day("--from", start) if start else None, clock.day("--to", end) if end else None)
     if asked.start and asked.end and asked.end < asked.start:
         raise UsageError(f"--to {asked.end} is before --from {asked.start}", "swap them")
     return asked

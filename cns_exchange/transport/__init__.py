@@ -56,6 +56,20 @@ def unsafe_name_reason(name: str) -> str:
     return ""
 
 
+def parse_address(address: str) -> tuple[str, int]:
+    """``HOST[:PORT]`` (``cnsx hostkey``) as (host, port), port 22 by default. A name with
+    several ':' (an IPv6 address) is a host without a port. Raises UsageError for a port that
+    is not a number."""
+    from cns_exchange.errors import UsageError
+
+    host, _, port = address.rpartition(":") if address.count(":") == 1 else (address, "", "22")
+    if not host:
+        host, port = address, "22"
+    if not port.isdigit():
+        raise UsageError(f"{address}: the port is not a number", "e.g. sftp.example.lu:22")
+    return host, int(port)
+
+
 class Transport(Protocol):
     """A connection to the drop box. Paths are folder names relative to its root, or absolute."""
 

@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from cns_exchange.billing.build import WRITABLE_VERSIONS
-from cns_exchange.clock import from_epoch
-from cns_exchange.errors import ConfigError, CnsxError, UsageError
+from cns_exchange.errors import ConfigError, CnsxError
 from cns_exchange.fsutil import fsync_dir, private_dir, publish, temp_file, write_atomic
 from cns_exchange.domain.identifiers import anniversary, birth_date, check_provider
 from cns_exchange.store.lock import run_lock
@@ -100,23 +99,6 @@ class PassReport:
 
     deposits: list[Deposit] = field(default_factory=list)
     recovered: list[str] = field(default_factory=list)   # return files of a killed run, published now
-
-
-def parse_clock(value: str | None, epoch: str | None) -> datetime | None:
-    """Return the fixed clock: ``value`` (ISO 8601, the --now option), else ``epoch``
-    ($SOURCE_DATE_EPOCH, seconds), else None (each file's own header time is used).
-
-    Raises UsageError for a value that is not a date-time or a number of seconds.
-    """
-    if value:
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise UsageError(f"--now '{value}' is not an ISO 8601 date-time", "e.g. 2026-12-01T09:00:00+01:00") from None
-        return (moment if moment.tzinfo else moment.astimezone()).replace(microsecond=0)
-    if epoch:
-        return from_epoch(epoch)
-    return None
 
 
 def validity_end(start: date) -> date:
@@ -208,7 +190,7 @@ class Sandbox:
     """Answers the files deposited in ``upload`` into ``download``, as the CNS would.
 
     ``validator`` decides acceptance; ``codes`` (default: the validator's) are the sandbox's
-    own tables for refusals and disputes. ``now`` fixes the clock (see :func:`parse_clock`);
+    own tables for refusals and disputes. ``now`` fixes the clock (see :func:`cns_exchange.clock.fixed_time`);
     ``default_provider`` addresses the answer to a file whose header and name name none.
     """
 

@@ -202,6 +202,19 @@ class Uploader:
 _SEQUENCE = re.compile(rb"(<NumeroSequence>)\s*\d+\s*(</NumeroSequence>)")
 
 
+def renumber_sent(paths: list[Path], conn: sqlite3.Connection, remote: str, outbox: Path) -> list[Path]:
+    """``upload --force``: the documents to send, each one whose content was sent to
+    ``remote`` already replaced by a copy under the next free sequence number, written into
+    the outbox (:func:`renumbered_copy`). Raises InputError as that does."""
+    renamed = []
+    for path in paths:
+        sha, _ = sha256_of(path)
+        sent = conn.execute("SELECT 1 FROM uploads WHERE sha256 = ? AND remote = ? AND result = 'sent'",
+                            (sha, remote)).fetchone()
+        renamed.append(renumbered_copy(path, conn, remote, outbox)[0] if sent else path)
+    return renamed
+
+
 def renumbered_copy(path: Path, conn: sqlite3.Connection, remote: str, outbox: Path) -> tuple[Path, str]:
     """Write a copy of a document under the next free sequence number (for --force).
 
@@ -271,3 +284,18 @@ def move_sent(path: Path, folder: Path) -> Path | None:
     path.unlink()
     fsync_dir(path.parent)
     return target
+
+
+def move_all_sent(planned: list[Planned], folder: Path) -> tuple[int, list[Path]]:
+    """``upload --move-sent``: move every planned file still where it was into ``folder``
+    (:func:`move_sent`), once all of them are recorded sent (a request's PDFs stay beside it
+    until it is). Returns (how many moved, the files left where they are because another
+    file has their name in ``folder``)."""
+    moved, kept = 0, []
+    for item in planned:
+        if item.path.exists():
+            if move_sent(item.path, folder) is None:
+                kept.append(item.path)
+            else:
+                moved += 1
+    return moved, kept
