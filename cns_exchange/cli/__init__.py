@@ -36,7 +36,7 @@ class CnsxGroup(click.Group):
         except BrokenPipeError:
             raise _ReaderGone() from None
         except Exception as exc:
-            translated = local_failure(exc)  # a read-only database: the machine's, not a bug
+            translated = local_failure(exc)  # a full disk, a read-only database: the machine's, not a bug
             if translated is None:
                 raise
             raise translated from exc
@@ -58,7 +58,10 @@ class CnsxGroup(click.Group):
             _check_arguments(argv)
             rv = super().main(args=args, prog_name=prog_name or "cnsx", complete_var=complete_var,
                               standalone_mode=False, **extra)
-            sys.stdout.flush()  # here, where a broken pipe is caught, not at the interpreter's exit
+            try:
+                sys.stdout.flush()  # here, where a broken pipe is caught, not at the interpreter's exit
+            except OSError as exc:
+                raise local_failure(exc, "stdout") or exc
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
@@ -85,16 +88,14 @@ class CnsxGroup(click.Group):
             sys.exit(exc.exit_code)
         except (BrokenPipeError, _ReaderGone):
             _reader_gone()
-        except OSError as exc:
-            # A local file or folder that cannot be used (permissions, a file where a folder
-            # belongs, a full disk): the environment cnsx is set up in, not a bug.
+        except OSError as exc:  # outside a command (invoke translates those): the machine's, not a bug
             if debug:
                 raise
             from cns_exchange import console
 
-            where = f"{exc.filename}: " if exc.filename else ""
-            console.print_error(f"{where}{exc.strerror or exc}", "check the path, its permissions and the free space")
-            sys.exit(ExitCode.CONFIG)
+            error = local_failure(exc)
+            console.print_error(error.message, error.hint)
+            sys.exit(error.exit_code)
         except Exception as exc:  # noqa: BLE001 - the last resort: never a traceback for users
             if debug:
                 raise
@@ -239,7 +240,8 @@ def cli(ctx: click.Context, config, profile, quiet, verbose, debug) -> None:
 
     Build request and billing files from the practice's CSV/JSON, validate them, and (in later
     commands) send them and read the CNS's answers. Exit codes: 0 ok, 1 internal error, 2 usage,
-    3 invalid input or document, 4 configuration error, 5/6 transport failure, 7 locked.
+    3 invalid input or document, 4 configuration error, 5/6 transport failure, 7 locked,
+    8 local file cannot be read or written.
     """
     ctx.obj = Context(config, profile, debug, quiet, verbose)
     _debug_log(debug)
@@ -804,7 +806,7 @@ def _report_fetch(report) -> None:
 def _write_list_line(line: str, inbox: Path) -> None:
     """Write one line of fetch's list to stdout, now. A reader gone is exit 141 as always;
     a stdout that takes nothing (a full disk, `> /dev/full`) is an error naming what is lost."""
-    from cns_exchange.errors import ConfigError
+    from cns_exchange.errors import LocalIOError
 
     try:
         sys.stdout.write(line)
@@ -816,7 +818,7 @@ def _write_list_line(line: str, inbox: Path) -> None:
         # exit 120). One line (cron mail): the file is fetched and recorded, so a later fetch
         # will not list it again; the inbox keeps it for cnsx nightly or cnsx import.
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-        raise ConfigError(f"stdout: {exc.strerror or exc}: the list of fetched files is lost; "
+        raise LocalIOError(f"stdout: {exc.strerror or exc}: the list of fetched files is lost; "
                           f"they are in the inbox {inbox}, where cnsx nightly or cnsx import imports them") from None
 
 

@@ -19,16 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from cns_exchange.errors import CnsxError, ExitCode, TransportRetryableError
+from cns_exchange.errors import LocalIOError, TransportRetryableError
 from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry, RetryingConnection, Transport, unsafe_name_reason
-
-
-class LocalDiskError(CnsxError):
-    """The inbox cannot take the file (disk full, permissions): nothing recorded, nothing
-    deleted. Exit 5 like a retryable failure (a later run may succeed), but not retried within
-    the run: the disk will not have emptied a second later."""
-
-    exit_code = ExitCode.TRANSPORT_RETRYABLE
 
 
 @dataclass
@@ -96,8 +88,10 @@ class Fetcher:
         """Fetch every new file; call ``emit`` for each as soon as it is recorded.
 
         Fills and returns ``report`` (a new one if None): given by the caller, it keeps what
-        was done before an error stopped the run. Raises the transport's errors and
-        LocalDiskError.
+        was done before an error stopped the run. Raises the transport's errors, and
+        LocalIOError when the inbox cannot take a file (a full disk, permissions): then nothing
+        is recorded or deleted, and it is not retried within the run (the disk will not have
+        emptied a second later).
         """
         report = report if report is not None else FetchReport()
         self._remove_stale_temps()
@@ -168,7 +162,7 @@ class Fetcher:
         except OSError as exc:
             temp.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EIO):
-                raise LocalDiskError(f"inbox {self.inbox}: {exc.strerror} while fetching {entry.name}",
+                raise LocalIOError(f"inbox {self.inbox}: {exc.strerror} while fetching {entry.name}",
                                      "free space in (or fix) the inbox; nothing was recorded or deleted on the server") from None
             raise
         except BaseException:
@@ -250,7 +244,7 @@ class Fetcher:
         except FileExistsError:
             pass
         except OSError as exc:
-            raise LocalDiskError(f"inbox {self.inbox}: {exc.strerror}", "check the inbox folder") from None
+            raise LocalIOError(f"inbox {self.inbox}: {exc.strerror}", "check the inbox folder") from None
         return target, "" if target.name == name else "kept beside an older file of that name"
 
     def _finish_remote_actions(self, report: FetchReport) -> None:

@@ -33,7 +33,7 @@ from typing import Callable
 
 from cns_exchange.billing.build import WRITABLE_VERSIONS
 from cns_exchange.clock import from_epoch
-from cns_exchange.errors import ConfigError, CnsxError, UsageError
+from cns_exchange.errors import ConfigError, CnsxError, LocalIOError, UsageError
 from cns_exchange.fsutil import fsync_dir, private_dir, publish, temp_file, write_atomic
 from cns_exchange.domain.identifiers import anniversary, birth_date, check_provider
 from cns_exchange.store.lock import run_lock
@@ -176,8 +176,13 @@ class _State:
         }
         if path.exists():
             try:
-                loaded = json.loads(path.read_text("utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raw = path.read_bytes()
+            except OSError as exc:
+                raise LocalIOError(f"{path}: the sandbox state cannot be read ({exc.strerror})",
+                                   "check the file's owner and permissions, or pass --state FILE") from None
+            try:
+                loaded = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ConfigError(f"{path}: the sandbox state cannot be read ({exc})",
                                   "move it away to start a fresh sandbox, or pass --state FILE") from None
             if not isinstance(loaded, dict) or loaded.get("format") != _STATE_FORMAT:
