@@ -110,13 +110,6 @@ class Codes:
         """Return ``[(act, max count), ...]`` in the order the acts must follow."""
         return [(act, int(n)) for act, n in self.treatments[kind]["sequence"]]
 
-    def treatment_of_act(self, act: str) -> str:
-        """Return the treatment kind ('initial' or 'extension') an act belongs to."""
-        for kind, spec in self.treatments.items():
-            if any(a == act for a, _ in spec["sequence"]):
-                return kind
-        raise KeyError(act)
-
 
 class Nomenclature:
     """All tariff tables in force order, with a fast look-up by session date."""
