@@ -12,6 +12,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import StrEnum
 from typing import IO, Any, Iterator
 
 from lxml import etree
@@ -37,11 +38,18 @@ class HostileDocument(Exception):
     """The document declares a DOCTYPE (refused: see xmlsafe)."""
 
 
+class Part(StrEnum):
+    """Which part of a document an :class:`Item` is (equal to its text: 'header', 'item')."""
+
+    HEADER = "header"    # EnTete, once, first
+    ITEM = "item"        # one request, fee note, answer, payment line (an acknowledgement is one item)
+
+
 @dataclass(slots=True)
 class Item:
     """What the reader yields: the header or one item, where it stands, and its record."""
 
-    what: str            # 'header' or 'item'
+    what: Part
     record: Any          # the record, or None if it could not be read
     line: int
     xpath: str
@@ -275,9 +283,9 @@ def read_document(source: IO[bytes], kind: str, root: str, schema=None, columns:
                 raise HostileDocument()
         if el.tag == "EnTete" and el.getparent() is not None and el.getparent().getparent() is None:
             try:
-                yield Item("header", _header(el), el.sourceline or 0, f"/{root}/EnTete")
+                yield Item(Part.HEADER, _header(el), el.sourceline or 0, f"/{root}/EnTete")
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                yield Item("header", None, el.sourceline or 0, f"/{root}/EnTete", _reason(exc))
+                yield Item(Part.HEADER, None, el.sourceline or 0, f"/{root}/EnTete", _reason(exc))
             continue
         if el.tag != item_tag:
             continue
@@ -286,9 +294,9 @@ def read_document(source: IO[bytes], kind: str, root: str, schema=None, columns:
         try:
             record = convert(el, dates)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            yield Item("item", None, el.sourceline or 0, xpath, _reason(exc))
+            yield Item(Part.ITEM, None, el.sourceline or 0, xpath, _reason(exc))
         else:
-            yield Item("item", record, el.sourceline or 0, xpath)
+            yield Item(Part.ITEM, record, el.sourceline or 0, xpath)
         if item_tag != root:
             el.clear()
             parent = el.getparent()

@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from cns_exchange.issues import WARNING, Issue, plural
+from cns_exchange.issues import ERROR, WARNING, Issue, plural
 from cns_exchange.store.database import COUNTED_SESSIONS, DROPPED, LATEST_ANSWER, RANK, session_identity
-from cns_exchange.documents.read import read_document
+from cns_exchange.documents.read import Part, read_document
 
 #: Output columns per document kind (CSV header / JSON keys). Requests and billing use the
 #: input columns of build-request and build-invoice, so that the rows build the document again.
@@ -147,7 +147,7 @@ def _read_records(doc: Document, path: Path, kind: str, root: str, rules) -> Non
     try:
         with open(path, "rb") as f:
             for item in read_document(f, kind, root, columns=True):
-                if item.record is not None and item.what == "item":
+                if item.record is not None and item.what is Part.ITEM:
                     rules.on_item(item)
                     if isinstance(item.record, FeeNoteColumns):
                         try:
@@ -155,11 +155,11 @@ def _read_records(doc: Document, path: Path, kind: str, root: str, rules) -> Non
                         except (ValueError, TypeError) as exc:
                             item.record, item.error = None, str(exc)
                 if item.record is None:
-                    target = doc.fatal if item.what == "header" else doc.warnings
-                    target.append(Issue("XSD01", f"not imported: {item.error}", severity="error" if item.what == "header" else WARNING,
+                    target = doc.fatal if item.what is Part.HEADER else doc.warnings
+                    target.append(Issue("XSD01", f"not imported: {item.error}", severity=ERROR if item.what is Part.HEADER else WARNING,
                                         file=str(path), line=item.line, xpath=item.xpath,
-                                        hint="the rest of the file is imported" if item.what != "header" else ""))
-                elif item.what == "header":
+                                        hint="the rest of the file is imported" if item.what is not Part.HEADER else ""))
+                elif item.what is Part.HEADER:
                     doc.header = item.record
                     rules.on_header(item.record, item.line, item.xpath)
                 else:

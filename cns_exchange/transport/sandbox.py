@@ -52,7 +52,7 @@ from cns_exchange.domain.naming import CNS_SENDER, KIND_CODES, make_name, next_s
 from cns_exchange.domain.nomenclature import Codes, NoTariffError, add_months
 from cns_exchange.domain.treatment import within_years
 from cns_exchange.validation.validate import Report, Validator, check_attachment
-from cns_exchange.documents.read import read_document, read_header
+from cns_exchange.documents.read import Part, read_document, read_header
 from cns_exchange.documents.write import write_acknowledgement, write_answers, write_payment_statement
 
 #: The CNS "receives" a file this long after the creation time written in its header.
@@ -379,7 +379,7 @@ class Sandbox:
         answers: list[Answer] = []
         with open(path, "rb") as f:
             for item in read_document(f, "request", root):
-                if item.what == "item":
+                if item.what is Part.ITEM:
                     answers.append(self._answer(item.record, item.xpath, state, received, provider))
         deposit.certificates = sum(1 for a in answers if a.certificate is not None)
         deposit.refusals = len(answers) - deposit.certificates
@@ -486,7 +486,7 @@ class Sandbox:
         lines: list[PaymentLine] = []
         with open(path, "rb") as f:
             for item in read_document(f, "billing", root):
-                if item.what == "item":
+                if item.what is Part.ITEM:
                     self._pay_note(item.record, state, lines)
         deposit.disputed = sum(1 for line in lines if line.disputed)
         deposit.paid = len(lines) - deposit.disputed

@@ -36,7 +36,7 @@ from cns_exchange.domain.nomenclature import Codes, Nomenclature
 from cns_exchange.validation.rules import SESSION_WIDE, SHARE_ON_SESSION_DATE, BillingChecks, RequestChecks, check_acts_known
 from cns_exchange.documents.schemas import SchemaRegistry, SchemaSet
 from cns_exchange.documents.read import (
-    ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, cents_of, clean_message, date_of, locate_paths, locate_schema_errors,
+    ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, Part, cents_of, clean_message, date_of, locate_paths, locate_schema_errors,
     read_document,
 )
 from cns_exchange.documents.safe import PARSER_OPTIONS, DocumentTooLarge, DocumentUnreadable, has_doctype, open_document, spool
@@ -132,7 +132,7 @@ class _Rules:
     def unreadable(self, item: Item) -> None:
         """An item (or the header) the reader could not turn into a record: the schema check
         must refuse it too; if it does not, this issue keeps the document invalid."""
-        self.count += item.what == "item"
+        self.count += item.what is Part.ITEM
         self.add("XSD01", f"cannot be read: {item.error}", item.line, item.xpath)
 
     def finish(self) -> None:
@@ -387,7 +387,7 @@ def read_to_the_end(path: str, kind: str, root: str, rules: _Rules | None) -> li
                     continue
                 if item.record is None:
                     rules.unreadable(item)
-                elif item.what == "header":
+                elif item.what is Part.HEADER:
                     rules.on_header(item.record, item.line, item.xpath)
                 else:
                     rules.on_item(item)
