@@ -15,6 +15,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -54,14 +55,23 @@ class Document:
     notices: list[str] = field(default_factory=list)
 
 
+class ImportStatus(StrEnum):
+    """What became of one file (equal to its text, as ``import --json`` prints it)."""
+
+    READ = "read"                          # read, not recorded: no database (--no-db)
+    IMPORTED = "imported"
+    ALREADY_IMPORTED = "already-imported"  # the same content (SHA-256) is in the database: nothing changed
+    UNREADABLE = "unreadable"              # nothing of it imported; kept in the errors folder with why
+
+
 @dataclass
 class ImportResult:
-    """What importing one file did: 'imported', 'already-imported' or 'unreadable'."""
+    """What importing one file did."""
 
     name: str
     kind: str
     sha256: str
-    status: str
+    status: ImportStatus
     document_id: int | None = None
     warnings: list[Issue] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
@@ -268,14 +278,14 @@ def quarantine(path: Path, errors_dir: Path, issues: list[Issue], move: bool) ->
     return target
 
 
-def import_document(conn: sqlite3.Connection, doc: Document) -> tuple[str, int | None, list[str]]:
+def import_document(conn: sqlite3.Connection, doc: Document) -> tuple[ImportStatus, int | None, list[str]]:
     """Insert a read document in one transaction; return (status, document id, unmatched notes).
 
     Idempotent: a document whose SHA-256 is already there is not imported again.
     """
     row = conn.execute("SELECT id FROM documents WHERE sha256 = ?", (doc.sha256,)).fetchone()
     if row is not None:
-        return "already-imported", row["id"], []
+        return ImportStatus.ALREADY_IMPORTED, row["id"], []
     h = doc.header
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -297,7 +307,7 @@ def import_document(conn: sqlite3.Connection, doc: Document) -> tuple[str, int |
         if conn.in_transaction:  # (Ctrl-C just after COMMIT: there is nothing to roll back)
             conn.execute("ROLLBACK")
         raise
-    return "imported", doc_id, unmatched
+    return ImportStatus.IMPORTED, doc_id, unmatched
 
 
 def _left_out(doc: Document, code: str, message: str, line: int, xpath: str, hint: str) -> None:
@@ -668,9 +678,9 @@ def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_
         raise InputError(f"{shown}: a file name that is not UTF-8",
                          "it is left where it is: rename it with a UTF-8 name (e.g. convmv -f latin1 -t utf-8 --notest FILE)")
     doc = read_leniently(path, validator)
-    result = ImportResult(doc.name, doc.kind, doc.sha256, "read", warnings=doc.warnings)
+    result = ImportResult(doc.name, doc.kind, doc.sha256, ImportStatus.READ, warnings=doc.warnings)
     if doc.fatal:
-        result.status = "unreadable"
+        result.status = ImportStatus.UNREADABLE
         result.warnings = doc.fatal + doc.warnings
         if errors_dir is not None:
             result.moved_to, result.moved = str(quarantine(path, errors_dir, doc.fatal, move)), move
@@ -686,7 +696,7 @@ def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_
         status, doc_id, unmatched = import_document(conn, doc)
     kept = archiving.result() if archiving is not None else None
     result.status, result.document_id, result.unmatched = status, doc_id, unmatched
-    result.notices = doc.notices if status == "imported" else []
+    result.notices = doc.notices if status is ImportStatus.IMPORTED else []
     if kept is not None:
         if move and path.resolve() != kept.resolve():
             path.unlink()

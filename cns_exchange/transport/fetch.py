@@ -16,11 +16,28 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
 from cns_exchange.errors import LocalIOError, TransportRetryableError
 from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry, RetryingConnection, Transport, unsafe_name_reason
+
+
+class RemoteState(StrEnum):
+    """What becomes of a fetched file on the server (the ledger's ``fetched.remote_state``),
+    from the profile's ``after_fetch``: kept, or deleted or archived once the local copy is on
+    disk and recorded (DELETE and ARCHIVE: recorded, not done yet; the next run does it)."""
+
+    KEPT = "kept"
+    DELETE = "delete"
+    ARCHIVE = "archive"
+    DELETED = "deleted"
+    ARCHIVED = "archived"
+
+
+#: The state a file is recorded in, by the profile's ``after_fetch``.
+_RECORDED_STATE = {"keep": RemoteState.KEPT, "delete": RemoteState.DELETE, "archive": RemoteState.ARCHIVE}
 
 
 @dataclass
@@ -205,7 +222,7 @@ class Fetcher:
 
         fsync_dir(self.inbox)
         items: list[Fetched] = []
-        state = {"keep": "kept", "delete": "delete", "archive": "archive"}[self.after_fetch]
+        state = _RECORDED_STATE[self.after_fetch]
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             for entry, sha, (path, note) in zip(batch, shas, placed):
@@ -250,17 +267,17 @@ class Fetcher:
     def _finish_remote_actions(self, report: FetchReport) -> None:
         """Delete or archive on the server what is recorded locally and still waits for it."""
         rows = self.conn.execute("SELECT id, remote_name, remote_state, size, mtime FROM fetched WHERE remote = ? "
-                                 "AND remote_state IN ('delete', 'archive')", (self.remote,)).fetchall()
+                                 "AND remote_state IN (?, ?)", (self.remote, RemoteState.DELETE, RemoteState.ARCHIVE)).fetchall()
         for row in rows:
             def act(transport: Transport, row=row):
                 current = transport.stat(self.folder, row["remote_name"])
                 if current is None or (current.size, current.mtime) != (row["size"], row["mtime"]):
                     return  # gone, or replaced by a newer file of that name: not ours to remove
-                if row["remote_state"] == "delete":
+                if row["remote_state"] == RemoteState.DELETE:
                     transport.remove(self.folder, row["remote_name"])
                 else:
                     transport.move(self.folder, row["remote_name"], self.archive_folder or f"{self.folder}/archive")
 
             self._with_transport(act)
-            done = "deleted" if row["remote_state"] == "delete" else "archived"
+            done = RemoteState.DELETED if row["remote_state"] == RemoteState.DELETE else RemoteState.ARCHIVED
             self.conn.execute("UPDATE fetched SET remote_state = ? WHERE id = ?", (done, row["id"]))
