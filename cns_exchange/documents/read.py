@@ -56,8 +56,9 @@ class Item:
     error: str = ""      # why the record could not be read
 
 
-def cents(text: str | None) -> int:
-    """Return a T_Montant text ('88.89') in cents; ValueError for anything else."""
+def parse_amount(text: str | None) -> int:
+    """Return a T_Montant text ('88.89') in cents; ValueError for anything else (the
+    inverse of :func:`cns_exchange.domain.model.amount`)."""
     if text and not text[-1].isdigit() or text and not text[0].isdigit():
         text = text.strip()  # XSD decimals collapse white space: ' 88.89 ' is valid
     if text and text[-3:-2] == "." and text.isascii():
@@ -75,11 +76,11 @@ def date_of(text: str | None, cache: dict[str, date]) -> date:
     return value
 
 
-def cents_of(text: str, cache: dict[str, int]) -> int:
-    """:func:`cents`, converted once per distinct text (``cache``): amounts repeat (a few tariffs)."""
+def amount_of(text: str, cache: dict[str, int]) -> int:
+    """:func:`parse_amount`, converted once per distinct text (``cache``): amounts repeat (a few tariffs)."""
     value = cache.get(text)
     if value is None:
-        value = cache[text] = cents(text)
+        value = cache[text] = parse_amount(text)
     return value
 
 
@@ -165,7 +166,7 @@ class FeeNoteColumns:
             when = dates.get(day)
             if when is None:
                 when = date_of(day, dates)
-            append(BilledSession(int(n), when, act, executing.strip(), cents(gross), cents(share), cents(cns), line))
+            append(BilledSession(int(n), when, act, executing.strip(), parse_amount(gross), parse_amount(share), parse_amount(cns), line))
         prescribed = date_of(self.prescription_date, dates) if self.prescription_date else None
         return FeeNote(self.number, self.certificate_number, self.matricule, self.last_name, self.first_name, sessions,
                        prescribed)
@@ -251,8 +252,8 @@ def _payment_line(el, dates) -> PaymentLine:
         fee_note=int(fields.get("NumeroMemoire") or ""),
         line_no=int(fields.get("NumeroLigne") or ""),
         certificate_number=fields.get("NumeroTitre") or "",
-        billed=cents(fields.get("MontantFacture")),
-        accepted=cents(accepted),
+        billed=parse_amount(fields.get("MontantFacture")),
+        accepted=parse_amount(accepted),
         reason_code=reason_code,
         reason_label=reason_label,
     )
@@ -285,7 +286,7 @@ def read_document(source: IO[bytes], kind: str, root: str, schema=None, columns:
             try:
                 yield Item(Part.HEADER, _header(el), el.sourceline or 0, f"/{root}/EnTete")
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                yield Item(Part.HEADER, None, el.sourceline or 0, f"/{root}/EnTete", _reason(exc))
+                yield Item(Part.HEADER, None, el.sourceline or 0, f"/{root}/EnTete", _why_unreadable(exc))
             continue
         if el.tag != item_tag:
             continue
@@ -294,7 +295,7 @@ def read_document(source: IO[bytes], kind: str, root: str, schema=None, columns:
         try:
             record = convert(el, dates)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            yield Item(Part.ITEM, None, el.sourceline or 0, xpath, _reason(exc))
+            yield Item(Part.ITEM, None, el.sourceline or 0, xpath, _why_unreadable(exc))
         else:
             yield Item(Part.ITEM, record, el.sourceline or 0, xpath)
         if item_tag != root:
@@ -324,7 +325,8 @@ def read_header(source: IO[bytes], limit: int = 1 << 16) -> Header | None:
     return None
 
 
-def _reason(exc: Exception) -> str:
+def _why_unreadable(exc: Exception) -> str:
+    """What a record that cannot be read lacks, said to a user (the reader's Item.error)."""
     if isinstance(exc, KeyError):
         return f"element {exc.args[0]} missing"
     if isinstance(exc, AttributeError):

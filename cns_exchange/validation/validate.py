@@ -36,7 +36,7 @@ from cns_exchange.domain.nomenclature import Codes, Nomenclature
 from cns_exchange.validation.rules import SESSION_WIDE, SHARE_ON_SESSION_DATE, BillingChecks, RequestChecks, check_acts_known
 from cns_exchange.documents.schemas import SchemaRegistry, SchemaSet
 from cns_exchange.documents.read import (
-    ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, Part, cents_of, clean_message, date_of, locate_paths, locate_schema_errors,
+    ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, Part, amount_of, clean_message, date_of, locate_paths, locate_schema_errors,
     read_document,
 )
 from cns_exchange.documents.safe import PARSER_OPTIONS, DocumentTooLarge, DocumentUnreadable, has_doctype, open_document, spool
@@ -183,7 +183,7 @@ class _BillingRules(_Rules):
         self.checks = BillingChecks(self.codes, self.nomenclature, None)
         self.sessions = self.gross = self.share = self.cns = 0
         self._dates: dict[str, date] = {}
-        self._cents: dict[str, int] = {}
+        self._amounts: dict[str, int] = {}   # T_Montant text -> cents
 
     def on_header(self, header: Header, line: int, xpath: str) -> None:
         super().on_header(header, line, xpath)
@@ -198,7 +198,7 @@ class _BillingRules(_Rules):
         try:
             line_nos = list(map(int, t[0::7]))
             days = self._converted(t[1::7], self._dates, date_of)
-            gross, share, cns = (self._converted(t[k::7], self._cents, cents_of) for k in (4, 5, 6))
+            gross, share, cns = (self._converted(t[k::7], self._amounts, amount_of) for k in (4, 5, 6))
             prescribed = date_of(note.prescription_date, self._dates) if note.prescription_date else None
         except ValueError as exc:
             self.add("XSD01", f"cannot be read: {exc}", item.line, xp)
