@@ -189,10 +189,6 @@ class Nomenclature:
         price = self._price_cache.get((i, act, minor))
         return price if price is not None else self.price(act, day, minor)
 
-    def is_minor(self, age: int, day: date) -> bool:
-        """Return True if a patient of ``age`` on ``day`` pays the minors' share."""
-        return age < self.table_on(day).minor_below_age
-
 
 def _decimal(value: object, where: str, field: str, zero_ok: bool = False) -> Decimal:
     try:
