@@ -15,10 +15,10 @@ The package is laid out along the data flow, one sub-package per stage:
       csvout        cnsx's CSV outputs, formula cells made harmless
     documents/    the XML documents
       safe          the hardened XML parser settings
-      read          XML documents -> records (streaming)
+      read          XML documents -> records (streaming); where lxml's schema pass finds errors
       write         records -> XML documents
       schemas       versioned XSD sets (bundled or dropped in by the user)
-      verdict       libxml2's tree-less XSD verdict (public API, self-checked, off if it answers wrong)
+      verdict       libxml2's tree-less XSD verdict, in a thread (public API, self-checked, off if it answers wrong)
     validation/   the rules
       rules         the one rule engine: every business rule, called by build and validate alike
       validate      XSD + business rules -> list of issues; fails closed (cnsx validate)

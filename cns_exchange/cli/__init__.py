@@ -115,8 +115,8 @@ def _interrupted() -> None:
     running in its thread (seconds on a large file) is not waited for: the process ends
     without the interpreter's finalisation, which that thread would not survive."""
     click.echo("interrupted", err=True)
-    validate = sys.modules.get("cns_exchange.validation.validate")
-    if validate is not None and validate.libxml2_running():
+    verdict = sys.modules.get("cns_exchange.documents.verdict")
+    if verdict is not None and verdict.libxml2_running():
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -464,3 +464,48 @@ def clean_message(message: str) -> str:
         message = re.sub(r"The value '[^']*'", "The value (not shown)", message)
         message = re.sub(r"^(Element '\w+': )'[^']*'", r"\1the value (not shown)", message)
     return message
+
+
+#: What the XSD check found: (issue code, line, XPath, message).
+Finding = tuple[str, "int | None", str, str]
+
+
+def schema_findings(path: str, schema, item_tag: str, root: str, native: bool | None,
+                    explained: bool = False) -> list[Finding]:
+    """The XSD check's findings on the file at ``path``, given libxml2's verdict ``native``.
+
+    With a verdict of True there is nothing to find. Otherwise lxml's schema pass says where
+    and why (XSD01 per violation, XML01 when it cannot read the file); when it finds nothing
+    although libxml2 refused the file, one XSD01 says so (unless ``explained``: the caller
+    already found the file not well-formed): the file stays invalid.
+    Well-formedness is not this function's to judge alone (lxml's schema pass may close a
+    truncated document: lxml 6.2): the caller also reads the file to its end without it.
+    """
+    if native is True:
+        return []
+    etree.clear_error_log()  # libxml2's log is global: a previous document must not speak here
+    with open(path, "rb") as source:
+        try:
+            for _, el in etree.iterparse(source, events=("end",), tag=(item_tag, root), schema=schema, **PARSER_OPTIONS):
+                if el.getparent() is None:
+                    continue
+                el.clear()  # items are only validated here: free them as they pass
+                parent = el.getparent()
+                while el.getprevious() is not None:
+                    del parent[0]
+        except etree.XMLSyntaxError as exc:
+            schema_errors = [e for e in exc.error_log if e.domain_name == "SCHEMASV"]
+            parse_errors = [e for e in exc.error_log if e.domain_name != "SCHEMASV"]
+            if parse_errors or not schema_errors:
+                if parse_errors:
+                    return [("XML01", parse_errors[0].line or None, "", clean_message(parse_errors[0].message))]
+                return [("XML01", exc.lineno or None, "", clean_message(exc.msg or str(exc)))]
+            source.seek(0)
+            located = locate_schema_errors(source, schema)
+            if not located:
+                located = [(None, "", clean_message(e.message)) for e in schema_errors]
+            return [("XSD01", line, xpath, message) for line, xpath, message in located]
+    if native is False and not explained:
+        return [("XSD01", None, f"/{root}", "libxml2's schema validator refuses this document, and lxml's detailed pass "
+                 "names no element: the document is not taken as valid.")]
+    return []

@@ -90,12 +90,12 @@ def read_leniently(path: Path, validator) -> Document:
     """Read a document of any kind: records plus warnings; ``fatal`` when unreadable.
 
     lxml reads the records to the end of the file while libxml2's XSD verdict runs in a
-    thread (validate.XsdVerdict); a file it does not pass goes through lxml's schema pass,
+    thread (verdict.XsdVerdict); a file it does not pass goes through lxml's schema pass,
     whose findings become warnings (or fatal, for a file that is not well-formed). A check
     that fails to run to its end makes the file unreadable: nothing of it is imported.
     """
-    from cns_exchange.validation.validate import CheckFailed, XsdVerdict, schema_findings
-    from cns_exchange.documents.read import ITEM_TAGS
+    from cns_exchange.documents.read import ITEM_TAGS, schema_findings
+    from cns_exchange.documents.verdict import CheckFailed, XsdVerdict
 
     doc = Document(path, path.name, _sha256(path))
     schema_set, kind, root, issues = validator.detect(str(path))
