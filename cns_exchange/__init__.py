@@ -31,7 +31,8 @@ The package is laid out along the data flow, one sub-package per stage:
       sandbox       the CNS's stand-in (cnsx sandbox)
     store/        the practice database
       database      schema, migrations and the queries shared by import, status and build
-      importing     return files -> database (cnsx import)
+      importing     return files read, archived or quarantined (cnsx import)
+      matching      a read document -> database rows, matched with what it answers; counters, corrections
       status        the reports (cnsx status)
       convention    final reports due (cnsx report-sent)
       export        the accountant's export (cnsx export)
