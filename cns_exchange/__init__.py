@@ -28,7 +28,8 @@ The package is laid out along the data flow, one sub-package per stage:
       sftp, local   the two transports (paramiko; a local folder)
       upload        cnsx upload
       fetch         cnsx fetch
-      sandbox       the CNS's stand-in (cnsx sandbox)
+      sandbox       the CNS's stand-in (cnsx sandbox): deposits read, state kept, return files written
+      sandbox_judge the stand-in's decisions: acceptance, certificates or refusals, payments or disputes
     store/        the practice database
       database      schema, migrations and the queries shared by import, status and build
       importing     return files read, archived or quarantined (cnsx import)
