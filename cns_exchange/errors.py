@@ -139,11 +139,18 @@ def local_failure(exc: BaseException, name: str | None = None) -> CnsxError | No
     file, folder or stream cannot be read or written (a full disk, permissions, a read-only
     file system, a file where a folder belongs), or the practice database cannot be written.
     A LocalIOError (exit 8) whose one-line message names the file (``exc.filename``, else
-    ``name``, e.g. ``"stdout"``); None for anything else, a reader gone (BrokenPipeError,
-    exit 141 in cli.main) included."""
+    ``name``, e.g. ``"stdout"``); a TransportRetryableError (exit 5) for a network failure
+    (connection refused or reset, timeout, a name that does not resolve) that reached here
+    untranslated; None for anything else, a reader gone (BrokenPipeError, exit 141 in
+    cli.main) included."""
     if isinstance(exc, OSError):
         if isinstance(exc, BrokenPipeError):
             return None
+        import socket
+
+        if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)):
+            # The network, not a local file: a failure the transport did not translate itself.
+            return TransportRetryableError(f"network: {exc.strerror or exc}", "check the connection, then run again")
         where = exc.filename if exc.filename is not None else name or _full_stdout(exc)
         what = exc.strerror or str(exc)
         return LocalIOError(f"{where}: {what}" if where is not None else what,

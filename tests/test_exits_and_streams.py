@@ -147,6 +147,7 @@ def test_an_os_error_maps_to_its_cause():
         assert error.exit_code == ExitCode.LOCAL_IO == 8
         assert error.message == f"/x/y: {os.strerror(code)}" and hint in error.hint
     assert local_failure(OSError(e.EIO, "Input/output error"), "stdout").message == "stdout: Input/output error"
+    assert local_failure(ConnectionRefusedError(e.ECONNREFUSED, "Connection refused")).exit_code == 5  # not a local file
 
 
 # --- values out of range -----------------------------------------------------------------------
