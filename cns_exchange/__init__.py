@@ -15,10 +15,10 @@ The package is laid out along the data flow, one sub-package per stage:
       csvout        cnsx's CSV outputs, formula cells made harmless
     documents/    the XML documents
       safe          the hardened XML parser settings
-      read          XML documents -> records (streaming)
+      read          XML documents -> records (streaming); where lxml's schema pass finds errors
       write         records -> XML documents
       schemas       versioned XSD sets (bundled or dropped in by the user)
-      verdict       libxml2's tree-less XSD verdict (public API, self-checked, off if it answers wrong)
+      verdict       libxml2's tree-less XSD verdict, in a thread (public API, self-checked, off if it answers wrong)
     validation/   the rules
       rules         the one rule engine: every business rule, called by build and validate alike
       validate      XSD + business rules -> list of issues; fails closed (cnsx validate)
@@ -28,10 +28,12 @@ The package is laid out along the data flow, one sub-package per stage:
       sftp, local   the two transports (paramiko; a local folder)
       upload        cnsx upload
       fetch         cnsx fetch
-      sandbox       the CNS's stand-in (cnsx sandbox)
+      sandbox       the CNS's stand-in (cnsx sandbox): deposits read, state kept, return files written
+      sandbox_judge the stand-in's decisions: acceptance, certificates or refusals, payments or disputes
     store/        the practice database
       database      schema, migrations and the queries shared by import, status and build
-      importing     return files -> database (cnsx import)
+      importing     return files read, archived or quarantined (cnsx import)
+      matching      a read document -> database rows, matched with what it answers; counters, corrections
       inbox         what cnsx import takes: files, fetch's list or a document on stdin (streamed), the inbox
       status        the reports (cnsx status)
       convention    final reports due (cnsx report-sent)

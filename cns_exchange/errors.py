@@ -7,6 +7,7 @@ message saying what failed and where, and a hint saying what to try next. Only
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 from typing import TYPE_CHECKING, Sequence
 
@@ -25,6 +26,7 @@ class ExitCode(IntEnum):
     TRANSPORT_RETRYABLE = 5
     TRANSPORT_FATAL = 6
     LOCKED = 7
+    LOCAL_IO = 8       # a local file, folder or stream cannot be read or written (a full disk, permissions)
     INTERRUPTED = 130  # Ctrl-C, as shells report a SIGINT death
     OUTPUT_CUT = 141   # the reader of stdout went away (`| head`), as shells report a SIGPIPE death
 
@@ -83,6 +85,14 @@ class LockedError(CnsxError):
     exit_code = ExitCode.LOCKED
 
 
+class LocalIOError(CnsxError):
+    """A local file, folder or stream cannot be read or written (exit 8): a full disk, a
+    permission problem, a read-only file system, a file where a folder belongs, a stdout that
+    takes nothing. The machine's state, not the configuration's nor a bug of cnsx."""
+
+    exit_code = ExitCode.LOCAL_IO
+
+
 #: SQLite's failures that are the machine's, not cnsx's: its database file or folder cannot be
 #: written (permissions, a read-only or full disk), with what to say of each.
 _SQLITE_LOCAL = {
@@ -93,16 +103,63 @@ _SQLITE_LOCAL = {
     "SQLITE_IOERR": "cannot be read or written (an input/output error of the disk)",
 }
 
+#: What to try for an OSError of a local file, by its errno (else the last resort below).
+_OS_HINTS = {
+    errno.ENOSPC: "free space on its disk, then run again",
+    errno.EDQUOT: "free space within the disk quota, then run again",
+    errno.EACCES: "check the owner and permissions of the file and its folders (cnsx doctor names them)",
+    errno.EPERM: "check the owner and permissions of the file and its folders (cnsx doctor names them)",
+    errno.EROFS: "it is on a read-only file system: give a writable place, or remount it read-write",
+    errno.ENOTDIR: "a file stands where the path needs a folder: fix the path or the setting",
+    errno.EISDIR: "a folder stands where the path needs a file: fix the path or the setting",
+    errno.EIO: "the disk reports an input/output error: check it (dmesg) before running again",
+}
 
-def local_failure(exc: BaseException) -> CnsxError | None:
-    """The error to report for a library's failure that is the machine's, not a bug of cnsx:
-    the practice database cannot be written (read-only file or disk, full disk, permissions).
-    None for anything else. (An OSError names its file itself; cli.main reports those.)"""
-    name = getattr(exc, "sqlite_errorname", None)   # sqlite3.Error, Python 3.11+
-    if not isinstance(name, str):
+
+def _full_stdout(exc: OSError) -> str | None:
+    """"stdout" when ``exc``, an OSError that names no file, is a full disk and stdout is one
+    (``> /dev/full``, or a file on a disk with no space left): what a write to stdout meets in
+    the middle of a command, where the stream's errors name nothing. Else None."""
+    import os
+    import stat
+
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return None
+    try:
+        st = os.fstat(1)
+        if stat.S_ISCHR(st.st_mode):
+            return "stdout" if (os.major(st.st_rdev), os.minor(st.st_rdev)) == (1, 7) else None  # /dev/full
+        return "stdout" if stat.S_ISREG(st.st_mode) and os.fstatvfs(1).f_bavail == 0 else None
+    except OSError:
+        return None
+
+
+def local_failure(exc: BaseException, name: str | None = None) -> CnsxError | None:
+    """The error to report for a failure that is the machine's, not a bug of cnsx: a local
+    file, folder or stream cannot be read or written (a full disk, permissions, a read-only
+    file system, a file where a folder belongs), or the practice database cannot be written.
+    A LocalIOError (exit 8) whose one-line message names the file (``exc.filename``, else
+    ``name``, e.g. ``"stdout"``); a TransportRetryableError (exit 5) for a network failure
+    (connection refused or reset, timeout, a name that does not resolve) that reached here
+    untranslated; None for anything else, a reader gone (BrokenPipeError, exit 141 in
+    cli.main) included."""
+    if isinstance(exc, OSError):
+        if isinstance(exc, BrokenPipeError):
+            return None
+        import socket
+
+        if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)):
+            # The network, not a local file: a failure the transport did not translate itself.
+            return TransportRetryableError(f"network: {exc.strerror or exc}", "check the connection, then run again")
+        where = exc.filename if exc.filename is not None else name or _full_stdout(exc)
+        what = exc.strerror or str(exc)
+        return LocalIOError(f"{where}: {what}" if where is not None else what,
+                            _OS_HINTS.get(exc.errno or 0, "check the path, its permissions and the free space"))
+    sqlite_name = getattr(exc, "sqlite_errorname", None)   # sqlite3.Error, Python 3.11+
+    if not isinstance(sqlite_name, str):
         return None
     for prefix, what in _SQLITE_LOCAL.items():
-        if name == prefix or name.startswith(prefix + "_"):
-            return ConfigError(f"the practice database {what} ({exc})",
-                               "check the database file and its folder: owner, permissions, free space (cnsx doctor names them)")
+        if sqlite_name == prefix or sqlite_name.startswith(prefix + "_"):
+            return LocalIOError(f"the practice database {what} ({exc})",
+                                "check the database file and its folder: owner, permissions, free space (cnsx doctor names them)")
     return None

@@ -8,6 +8,7 @@ which installs a half-written file when the command fails.)
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -25,8 +26,8 @@ def private_dir(folder: Path, parents: bool = True) -> Path:
     ``Path.mkdir(mode=0o700, parents=True)`` gives the parents it makes the umask's mode
     (0777 under umask 000), and the mode asked for is itself cut by the umask: each folder is
     made 0700 (never wider, whatever the umask) and then chmod-ed to exactly 0700. Raises
-    OSError (FileExistsError if ``folder`` is a file, FileNotFoundError for a missing parent
-    without ``parents``).
+    OSError (NotADirectoryError if ``folder`` or a parent is a file, FileNotFoundError for a
+    missing parent without ``parents``).
     """
     folder = Path(folder)
     missing = []
@@ -40,8 +41,8 @@ def private_dir(folder: Path, parents: bool = True) -> Path:
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
-            if not path.is_dir():
-                raise
+            if not path.is_dir():  # a file of that name: the folder cannot be (a local I/O error)
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path)) from None
             continue  # made by another run meanwhile: its mode is its own
         os.chmod(path, 0o700)
     return folder
@@ -152,11 +153,18 @@ def new_output(option: str, value: str, into_folder: bool = False) -> Path:
 def write_new(target: Path, draw, overwrite: bool = False):
     """Call ``draw(stream)`` on a new 0600 temp file beside ``target``, then publish it as
     ``target`` atomically; without ``overwrite`` never over an existing file (FileExistsError;
-    temp_file removes the temp file). Returns what ``draw`` returned."""
-    with temp_file(target.parent) as (stream, path):
-        result = draw(stream)
-        stream.close()
-        publish(path, target, overwrite)
+    temp_file removes the temp file). Returns what ``draw`` returned. An OSError of the
+    writing (a full disk) names ``target``, not the temp file the user never chose."""
+    temp = None
+    try:
+        with temp_file(target.parent) as (stream, temp):
+            result = draw(stream)
+            stream.close()
+            publish(temp, target, overwrite)
+    except OSError as exc:
+        if exc.filename is None or (temp is not None and exc.filename == str(temp)):
+            exc.filename, exc.filename2 = str(target), None
+        raise
     return result
 
 

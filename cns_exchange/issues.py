@@ -8,14 +8,23 @@ a test keeps that page and this catalogue in step).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import NamedTuple
 
-ERROR = "error"
-WARNING = "warning"
+
+class Severity(StrEnum):
+    """How much an issue weighs (equal to its text, as JSON and CSV show it)."""
+
+    ERROR = "error"       # the input or document is refused (exit 3); nothing is written or sent
+    WARNING = "warning"   # said, and the run goes on
+
+
+ERROR = Severity.ERROR
+WARNING = Severity.WARNING
 
 
 class Rule(NamedTuple):
-    severity: str
+    severity: Severity
     title: str
     hint: str
     source: str
@@ -122,7 +131,7 @@ class Issue:
 
     code: str
     message: str
-    severity: str = ""
+    severity: Severity | None = None   # None: the code's, from the catalogue
     file: str = ""
     line: int | None = None
     field: str = ""
@@ -131,8 +140,7 @@ class Issue:
 
     def __post_init__(self) -> None:
         rule = CATALOGUE[self.code]
-        if not self.severity:
-            self.severity = rule.severity
+        self.severity = rule.severity if self.severity is None else Severity(self.severity)
         if not self.hint:
             self.hint = rule.hint
 
@@ -158,8 +166,3 @@ class Issue:
 def plural(n: int, word: str) -> str:
     """``n`` and ``word``, with an s unless ``n`` is 1 ('1 session', '2 sessions')."""
     return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def has_errors(issues: list[Issue]) -> bool:
-    """Return True if any issue is an error (warnings do not block)."""
-    return any(i.is_error for i in issues)

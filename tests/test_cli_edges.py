@@ -62,7 +62,7 @@ def test_an_encoding_that_is_not_for_text_is_a_usage_error(run):
 
 def test_an_output_folder_that_cannot_take_a_file_is_named(run, tmp_path):
     r = run("build-invoice", "--provider", PROVIDER, "--no-certificate-check", "-o", "/proc/x.xml", str(SESSIONS))
-    assert r.exit_code == 4, r.stderr
+    assert r.exit_code == 8, r.stderr
     assert "/proc: cannot create a file in this folder" in r.stderr and "internal error" not in r.stderr
 
 
@@ -71,7 +71,8 @@ def test_a_local_folder_setting_that_is_a_file(run, data, tmp_path, monkeypatch)
     not_a_folder.write_text("")
     monkeypatch.setenv("CNSX_INBOX", str(not_a_folder))
     r = run("import")
-    assert r.exit_code == 4 and str(not_a_folder) in r.stderr and "internal error" not in r.stderr
+    assert r.exit_code == 8 and str(not_a_folder) in r.stderr and "internal error" not in r.stderr
+    assert "Not a directory" in r.stderr or "a file stands where the path needs a folder" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("args", [["status", "--json", "--csv"], ["import", "--no-db", "--json", "--csv", str(ACK)],
@@ -130,7 +131,8 @@ def test_a_full_disk_under_stdout(data):
     with open("/dev/full", "w") as full:
         r = subprocess.run([sys.executable, "-m", "cns_exchange", "status", "--json"], cwd=ROOT, env=os.environ,
                            stdout=full, stderr=subprocess.PIPE, timeout=120)
-    assert r.returncode == 4 and b"No space left on device" in r.stderr and b"internal error" not in r.stderr
+    assert r.returncode == 8 and b"error: stdout: No space left on device" in r.stderr, r.stderr
+    assert b"internal error" not in r.stderr and r.stderr.count(b"error:") == 1
 
 
 def test_an_unreadable_file_given_by_path_is_copied_not_moved(run, data, tmp_path):

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from cns_exchange import __version__
 from cns_exchange.cli import CnsxGroup
 from cns_exchange.errors import (
-    CnsxError, ConfigError, ExitCode, InputError, LockedError, TransportFatalError, TransportRetryableError, UsageError,
+    CnsxError, ConfigError, ExitCode, InputError, LocalIOError, LockedError, TransportFatalError, TransportRetryableError,
+    UsageError,
 )
 
 from conftest import ROOT
@@ -21,9 +22,10 @@ from conftest import ROOT
 def test_exit_code_table():
     assert {c.name: int(c) for c in ExitCode} == {
         "OK": 0, "INTERNAL": 1, "USAGE": 2, "INVALID": 3, "CONFIG": 4,
-        "TRANSPORT_RETRYABLE": 5, "TRANSPORT_FATAL": 6, "LOCKED": 7, "INTERRUPTED": 130, "OUTPUT_CUT": 141}
+        "TRANSPORT_RETRYABLE": 5, "TRANSPORT_FATAL": 6, "LOCKED": 7, "LOCAL_IO": 8, "INTERRUPTED": 130, "OUTPUT_CUT": 141}
     assert [e.exit_code for e in (CnsxError("x"), UsageError("x"), InputError("x"), ConfigError("x"),
-                                  TransportRetryableError("x"), TransportFatalError("x"), LockedError("x"))] == [1, 2, 3, 4, 5, 6, 7]
+                                  TransportRetryableError("x"), TransportFatalError("x"), LockedError("x"),
+                                  LocalIOError("x"))] == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
 def _group_raising(exc: BaseException) -> click.Group:

@@ -82,13 +82,13 @@ def test_the_pipe_typed_at_a_terminal_sends_the_list_down_the_pipe(dropbox, tmp_
 
 def test_a_fetch_whose_list_cannot_be_written_fails_in_one_line(dropbox):
     """`cnsx fetch > /dev/full`: the files are fetched and recorded, their list is lost; that is
-    exit 4 and one line saying where the files are, never exit 0."""
+    exit 8 (a local I/O error) and one line saying where the files are, never exit 0."""
     root, data = dropbox
     shutil.copy(ACK, root / "download")
     with open("/dev/full", "w") as full:
         proc = subprocess.run([sys.executable, "-m", "cns_exchange", "fetch"], stdin=subprocess.DEVNULL, stdout=full,
                               stderr=subprocess.PIPE, text=True, env=dict(os.environ), timeout=120)
-    assert proc.returncode == 4
+    assert proc.returncode == 8
     assert proc.stderr.splitlines() == [
         f"error: stdout: No space left on device: the list of fetched files is lost; they are in the inbox "
         f"{data / 'inbox'}, where cnsx nightly or cnsx import imports them"]

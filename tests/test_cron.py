@@ -191,7 +191,7 @@ def test_a_fetch_whose_list_cannot_be_written_fails_and_the_next_night_imports(p
     recorded = practice.run(f"cnsx import {REQUEST} {BILLING}")  # sent earlier: the returns match them
     assert recorded.code == 0, recorded
     full = practice.run('. "$HOME/.config/cnsx/secret.env" && cnsx fetch > /dev/full')
-    assert full.code == 4, full
+    assert full.code == 8, full
     [line] = full.stderr.splitlines()
     assert line.startswith("error: stdout: No space left on device") and str(practice.data / "inbox") in line, full
     ran = practice.run()

@@ -54,16 +54,100 @@ def _without_root_powers() -> list[str]:
     return [setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--"]
 
 
-def test_a_read_only_database_on_import_is_exit_4_and_says_so(data):
+def test_a_read_only_database_on_import_is_exit_8_and_says_so(data):
     assert _cnsx("import", str(ACK)).returncode == 0
     for path in data.glob("practice.sqlite*"):
         if not path.name.endswith(".lock"):
             path.chmod(0o444)
     proc = subprocess.run([*_without_root_powers(), sys.executable, "-m", "cns_exchange", "import", str(PAYMENT)],
                           cwd=ROOT, env=os.environ, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 4, proc.stderr
+    assert proc.returncode == 8, proc.stderr
     assert "the practice database cannot be written" in _one_error(proc.stderr)
     assert "readonly" in proc.stderr
+
+
+# --- local I/O errors: exit 8, one line naming the file ------------------------------------------
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder on a read-only file system (a tmpfs mounted ro: root's powers do not write
+    there, unlike a chmod), and a function that remounts it (``ro=False``: read-write)."""
+    assert os.geteuid() == 0 or pytest.skip("mounting a file system needs root")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+
+    def mount(ro: bool = True) -> None:
+        options = ("remount," if os.path.ismount(folder) else "") + ("ro" if ro else "rw") + ",size=1m,mode=0700"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True, capture_output=True)
+
+    mount()
+    try:
+        yield folder, mount
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True, capture_output=True)
+
+
+def test_an_output_on_a_read_only_file_system_is_exit_8_and_names_it(read_only_folder):
+    folder, _ = read_only_folder
+    proc = _cnsx("build-invoice", "--provider", PROVIDER, "--created", CREATED, "--no-certificate-check",
+                 str(SESSIONS), "-o", str(folder / "out.xml"), text=True)
+    assert proc.returncode == 8, proc.stderr
+    assert f"{folder}: cannot create a file in this folder (Read-only file system)" in _one_error(proc.stderr)
+    assert "read-only file system" in proc.stderr.split("hint:")[1]
+    assert proc.stdout == "" and list(folder.iterdir()) == []
+
+
+def test_a_database_on_a_read_only_file_system_is_exit_8(read_only_folder, monkeypatch):
+    folder, mount = read_only_folder
+    mount(ro=False)
+    monkeypatch.setenv("CNSX_DATABASE", str(folder / "practice.sqlite"))
+    assert _cnsx("import", str(ACK)).returncode == 0
+    mount(ro=True)
+    proc = _cnsx("import", str(PAYMENT), text=True)
+    assert proc.returncode == 8, proc.stderr
+    # The run lock beside it is the first file the import opens for writing: it is named.
+    assert _one_error(proc.stderr) == f"error: {folder / 'practice.sqlite.lock'}: Read-only file system"
+
+
+def test_an_output_folder_without_write_permission_is_exit_8(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o555)
+    proc = subprocess.run([*_without_root_powers(), sys.executable, "-m", "cns_exchange", "build-invoice",
+                           "--provider", PROVIDER, "--created", CREATED, "--no-certificate-check", str(SESSIONS),
+                           "-o", str(folder / "out.xml")], cwd=ROOT, env=os.environ, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 8, proc.stderr
+    assert f"{folder}: cannot create a file in this folder (Permission denied)" in _one_error(proc.stderr)
+    assert "permissions" in proc.stderr.split("hint:")[1]
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [
+    ["build-invoice", "--provider", PROVIDER, "--created", CREATED, "--no-certificate-check", str(SESSIONS)],
+    ["import", "--no-db", "--json", str(PAYMENT)],
+    ["validate", "--json", str(PAYMENT)],
+])
+def test_a_stdout_on_a_full_disk_is_exit_8_and_named(command):
+    with open("/dev/full", "w") as full:
+        proc = _cnsx(*command, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 8, proc.stderr
+    assert _one_error(proc.stderr) == "error: stdout: No space left on device"
+
+
+def test_an_os_error_maps_to_its_cause():
+    import errno as e
+
+    from cns_exchange.errors import ExitCode, local_failure
+
+    assert local_failure(BrokenPipeError(e.EPIPE, "Broken pipe")) is None   # exit 141, cli.main's
+    assert local_failure(ValueError("x")) is None
+    for code, hint in [(e.ENOSPC, "free space"), (e.EACCES, "permissions"), (e.EROFS, "read-only file system"),
+                       (e.ENOTDIR, "a file stands where the path needs a folder")]:
+        error = local_failure(OSError(code, os.strerror(code), "/x/y"))
+        assert error.exit_code == ExitCode.LOCAL_IO == 8
+        assert error.message == f"/x/y: {os.strerror(code)}" and hint in error.hint
+    assert local_failure(OSError(e.EIO, "Input/output error"), "stdout").message == "stdout: Input/output error"
+    assert local_failure(ConnectionRefusedError(e.ECONNREFUSED, "Connection refused")).exit_code == 5  # not a local file
 
 
 # --- values out of range -----------------------------------------------------------------------

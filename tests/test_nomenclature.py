@@ -85,8 +85,6 @@ def test_share_follows_the_age_on_the_prescription_date(bundled, prescribed, sha
     for session in (date(2026, 6, 16), date(2026, 12, 20), date(2029, 6, 14)):
         price = bundled.price_for("ZD11", session, born, prescribed)
         assert (price.patient_share, price.cns_share) == (share, 8889 - share), session
-    assert bundled.is_minor(17, date(2026, 6, 14))
-    assert not bundled.is_minor(18, date(2026, 6, 15))
 
 
 def test_the_issue_14_patient_pays_nothing_on_both_sides_of_the_birthday(bundled):

@@ -59,10 +59,10 @@ ONE_SIDED = {
 #: Modules that name a rule code without deciding it again (they are not a second road).
 NOT_A_ROAD = {
     "issues.py": "the catalogue itself",
-    "transport/sandbox.py": "the CNS's stand-in: a separate judge, compared with the engine by its own tests",
+    "transport/sandbox_judge.py": "the CNS's stand-in: a separate judge, compared with the engine by its own tests",
     "pdf/printing.py": "checks that the printed summary adds up to the header validate already checked",
-    "store/importing.py": "import reads leniently: a duplicate line it leaves out is a warning (DOC08); it does not repeat "
-                    "the advice of NOM05 for a file already sent",
+    "store/importing.py": "import reads leniently: it does not repeat the advice of NOM05 for a file already sent",
+    "store/matching.py": "import's database side: a duplicate line it leaves out is a warning (DOC08)",
     "transport/upload.py": "upload's own checks of a document's kind and name (DOC06, DOC07, DOC09)",
 }
 RULE_PREFIXES = ("MAT", "PRV", "PRS", "PAT", "ACT", "CRT", "NOM", "TRT", "DOC")

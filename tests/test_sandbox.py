@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from cns_exchange.domain.nomenclature import load_codes, load_nomenclature
-from cns_exchange.transport.sandbox import Sandbox, validity_end
+from cns_exchange.transport.sandbox import Sandbox
+from cns_exchange.transport.sandbox_judge import validity_end
 from cns_exchange.documents.schemas import SchemaRegistry
 from cns_exchange.validation.validate import Validator
 from cns_exchange.documents.read import read_document

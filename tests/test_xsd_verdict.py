@@ -168,9 +168,9 @@ def test_a_verdict_that_passes_a_truncated_file_is_overruled_by_the_reading(run,
 
 
 def test_a_verdict_that_refuses_what_lxml_cannot_locate_stays_refused(run, tmp_path, monkeypatch):
-    import cns_exchange.validation.validate as validate
+    import cns_exchange.documents.verdict as verdict
 
-    monkeypatch.setattr(validate, "verdict", lambda path, xsd: False)
+    monkeypatch.setattr(verdict, "verdict", lambda path, xsd: False)
     r = run("validate", "--json", str(BILLING))
     assert r.exit_code == 3
     [report] = json.loads(r.stdout)
@@ -179,13 +179,14 @@ def test_a_verdict_that_refuses_what_lxml_cannot_locate_stays_refused(run, tmp_p
 
 @pytest.mark.parametrize("where", ["verdict", "rules"])
 def test_an_exception_in_a_check_makes_the_document_invalid(run, monkeypatch, where):
+    import cns_exchange.documents.verdict as verdict
     import cns_exchange.validation.validate as validate
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated failure")
 
     if where == "verdict":  # in the verdict's thread
-        monkeypatch.setattr(validate, "verdict", boom)
+        monkeypatch.setattr(verdict, "verdict", boom)
     else:  # in this thread, inside the rules
         monkeypatch.setattr(validate._BillingRules, "on_item", boom)
     r = run("validate", "--json", str(BILLING))
@@ -197,9 +198,9 @@ def test_an_exception_in_a_check_makes_the_document_invalid(run, monkeypatch, wh
 
 
 def test_printing_a_document_whose_check_fails_is_refused(run, tmp_path, monkeypatch):
-    import cns_exchange.validation.validate as validate
+    import cns_exchange.documents.verdict as verdict
 
-    monkeypatch.setattr(validate, "verdict", lambda path, xsd: (_ for _ in ()).throw(RuntimeError("simulated")))
+    monkeypatch.setattr(verdict, "verdict", lambda path, xsd: (_ for _ in ()).throw(RuntimeError("simulated")))
     r = run("print", "summary", str(BILLING), "-o", str(tmp_path))
     assert r.exit_code == 3, r.stderr
     assert list(tmp_path.iterdir()) == []

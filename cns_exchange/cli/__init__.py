@@ -71,7 +71,7 @@ class CnsxGroup(click.Group):
         except BrokenPipeError:
             raise _ReaderGone() from None
         except Exception as exc:
-            translated = local_failure(exc)  # a read-only database: the machine's, not a bug
+            translated = local_failure(exc)  # a full disk, a read-only database: the machine's, not a bug
             if translated is None:
                 raise
             raise translated from exc
@@ -93,7 +93,10 @@ class CnsxGroup(click.Group):
             _check_arguments(argv)
             rv = super().main(args=args, prog_name=prog_name or "cnsx", complete_var=complete_var,
                               standalone_mode=False, **extra)
-            sys.stdout.flush()  # here, where a broken pipe is caught, not at the interpreter's exit
+            try:
+                sys.stdout.flush()  # here, where a broken pipe is caught, not at the interpreter's exit
+            except OSError as exc:
+                raise local_failure(exc, "stdout") or exc
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
@@ -120,16 +123,14 @@ class CnsxGroup(click.Group):
             sys.exit(exc.exit_code)
         except (BrokenPipeError, _ReaderGone):
             _reader_gone()
-        except OSError as exc:
-            # A local file or folder that cannot be used (permissions, a file where a folder
-            # belongs, a full disk): the environment cnsx is set up in, not a bug.
+        except OSError as exc:  # outside a command (invoke translates those): the machine's, not a bug
             if debug:
                 raise
             from cns_exchange import console
 
-            where = f"{exc.filename}: " if exc.filename else ""
-            console.print_error(f"{where}{exc.strerror or exc}", "check the path, its permissions and the free space")
-            sys.exit(ExitCode.CONFIG)
+            error = local_failure(exc)
+            console.print_error(error.message, error.hint)
+            sys.exit(error.exit_code)
         except Exception as exc:  # noqa: BLE001 - the last resort: never a traceback for users
             if debug:
                 raise
@@ -149,8 +150,8 @@ def _interrupted() -> None:
     running in its thread (seconds on a large file) is not waited for: the process ends
     without the interpreter's finalisation, which that thread would not survive."""
     click.echo("interrupted", err=True)
-    validate = sys.modules.get("cns_exchange.validation.validate")
-    if validate is not None and validate.libxml2_running():
+    verdict = sys.modules.get("cns_exchange.documents.verdict")
+    if verdict is not None and verdict.libxml2_running():
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -212,7 +213,8 @@ def cli(ctx: click.Context, config, profile, quiet, verbose, debug) -> None:
 
     Build request and billing files from the practice's CSV/JSON, validate them, and (in later
     commands) send them and read the CNS's answers. Exit codes: 0 ok, 1 internal error, 2 usage,
-    3 invalid input or document, 4 configuration error, 5/6 transport failure, 7 locked.
+    3 invalid input or document, 4 configuration error, 5/6 transport failure, 7 locked,
+    8 local file cannot be read or written.
     """
     ctx.obj = Context(config, profile, debug, quiet, verbose)
     _debug_log(debug)

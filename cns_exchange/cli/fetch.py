@@ -42,7 +42,7 @@ def _report_fetch(report) -> None:
 def _list_line(lines: JsonLines, item, inbox) -> None:
     """Write the line of a fetched file to stdout, now. A reader gone is exit 141 as always;
     a stdout that takes nothing (a full disk, `> /dev/full`) is an error naming what is lost."""
-    from cns_exchange.errors import ConfigError
+    from cns_exchange.errors import LocalIOError
 
     try:
         lines.write(item.as_dict())
@@ -53,8 +53,8 @@ def _list_line(lines: JsonLines, item, inbox) -> None:
         # exit 120). One line (cron mail): the file is fetched and recorded, so a later fetch
         # will not list it again; the inbox keeps it for cnsx nightly or cnsx import.
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-        raise ConfigError(f"stdout: {exc.strerror or exc}: the list of fetched files is lost; "
-                          f"they are in the inbox {inbox}, where cnsx nightly or cnsx import imports them") from None
+        raise LocalIOError(f"stdout: {exc.strerror or exc}: the list of fetched files is lost; "
+                           f"they are in the inbox {inbox}, where cnsx nightly or cnsx import imports them") from None
 
 
 @click.command("fetch")

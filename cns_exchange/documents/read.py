@@ -12,6 +12,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import StrEnum
 from typing import IO, Any, Iterator
 
 from lxml import etree
@@ -37,19 +38,27 @@ class HostileDocument(Exception):
     """The document declares a DOCTYPE (refused: see xmlsafe)."""
 
 
+class Part(StrEnum):
+    """Which part of a document an :class:`Item` is (equal to its text: 'header', 'item')."""
+
+    HEADER = "header"    # EnTete, once, first
+    ITEM = "item"        # one request, fee note, answer, payment line (an acknowledgement is one item)
+
+
 @dataclass(slots=True)
 class Item:
     """What the reader yields: the header or one item, where it stands, and its record."""
 
-    what: str            # 'header' or 'item'
+    what: Part
     record: Any          # the record, or None if it could not be read
     line: int
     xpath: str
     error: str = ""      # why the record could not be read
 
 
-def cents(text: str | None) -> int:
-    """Return a T_Montant text ('88.89') in cents; ValueError for anything else."""
+def parse_amount(text: str | None) -> int:
+    """Return a T_Montant text ('88.89') in cents; ValueError for anything else (the
+    inverse of :func:`cns_exchange.domain.model.amount`)."""
     if text and not text[-1].isdigit() or text and not text[0].isdigit():
         text = text.strip()  # XSD decimals collapse white space: ' 88.89 ' is valid
     if text and text[-3:-2] == "." and text.isascii():
@@ -67,11 +76,11 @@ def date_of(text: str | None, cache: dict[str, date]) -> date:
     return value
 
 
-def cents_of(text: str, cache: dict[str, int]) -> int:
-    """:func:`cents`, converted once per distinct text (``cache``): amounts repeat (a few tariffs)."""
+def amount_of(text: str, cache: dict[str, int]) -> int:
+    """:func:`parse_amount`, converted once per distinct text (``cache``): amounts repeat (a few tariffs)."""
     value = cache.get(text)
     if value is None:
-        value = cache[text] = cents(text)
+        value = cache[text] = parse_amount(text)
     return value
 
 
@@ -157,7 +166,7 @@ class FeeNoteColumns:
             when = dates.get(day)
             if when is None:
                 when = date_of(day, dates)
-            append(BilledSession(int(n), when, act, executing.strip(), cents(gross), cents(share), cents(cns), line))
+            append(BilledSession(int(n), when, act, executing.strip(), parse_amount(gross), parse_amount(share), parse_amount(cns), line))
         prescribed = date_of(self.prescription_date, dates) if self.prescription_date else None
         return FeeNote(self.number, self.certificate_number, self.matricule, self.last_name, self.first_name, sessions,
                        prescribed)
@@ -243,8 +252,8 @@ def _payment_line(el, dates) -> PaymentLine:
         fee_note=int(fields.get("NumeroMemoire") or ""),
         line_no=int(fields.get("NumeroLigne") or ""),
         certificate_number=fields.get("NumeroTitre") or "",
-        billed=cents(fields.get("MontantFacture")),
-        accepted=cents(accepted),
+        billed=parse_amount(fields.get("MontantFacture")),
+        accepted=parse_amount(accepted),
         reason_code=reason_code,
         reason_label=reason_label,
     )
@@ -275,9 +284,9 @@ def read_document(source: IO[bytes], kind: str, root: str, schema=None, columns:
                 raise HostileDocument()
         if el.tag == "EnTete" and el.getparent() is not None and el.getparent().getparent() is None:
             try:
-                yield Item("header", _header(el), el.sourceline or 0, f"/{root}/EnTete")
+                yield Item(Part.HEADER, _header(el), el.sourceline or 0, f"/{root}/EnTete")
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                yield Item("header", None, el.sourceline or 0, f"/{root}/EnTete", _reason(exc))
+                yield Item(Part.HEADER, None, el.sourceline or 0, f"/{root}/EnTete", _why_unreadable(exc))
             continue
         if el.tag != item_tag:
             continue
@@ -286,9 +295,9 @@ def read_document(source: IO[bytes], kind: str, root: str, schema=None, columns:
         try:
             record = convert(el, dates)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            yield Item("item", None, el.sourceline or 0, xpath, _reason(exc))
+            yield Item(Part.ITEM, None, el.sourceline or 0, xpath, _why_unreadable(exc))
         else:
-            yield Item("item", record, el.sourceline or 0, xpath)
+            yield Item(Part.ITEM, record, el.sourceline or 0, xpath)
         if item_tag != root:
             el.clear()
             parent = el.getparent()
@@ -316,7 +325,8 @@ def read_header(source: IO[bytes], limit: int = 1 << 16) -> Header | None:
     return None
 
 
-def _reason(exc: Exception) -> str:
+def _why_unreadable(exc: Exception) -> str:
+    """What a record that cannot be read lacks, said to a user (the reader's Item.error)."""
     if isinstance(exc, KeyError):
         return f"element {exc.args[0]} missing"
     if isinstance(exc, AttributeError):
@@ -454,3 +464,48 @@ def clean_message(message: str) -> str:
         message = re.sub(r"The value '[^']*'", "The value (not shown)", message)
         message = re.sub(r"^(Element '\w+': )'[^']*'", r"\1the value (not shown)", message)
     return message
+
+
+#: What the XSD check found: (issue code, line, XPath, message).
+Finding = tuple[str, "int | None", str, str]
+
+
+def schema_findings(path: str, schema, item_tag: str, root: str, native: bool | None,
+                    explained: bool = False) -> list[Finding]:
+    """The XSD check's findings on the file at ``path``, given libxml2's verdict ``native``.
+
+    With a verdict of True there is nothing to find. Otherwise lxml's schema pass says where
+    and why (XSD01 per violation, XML01 when it cannot read the file); when it finds nothing
+    although libxml2 refused the file, one XSD01 says so (unless ``explained``: the caller
+    already found the file not well-formed): the file stays invalid.
+    Well-formedness is not this function's to judge alone (lxml's schema pass may close a
+    truncated document: lxml 6.2): the caller also reads the file to its end without it.
+    """
+    if native is True:
+        return []
+    etree.clear_error_log()  # libxml2's log is global: a previous document must not speak here
+    with open(path, "rb") as source:
+        try:
+            for _, el in etree.iterparse(source, events=("end",), tag=(item_tag, root), schema=schema, **PARSER_OPTIONS):
+                if el.getparent() is None:
+                    continue
+                el.clear()  # items are only validated here: free them as they pass
+                parent = el.getparent()
+                while el.getprevious() is not None:
+                    del parent[0]
+        except etree.XMLSyntaxError as exc:
+            schema_errors = [e for e in exc.error_log if e.domain_name == "SCHEMASV"]
+            parse_errors = [e for e in exc.error_log if e.domain_name != "SCHEMASV"]
+            if parse_errors or not schema_errors:
+                if parse_errors:
+                    return [("XML01", parse_errors[0].line or None, "", clean_message(parse_errors[0].message))]
+                return [("XML01", exc.lineno or None, "", clean_message(exc.msg or str(exc)))]
+            source.seek(0)
+            located = locate_schema_errors(source, schema)
+            if not located:
+                located = [(None, "", clean_message(e.message)) for e in schema_errors]
+            return [("XSD01", line, xpath, message) for line, xpath, message in located]
+    if native is False and not explained:
+        return [("XSD01", None, f"/{root}", "libxml2's schema validator refuses this document, and lxml's detailed pass "
+                 "names no element: the document is not taken as valid.")]
+    return []

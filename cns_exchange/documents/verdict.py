@@ -181,3 +181,45 @@ def verdict(path: str, xsd: str) -> bool | None:
     ``xsd``, False if it is not, None if this cannot be told here (validate with lxml)."""
     lib = _library()
     return None if lib is None else lib.valid(path, xsd)
+
+
+class XsdVerdict:
+    """:func:`verdict` on a file, given in a thread while the caller reads the file (validate
+    and import read it to its end with lxml meanwhile: the verdict alone is never taken).
+
+    :meth:`result` waits for it: True (valid), False (not valid), None (cannot be told here:
+    validate with lxml). An exception in the thread is raised by :meth:`result`, never
+    taken for an answer.
+    """
+
+    def __init__(self, path: str, xsd: str | os.PathLike | None) -> None:
+        self.outcome: bool | None = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        if xsd is not None:
+            self.thread = threading.Thread(target=self._run, args=(path, str(xsd)), name="cnsx-xsd", daemon=True)
+            self.thread.start()
+
+    def _run(self, path: str, xsd: str) -> None:
+        try:
+            self.outcome = verdict(path, xsd)
+        except BaseException as exc:  # noqa: BLE001 - handed to result()
+            self.error = exc
+
+    def result(self) -> bool | None:
+        if self.thread is not None:
+            self.thread.join()  # also on Ctrl-C: the interpreter must not exit while libxml2 runs
+        if self.error is not None:
+            raise CheckFailed(f"libxml2's schema check failed: {type(self.error).__name__}: {self.error}")
+        return self.outcome
+
+
+def libxml2_running() -> bool:
+    """True while an :class:`XsdVerdict` thread is still in libxml2 (left running by Ctrl-C).
+    The process must then end without the interpreter's finalisation (``os._exit``), which
+    would pull Python from under the thread: cli.main does."""
+    return any(t.name == "cnsx-xsd" and t.is_alive() for t in threading.enumerate())
+
+
+class CheckFailed(Exception):
+    """A check did not run to its end: the document is not valid (VAL01)."""

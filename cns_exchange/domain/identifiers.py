@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from stdnum import luhn, verhoeff
 
+#: A rule's finding: (issue code, message).
 Problem = tuple[str, str]
 
 MATRICULE_FORM = re.compile(r"[1-9][0-9]{12}\Z")  # 13 digits, the first 1-9 (the check digits apart)

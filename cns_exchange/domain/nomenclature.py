@@ -110,13 +110,6 @@ class Codes:
         """Return ``[(act, max count), ...]`` in the order the acts must follow."""
         return [(act, int(n)) for act, n in self.treatments[kind]["sequence"]]
 
-    def treatment_of_act(self, act: str) -> str:
-        """Return the treatment kind ('initial' or 'extension') an act belongs to."""
-        for kind, spec in self.treatments.items():
-            if any(a == act for a, _ in spec["sequence"]):
-                return kind
-        raise KeyError(act)
-
 
 class Nomenclature:
     """All tariff tables in force order, with a fast look-up by session date."""
@@ -195,10 +188,6 @@ class Nomenclature:
             minor = False
         price = self._price_cache.get((i, act, minor))
         return price if price is not None else self.price(act, day, minor)
-
-    def is_minor(self, age: int, day: date) -> bool:
-        """Return True if a patient of ``age`` on ``day`` pays the minors' share."""
-        return age < self.table_on(day).minor_below_age
 
 
 def _decimal(value: object, where: str, field: str, zero_ok: bool = False) -> Decimal:

@@ -118,8 +118,9 @@ def _assignments(values: Sequence[str], option: str) -> dict[str, str]:
     return found
 
 
-def _positive(text: str, what: str, problems: list[str], cents: bool = False) -> Decimal | None:
-    """A positive decimal (``.`` or ``,`` before the decimals); None and a problem otherwise."""
+def _positive(text: str, what: str, problems: list[str], to_the_cent: bool = False) -> Decimal | None:
+    """A positive decimal (``.`` or ``,`` before the decimals), with ``to_the_cent`` at most 2
+    decimals (a price in euros); None and a problem otherwise."""
     if not _NUMBER.fullmatch(text):
         problems.append(f"{what} '{text}' is not a number (write e.g. 88.89)")
         return None
@@ -127,19 +128,19 @@ def _positive(text: str, what: str, problems: list[str], cents: bool = False) ->
     if value <= 0:
         problems.append(f"{what} '{text}' is not positive")
         return None
-    if cents and value != value.quantize(CENT):
+    if to_the_cent and value != value.quantize(CENT):
         problems.append(f"{what} '{text}' has more than 2 decimals: a price is in euros, to the cent")
         return None
-    return value.quantize(CENT) if cents else value
+    return value.quantize(CENT) if to_the_cent else value
 
 
-def _per_act(given: dict[str, str], codes: Codes, option: str, problems: list[str], cents: bool) -> dict[str, Decimal]:
+def _per_act(given: dict[str, str], codes: Codes, option: str, problems: list[str], to_the_cent: bool) -> dict[str, Decimal]:
     values = {}
     for act, text in given.items():
         if act not in codes.acts:
             problems.append(f"{option} {act}: not an act of the nomenclature ({', '.join(codes.acts)})")
             continue
-        value = _positive(text, f"{option} {act}", problems, cents)
+        value = _positive(text, f"{option} {act}", problems, to_the_cent)
         if value is not None:
             values[act] = value
     missing = [act for act in codes.acts if act not in given]
@@ -191,13 +192,13 @@ def add_table(nomenclature: Nomenclature, codes: Codes, folder: Path, valid_from
     notes: list[str] = []
     raw: dict = {"valid_from": start.isoformat(), "source": source.strip()}
     if price_options:
-        values = _per_act(price_options, codes, "--price", problems, cents=True)
+        values = _per_act(price_options, codes, "--price", problems, to_the_cent=True)
         figures = {"prices": {act: str(values[act]) for act in codes.acts if act in values}}
         marked = ["prices"]
     else:
         value = _positive(key_letter, "--key-letter", problems)
         if coefficient_options:
-            factors = _per_act(coefficient_options, codes, "--coefficient", problems, cents=False)
+            factors = _per_act(coefficient_options, codes, "--coefficient", problems, to_the_cent=False)
             if before is not None and before.prices is None and "coefficients" in before.inferred and not inferred \
                     and factors == {a: before.coefficients[a] for a in factors}:
                 notes.append(f"the coefficients are those {before.path} marks as inferred: if the key-letter value is "

@@ -13,11 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from cns_exchange.domain.identifiers import anniversary
-
+from cns_exchange.domain.identifiers import Problem, anniversary
 from cns_exchange.domain.nomenclature import Codes
-
-Problem = tuple[str, str]
 
 
 @dataclass(slots=True)

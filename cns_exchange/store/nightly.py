@@ -17,7 +17,7 @@ from typing import Callable
 
 from cns_exchange.errors import CnsxError, ExitCode
 from cns_exchange.transport.fetch import Fetched, Fetcher, FetchReport
-from cns_exchange.store.importing import ImportResult
+from cns_exchange.store.importing import ImportResult, ImportStatus
 
 
 @dataclass
@@ -46,7 +46,7 @@ class NightReport:
         for outcome in self.imports:
             if isinstance(outcome, ImportFailure):
                 return outcome.error.exit_code
-            if outcome.status == "unreadable":
+            if outcome.status is ImportStatus.UNREADABLE:
                 return ExitCode.INVALID
         return ExitCode.OK
 
@@ -54,7 +54,7 @@ class NightReport:
     def unmatched(self) -> list[str]:
         """What still matches nothing in the database after the last file imported (empty
         when nothing was imported: the night changed nothing to tell)."""
-        imported = [r for r in self.imports if isinstance(r, ImportResult) and r.status == "imported"]
+        imported = [r for r in self.imports if isinstance(r, ImportResult) and r.status is ImportStatus.IMPORTED]
         return imported[-1].unmatched if imported else []
 
 

@@ -16,19 +16,28 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
-from cns_exchange.errors import CnsxError, ExitCode, TransportRetryableError
+from cns_exchange.errors import LocalIOError, TransportRetryableError
 from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry, RetryingConnection, Transport, unsafe_name_reason
 
 
-class LocalDiskError(CnsxError):
-    """The inbox cannot take the file (disk full, permissions): nothing recorded, nothing
-    deleted. Exit 5 like a retryable failure (a later run may succeed), but not retried within
-    the run: the disk will not have emptied a second later."""
+class RemoteState(StrEnum):
+    """What becomes of a fetched file on the server (the ledger's ``fetched.remote_state``),
+    from the profile's ``after_fetch``: kept, or deleted or archived once the local copy is on
+    disk and recorded (DELETE and ARCHIVE: recorded, not done yet; the next run does it)."""
 
-    exit_code = ExitCode.TRANSPORT_RETRYABLE
+    KEPT = "kept"
+    DELETE = "delete"
+    ARCHIVE = "archive"
+    DELETED = "deleted"
+    ARCHIVED = "archived"
+
+
+#: The state a file is recorded in, by the profile's ``after_fetch``.
+_RECORDED_STATE = {"keep": RemoteState.KEPT, "delete": RemoteState.DELETE, "archive": RemoteState.ARCHIVE}
 
 
 @dataclass
@@ -96,8 +105,10 @@ class Fetcher:
         """Fetch every new file; call ``emit`` for each as soon as it is recorded.
 
         Fills and returns ``report`` (a new one if None): given by the caller, it keeps what
-        was done before an error stopped the run. Raises the transport's errors and
-        LocalDiskError.
+        was done before an error stopped the run. Raises the transport's errors, and
+        LocalIOError when the inbox cannot take a file (a full disk, permissions): then nothing
+        is recorded or deleted, and it is not retried within the run (the disk will not have
+        emptied a second later).
         """
         report = report if report is not None else FetchReport()
         self._remove_stale_temps()
@@ -168,7 +179,7 @@ class Fetcher:
         except OSError as exc:
             temp.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EIO):
-                raise LocalDiskError(f"inbox {self.inbox}: {exc.strerror} while fetching {entry.name}",
+                raise LocalIOError(f"inbox {self.inbox}: {exc.strerror} while fetching {entry.name}",
                                      "free space in (or fix) the inbox; nothing was recorded or deleted on the server") from None
             raise
         except BaseException:
@@ -211,7 +222,7 @@ class Fetcher:
 
         fsync_dir(self.inbox)
         items: list[Fetched] = []
-        state = {"keep": "kept", "delete": "delete", "archive": "archive"}[self.after_fetch]
+        state = _RECORDED_STATE[self.after_fetch]
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             for entry, sha, (path, note) in zip(batch, shas, placed):
@@ -250,23 +261,23 @@ class Fetcher:
         except FileExistsError:
             pass
         except OSError as exc:
-            raise LocalDiskError(f"inbox {self.inbox}: {exc.strerror}", "check the inbox folder") from None
+            raise LocalIOError(f"inbox {self.inbox}: {exc.strerror}", "check the inbox folder") from None
         return target, "" if target.name == name else "kept beside an older file of that name"
 
     def _finish_remote_actions(self, report: FetchReport) -> None:
         """Delete or archive on the server what is recorded locally and still waits for it."""
         rows = self.conn.execute("SELECT id, remote_name, remote_state, size, mtime FROM fetched WHERE remote = ? "
-                                 "AND remote_state IN ('delete', 'archive')", (self.remote,)).fetchall()
+                                 "AND remote_state IN (?, ?)", (self.remote, RemoteState.DELETE, RemoteState.ARCHIVE)).fetchall()
         for row in rows:
             def act(transport: Transport, row=row):
                 current = transport.stat(self.folder, row["remote_name"])
                 if current is None or (current.size, current.mtime) != (row["size"], row["mtime"]):
                     return  # gone, or replaced by a newer file of that name: not ours to remove
-                if row["remote_state"] == "delete":
+                if row["remote_state"] == RemoteState.DELETE:
                     transport.remove(self.folder, row["remote_name"])
                 else:
                     transport.move(self.folder, row["remote_name"], self.archive_folder or f"{self.folder}/archive")
 
             self._with_transport(act)
-            done = "deleted" if row["remote_state"] == "delete" else "archived"
+            done = RemoteState.DELETED if row["remote_state"] == RemoteState.DELETE else RemoteState.ARCHIVED
             self.conn.execute("UPDATE fetched SET remote_state = ? WHERE id = ?", (done, row["id"]))

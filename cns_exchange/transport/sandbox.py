@@ -4,9 +4,9 @@ It watches the drop box's upload folder and answers every XML file deposited the
 CNS would, into the download folder: an acknowledgement of receipt (accepted when
 :meth:`Validator.validate` finds no error), then for an accepted request file the answers
 (a certificate or a refusal per request) and for an accepted billing file the payment
-statement (each session paid or disputed). The refusal and dispute rules are the sandbox's
-model of the CNS, with the reason codes of ``data/codes.json``; they are listed in
-docs/sandbox.md, which the constants below follow.
+statement (each session paid or disputed). The refusal and dispute rules, the sandbox's
+model of the CNS, are :mod:`cns_exchange.transport.sandbox_judge`'s; this module reads the
+deposits, keeps the state and writes the return files.
 
 Deterministic: the return files depend only on the deposited files, the seed and the
 sandbox's state, never on the wall clock. The "time of reception" is the deposited file's
@@ -32,45 +32,23 @@ from pathlib import Path
 from typing import Callable
 
 from cns_exchange.billing.build import WRITABLE_VERSIONS
-from cns_exchange.errors import ConfigError, CnsxError
+from cns_exchange.errors import ConfigError, CnsxError, LocalIOError
 from cns_exchange.fsutil import fsync_dir, private_dir, publish, temp_file, write_atomic
-from cns_exchange.domain.identifiers import anniversary, birth_date, check_provider
+from cns_exchange.domain.identifiers import check_provider
 from cns_exchange.store.lock import run_lock
-from cns_exchange.domain.model import (
-    Acknowledgement,
-    Anomaly,
-    Answer,
-    Certificate,
-    CertificateRequest,
-    FeeNote,
-    FileRef,
-    Header,
-    PaymentLine,
-)
+from cns_exchange.domain.model import Acknowledgement, Answer, FileRef, Header, PaymentLine
 from cns_exchange.domain.naming import CNS_SENDER, KIND_CODES, make_name, next_sequence, parse_name
-from cns_exchange.domain.nomenclature import Codes, NoTariffError, add_months
-from cns_exchange.domain.treatment import within_years
-from cns_exchange.validation.validate import Report, Validator, check_attachment
-from cns_exchange.documents.read import read_document, read_header
+from cns_exchange.domain.nomenclature import Codes
+from cns_exchange.validation.validate import Validator
+from cns_exchange.documents.read import Part, read_document, read_header
 from cns_exchange.documents.write import write_acknowledgement, write_answers, write_payment_statement
+from cns_exchange.transport.sandbox_judge import Judge
 
 #: The CNS "receives" a file this long after the creation time written in its header.
 RECEPTION_DELAY = timedelta(minutes=5)
-#: A certificate is valid from the prescription date for this many months (minus one day).
-VALIDITY_MONTHS = 6
-#: The payment statement announces the transfer this many days after reception.
-PAYMENT_DELAY_DAYS = 5
-#: Certificate numbers of a year start after this number; each seed gets its own block.
-CERTIFICATE_BASE = 100
-SEED_BLOCK = 1000
-#: The refusal code of a request whose prescription PDF was not deposited (or differs).
-MISSING_PRESCRIPTION = "R06"
-#: Document kinds a practice deposits; anything else is rejected in the acknowledgement.
-DEPOSIT_KINDS = ("request", "billing")
 
 STATE_NAME = ".sandbox-state.json"
 _STATE_FORMAT = 1
-_LABEL_MAX = 100  # T_Nom: the longest Libelle the schema allows
 _KIND_ORDER = {"request": 0, "billing": 1}
 
 
@@ -101,20 +79,6 @@ class PassReport:
     recovered: list[str] = field(default_factory=list)   # return files of a killed run, published now
 
 
-def validity_end(start: date) -> date:
-    """Return the last day of validity of a certificate whose validity starts on ``start``:
-    the day before the same day :data:`VALIDITY_MONTHS` months later, or that month's last
-    day when the same day does not exist in it (2026-08-31 -> 2027-02-28)."""
-    end = add_months(start, VALIDITY_MONTHS)
-    return end - timedelta(days=1) if end.day == start.day else end
-
-
-def _label(text: str) -> str:
-    """Return ``text`` as a Libelle: one line, no outer blanks, at most 100 characters."""
-    text = " ".join(text.split())
-    if len(text) > _LABEL_MAX:
-        text = text[:_LABEL_MAX - 1].rstrip() + "…"
-    return text or "?"
 
 
 def _sha256(path: Path) -> str:
@@ -134,14 +98,9 @@ def _deposit_order(name: str) -> tuple:
     return (0, parsed.day, _KIND_ORDER.get(parsed.kind, 2), parsed.sequence, name)
 
 
-def _began(certificate: dict) -> date:
-    """When the treatment of a certificate the sandbox granted began: its first paid session,
-    else the first day of its validity."""
-    return date.fromisoformat(min(certificate["days"], default=certificate["valid_from"]))
-
-
-class _State:
-    """The sandbox's memory, one JSON file: what it answered, granted and paid."""
+class State:
+    """The sandbox's memory, one JSON file: what it answered, granted and paid (the Judge reads
+    and writes ``requests``, ``granted``, ``certificates``, ``certificate_counts`` and ``payments``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -158,8 +117,13 @@ class _State:
         }
         if path.exists():
             try:
-                loaded = json.loads(path.read_text("utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raw = path.read_bytes()
+            except OSError as exc:
+                raise LocalIOError(f"{path}: the sandbox state cannot be read ({exc.strerror})",
+                                   "check the file's owner and permissions, or pass --state FILE") from None
+            try:
+                loaded = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ConfigError(f"{path}: the sandbox state cannot be read ({exc})",
                                   "move it away to start a fresh sandbox, or pass --state FILE") from None
             if not isinstance(loaded, dict) or loaded.get("format") != _STATE_FORMAT:
@@ -189,8 +153,9 @@ class _State:
 class Sandbox:
     """Answers the files deposited in ``upload`` into ``download``, as the CNS would.
 
-    ``validator`` decides acceptance; ``codes`` (default: the validator's) are the sandbox's
-    own tables for refusals and disputes. ``now`` fixes the clock (see :func:`cns_exchange.clock.fixed_time`);
+    ``validator`` decides acceptance; ``codes`` (default: the validator's) are the tables of
+    the sandbox's :class:`~cns_exchange.transport.sandbox_judge.Judge` for refusals and disputes.
+    ``now`` fixes the clock (see :func:`cns_exchange.clock.fixed_time`);
     ``default_provider`` addresses the answer to a file whose header and name name none.
     """
 
@@ -202,8 +167,7 @@ class Sandbox:
         self.state_path = Path(state_path)
         self.staging = Path(f"{self.state_path}.outgoing")
         self.validator = validator
-        self.codes = codes or validator.codes
-        self.seed = seed
+        self.judge = Judge(codes or validator.codes, validator.nomenclature, self.upload, seed)
         self.now = now
         self.default_provider = default_provider
         self._hashes: dict[str, tuple[tuple[int, int, int], str]] = {}
@@ -234,7 +198,7 @@ class Sandbox:
         """One pass, without taking the lock (the caller holds it)."""
         for folder in (self.upload, self.download, self.staging):
             private_dir(folder)
-        state = _State(self.state_path)
+        state = State(self.state_path)
         report = PassReport(recovered=self._finish_pending(state))
         for path, sha in self._waiting(state):
             if stop is not None and stop.is_set():
@@ -242,7 +206,7 @@ class Sandbox:
             report.deposits.append(self._answer_file(path, sha, state))
         return report
 
-    def _waiting(self, state: _State) -> list[tuple[Path, str]]:
+    def _waiting(self, state: State) -> list[tuple[Path, str]]:
         """The deposited XML files not answered yet (same name and SHA-256), in order."""
         found = []
         with os.scandir(self.upload) as entries:
@@ -278,7 +242,7 @@ class Sandbox:
 
     # --- one deposited file ----------------------------------------------------------------
 
-    def _answer_file(self, path: Path, sha: str, state: _State) -> Deposit:
+    def _answer_file(self, path: Path, sha: str, state: State) -> Deposit:
         name = path.name
         # The acknowledgement judges the XML document; each request's prescription PDF is
         # judged when the request is answered (R06), so that one missing scan refuses one
@@ -295,7 +259,7 @@ class Sandbox:
             return deposit
         received = self.now or (header.created + RECEPTION_DELAY if header is not None else self._undated(name))
         version = header.version if header is not None and header.version in WRITABLE_VERSIONS else WRITABLE_VERSIONS[-1]
-        anomalies = self._rejection(report)
+        anomalies = self.judge.rejection(report)
         deposit.accepted = not anomalies
         staged: list[str] = []
         try:
@@ -339,188 +303,38 @@ class Sandbox:
         day = parsed.day if parsed is not None else date(1970, 1, 1)
         return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
-    def _rejection(self, report: Report) -> list[Anomaly]:
-        """The anomalies that make the acknowledgement a rejection (none: accepted)."""
-        errors = [i for i in report.issues if i.is_error]
-        if errors:
-            return [Anomaly(i.code, _label(i.message), i.xpath) for i in errors]
-        if report.kind not in DEPOSIT_KINDS:
-            return [Anomaly("DOC06", _label(f"a document of kind {report.kind} is a CNS return file: "
-                                            "deposit request or billing files only"), "")]
-        return []
-
     # --- answers to a request file --------------------------------------------------------
 
-    def _answer_requests(self, path: Path, root: str, request_file: FileRef, state: _State, received: datetime,
+    def _answer_requests(self, path: Path, root: str, request_file: FileRef, state: State, received: datetime,
                          provider: str, version: str, deposit: Deposit) -> str:
         answers: list[Answer] = []
         with open(path, "rb") as f:
             for item in read_document(f, "request", root):
-                if item.what == "item":
-                    answers.append(self._answer(item.record, item.xpath, state, received, provider))
+                if item.what is Part.ITEM:
+                    answers.append(self.judge.answer(item.record, item.xpath, state, received, provider))
         deposit.certificates = sum(1 for a in answers if a.certificate is not None)
         deposit.refusals = len(answers) - deposit.certificates
         return self._stage(state, "answers", received, provider, version,
                            lambda out, h: write_answers(out, h, request_file, answers))
 
-    def _answer(self, r: CertificateRequest, xpath: str, state: _State, received: datetime, provider: str) -> Answer:
-        """Grant a certificate for one request, or refuse it with every reason that applies."""
-        reasons = self.codes.refusal_reasons
-        refusal: list[Anomaly] = []
-
-        def refuse(code: str, element: str) -> None:
-            refusal.append(Anomaly(code, _label(reasons[code]), xpath + element))
-
-        for j, code in enumerate(r.pathology_codes, 1):
-            if code not in self.codes.pathologies:
-                refuse("R01", f"/CodesPathologie/CodePathologie[{j}]")
-        if (received.date() - r.prescription_date).days > self.codes.prescription_max_age_days:
-            refuse("R02", "/DateOrdonnance")
-        if r.treatment == "extension" and not all(self._initial_complete(state, r.matricule, code)
-                                                  for code in r.pathology_codes):
-            refuse("R03", "/TypeTraitement")
-        reference = f"{provider}/{r.request_ref}"
-        keys = [f"{r.matricule}/{code}/{r.prescription_date.isoformat()}" for code in r.pathology_codes]
-        if reference in state["requests"]:
-            refuse("R04", "/ReferenceDemande")
-        elif any(state.is_granted(key) for key in keys):
-            refuse("R04", "/DateOrdonnance")
-        else:  # (a request sent again is a duplicate, not a second treatment)
-            for code in self._history_refusals(state, r):
-                refuse(code, "/DateOrdonnance" if code == "R09" else "/TypeTraitement")
-        if not self._prescription_deposited(r):
-            refuse(MISSING_PRESCRIPTION, "/Ordonnance/NomFichier")
-        if refusal:
-            state["requests"].setdefault(reference, "")
-            return Answer(r.request_ref, r.matricule, refusal=refusal)
-        certificate = Certificate(self._certificate_number(state, received.year), r.prescription_date,
-                                  validity_end(r.prescription_date), [(act, n) for act, n in r.acts])
-        state["requests"][reference] = certificate.number
-        for key in keys:
-            state.grant(key)
-        state["certificates"][certificate.number] = {
-            "provider": provider, "request": r.request_ref, "matricule": r.matricule,
-            "pathologies": list(r.pathology_codes), "treatment": r.treatment,
-            "prescription_date": r.prescription_date.isoformat(), "valid_from": certificate.valid_from.isoformat(), "valid_to": certificate.valid_to.isoformat(),
-            "acts": {act: n for act, n in certificate.acts}, "paid": {}, "days": [],
-        }
-        return Answer(r.request_ref, r.matricule, certificate)
-
-    def _history_refusals(self, state: _State, r: CertificateRequest) -> list[str]:
-        """The sandbox's own judgement of a request against what it granted before, as the CNS
-        would from its records: R07 (a second initial treatment within 3 years), R08 (a
-        second extension of one initial treatment), R09 (an extension 3 years or more after
-        the initial treatment began). Each reason once."""
-        years, window = self.codes.initial_treatment_interval_years, self.codes.extension_window_years
-        found: list[str] = []
-        for code in r.pathology_codes:
-            mine = [c for c in state["certificates"].values() if c["matricule"] == r.matricule and code in c["pathologies"]]
-            initials = sorted(_began(c) for c in mine if c["treatment"] == "initial")
-            if r.treatment == "initial":
-                if any(within_years(start, r.prescription_date, years) for start in initials):
-                    found.append("R07")
-                continue
-            before = [start for start in initials if start <= r.prescription_date]
-            if not before:
-                continue  # R03 says it
-            if r.prescription_date >= anniversary(before[-1], window):
-                found.append("R09")
-            if sum(1 for c in mine if c["treatment"] == "extension" and _began(c) >= before[-1]) >= self.codes.extensions_per_initial:
-                found.append("R08")
-        return list(dict.fromkeys(found))
-
-    def _initial_complete(self, state: _State, matricule: str, pathology: str) -> bool:
-        """True if an initial certificate for this patient and pathology has every session it
-        authorised paid (R03)."""
-        for c in state["certificates"].values():
-            if (c["matricule"] == matricule and c["treatment"] == "initial" and pathology in c["pathologies"]
-                    and all(c["paid"].get(act, 0) >= n for act, n in c["acts"].items())):
-                return True
-        return False
-
-    def _prescription_deposited(self, r: CertificateRequest) -> bool:
-        """True if the PDF the request names is in the upload folder with the SHA-256 it gives
-        (the check of PDF08 and PDF09 in ``cnsx validate``)."""
-        try:
-            return check_attachment(self.upload, r.pdf_name, r.pdf_sha256)[1] is None
-        except OSError:
-            return False
-
-    def _certificate_number(self, state: _State, year: int) -> str:
-        """The next certificate number of ``year``: TPC-YYYY-NNNNNN, in the seed's block."""
-        counts = state["certificate_counts"]
-        while True:
-            counts[str(year)] = counts.get(str(year), 0) + 1
-            serial = (CERTIFICATE_BASE + SEED_BLOCK * self.seed + counts[str(year)]) % 1_000_000
-            number = f"TPC-{year}-{serial:06d}"
-            if serial and number not in state["certificates"]:
-                return number
-
     # --- payment statement of a billing file ----------------------------------------------
 
-    def _pay(self, path: Path, root: str, billing_file: FileRef, state: _State, received: datetime,
+    def _pay(self, path: Path, root: str, billing_file: FileRef, state: State, received: datetime,
              provider: str, version: str, deposit: Deposit) -> str:
         lines: list[PaymentLine] = []
         with open(path, "rb") as f:
             for item in read_document(f, "billing", root):
-                if item.what == "item":
-                    self._pay_note(item.record, state, lines)
+                if item.what is Part.ITEM:
+                    self.judge.pay_note(item.record, state, lines)
         deposit.disputed = sum(1 for line in lines if line.disputed)
         deposit.paid = len(lines) - deposit.disputed
-        state["payments"] += 1
-        paid_on = received.date() + timedelta(days=PAYMENT_DELAY_DAYS)
-        reference = f"VIR-{paid_on:%Y%m%d}-{(SEED_BLOCK * self.seed + state['payments']) % 1_000_000:06d}"
+        paid_on, reference = self.judge.payment(state, received)
         return self._stage(state, "payment", received, provider, version,
                            lambda out, h: write_payment_statement(out, h, billing_file, paid_on, reference, lines))
 
-    def _pay_note(self, note: FeeNote, state: _State, lines: list[PaymentLine]) -> None:
-        reasons = self.codes.dispute_reasons
-        certificate = state["certificates"].get(note.certificate_number)
-        for s in note.sessions:
-            code = (self._dispute(certificate, note.matricule, s.session_date, s.act_code)
-                    or self._tariff(certificate, note.matricule, s))
-            if code:
-                lines.append(PaymentLine(note.number, s.line_no, note.certificate_number, s.cns_share, 0,
-                                         code, _label(reasons[code])))
-                continue
-            certificate["paid"][s.act_code] = certificate["paid"].get(s.act_code, 0) + 1
-            certificate["days"].append(s.session_date.isoformat())
-            lines.append(PaymentLine(note.number, s.line_no, note.certificate_number, s.cns_share, s.cns_share))
-
-    @staticmethod
-    def _dispute(certificate: dict | None, matricule: str, day: date, act: str) -> str:
-        """The dispute reason of one session, '' if it is paid. The first that applies:
-        C02 unknown certificate, C07 another patient's, C03 outside its validity, C04 the
-        certificate already paid a session that day, C01 the act's count used up."""
-        if certificate is None:
-            return "C02"
-        if certificate["matricule"] != matricule:
-            return "C07"
-        if not certificate["valid_from"] <= day.isoformat() <= certificate["valid_to"]:
-            return "C03"
-        if day.isoformat() in certificate["days"]:
-            return "C04"
-        if certificate["paid"].get(act, 0) >= certificate["acts"].get(act, 0):
-            return "C01"
-        return ""
-
-    def _tariff(self, certificate: dict, matricule: str, s) -> str:
-        """C05 when a session's amounts are not the tariff's for this patient, '' when they are.
-
-        The patient's age is taken on the date of the prescription the sandbox granted the
-        certificate on (its own memory, as the CNS has its own: never the billing file's
-        DateOrdonnance, nor the session date of a v1 file); the price is the nomenclature's.
-        """
-        prescribed = date.fromisoformat(certificate.get("prescription_date", certificate["valid_from"]))
-        try:
-            price = self.validator.nomenclature.price_for(s.act_code, s.session_date, birth_date(matricule), prescribed)
-        except NoTariffError:
-            return "C05"
-        return "" if (price.gross, price.patient_share, price.cns_share) == (s.gross, s.patient_share, s.cns_share) else "C05"
-
     # --- return files ----------------------------------------------------------------------
 
-    def _stage(self, state: _State, kind: str, created: datetime, provider: str, version: str, write) -> str:
+    def _stage(self, state: State, kind: str, created: datetime, provider: str, version: str, write) -> str:
         """Write a return file into the staging folder under its conventional name; return the name.
 
         Its sequence number is one more than the highest the sandbox ever used for that kind
@@ -553,7 +367,7 @@ class Sandbox:
             raise CnsxError(f"the sandbox wrote an invalid {name}: {first.code} {first.message} at {first.xpath}",
                             "this is a bug of cnsx: report it with the deposited file")
 
-    def _finish_pending(self, state: _State) -> list[str]:
+    def _finish_pending(self, state: State) -> list[str]:
         """Publish the staged return files the state lists as pending; drop stray ones."""
         published = []
         for name in state["pending"]:

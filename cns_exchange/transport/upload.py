@@ -15,6 +15,7 @@ import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
@@ -37,12 +38,20 @@ class Planned:
     size: int
 
 
+class UploadStatus(StrEnum):
+    """What became of one file (equal to its text, as ``upload --json`` prints it)."""
+
+    SENT = "sent"
+    ALREADY_SENT = "already-sent"   # sent before (the same content): not sent again
+    RECOVERED = "recovered"         # found complete on the server, put there by a run killed before recording it
+
+
 @dataclass
 class Outcome:
-    """What happened to one file: 'sent', 'already-sent' or 'recovered'."""
+    """What happened to one file."""
 
     name: str
-    status: str
+    status: UploadStatus
     sha256: str
     size: int
     local_path: str
@@ -162,7 +171,7 @@ class Uploader:
         request gives it (the CNS looks for the name: two requests may carry identical scans)."""
         done = self.sent_row(item.sha256, item.name if item.kind == "attachment" else None)
         if done is not None and not force:
-            return Outcome(done["name"], "already-sent", item.sha256, item.size, str(item.path))
+            return Outcome(done["name"], UploadStatus.ALREADY_SENT, item.sha256, item.size, str(item.path))
         row = self.conn.execute("SELECT id, sha256, result FROM uploads WHERE remote = ? AND name = ?",
                                 (self.remote, item.name)).fetchone()
         if row is not None and row["sha256"] != item.sha256:
@@ -178,11 +187,11 @@ class Uploader:
                           (_now(), self.remote, item.name))
         return Outcome(item.name, status, item.sha256, item.size, str(item.path))
 
-    def _put(self, transport: Transport, item: Planned, progress: Callable[[int], None] | None = None) -> str:
+    def _put(self, transport: Transport, item: Planned, progress: Callable[[int], None] | None = None) -> UploadStatus:
         with open(item.path, "rb") as source:
             try:
                 transport.put(source, item.size, self.folder, item.name, progress)
-                return "sent"
+                return UploadStatus.SENT
             except FileExistsError:
                 pass
         # The name is taken on the server: ours from a run killed after publishing, or not.
@@ -194,7 +203,7 @@ class Uploader:
 
         transport.get(self.folder, item.name, _Sink())
         if digest.hexdigest() == item.sha256:
-            return "recovered"
+            return UploadStatus.RECOVERED
         raise TransportFatalError(f"{item.name}: the server already holds a different file of that name",
                                   "cnsx never overwrites a file on the server: rebuild the document with a new sequence number")
 

@@ -26,7 +26,8 @@ FIELDS = ("matricule", "certificate_number", "prescriber_code", "prescription_da
           "treatment", "requested_acts", "session_date", "act_code", "executing_provider", "gross",
           "patient_share", "cns_share", "line_no", "session")
 
-Problem = tuple[int, str, str, str]
+#: A rule's finding about a row: (row index, issue code, message, field of FIELDS).
+RowProblem = tuple[int, str, str, str]
 
 #: Where a treatment rule of a session points in a row (TRT01-TRT03 are about the act).
 _SESSION_RULE_FIELD = {"TRT05": "session_date", "TRT09": "matricule"}
@@ -93,14 +94,14 @@ class RequestChecks:
 
     def request(self, matricule: str | None, prescriber: str | None, prescribed: date | None,
                 pathologies: Sequence[str], treatment: str | None, acts: Sequence[tuple[str, int]],
-                reference: str = "") -> list[Problem]:
+                reference: str = "") -> list[RowProblem]:
         """Check one request against the rules and the earlier requests of its file.
 
         A value given as None could not be read (its own problem is reported by the reader):
         the rules that need it are left out, the others still run, so that one run reports
         every problem of a row.
         """
-        out: list[Problem] = []
+        out: list[RowProblem] = []
         add = out.append
         codes = self.codes
         if matricule is not None:
@@ -212,7 +213,7 @@ class BillingChecks:
 
     def fee_note(self, certificate: str, matricule: str, days: Sequence[date], acts: Sequence[str],
                  providers: Sequence[str], billed: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int]] | None = None,
-                 prescribed: date | None = None) -> tuple[list[Price | None], list[Problem]]:
+                 prescribed: date | None = None) -> tuple[list[Price | None], list[RowProblem]]:
         """Check one fee note's sessions, in their order; return (prices, problems).
 
         ``prices[i]`` is the tariff's price of session i (None where it cannot be priced).
@@ -222,7 +223,7 @@ class BillingChecks:
         patient's age on it decides the patient share (NOM06 when it is needed and not known,
         NOM08 for a session before it).
         """
-        out: list[Problem] = []
+        out: list[RowProblem] = []
         add = out.append
         mat_problems, born = self.matricule(matricule)
         for code, message in mat_problems:

@@ -7,9 +7,9 @@ A document is valid only when every check ran to its end and said so (fail close
   business rules of :mod:`cns_exchange.validation.rules` (the one rule engine build uses too). A parse
   error anywhere is XML01: it is never left for another check to report.
 - Meanwhile libxml2's tree-less validator gives its verdict on the file in a thread
-  (:mod:`cns_exchange.documents.verdict`: public API, checked at first use). When it does not pass
-  the file, or cannot be used, lxml's slower schema pass says where and why
-  (:func:`cns_exchange.documents.read.locate_schema_errors`); when that pass finds nothing the
+  (:class:`cns_exchange.documents.verdict.XsdVerdict`: public API, checked at first use). When
+  it does not pass the file, or cannot be used, lxml's slower schema pass says where and why
+  (:func:`cns_exchange.documents.read.schema_findings`); when that pass finds nothing the
   verdict still stands and the document is invalid.
 - An exception in any check, in this thread or the verdict's, makes the document invalid
   (VAL01) with what happened; it never passes a document.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -36,11 +35,11 @@ from cns_exchange.domain.nomenclature import Codes, Nomenclature
 from cns_exchange.validation.rules import SESSION_WIDE, SHARE_ON_SESSION_DATE, BillingChecks, RequestChecks, check_acts_known
 from cns_exchange.documents.schemas import SchemaRegistry, SchemaSet
 from cns_exchange.documents.read import (
-    ITEM_TAGS, FeeNoteColumns, HostileDocument, Item, cents_of, clean_message, date_of, locate_paths, locate_schema_errors,
-    read_document,
+    ITEM_TAGS, FeeNoteColumns, Finding, HostileDocument, Item, Part, amount_of, clean_message, date_of, locate_paths,
+    read_document, schema_findings,
 )
 from cns_exchange.documents.safe import PARSER_OPTIONS, DocumentTooLarge, DocumentUnreadable, has_doctype, open_document, spool
-from cns_exchange.documents.verdict import verdict
+from cns_exchange.documents.verdict import CheckFailed, XsdVerdict
 
 log = logging.getLogger("cnsx.validate")
 
@@ -132,7 +131,7 @@ class _Rules:
     def unreadable(self, item: Item) -> None:
         """An item (or the header) the reader could not turn into a record: the schema check
         must refuse it too; if it does not, this issue keeps the document invalid."""
-        self.count += item.what == "item"
+        self.count += item.what is Part.ITEM
         self.add("XSD01", f"cannot be read: {item.error}", item.line, item.xpath)
 
     def finish(self) -> None:
@@ -183,7 +182,7 @@ class _BillingRules(_Rules):
         self.checks = BillingChecks(self.codes, self.nomenclature, None)
         self.sessions = self.gross = self.share = self.cns = 0
         self._dates: dict[str, date] = {}
-        self._cents: dict[str, int] = {}
+        self._amounts: dict[str, int] = {}   # T_Montant text -> cents
 
     def on_header(self, header: Header, line: int, xpath: str) -> None:
         super().on_header(header, line, xpath)
@@ -198,7 +197,7 @@ class _BillingRules(_Rules):
         try:
             line_nos = list(map(int, t[0::7]))
             days = self._converted(t[1::7], self._dates, date_of)
-            gross, share, cns = (self._converted(t[k::7], self._cents, cents_of) for k in (4, 5, 6))
+            gross, share, cns = (self._converted(t[k::7], self._amounts, amount_of) for k in (4, 5, 6))
             prescribed = date_of(note.prescription_date, self._dates) if note.prescription_date else None
         except ValueError as exc:
             self.add("XSD01", f"cannot be read: {exc}", item.line, xp)
@@ -292,91 +291,6 @@ class _PaymentRules(_Rules):
 RULES = {"request": _RequestRules, "billing": _BillingRules, "answers": _AnswerRules,
          "payment": _PaymentRules, "ack": _Rules}
 
-Finding = tuple[str, "int | None", str, str]  # (code, line, xpath, message)
-
-
-class XsdVerdict:
-    """libxml2's verdict on a file, given in a thread while the caller reads the file.
-
-    :meth:`result` waits for it: True (valid), False (not valid), None (cannot be told here:
-    validate with lxml). An exception in the thread is raised by :meth:`result`, never
-    taken for an answer.
-    """
-
-    def __init__(self, path: str, xsd: Path | None) -> None:
-        self.outcome: bool | None = None
-        self.error: BaseException | None = None
-        self.thread: threading.Thread | None = None
-        if xsd is not None:
-            self.thread = threading.Thread(target=self._run, args=(path, str(xsd)), name="cnsx-xsd", daemon=True)
-            self.thread.start()
-
-    def _run(self, path: str, xsd: str) -> None:
-        try:
-            self.outcome = verdict(path, xsd)
-        except BaseException as exc:  # noqa: BLE001 - handed to result()
-            self.error = exc
-
-    def result(self) -> bool | None:
-        if self.thread is not None:
-            self.thread.join()  # also on Ctrl-C: the interpreter must not exit while libxml2 runs
-        if self.error is not None:
-            raise CheckFailed(f"libxml2's schema check failed: {type(self.error).__name__}: {self.error}")
-        return self.outcome
-
-
-def libxml2_running() -> bool:
-    """True while an :class:`XsdVerdict` thread is still in libxml2 (left running by Ctrl-C).
-    The process must then end without the interpreter's finalisation (``os._exit``), which
-    would pull Python from under the thread: cli.main does."""
-    return any(t.name == "cnsx-xsd" and t.is_alive() for t in threading.enumerate())
-
-
-class CheckFailed(Exception):
-    """A check did not run to its end: the document is not valid (VAL01)."""
-
-
-def schema_findings(path: str, schema, item_tag: str, root: str, native: bool | None,
-                    explained: bool = False) -> list[Finding]:
-    """The XSD check's findings on the file at ``path``, given libxml2's verdict ``native``.
-
-    With a verdict of True there is nothing to find. Otherwise lxml's schema pass says where
-    and why (XSD01 per violation, XML01 when it cannot read the file); when it finds nothing
-    although libxml2 refused the file, one XSD01 says so (unless ``explained``: the caller
-    already found the file not well-formed): the file stays invalid.
-    Well-formedness is not this function's to judge alone (lxml's schema pass may close a
-    truncated document: lxml 6.2): the caller also reads the file to its end without it.
-    """
-    if native is True:
-        return []
-    etree.clear_error_log()  # libxml2's log is global: a previous document must not speak here
-    with open(path, "rb") as source:
-        try:
-            for _, el in etree.iterparse(source, events=("end",), tag=(item_tag, root), schema=schema, **PARSER_OPTIONS):
-                if el.getparent() is None:
-                    continue
-                el.clear()  # items are only validated here: free them as they pass
-                parent = el.getparent()
-                while el.getprevious() is not None:
-                    del parent[0]
-        except etree.XMLSyntaxError as exc:
-            schema_errors = [e for e in exc.error_log if e.domain_name == "SCHEMASV"]
-            parse_errors = [e for e in exc.error_log if e.domain_name != "SCHEMASV"]
-            if parse_errors or not schema_errors:
-                if parse_errors:
-                    return [("XML01", parse_errors[0].line or None, "", clean_message(parse_errors[0].message))]
-                return [("XML01", exc.lineno or None, "", clean_message(exc.msg or str(exc)))]
-            source.seek(0)
-            located = locate_schema_errors(source, schema)
-            if not located:
-                located = [(None, "", clean_message(e.message)) for e in schema_errors]
-            return [("XSD01", line, xpath, message) for line, xpath, message in located]
-    if native is False and not explained:
-        return [("XSD01", None, f"/{root}", "libxml2's schema validator refuses this document, and lxml's detailed pass "
-                 "names no element: the document is not taken as valid.")]
-    return []
-
-
 def read_to_the_end(path: str, kind: str, root: str, rules: _Rules | None) -> list[Finding]:
     """Read the document at ``path`` to its end with lxml (no schema), each item through
     ``rules`` if given; return what stopped the reading (XML01, XML02), or nothing."""
@@ -387,7 +301,7 @@ def read_to_the_end(path: str, kind: str, root: str, rules: _Rules | None) -> li
                     continue
                 if item.record is None:
                     rules.unreadable(item)
-                elif item.what == "header":
+                elif item.what is Part.HEADER:
                     rules.on_header(item.record, item.line, item.xpath)
                 else:
                     rules.on_item(item)
