@@ -11,7 +11,9 @@ The package is laid out along the data flow, one sub-package per stage:
       naming        the file naming convention
       data/         bundled codes, convention figures and tariff tables (JSON)
     rows/         the practice's own files
-      records       CSV / JSON / NDJSON rows -> typed records (with row locations)
+      decoding      bytes -> text: the encoding given or detected (UTF-8, else Windows-1252)
+      reading       CSV / JSON / NDJSON rows -> values by cnsx's column names (with row locations)
+      records       rows -> typed records: requests and sessions, their values read and checked
       csvout        cnsx's CSV outputs, formula cells made harmless
     documents/    the XML documents
       safe          the hardened XML parser settings
