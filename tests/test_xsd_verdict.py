@@ -120,6 +120,96 @@ def test_verdict_agrees_with_lxml_on_hostile_documents(path, capfd):
     assert capfd.readouterr() == ("", "")
 
 
+# --- identity constraints: xs:unique checked in bounded memory ------------------------------
+
+def _renumbered(tmp_path, second: bytes, third: bytes = b"3", extra: bytes = b"") -> str:
+    """The example billing file with its second and third fee notes' numbers written
+    ``second`` and ``third`` (and ``extra`` after its first fee note)."""
+    data = BILLING.read_bytes()
+    for number, written in ((b"2", second), (b"3", third)):
+        data = data.replace(b"<NumeroMemoire>" + number + b"</NumeroMemoire>",
+                            b"<NumeroMemoire>" + written + b"</NumeroMemoire>", 1)
+    end = data.index(b"</MemoireHonoraires>") + len(b"</MemoireHonoraires>")
+    path = tmp_path / BILLING.name
+    path.write_bytes(data[:end] + extra + data[end:])
+    return str(path)
+
+
+NUMBERS = {  # the second and third fee notes' numbers as written, something after the first note; valid
+    "a number twice": ((b"1",), False),
+    "the same number with a blank": ((b" 1",), False),
+    "the same number with a leading zero": ((b"01",), False),
+    "the same number as a character reference": ((b"&#49;",), False),
+    "the same number as CDATA": ((b"<![CDATA[1]]>",), False),
+    "a comment holding a number again": ((b"2", b"3", b"<!-- <NumeroMemoire>1</NumeroMemoire> -->"), True),
+    "a number past the scan's bitmap": ((b"16777217",), True),
+    "a number past the scan's bitmap, twice": ((b"16777217", b"16777217"), False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NUMBERS), ids=str)
+def test_the_unique_numbers_of_fee_notes_get_lxmls_verdict(tmp_path, case):
+    written, valid = NUMBERS[case]
+    path = _renumbered(tmp_path, *written)
+    xsd = REGISTRY.get("1").documents["billing"].xsd
+    assert _lxml_valid(path, xsd) is valid
+    assert xsdstream.verdict(path, str(xsd)) is valid
+
+
+def test_the_fee_notes_numbers_are_scanned_not_kept_by_libxml2():
+    """The billing schema's xs:unique is checked by the scan: libxml2 gets the schema
+    without it, and the scan finds the example's numbers unique (a number twice: not told)."""
+    xsd = str(REGISTRY.get("1").documents["billing"].xsd)
+    plan = xsdstream._library().identity_plan(xsd)
+    assert plan is not None and plan[1] == (b"NumeroMemoire",)
+    assert xsdstream._unique_keys(str(BILLING), plan[1]) is True
+
+
+def test_the_scan_reads_a_document_of_any_line_length(tmp_path):
+    """Keys are found across the reads of a MiB, on one line or many."""
+    note = b"<MemoireHonoraires><NumeroMemoire>%d</NumeroMemoire>" + b"<X>" + b"y" * 700 + b"</X></MemoireHonoraires>"
+    for sep, count in ((b"", 5000), (b"\n", 5000)):
+        body = sep.join(note % n for n in range(1, count + 1))
+        path = tmp_path / "many.xml"
+        path.write_bytes(b'<?xml version="1.0" encoding="UTF-8"?><F>' + body + b"</F>")
+        assert xsdstream._unique_keys(str(path), (b"NumeroMemoire",)) is True
+        path.write_bytes(b'<?xml version="1.0" encoding="UTF-8"?><F>' + body + note % 4321 + b"</F>")
+        assert xsdstream._unique_keys(str(path), (b"NumeroMemoire",)) is False
+
+
+@pytest.mark.parametrize("document", [
+    b'<?xml version="1.0" encoding="UTF-16"?><F/>',
+    b'<F><NumeroMemoire>1</NumeroMemoire></F>',   # no declaration: the encoding is not told
+    b'<?xml version="1.0"?><!DOCTYPE F [<!ENTITY n "<NumeroMemoire>1</NumeroMemoire>">]><F>&n;&n;</F>',
+], ids=["utf-16", "no declaration", "entities"])
+def test_the_scan_does_not_tell_what_it_cannot_read(tmp_path, document):
+    path = tmp_path / "doc.xml"
+    path.write_bytes(document)
+    assert xsdstream._unique_keys(str(path), (b"NumeroMemoire",)) is False
+
+
+@pytest.mark.parametrize("constraint", [
+    '<xs:key name="K"><xs:selector xpath="Item"/><xs:field xpath="Id"/></xs:key>',
+    '<xs:unique name="U"><xs:selector xpath="Item"/><xs:field xpath="@id"/></xs:unique>',
+    '<xs:unique name="U"><xs:selector xpath=".//Item"/><xs:field xpath="Id"/></xs:unique>',
+    '<xs:unique name="U"><xs:selector xpath="Item"/><xs:field xpath="Id"/><xs:field xpath="Other"/></xs:unique>',
+], ids=["key", "attribute", "descendants", "two fields"])
+def test_other_identity_constraints_are_libxml2s_whole(tmp_path, constraint):
+    xsd = tmp_path / "s.xsd"
+    xsd.write_text(f"""<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">
+  <xs:element name="List"><xs:complexType><xs:sequence>
+    <xs:element name="Item" maxOccurs="unbounded"><xs:complexType><xs:sequence>
+      <xs:element name="Id" type="xs:integer"/><xs:element name="Other" type="xs:integer" minOccurs="0"/>
+    </xs:sequence><xs:attribute name="id" type="xs:integer"/></xs:complexType></xs:element>
+  </xs:sequence></xs:complexType>{constraint}</xs:element>
+</xs:schema>""", "utf-8")
+    assert xsdstream._library().identity_plan(str(xsd)) is None
+    doc = tmp_path / "d.xml"
+    doc.write_text('<?xml version="1.0" encoding="UTF-8"?><List><Item id="1"><Id>1</Id><Other>1</Other></Item>'
+                   '<Item id="1"><Id>1</Id><Other>1</Other></Item></List>', "utf-8")
+    assert xsdstream.verdict(str(doc), str(xsd)) is False is _lxml_valid(doc, xsd)
+
+
 # --- the self-check: a verdict that answers wrong switches itself off ------------------------
 
 @pytest.mark.parametrize("answer", [True, False])
