@@ -26,6 +26,8 @@ The package is laid out along the data flow, one sub-package per stage:
       validate      XSD + business rules -> list of issues; fails closed (cnsx validate)
     billing/      what is sent
       build         cnsx build-request / build-invoice
+      notes         session rows -> checked, priced fee notes, in bounded memory
+      spill         records past a memory budget kept sorted in an anonymous temporary file
     transport/    the CNS server
       sftp, local   the two transports (paramiko; a local folder)
       upload        cnsx upload

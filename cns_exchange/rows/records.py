@@ -219,9 +219,15 @@ def _attachment(value: str, row: Row, report: InputReport, base_dir: Path,
     return str(prescription.path), prescription.name, prescription.sha256
 
 
+#: Distinct values a SessionReader remembers of each kind: past it, it forgets them and starts
+#: again (a file of millions of patients is read in bounded memory; a value is checked again).
+REMEMBERED = 1 << 16
+
+
 class SessionReader:
     """Turns session rows into Sessions; caches what repeats across 200,000-row files
-    (dates, matricules, providers) so that each distinct value is checked once."""
+    (dates, matricules, providers) so that each distinct value is checked once (up to
+    :data:`REMEMBERED` of each)."""
 
     def __init__(self, report: InputReport, codes: Codes, default_provider: str | None, checks=None) -> None:
         self.report = report
@@ -255,6 +261,9 @@ class SessionReader:
         return self._read_slow(row)
 
     def _read_slow(self, row: Row) -> Session | None:
+        for remembered in (self.dates, self.good_matricules, self.good_providers, self.good_certificates, self.good_acts):
+            if len(remembered) > REMEMBERED:
+                remembered.clear()
         report = self.report
         before = len(report.issues)
         values = row.values
