@@ -23,7 +23,9 @@ errors, more than reading stops at: it ends the build (IN016) instead of being h
 
 from __future__ import annotations
 
+import gc
 import heapq
+from contextlib import contextmanager
 from datetime import date
 from typing import IO, Iterator
 
@@ -128,9 +130,10 @@ def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencl
     parts, notes, releases = Sorter(budget), Sorter(budget), Sorter(budget // 4)
     priced = PricedNotes(budget)
     try:
-        _read(read_rows(stream, fmt, report, SESSION_COLUMNS, SESSION_OPTIONAL, reading), reader, parts, budget)
-        if _gather(parts, notes, releases, report, budget):
-            _check(notes, releases, priced, report, checks, certificates, share_on_session_date)
+        with _without_cycle_collection():
+            _read(read_rows(stream, fmt, report, SESSION_COLUMNS, SESSION_OPTIONAL, reading), reader, parts, budget)
+            if _gather(parts, notes, releases, report, budget):
+                _check(notes, releases, priced, report, checks, certificates, share_on_session_date)
         report.fail_on_errors("sessions")
     except BaseException:
         priced.close()
@@ -139,6 +142,21 @@ def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencl
         for stage in (parts, notes, releases):
             stage.close()
     return priced, report
+
+
+@contextmanager
+def _without_cycle_collection():
+    """The stages make millions of tuples and lists that hold only strings and numbers: they
+    form no cycles, and Python's cycle collector, run every few hundred allocations, would
+    walk them again and again for nothing (a tenth of a build's time). Reference counting
+    frees them all the same; the collector runs again afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _read(rows, reader: SessionReader, parts: Sorter, budget: int) -> None:
