@@ -112,6 +112,7 @@ def main() -> None:
                      "printf('TPC-%07d|19700101%03d00|%s|ZD13', ?1, ?1 % 1000, ?3), 1)",
                      ((i // per_note + 1, i % per_note + 1, f"2025-{(i % 12) + 1:02d}-{(i % 28) + 1:02d}")
                       for i in range(total)))
+    # (Each certificate's last_session is set by the database as it is inserted: version 7.)
     conn.executemany("INSERT INTO certificates (number, answer_id, matricule, valid_from, valid_to, acts, sessions_authorised, "
                      "sessions_billed) VALUES (?, 1, ?, '2026-01-01', '2027-12-31', 'ZD13:4', 4, 4)",
                      ((f"TPC-{i:07d}", f"19700101{i % 1000:03d}00") for i in range(1, total // per_note + 1)))

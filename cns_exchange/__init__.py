@@ -11,7 +11,9 @@ The package is laid out along the data flow, one sub-package per stage:
       naming        the file naming convention
       data/         bundled codes, convention figures and tariff tables (JSON)
     rows/         the practice's own files
-      records       CSV / JSON / NDJSON rows -> typed records (with row locations)
+      decoding      bytes -> text: the encoding given or detected (UTF-8, else Windows-1252)
+      reading       CSV / JSON / NDJSON rows -> values by cnsx's column names (with row locations)
+      records       rows -> typed records: requests and sessions, their values read and checked
       csvout        cnsx's CSV outputs, formula cells made harmless
     documents/    the XML documents
       safe          the hardened XML parser settings
@@ -24,6 +26,8 @@ The package is laid out along the data flow, one sub-package per stage:
       validate      XSD + business rules -> list of issues; fails closed (cnsx validate)
     billing/      what is sent
       build         cnsx build-request / build-invoice
+      notes         session rows -> checked, priced fee notes, in bounded memory
+      spill         records past a memory budget kept sorted in an anonymous temporary file
     transport/    the CNS server
       sftp, local   the two transports (paramiko; a local folder)
       upload        cnsx upload

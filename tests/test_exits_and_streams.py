@@ -345,6 +345,31 @@ def test_a_json_item_of_1_gb_is_refused_in_bounded_memory(tmp_path):
     assert peak < PEAK_LIMIT_MB, f"peak {peak:.0f} MB"
 
 
+def test_a_build_of_400000_sessions_in_date_order_stays_under_the_limit(tmp_path):
+    """A build holds a bounded share of its sessions (docs/cli.md, Limits): 400,000 sessions
+    (held whole, they took about 250 MB), rows in date order so that every fee note is spread
+    over the file, 25,000 patients with four certificates each, each patient's forgotten after
+    their last note. The written file is checked (XSD) too: 100,000 fee notes, the most a
+    billing file holds, whose numbers libxml2 keeps to the end."""
+    patients = [m for m in random_matricules(40000, seed=7) if m[:4] < "2000"][:25000]
+    rows = []
+    for p, matricule in enumerate(patients):
+        for c in range(4):
+            start = 20 + c * 35 + p % 7
+            for k, act in enumerate(("ZD11", "ZD12", "ZD13", "ZD13")):
+                rows.append((start + 7 * k, f"TPC-{p:05d}-{c}", matricule, act))
+    rows.sort()
+    with open(tmp_path / "sessions.csv", "w", encoding="utf-8") as f:
+        f.write("certificate_number,matricule,session_date,act_code\n")
+        f.writelines(f"{cert},{m},2026-{1 + day // 28:02d}-{1 + day % 28:02d},{act}\n" for day, cert, m, act in rows)
+    code, peak, stderr = _run_measured(["-q", "build-invoice", "--provider", PROVIDER, "--created", CREATED,
+                                        "--no-certificate-check", str(tmp_path / "sessions.csv"),
+                                        "-o", str(tmp_path / "out.xml")], subprocess.DEVNULL)
+    assert code == 0, stderr[-3000:]
+    assert (tmp_path / "out.xml").read_bytes().count(b"<Seance>") == 400000
+    assert peak < PEAK_LIMIT_MB, f"peak {peak:.0f} MB"
+
+
 def test_a_large_json_array_is_read_an_item_at_a_time(tmp_path, run):
     # 20,000 sessions (5,000 patients) as one JSON array on one line: the same document as
     # the same rows in CSV.

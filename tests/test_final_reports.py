@@ -343,3 +343,60 @@ def _numbers(db: Path) -> dict[str, str]:
         return dict(conn.execute("SELECT matricule, number FROM certificates").fetchall())
     finally:
         conn.close()
+
+
+# --- the last session of each certificate, kept by the database (version 7) ---------------------
+
+def _v6_database(path):
+    """A database at version 6: certificate TPC-1's sessions on 2026-10-20 (counted) and
+    2026-11-10 (counted), and 2026-11-17 billed again in a copy (not counted)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for script in database.MIGRATIONS[:6]:
+        for statement in database._statements(script):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 6")
+    conn.executescript("""
+        INSERT INTO documents (id, kind, name, sha256, provider, created_at, sequence, version, imported_at)
+            VALUES (1, 'billing', 'b.xml', 'b', '123456', '2026-11-20T09:00:00', 1, '1', 'now');
+        INSERT INTO answers (id, document_id, request_ref, matricule, certificate_number, refused)
+            VALUES (1, 1, 'R1', '1974091186700', 'TPC-1', 0);
+        INSERT INTO fee_notes (id, document_id, number, certificate_number, matricule, last_name, first_name)
+            VALUES (1, 1, 1, 'TPC-1', '1974091186700', '', ''), (2, 1, 2, 'TPC-2', '1982080285657', '', '');
+        INSERT INTO sessions (id, fee_note_id, document_id, line_no, session_date, act, executing, gross, patient_share,
+                              cns_share, identity, counted)
+            VALUES (1, 1, 1, 1, '2026-10-20', 'ZD11', '123456', 8889, 1067, 7822, 'a', 1),
+                   (2, 1, 1, 2, '2026-11-10', 'ZD12', '123456', 8889, 1067, 7822, 'b', 1),
+                   (3, 1, 1, 3, '2026-11-17', 'ZD13', '123456', 5555, 667, 4888, 'c', 0),
+                   (4, 2, 1, 1, '2026-11-12', 'ZD11', '123456', 8889, 1067, 7822, 'd', 1);
+        INSERT INTO certificates (number, answer_id, matricule, valid_from, valid_to, acts, sessions_authorised,
+                                  sessions_billed)
+            VALUES ('TPC-1', 1, '1974091186700', '2026-10-01', '2027-03-31', 'ZD11:1;ZD12:1;ZD13:4', 6, 2);
+    """)
+    conn.close()
+
+
+def _last(conn):
+    return dict(conn.execute("SELECT number, last_session FROM certificates").fetchall())
+
+
+def test_the_last_session_of_each_certificate_is_kept_from_the_migration_on(tmp_path):
+    _v6_database(tmp_path / "v6.sqlite")
+    conn = database.connect(tmp_path / "v6.sqlite")
+    try:
+        assert _last(conn) == {"TPC-1": "2026-11-10"}   # the copy of 2026-11-17 does not count
+        # A certificate answered after its sessions were billed: its last session at once.
+        conn.execute("INSERT INTO certificates (number, answer_id, matricule, valid_from, valid_to, acts, "
+                     "sessions_authorised) VALUES ('TPC-2', 1, '1982080285657', '2026-11-01', '2027-04-30', 'ZD11:1', 1)")
+        assert _last(conn)["TPC-2"] == "2026-11-12"
+        # Import recounts a certificate when its sessions change (a copy counts in place of a
+        # billing the CNS rejected): the last session follows.
+        conn.execute("UPDATE sessions SET counted = 1 - counted WHERE id IN (2, 3)")
+        conn.execute(f"UPDATE certificates SET sessions_billed = (SELECT count(*) FROM {database.COUNTED_SESSIONS} "
+                     "WHERE f.certificate_number = certificates.number)")
+        assert _last(conn) == {"TPC-1": "2026-11-17", "TPC-2": "2026-11-12"}
+        plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN SELECT number FROM certificates "
+                                                   "WHERE superseded = 0 AND valid_to >= '2026-01-01' "
+                                                   "ORDER BY valid_to, number LIMIT 10"))
+        assert "certificates_standing" in plan and "TEMP B-TREE" not in plan
+    finally:
+        conn.close()

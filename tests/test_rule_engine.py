@@ -53,7 +53,7 @@ ONE_SIDED = {
     **{code: ({"validation/validate.py"}, "a document's header counts and totals, a certificate's dates, payment lines")
        for code in ("DOC01", "DOC02", "DOC03", "DOC04", "DOC05")},
     "DOC08": ({"validation/rules.py", "validation/validate.py"}, "a line given twice: in a fee note (the engine's), in a payment statement (validate's)"),
-    "NOM07": ({"billing/build.py"}, "a certificate's prescription date given twice, by rows or by rows and the database "
+    "NOM07": ({"billing/notes.py"}, "a certificate's prescription date given twice, by rows or by rows and the database "
                             "(a document carries it once per fee note)"),
 }
 #: Modules that name a rule code without deciding it again (they are not a second road).

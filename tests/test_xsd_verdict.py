@@ -120,6 +120,63 @@ def test_verdict_agrees_with_lxml_on_hostile_documents(path, capfd):
     assert capfd.readouterr() == ("", "")
 
 
+# --- identity constraints: xs:unique, libxml2's whole ----------------------------------------
+
+def _renumbered(tmp_path, second: bytes, third: bytes = b"3", extra: bytes = b"") -> str:
+    """The example billing file with its second and third fee notes' numbers written
+    ``second`` and ``third`` (and ``extra`` after its first fee note)."""
+    data = BILLING.read_bytes()
+    for number, written in ((b"2", second), (b"3", third)):
+        data = data.replace(b"<NumeroMemoire>" + number + b"</NumeroMemoire>",
+                            b"<NumeroMemoire>" + written + b"</NumeroMemoire>", 1)
+    end = data.index(b"</MemoireHonoraires>") + len(b"</MemoireHonoraires>")
+    path = tmp_path / BILLING.name
+    path.write_bytes(data[:end] + extra + data[end:])
+    return str(path)
+
+
+NUMBERS = {  # the second and third fee notes' numbers as written, something after the first note; valid
+    "a number twice": ((b"1",), False),
+    "the same number with a blank": ((b" 1",), False),
+    "the same number with a leading zero": ((b"01",), False),
+    "the same number as a character reference": ((b"&#49;",), False),
+    "the same number as CDATA": ((b"<![CDATA[1]]>",), False),
+    "a comment holding a number again": ((b"2", b"3", b"<!-- <NumeroMemoire>1</NumeroMemoire> -->"), True),
+    "a large number": ((b"16777217",), True),
+    "a large number, twice": ((b"16777217", b"16777217"), False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NUMBERS), ids=str)
+def test_the_unique_numbers_of_fee_notes_get_lxmls_verdict(tmp_path, case):
+    written, valid = NUMBERS[case]
+    path = _renumbered(tmp_path, *written)
+    xsd = REGISTRY.get("1").documents["billing"].xsd
+    assert _lxml_valid(path, xsd) is valid
+    assert xsdstream.verdict(path, str(xsd)) is valid
+
+
+@pytest.mark.parametrize("constraint", [
+    '<xs:key name="K"><xs:selector xpath="Item"/><xs:field xpath="Id"/></xs:key>',
+    '<xs:unique name="U"><xs:selector xpath="Item"/><xs:field xpath="@id"/></xs:unique>',
+    '<xs:unique name="U"><xs:selector xpath=".//Item"/><xs:field xpath="Id"/></xs:unique>',
+    '<xs:unique name="U"><xs:selector xpath="Item"/><xs:field xpath="Id"/><xs:field xpath="Other"/></xs:unique>',
+], ids=["key", "attribute", "descendants", "two fields"])
+def test_other_identity_constraints_get_lxmls_verdict(tmp_path, constraint):
+    xsd = tmp_path / "s.xsd"
+    xsd.write_text(f"""<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">
+  <xs:element name="List"><xs:complexType><xs:sequence>
+    <xs:element name="Item" maxOccurs="unbounded"><xs:complexType><xs:sequence>
+      <xs:element name="Id" type="xs:integer"/><xs:element name="Other" type="xs:integer" minOccurs="0"/>
+    </xs:sequence><xs:attribute name="id" type="xs:integer"/></xs:complexType></xs:element>
+  </xs:sequence></xs:complexType>{constraint}</xs:element>
+</xs:schema>""", "utf-8")
+    doc = tmp_path / "d.xml"
+    doc.write_text('<?xml version="1.0" encoding="UTF-8"?><List><Item id="1"><Id>1</Id><Other>1</Other></Item>'
+                   '<Item id="1"><Id>1</Id><Other>1</Other></Item></List>', "utf-8")
+    assert xsdstream.verdict(str(doc), str(xsd)) is False is _lxml_valid(doc, xsd)
+
+
 # --- the self-check: a verdict that answers wrong switches itself off ------------------------
 
 @pytest.mark.parametrize("answer", [True, False])

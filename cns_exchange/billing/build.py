@@ -2,31 +2,30 @@
 
 Nothing reaches its destination unless every row is good and the finished document passes
 the same validation as ``cnsx validate``. All problems of an input file are collected and
-raised together in one InputError.
+raised together in one InputError. Sessions become fee notes in bounded memory (notes.py).
 """
 
 from __future__ import annotations
 
-import io
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Callable
 
 from cns_exchange.errors import ConfigError, InputError, UsageError
 from cns_exchange.domain.identifiers import check_provider
 from cns_exchange.issues import Issue, plural
-from cns_exchange.domain.model import CertificateRequest, FeeNote, Header, BilledSession
+from cns_exchange.domain.model import CertificateRequest, Header
 from cns_exchange.domain.naming import attachment_name, make_name, next_sequence
 from cns_exchange.domain.nomenclature import Codes, Nomenclature
 from cns_exchange.pdf.prescriptions import PrescriptionFiles
-from cns_exchange.rows.records import (
-    REQUEST_COLUMNS, REQUEST_OPTIONAL, SESSION_COLUMNS, SESSION_OPTIONAL,
-    InputReport, Reading, SessionReader, excel_hint, read_rows, to_request,
-)
-from cns_exchange.validation.rules import SHARE_ON_SESSION_DATE, BillingChecks, RequestChecks
+from cns_exchange.billing.notes import SPILL_SESSIONS, load_fee_notes
+from cns_exchange.billing.spill import Spool
+from cns_exchange.rows.reading import REQUEST_COLUMNS, REQUEST_OPTIONAL, InputReport, Reading, read_rows
+from cns_exchange.rows.records import to_request
+from cns_exchange.validation.rules import SHARE_ON_SESSION_DATE, RequestChecks
 from cns_exchange.validation.validate import Validator
 
 #: Schema versions this release can write (it reads any installed version's XSD). Version 2
@@ -68,16 +67,6 @@ class BuildResult:
     attachments: list[Path] = field(default_factory=list)
 
 
-def _fail_on_errors(report: InputReport, what: str) -> None:
-    errors = [i for i in report.issues if i.is_error]
-    if errors:
-        raise InputError(
-            f"{report.name}: {len(errors)} problem{'s' if len(errors) > 1 else ''} in the {what}; nothing was written",
-            "fix the rows named above and run the command again",
-            report.issues,
-        )
-
-
 def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir: Path,
                   submitted: date, provider: str, reading: Reading | None = None,
                   prescriptions: PrescriptionFiles | None = None, history=None) -> tuple[list[CertificateRequest], InputReport]:
@@ -102,7 +91,7 @@ def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir
             continue
         refs[request.request_ref] = row.line
         requests.append(request)
-    _fail_on_errors(report, "requests")
+    report.fail_on_errors("requests")
     return requests, report
 
 
@@ -124,111 +113,6 @@ def build_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_di
     return BuildResult("request", file_name, path, sha, len(requests), warnings=report.issues)
 
 
-class PricedNotes:
-    """The checked and priced fee notes of a session input, made one at a time as they are
-    written (a 200,000-session file holds its rows, never 200,000 session objects), with the
-    header's totals computed before. Iterating hands each note out once and lets it go."""
-
-    def __init__(self) -> None:
-        self._groups: list[tuple[tuple[str, str], tuple[str, str], list, list, date | None]] = []
-        self.count = self.sessions = self.gross = self.share = self.cns = 0
-
-    def add(self, key: tuple[str, str], names: tuple[str, str], rows: list, prices: list,
-            prescribed: date | None = None) -> None:
-        self._groups.append((key, names, rows, prices, prescribed))
-        self.count += 1
-        for price in prices:
-            if price is not None:
-                self.sessions += 1
-                self.gross += price.gross
-                self.share += price.patient_share
-                self.cns += price.cns_share
-
-    @property
-    def totals(self) -> tuple[int, int, int, int, int]:
-        """(fee notes, sessions, gross, patient share, CNS share), cents."""
-        return self.count, self.sessions, self.gross, self.share, self.cns
-
-    def __iter__(self) -> Iterator[FeeNote]:
-        groups, self._groups = self._groups, []
-        groups.reverse()
-        number = 0
-        while groups:
-            (cert, matricule), (last, first), rows, prices, prescribed = groups.pop()
-            number += 1
-            note = FeeNote(number, cert, matricule, last, first, prescription_date=prescribed)
-            note.sessions = [BilledSession(n, day, act, executing, price.gross, price.patient_share, price.cns_share)
-                             for n, ((day, _, act, executing), price) in enumerate(zip(rows, prices), 1) if price is not None]
-            yield note
-
-
-def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomenclature: Nomenclature,
-                   provider: str, created: date, reading: Reading | None = None,
-                   certificates=None, share_on_session_date: bool = False) -> tuple[PricedNotes, InputReport]:
-    """Read session rows, group them into priced fee notes (one per certificate and patient).
-
-    Sessions are ordered by date within a fee note; fee notes follow the order in which their
-    certificate first appears. Every rule is the one engine's (rules.BillingChecks), which
-    also prices the sessions; ``certificates`` (a CertificateBook) checks each session against
-    the certificates imported from the CNS. The patient share follows the age on the date of
-    the certificate's prescription: the request's in the database, else the optional
-    prescription_date column (NOM07 when they, or two rows, disagree); the notes carry it,
-    unless ``share_on_session_date`` (writing schema v1, which judges on the session date and
-    cannot carry it). Raises InputError listing every problem.
-    """
-    report = InputReport(name)
-    groups: dict[tuple[str, str], list[tuple[date, int, str, str]]] = {}
-    names: dict[tuple[str, str], tuple[str, str]] = {}
-    given: dict[tuple[str, str], tuple[date, int]] = {}   # the prescription_date column: (date, line)
-    checks = BillingChecks(codes, nomenclature, created, certificates, share_on_session_date)
-    reader = SessionReader(report, codes, provider, checks)
-    for row in read_rows(stream, fmt, report, SESSION_COLUMNS, SESSION_OPTIONAL, reading):
-        s = reader.read(row)
-        if s is None:
-            continue
-        key = (s.certificate_number, s.matricule)
-        rows = groups.get(key)
-        if rows is None:
-            rows = groups[key] = []
-            names[key] = (s.last_name, s.first_name)
-        rows.append((s.session_date, s.line, s.act_code, s.executing_provider))
-        if s.prescription_date is not None:
-            first = given.setdefault(key, (s.prescription_date, s.line))
-            if first[0] != s.prescription_date:
-                report.add("NOM07", f"prescription date {s.prescription_date} differs from {first[0]} on line {first[1]}, "
-                                    f"for the same certificate {s.certificate_number}", s.line, "prescription_date")
-    notes = PricedNotes()
-    add = report.add
-    for key, rows in groups.items():
-        rows.sort()
-        cert, matricule = key
-        prescribed = _prescription_date(key, given.get(key), certificates, report)
-        prices, problems = checks.fee_note(cert, matricule, [r[0] for r in rows], [r[2] for r in rows],
-                                           [r[3] for r in rows], prescribed=prescribed)
-        for index, code, message, column in problems:
-            _, line, act, executing = rows[max(index, 0)]
-            add(code, message, line, column,
-                excel_hint(column, {"matricule": matricule, "act_code": act, "executing_provider": executing}.get(column, "")))
-        notes.add(key, names[key], rows, prices, None if share_on_session_date else prescribed)
-    groups.clear()
-    _fail_on_errors(report, "sessions")
-    return notes, report
-
-
-def _prescription_date(key: tuple[str, str], given: tuple[date, int] | None, certificates,
-                       report: InputReport) -> date | None:
-    """The date of a certificate's prescription: its request's in the practice database, else
-    the prescription_date column's (``given``: date and line); NOM07 when both are there and
-    differ. None when neither tells."""
-    recorded = certificates.prescription_date(key[0]) if certificates is not None else None
-    if recorded is None:
-        return given[0] if given is not None else None
-    if given is not None and given[0] != recorded[0]:
-        report.add("NOM07", f"prescription date {given[0]} differs from {recorded[0]}, the date of request {recorded[1]} "
-                            f"of certificate {key[0]} in the practice database", given[1], "prescription_date")
-    return recorded[0]
-
-
 def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomenclature: Nomenclature,
                   header: Header, file_name: str, destination: Destination, validator: Validator,
                   reading: Reading | None = None, certificates=None) -> BuildResult:
@@ -237,9 +121,10 @@ def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencla
 
     notes, report = load_fee_notes(stream, name, fmt, codes, nomenclature, header.provider, header.created.date(),
                                    reading, certificates, header.version in SHARE_ON_SESSION_DATE)
-    count, sessions, gross, share, cns = totals = notes.totals
-    path, sha = publish_document("billing", lambda out: write_billing_file(out, header, notes, totals), file_name,
-                                 destination, validator, header.version)
+    with notes:
+        count, sessions, gross, share, cns = totals = notes.totals
+        path, sha = publish_document("billing", lambda out: write_billing_file(out, header, notes, totals), file_name,
+                                     destination, validator, header.version)
     if certificates is not None and certificates.rebilled:
         certificates.keep_rebills(file_name)
         report.issues.append(Issue("CRT06", f"{plural(len(certificates.rebilled), 'session')} billed again: "
@@ -388,8 +273,8 @@ class CertificateBook:
         self.conn = conn
         self.certificates = certificates
         self.rebill = rebill
-        self.rebilled: list[tuple[str, str]] = []   # (identity, the file that billed it before)
-        self._used: dict[tuple[str, str], int] = {}
+        self.rebilled = Spool(SPILL_SESSIONS)   # (identity, the file that billed it before), in bounded memory
+        self._used: dict[str, dict[str, int]] = {}   # {certificate: {act: sessions counted}}
         # Per certificate, looked up once (a file bills each several times; the database does
         # not change during a build): its row and authorised acts, and its sessions billed.
         self._certificate: dict[str, tuple | None] = {}
@@ -427,7 +312,7 @@ class CertificateBook:
             if self.rebill is None:
                 problems.append(("CRT06", f"{act} on {day} is billed already, in {billed[0]}"))
             else:
-                self.rebilled.append((identity, billed[0]))
+                self.rebilled.add((identity, billed[0]))
         if not self.certificates:
             return problems
         found = self._row(certificate)
@@ -440,16 +325,21 @@ class CertificateBook:
             problems.append(("CRT05", f"certificate {certificate} was granted for another patient"))
         if not row["valid_from"] <= day.isoformat() <= row["valid_to"]:
             problems.append(("CRT04", f"{day} is outside the certificate's validity {row['valid_from']} to {row['valid_to']}"))
-        key = (certificate, act)
-        if key not in self._used:
-            self._used[key] = self.conn.execute(
-                f"SELECT count(*) FROM {COUNTED_SESSIONS} WHERE f.certificate_number = ? AND s.act = ?", key).fetchone()[0]
+        used = self._used.setdefault(certificate, {})
+        if act not in used:
+            used[act] = self.conn.execute(f"SELECT count(*) FROM {COUNTED_SESSIONS} WHERE f.certificate_number = ? "
+                                          "AND s.act = ?", (certificate, act)).fetchone()[0]
         if not counted:  # a session billed again is in that count already
-            self._used[key] += 1
-        if self._used[key] > authorised.get(act, 0):
-            problems.append(("CRT03", f"{act} session {self._used[key]} on certificate {certificate}: "
+            used[act] += 1
+        if used[act] > authorised.get(act, 0):
+            problems.append(("CRT03", f"{act} session {used[act]} on certificate {certificate}: "
                                       f"{authorised.get(act, 0)} authorised (billed ones included)"))
         return problems
+
+    def forget(self, certificate: str) -> None:
+        """Let go of what was looked up and counted of ``certificate``: no later session names it."""
+        for kept in (self._used, self._certificate, self._billed):
+            kept.pop(certificate, None)
 
     def prescription_date(self, certificate: str) -> tuple[date, str] | None:
         """(date, reference) of the request a certificate answers, as imported; None when the

@@ -35,17 +35,18 @@ class SessionRules:
             for index, (act, limit) in enumerate(codes.treatment_sequence(kind)):
                 self._positions[act] = (kind, index, limit)
         self._certificates: dict[str, _CertificateState] = {}
-        self._patient_days: set[tuple[str, date]] = set()
+        self._patient_days: dict[str, set[date]] = {}
 
     def check(self, certificate: str, matricule: str, day: date, act: str) -> list[Problem]:
         """Check one session against what was seen before; return its problems."""
         problems: list[Problem] = []
-        key = (matricule, day)
-        patient_days = self._patient_days
-        if key in patient_days:
+        days = self._patient_days.get(matricule)
+        if days is None:
+            self._patient_days[matricule] = {day}
+        elif day in days:
             problems.append(("TRT05", f"a consultation for this patient on {day} is already billed"))
         else:
-            patient_days.add(key)
+            days.add(day)
         kind, position, limit = self._positions[act]
         state = self._certificates.get(certificate)
         if state is None:
@@ -68,6 +69,15 @@ class SessionRules:
         else:
             state.position = position
         return problems
+
+    def forget(self, certificate: str | None = None, matricule: str | None = None) -> None:
+        """Let go of what was seen of ``certificate`` and of the patient ``matricule``: the
+        caller knows that no later session names them (a build that has sorted its input),
+        so that a file of any size is checked in bounded memory."""
+        if certificate is not None:
+            self._certificates.pop(certificate, None)
+        if matricule is not None:
+            self._patient_days.pop(matricule, None)
 
 
 def check_prescription_age(prescribed: date, submitted: date, max_days: int) -> list[Problem]:

@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib import resources
 
-from cns_exchange.store.database import BILLED_SESSIONS, CERTIFICATE_PATIENT, COUNTED_SESSIONS
+from cns_exchange.store.database import BILLED_SESSIONS, CERTIFICATE_PATIENT
 from cns_exchange.errors import ConfigError, InputError, UsageError
 
 
@@ -101,26 +101,24 @@ def final_reports_due(conn: sqlite3.Connection, today: date, certificate: str | 
         case, params = " AND c.number = ?", (certificate,)
     elif patient:
         case, params = " AND c.matricule = ?", (patient,)
-    # Materialised: each treatment's last session is looked up once (not again for the WHERE
-    # and the ORDER BY), and the prescriber only for the rows shown.
+    # Each certificate's last session is kept by import (certificates.last_session, version 7):
+    # the treatments are one scan of the certificates, the names and prescribers looked up for
+    # the rows shown only.
     return [dict(r) for r in conn.execute(f"""
-        WITH started AS MATERIALIZED (
+        WITH ended AS (
             SELECT c.number, c.matricule, c.answer_id, c.valid_to, c.sessions_authorised, c.sessions_billed,
-                   (SELECT max(s.session_date) FROM {COUNTED_SESSIONS} WHERE f.certificate_number = c.number)
-                       AS last_session
+                   c.last_session,
+                   CASE WHEN c.sessions_billed >= c.sessions_authorised THEN 'finished' ELSE 'interrupted' END AS ended,
+                   CASE WHEN c.sessions_billed >= c.sessions_authorised THEN c.last_session
+                        ELSE min(date(c.valid_to, '+1 day'), date(c.last_session, ?)) END AS due_since
             FROM certificates c
             WHERE c.superseded = 0 AND c.sessions_billed > 0 {case}
-            AND NOT EXISTS (SELECT 1 FROM final_reports x WHERE x.certificate_number = c.number)),
-        ended AS MATERIALIZED (
-            SELECT *, CASE WHEN sessions_billed >= sessions_authorised THEN 'finished' ELSE 'interrupted' END AS ended,
-                   CASE WHEN sessions_billed >= sessions_authorised THEN last_session
-                        ELSE min(date(valid_to, '+1 day'), date(last_session, ?)) END AS due_since
-            FROM started)
+            AND NOT EXISTS (SELECT 1 FROM final_reports x WHERE x.certificate_number = c.number))
         SELECT c.number AS certificate, c.matricule, {CERTIFICATE_PATIENT} AS patient, r.prescriber, c.valid_to,
                c.sessions_authorised, c.sessions_billed, c.last_session, c.ended, c.due_since
         FROM (SELECT * FROM ended WHERE due_since <= ? ORDER BY due_since, number LIMIT 1000) c
         LEFT JOIN answers a ON a.id = c.answer_id LEFT JOIN requests r ON r.id = a.request_id
-        ORDER BY c.due_since, c.number""", (*params, idle, today.isoformat()))]
+        ORDER BY c.due_since, c.number""", (idle, *params, today.isoformat()))]
 
 
 @dataclass(frozen=True)

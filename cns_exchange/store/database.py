@@ -268,6 +268,26 @@ MIGRATIONS: list[str] = [
         SELECT coalesce(sum(gross), 0), coalesce(sum(patient_share), 0) FROM sessions
         WHERE counted = 1 AND substr(session_date, 1, 7) = month_totals.month);
     """,
+    # 7: status on a million sessions within a second: each certificate's last session billed
+    #    (counted) kept beside sessions_billed, by triggers, whenever import recounts it or the
+    #    certificate arrives after its sessions; the standing certificates indexed by expiry.
+    """
+    ALTER TABLE certificates ADD COLUMN last_session TEXT;
+    UPDATE certificates SET last_session = (
+        SELECT max(s.session_date) FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1
+        WHERE f.certificate_number = certificates.number);
+    CREATE TRIGGER certificates_last_session_new AFTER INSERT ON certificates BEGIN
+        UPDATE certificates SET last_session = (
+            SELECT max(s.session_date) FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1
+            WHERE f.certificate_number = NEW.number) WHERE number = NEW.number;
+    END;
+    CREATE TRIGGER certificates_last_session AFTER UPDATE OF sessions_billed ON certificates BEGIN
+        UPDATE certificates SET last_session = (
+            SELECT max(s.session_date) FROM fee_notes f JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1
+            WHERE f.certificate_number = NEW.number) WHERE number = NEW.number;
+    END;
+    CREATE INDEX certificates_standing ON certificates (valid_to, number) WHERE superseded = 0;
+    """,
 ]
 
 #: The order in which the CNS wrote documents: their creation time in UTC, then their sequence
@@ -343,9 +363,19 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _statements(script: str) -> list[str]:
-    """Split a migration into statements, comments removed (our SQL has no '--' or ';' in literals)."""
+    """Split a migration into statements, comments removed (our SQL has no '--' or ';' in
+    literals); a trigger's body, whose statements end in ';' too, stays in its CREATE TRIGGER."""
     text = "\n".join(line.split("--", 1)[0] for line in script.splitlines())
-    return [s for s in text.split(";") if s.strip()]
+    statements, pending = [], ""
+    for piece in text.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending)
+            pending = ""
+    if pending.strip(" \n;"):
+        statements.append(pending)
+    return statements
 
 
 class TreatmentHistory:

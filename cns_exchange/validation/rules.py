@@ -193,6 +193,15 @@ class BillingChecks:
             found = self._matricules[matricule] = (problems, birth_date(matricule) if usable else None)
         return found
 
+    def forget(self, certificate: str | None = None, matricule: str | None = None) -> None:
+        """Let go of what the rules keep of ``certificate`` and of the patient ``matricule``
+        (SessionRules.forget, and the certificates' counts): no later fee note names them."""
+        self.treatment.forget(certificate, matricule)
+        if matricule is not None:
+            self._matricules.pop(matricule, None)
+        if certificate is not None and self.certificates is not None:
+            self.certificates.forget(certificate)
+
     def values(self, matricule: str | None, act: str | None, provider: str | None) -> list[tuple[str, str, str]]:
         """(code, message, field) of the rules of single values, for a session that cannot be
         checked whole (another of its values could not be read): one run still reports them."""
@@ -208,6 +217,8 @@ class BillingChecks:
     def _provider(self, code: str) -> list[tuple[str, str]]:
         found = self._providers.get(code)
         if found is None:
+            if len(self._providers) > 1 << 16:  # (a cache: a file of countless providers stays in bounded memory)
+                self._providers.clear()
             found = self._providers[code] = check_provider(code)
         return found
 

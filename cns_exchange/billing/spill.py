@@ -1,0 +1,159 @@
+"""Records kept in bounded memory: what does not fit is written to an anonymous temporary file.
+
+A build groups its sessions into fee notes, orders the notes and prices them all before it
+writes the first one (the header carries the totals). Held whole, a million sessions take
+half a gigabyte; here each stage holds at most ``budget`` of them (counted by the weight the
+caller gives a record: its sessions) and writes the rest, sorted, to a file:
+:class:`Sorter` is an external merge sort, :class:`Spool` a queue in arrival order.
+
+The file is made by :func:`tempfile.TemporaryFile`: 0600 and without a name (on Linux it never
+has one; elsewhere it is unlinked at once), so that nothing is left behind when the run ends,
+fails, is interrupted or killed, and no other user can read the health data in it. Records
+are tuples of str, int and None (nested tuples and lists too), written with :mod:`marshal`,
+which is fast and only ever reads back what this process wrote.
+"""
+
+from __future__ import annotations
+
+import heapq
+import marshal
+import os
+import struct
+import tempfile
+from typing import Any, Iterator
+
+#: Records read or written at a time: a merge of R runs holds R blocks.
+BLOCK_WEIGHT = 512
+_LENGTH = struct.Struct("<Q")
+
+
+class _Blocks:
+    """An anonymous file of marshalled blocks of records; ranges of it are read back in order."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile(prefix="cnsx-spill-")
+        self.end = 0
+
+    def write(self, records: list) -> tuple[int, int]:
+        """Append ``records`` (in blocks); return their range in the file."""
+        start = self.end
+        for i in range(0, len(records), BLOCK_WEIGHT):
+            self._block(records[i:i + BLOCK_WEIGHT])
+        return start, self.end
+
+    def _block(self, records: list) -> None:
+        data = marshal.dumps(records)
+        self.file.write(_LENGTH.pack(len(data)))
+        self.file.write(data)
+        self.end += _LENGTH.size + len(data)
+
+    def read(self, start: int, end: int) -> Iterator[Any]:
+        """Yield the records written between ``start`` and ``end``, a block at a time."""
+        self.file.flush()
+        fd = self.file.fileno()
+        while start < end:
+            (size,) = _LENGTH.unpack(os.pread(fd, _LENGTH.size, start))
+            data = os.pread(fd, size, start + _LENGTH.size)
+            if len(data) != size:
+                raise OSError(f"a temporary file of cnsx was cut short ({len(data)} of {size} bytes)")
+            start += _LENGTH.size + size
+            yield from marshal.loads(data)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class Sorter:
+    """Records given in any order, handed back once in sorted order (tuples compare item by
+    item: the caller puts the key first and makes it unique). At most ``budget`` weight is
+    held in memory; each time it is reached the records held are sorted and written out as a
+    run, and the runs are merged when read (:func:`heapq.merge`)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._held: list = []
+        self._weight = 0
+        self._runs: list[tuple[int, int]] = []
+        self._blocks: _Blocks | None = None
+
+    def add(self, record: tuple, weight: int = 1) -> None:
+        self._held.append(record)
+        self._weight += weight
+        if self._weight >= self.budget:
+            self._spill()
+
+    def _spill(self) -> None:
+        self._held.sort()
+        if self._blocks is None:
+            self._blocks = _Blocks()
+        self._runs.append(self._blocks.write(self._held))
+        self._held, self._weight = [], 0
+
+    def __iter__(self) -> Iterator[Any]:
+        """The records in order; read once (what is handed out is let go). The file is closed
+        at the end, or by :meth:`close`."""
+        try:
+            if self._runs and self._held:
+                self._spill()
+            if self._runs:
+                yield from heapq.merge(*(self._blocks.read(*run) for run in self._runs))  # type: ignore[union-attr]
+            else:
+                held, self._held = self._held, []
+                held.sort()
+                held.reverse()
+                pop = held.pop
+                while held:
+                    yield pop()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Let the records go and remove the file (it has no name: closing removes it)."""
+        self._held, self._runs = [], []
+        if self._blocks is not None:
+            self._blocks.close()
+            self._blocks = None
+
+
+class Spool:
+    """Records handed back once in the order they were added, at most ``budget`` weight held
+    in memory (the older ones go to the file, a block at a time)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._held: list = []
+        self._weight = 0
+        self._blocks: _Blocks | None = None
+        self.count = 0
+
+    def add(self, record: Any, weight: int = 1) -> None:
+        self._held.append(record)
+        self._weight += weight
+        self.count += 1
+        if self._weight >= self.budget:
+            if self._blocks is None:
+                self._blocks = _Blocks()
+            self._blocks.write(self._held)
+            self._held, self._weight = [], 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Any]:
+        """The records in order, read once; the file is closed at the end or by :meth:`close`."""
+        try:
+            if self._blocks is not None:
+                yield from self._blocks.read(0, self._blocks.end)
+            held, self._held = self._held, []
+            held.reverse()
+            pop = held.pop
+            while held:
+                yield pop()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._held = []
+        if self._blocks is not None:
+            self._blocks.close()
+            self._blocks = None

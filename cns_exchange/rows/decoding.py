@@ -1,0 +1,128 @@
+"""Bytes to text for the practice's files: the encoding given, or detected (UTF-8, else
+Windows-1252, never a mix), a line or a piece at a time; the encodings a file may name."""
+
+from __future__ import annotations
+
+import codecs
+import io
+from typing import IO
+
+from cns_exchange.errors import UsageError
+
+#: What a byte that is not UTF-8 is read as when the encoding is detected: the encoding of
+#: Excel's "CSV (séparateur: point-virgule)" on a French (or German, English) Windows.
+FALLBACK_ENCODING = "cp1252"
+
+
+class Undecodable(Exception):
+    """Bytes that are not text in the input's encoding (the message says which and where)."""
+
+
+class Decoder:
+    """Bytes to text, a line or a piece at a time: in the encoding given, or detected (None):
+    UTF-8 while the bytes are UTF-8, Windows-1252 from a byte that is not when nothing
+    before it was UTF-8 beyond ASCII. A file that turns from UTF-8 to another encoding is
+    refused at that line, not half read as one and half as the other. Raises Undecodable."""
+
+    def __init__(self, encoding: str | None) -> None:
+        self.detect = encoding is None
+        self.encoding = encoding or "utf-8"
+        self.utf8_line = 0          # the first line read as UTF-8 beyond ASCII (detecting)
+        self._pieces = None         # the incremental decoder of piece()
+
+    def describe(self) -> str:
+        return "UTF-8 or Windows-1252" if self.detect else self.encoding
+
+    def line(self, raw: bytes, number: int) -> str:
+        """The text of the line ``number``, ``raw`` its bytes."""
+        try:
+            if self.detect:
+                if raw.isascii():
+                    return raw.decode("ascii")
+                if self.encoding == "utf-8":
+                    try:
+                        text = raw.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        if self.utf8_line:
+                            raise Undecodable(f"byte {raw[exc.start:exc.start + 1]!r} at column {exc.start + 1} is not "
+                                               f"UTF-8, as line {self.utf8_line} was: the file mixes two encodings") from None
+                        self.encoding = FALLBACK_ENCODING
+                    else:
+                        self.utf8_line = self.utf8_line or number
+                        return text
+            return raw.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            what = "neither UTF-8 nor Windows-1252" if self.detect else f"not {self.encoding}"
+            raise Undecodable(f"byte {raw[exc.start:exc.start + 1]!r} at column {exc.start + 1} is {what}") from None
+        except ValueError as exc:  # a codec's own UnicodeError: the line is not in it either
+            raise Undecodable(f"the line is not {self.encoding} ({exc})") from None
+
+    def piece(self, data: bytes, final: bool) -> str:
+        """The text of the next piece of a stream (a character may straddle two pieces)."""
+        if self._pieces is None:
+            self._pieces = codecs.getincrementaldecoder(self.encoding)()
+        try:
+            if self.detect and self.encoding == "utf-8":
+                pending = self._pieces.getstate()[0]
+                try:
+                    text = self._pieces.decode(data, final)
+                except UnicodeDecodeError:
+                    if self.utf8_line:
+                        raise
+                    self.encoding = FALLBACK_ENCODING
+                    self._pieces = codecs.getincrementaldecoder(self.encoding)()
+                    return self._pieces.decode(pending + data, final)
+                if not text.isascii():
+                    self.utf8_line = 1
+                return text
+            return self._pieces.decode(data, final)
+        except ValueError as exc:  # UnicodeDecodeError, or a codec's own UnicodeError
+            raise Undecodable(f"the file is not {self.describe()} ({exc})") from None
+
+
+class _Prefixed(io.RawIOBase):
+    """A raw stream that replays ``head`` before the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        self.head, self.stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def peekable(stream: IO[bytes]) -> IO[bytes]:
+    """Return ``stream`` with a ``peek`` method (stdin under some runners has none)."""
+    if hasattr(stream, "peek"):
+        return stream
+    return io.BufferedReader(_Prefixed(b"", stream))
+
+
+
+#: Python text codecs that are not the encoding of a file's characters: domain names
+#: (punycode, idna), Python string literals, and one that refuses everything.
+NOT_FILE_ENCODINGS = ("punycode", "idna", "unicode-escape", "raw-unicode-escape", "undefined")
+
+
+def canonical_encoding(name: str) -> str:
+    """Return Python's name for a text encoding ('utf8' -> 'utf-8'); UsageError if unknown or
+    not an encoding of text files (rot13, base64, punycode...)."""
+
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):  # (ValueError: a name with a NUL in it)
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):  # rot13, base64...: not for text files
+        raise UsageError(f"unknown encoding '{name}'", "e.g. utf-8, cp1252, latin-1")
+    if info.name.replace("_", "-") in NOT_FILE_ENCODINGS:
+        raise UsageError(f"'{name}' is not an encoding of text files", "e.g. utf-8, cp1252, latin-1")
+    return info.name
+
