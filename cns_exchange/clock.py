@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from cns_exchange.errors import UsageError
+from cns_exchange.i18n import _
 
 #: 9999-12-31T23:59:59Z: the last second a date-time of Python (and of xs:dateTime as cnsx
 #: writes it, four-digit years) can hold.
@@ -20,8 +21,9 @@ def from_epoch(value: str) -> datetime:
     try:
         seconds = int(value)
     except ValueError:
-        raise UsageError(f"SOURCE_DATE_EPOCH '{value}' is not a number of seconds", "unset it or fix it") from None
+        raise UsageError(_("SOURCE_DATE_EPOCH '{value}' is not a number of seconds").format(value=value),
+                         _("unset it or fix it")) from None
     if not 0 <= seconds <= LAST_SECOND:
-        raise UsageError(f"SOURCE_DATE_EPOCH '{value}' is out of range: seconds since 1970 up to {LAST_SECOND} "
-                         "(the end of the year 9999)", "unset it or fix it")
+        raise UsageError(_("SOURCE_DATE_EPOCH '{value}' is out of range: seconds since 1970 up to {last} "
+                           "(the end of the year 9999)").format(value=value, last=LAST_SECOND), _("unset it or fix it"))
     return datetime.fromtimestamp(seconds, timezone.utc)
