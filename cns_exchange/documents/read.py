@@ -28,6 +28,7 @@ from cns_exchange.domain.model import (
     PaymentLine,
 )
 from cns_exchange.documents.safe import PARSER_OPTIONS, has_doctype
+from cns_exchange.i18n import _, reason
 
 ITEM_TAGS = {"request": "Demande", "billing": "MemoireHonoraires", "answers": "Reponse", "payment": "Ligne", "ack": None}
 _TREATMENT = {"initial": "initial", "prolongation": "extension"}
@@ -56,7 +57,7 @@ def cents(text: str | None) -> int:
         digits = text.replace(".", "", 1)
         if digits.isdigit():
             return int(digits)
-    raise ValueError(f"'{text}' is not an amount")
+    raise ValueError(_("'{text}' is not an amount").format(text=text))
 
 
 def date_of(text: str | None, cache: dict[str, date]) -> date:
@@ -183,10 +184,10 @@ def _fee_note_columns(el, dates) -> FeeNoteColumns:
         elif tag == "DateOrdonnance":
             prescribed = (child.text or "").strip()
     if number is None or certificate is None or patient is None:
-        raise ValueError("NumeroMemoire, NumeroTitre or Patient missing")
+        raise ValueError(_("NumeroMemoire, NumeroTitre or Patient missing"))
     texts = _SESSION_TEXTS(el)
     if len(texts) != 7 * len(session_lines):
-        raise ValueError("a session does not have its seven fields")
+        raise ValueError(_("a session does not have its seven fields"))
     return FeeNoteColumns(number, certificate, (patient.findtext("Matricule") or "").strip(),
                           patient.findtext("Nom") or "", patient.findtext("Prenom") or "", texts, session_lines,
                           prescribed)
@@ -305,7 +306,7 @@ def read_header(source: IO[bytes], limit: int = 1 << 16) -> Header | None:
     """
     data = source.read(limit)
     try:
-        for _, el in etree.iterparse(io.BytesIO(data), events=("end",), tag="EnTete", **PARSER_OPTIONS):
+        for _event, el in etree.iterparse(io.BytesIO(data), events=("end",), tag="EnTete", **PARSER_OPTIONS):
             if has_doctype(el):
                 return None
             parent = el.getparent()
@@ -318,10 +319,10 @@ def read_header(source: IO[bytes], limit: int = 1 << 16) -> Header | None:
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, KeyError):
-        return f"element {exc.args[0]} missing"
+        return _("element {name} missing").format(name=exc.args[0])
     if isinstance(exc, AttributeError):
-        return "a required element is missing"
-    return str(exc)
+        return _("a required element is missing")
+    return reason(exc)
 
 
 class _LineReader:
