@@ -203,6 +203,16 @@ def test_tr_of_plain_text(french):
     assert tr("") == ""
 
 
+def test_plurals(french):
+    one, two, none = (ngettext("{n} file", "{n} files", n).format(n=n) for n in (1, 2, 0))
+    assert (one, two, none) == ("1 file", "2 files", "0 files")
+    # Shown through a real plural of the catalogue (the first one the code has).
+    plural = next(e for e in ENTRIES if e.plural is not None)
+    n0 = ngettext(plural.msgid, plural.plural, 0)
+    assert tr(n0) == plural.msgstr[0]        # French: 0 is singular
+    assert tr(ngettext(plural.msgid, plural.plural, 5)) == plural.msgstr[1]
+
+
 @pytest.mark.parametrize("environment, expected", [
     ({"LANG": "fr_LU.UTF-8"}, "fr"),
     ({"LANG": "fr_FR"}, "fr"),
