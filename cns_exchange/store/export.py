@@ -16,6 +16,7 @@ from datetime import date, timedelta
 
 from cns_exchange.store.database import BILLED_SESSIONS
 from cns_exchange.errors import UsageError
+from cns_exchange.i18n import _
 from cns_exchange.domain.nomenclature import add_months
 
 #: The columns of the accounting export, in order (docs/cli.md, cnsx export accounting).
@@ -40,7 +41,8 @@ def _day(option: str, value: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise UsageError(f"{option} '{value}' is not a date", "give it as YYYY-MM-DD, e.g. 2026-11-01") from None
+        raise UsageError(_("{option} '{value}' is not a date").format(option=option, value=value),
+                         _("give it as YYYY-MM-DD, e.g. 2026-11-01")) from None
 
 
 def period(month: str | None = None, start: str | None = None, end: str | None = None) -> Period:
@@ -49,14 +51,14 @@ def period(month: str | None = None, start: str | None = None, end: str | None =
     period that ends before it starts."""
     if month is not None:
         if start is not None or end is not None:
-            raise UsageError("--month with --from/--to: one period at a time", "give --month, or --from and --to")
+            raise UsageError(_("--month with --from/--to: one period at a time"), _("give --month, or --from and --to"))
         first = _day("--month", f"{month}-01") if len(month) == 7 else None
         if first is None:
-            raise UsageError(f"--month '{month}' is not a month", "give it as YYYY-MM, e.g. 2026-11")
+            raise UsageError(_("--month '{month}' is not a month").format(month=month), _("give it as YYYY-MM, e.g. 2026-11"))
         return Period(first, add_months(first, 1) - timedelta(days=1))
     asked = Period(_day("--from", start) if start else None, _day("--to", end) if end else None)
     if asked.start and asked.end and asked.end < asked.start:
-        raise UsageError(f"--to {asked.end} is before --from {asked.start}", "swap them")
+        raise UsageError(_("--to {end} is before --from {start}").format(end=asked.end, start=asked.start), _("swap them"))
     return asked
 
 
