@@ -337,3 +337,38 @@ def test_json_output_is_english_in_any_language(broken, current_tariffs):
     [issue] = [i for i in report["issues"] if i["code"] == "XSD01"]
     assert issue["hint"] == "fix the element named in the message; the XSD of the version is in schemas/"
     assert "conseil" in fr.stderr or "erreur" in fr.stderr
+
+
+def test_joined_messages_are_each_translated(french):
+    joined = i18n.join("; ", [_("fix the value"), "ZD11", _("swap them")])
+    assert joined == "fix the value; ZD11; swap them"
+    assert tr(joined) == "corrigez la valeur; ZD11; intervertissez-les"   # the separator is the caller's
+    assert pickle.loads(pickle.dumps(joined)) == joined
+    outer = _("the tariff table is refused: {problems}; nothing was written").format(problems=joined)
+    assert tr(outer) == ("la table des tarifs est refusée : corrigez la valeur; ZD11; intervertissez-les ; "
+                         "rien n'a été écrit")
+
+
+def test_reason_keeps_an_exception_s_message_translatable(french):
+    from cns_exchange.errors import ConfigError
+
+    assert tr(i18n.reason(ValueError(_("element {name} missing").format(name="Patient")))) == "élément Patient absent"
+    assert tr(i18n.reason(ConfigError(_("upgrade cnsx")))) == "mettez cnsx à jour"
+    assert i18n.reason(ValueError("plain")) == "plain"
+
+
+def test_every_problem_of_a_refused_tariff_table_in_french(run, isolated_config):
+    """In-process, the config's language = "fr": the refused table's problems, joined in one
+    message, are each said in French (and the next test, with no such config, is English again)."""
+    (isolated_config / "config.toml").write_text('language = "fr"\n')
+    r = run("tariffs", "add", "--valid-from", "2026-11-01", "--source", "letter",
+            "--price", "ZD11=0", "--price", "ZD12=abc", "--price", "ZD13=55.55", "--price", "ZD21=55.55")
+    assert r.exit_code == 3 and r.stdout == ""
+    assert ("erreur : la table des tarifs est refusée : --price ZD11 « 0 » n'est pas positif; "
+            "--price ZD12 « abc » n'est pas un nombre (écrivez p. ex. 88.89) ; rien n'a été écrit") in r.stderr
+    assert "conseil : corrigez les valeurs et relancez la commande" in r.stderr
+
+
+def test_english_again_after_a_french_config(run):
+    r = run("tariffs", "add", "--valid-from", "2026-11-01", "--source", "letter", "--price", "ZD11=0")
+    assert r.exit_code == 3 and "error: the tariff table is refused: --price ZD11 '0' is not positive" in r.stderr
