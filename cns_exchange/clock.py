@@ -9,6 +9,7 @@ import os
 from datetime import date, datetime, timezone
 
 from cns_exchange.errors import UsageError
+from cns_exchange.i18n import _
 
 #: 9999-12-31T23:59:59Z: the last second a date-time of Python (and of xs:dateTime as cnsx
 #: writes it, four-digit years) can hold.
@@ -22,10 +23,11 @@ def from_epoch(value: str) -> datetime:
     try:
         seconds = int(value)
     except ValueError:
-        raise UsageError(f"SOURCE_DATE_EPOCH '{value}' is not a number of seconds", "unset it or fix it") from None
+        raise UsageError(_("SOURCE_DATE_EPOCH '{value}' is not a number of seconds").format(value=value),
+                         _("unset it or fix it")) from None
     if not 0 <= seconds <= LAST_SECOND:
-        raise UsageError(f"SOURCE_DATE_EPOCH '{value}' is out of range: seconds since 1970 up to {LAST_SECOND} "
-                         "(the end of the year 9999)", "unset it or fix it")
+        raise UsageError(_("SOURCE_DATE_EPOCH '{value}' is out of range: seconds since 1970 up to {last} "
+                           "(the end of the year 9999)").format(value=value, last=LAST_SECOND), _("unset it or fix it"))
     return datetime.fromtimestamp(seconds, timezone.utc)
 
 
@@ -62,5 +64,6 @@ def day(option: str, value: str) -> date:
         if parsed.isoformat() != value:
             raise ValueError
     except ValueError:
-        raise UsageError(f"{option} '{value}' is not a YYYY-MM-DD date", f"e.g. {option} 2026-11-01") from None
+        raise UsageError(_("{option} '{value}' is not a YYYY-MM-DD date").format(option=option, value=value),
+                         _("e.g. {option} 2026-11-01").format(option=option)) from None
     return parsed

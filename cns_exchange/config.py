@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from cns_exchange import i18n
 from cns_exchange.errors import ConfigError
+from cns_exchange.i18n import _
 
 DEFAULT_MAX_XML_BYTES = 512 * 1024 * 1024
 DEFAULT_MAX_PDF_BYTES = 20 * 1024 * 1024     # a prescription scan; a PDF built from images too
@@ -48,6 +50,7 @@ SETTINGS: dict[str, tuple[str, object]] = {
     "backoff": ("int", 2),                   # seconds before the first retry, doubled each time
     "encoding": ("str", None),               # of the practice's input files (default: detected)
     "columns": ("table", None),              # the practice's own header names -> cnsx's columns
+    "language": ("str", None),               # en | fr (default: LANGUAGE, LC_ALL, LC_MESSAGES, LANG; else en)
 }
 TOP_ONLY = {"default_profile", "profiles", "practice"}
 #: The values an integer setting may take (None: no upper bound). Beyond them a number stops
@@ -109,19 +112,24 @@ def parse_remote(url: str, where: str = "remote") -> Remote:
     parts = urlsplit(url)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise ConfigError(f"{where}: '{url}' is not a file:///absolute/path URL", "e.g. file:///srv/cns-dropbox")
+            raise ConfigError(_("{where}: '{url}' is not a file:///absolute/path URL").format(where=where, url=url),
+                              _("e.g. file:///srv/cns-dropbox"))
         return Remote("file", path=unquote(parts.path))
     if parts.scheme == "sftp":
         if parts.password is not None:
-            raise ConfigError(f"{where}: the URL holds a password", "remove it: passwords come from CNSX_PASSWORD, the keyring or a prompt")
+            raise ConfigError(_("{where}: the URL holds a password").format(where=where),
+                              _("remove it: passwords come from CNSX_PASSWORD, the keyring or a prompt"))
         if not parts.hostname or not parts.username:
-            raise ConfigError(f"{where}: '{url}' needs a user and a host: sftp://user@host:port", "fix the remote URL")
+            raise ConfigError(_("{where}: '{url}' needs a user and a host: sftp://user@host:port").format(where=where, url=url),
+                              _("fix the remote URL"))
         try:
             port = parts.port or 22
         except ValueError:
-            raise ConfigError(f"{where}: '{url}' has an invalid port", "fix the remote URL") from None
+            raise ConfigError(_("{where}: '{url}' has an invalid port").format(where=where, url=url),
+                              _("fix the remote URL")) from None
         return Remote("sftp", host=parts.hostname, port=port, user=unquote(parts.username))
-    raise ConfigError(f"{where}: '{url}' is neither sftp:// nor file://", "e.g. sftp://user@host:22 or file:///srv/dropbox")
+    raise ConfigError(_("{where}: '{url}' is neither sftp:// nor file://").format(where=where, url=url),
+                      _("e.g. sftp://user@host:22 or file:///srv/dropbox"))
 
 
 @dataclass(frozen=True)
@@ -145,38 +153,42 @@ def parse_practice(raw: object, file: Path) -> Practice:
     dietician whose provider code is not digits."""
     where = f"{file}: practice"
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be a table", "write it as [practice]")
+        raise ConfigError(_("{where} must be a table").format(where=where), _("write it as [practice]"))
     unknown = sorted(set(raw) - set(PRACTICE_KEYS))
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]}", f"keys: {', '.join(PRACTICE_KEYS)} (docs/cli.md)")
+        raise ConfigError(_("{where}: unknown key {key}").format(where=where, key=unknown[0]),
+                          _("keys: {keys} (docs/cli.md)").format(keys=", ".join(PRACTICE_KEYS)))
 
     def text(key: str, required: bool = False) -> str:
         value = raw.get(key, "")
         if not isinstance(value, str) or (required and not value.strip()):
-            raise ConfigError(f"{where}.{key} must be a {'non-empty ' if required else ''}string", "fix the value")
+            wanted = _("{where}.{key} must be a non-empty string") if required else _("{where}.{key} must be a string")
+            raise ConfigError(wanted.format(where=where, key=key), _("fix the value"))
         return value.strip()
 
     address = raw.get("address", [])
     if isinstance(address, str):
         address = address.splitlines()
     if not isinstance(address, list) or not all(isinstance(line, str) for line in address):
-        raise ConfigError(f"{where}.address must be a string or a list of lines", 'e.g. ["12, rue X", "L-1234 Luxembourg"]')
+        raise ConfigError(_("{where}.address must be a string or a list of lines").format(where=where),
+                          _('e.g. ["12, rue X", "L-1234 Luxembourg"]'))
     iban = text("iban")
     if iban:
         from cns_exchange.domain.identifiers import checked_iban
 
         shown = checked_iban(iban)
         if shown is None:
-            raise ConfigError(f"{where}.iban '{iban}' is not a valid IBAN (country, length or check digits)",
-                              "copy it again from the bank's statement")
+            raise ConfigError(_("{where}.iban '{iban}' is not a valid IBAN (country, length or check digits)")
+                              .format(where=where, iban=iban), _("copy it again from the bank's statement"))
         iban = shown
     dieticians = raw.get("dieticians", {})
     if not isinstance(dieticians, dict):
-        raise ConfigError(f"{where}.dieticians must be a table of provider code = name", 'e.g. dieticians = { "123456" = "Anne Muller" }')
+        raise ConfigError(_("{where}.dieticians must be a table of provider code = name").format(where=where),
+                          _('e.g. dieticians = { "123456" = "Anne Muller" }'))
     for code, name in dieticians.items():
         if not code.isascii() or not code.isdigit() or not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{where}.dieticians: '{code}' must be a provider code (digits) with a name",
-                              'e.g. "123456" = "Anne Muller"')
+            raise ConfigError(_("{where}.dieticians: '{code}' must be a provider code (digits) with a name")
+                              .format(where=where, code=code), _('e.g. "123456" = "Anne Muller"'))
     return Practice(text("name", required=True), tuple(line.strip() for line in address if line.strip()), text("phone"),
                     iban, {code: name.strip() for code, name in dieticians.items()})
 
@@ -185,7 +197,7 @@ def parse_practice(raw: object, file: Path) -> Practice:
 class Settings:
     """Resolved settings for one run."""
 
-    values: dict[str, object] = field(default_factory=lambda: {k: d for k, (_, d) in SETTINGS.items()})
+    values: dict[str, object] = field(default_factory=lambda: {k: default for k, (_kind, default) in SETTINGS.items()})
     profile: str | None = None
     path: Path | None = None
     folder: Path = field(default_factory=config_dir)
@@ -209,7 +221,8 @@ class Settings:
     def remote_url(self) -> Remote:
         """Return the profile's remote; ConfigError if there is none."""
         if not self.values["remote"]:
-            raise ConfigError("no remote is configured", "set remote = \"sftp://user@host:22\" in the profile (cnsx config init)")
+            raise ConfigError(_("no remote is configured"),
+                              _('set remote = "sftp://user@host:22" in the profile (cnsx config init)'))
         return parse_remote(str(self.values["remote"]), self._where("remote"))
 
     def local_dir(self, name: str) -> Path:
@@ -233,8 +246,10 @@ def load_settings(path: str | None = None, profile: str | None = None) -> Settin
 
     ``path`` and ``profile`` are the command-line values (None when not given). Raises
     ConfigError for an unreadable file, bad TOML, an unknown profile or setting, a bad
-    value, or a secret written in the file.
+    value, or a secret written in the file. Messages are shown in the settings' ``language``
+    from then on (i18n.choose); until it is known, in the environment's.
     """
+    i18n.choose(None)
     folder = config_dir()
     explicit = path or os.environ.get("CNSX_CONFIG")
     file = config_file(explicit)
@@ -248,34 +263,39 @@ def load_settings(path: str | None = None, profile: str | None = None) -> Settin
             text = file.read_text("utf-8")
             settings.shared_file = bool(file.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO))
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{file}: cannot read ({exc})", "check the file's permissions") from None
+            raise ConfigError(_("{file}: cannot read ({error})").format(file=file, error=exc),
+                              _("check the file's permissions")) from None
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: not valid TOML ({exc})", "fix the syntax") from None
+            raise ConfigError(_("{file}: not valid TOML ({error})").format(file=file, error=exc), _("fix the syntax")) from None
         settings.path = file
     elif explicit:
-        raise ConfigError(f"config file {file} does not exist", "check --config / CNSX_CONFIG")
+        raise ConfigError(_("config file {file} does not exist").format(file=file), _("check --config / CNSX_CONFIG"))
     elif profile:
-        raise ConfigError(f"profile '{profile}' asked for, but there is no config file at {file}", "create one (cnsx config init) or drop --profile")
+        raise ConfigError(_("profile '{profile}' asked for, but there is no config file at {file}").format(profile=profile, file=file),
+                          _("create one (cnsx config init) or drop --profile"))
     _apply(settings, {k: v for k, v in raw.items() if k not in TOP_ONLY}, file, "")
     if "practice" in raw:
         settings.practice = parse_practice(raw["practice"], file)
     profiles = raw.get("profiles", {})
     if not isinstance(profiles, dict):
-        raise ConfigError(f"{file}: 'profiles' must be a table", "write [profiles.NAME] sections")
+        raise ConfigError(_("{file}: 'profiles' must be a table").format(file=file), _("write [profiles.NAME] sections"))
     profile = profile or raw.get("default_profile")
     if profile:
         if profile not in profiles:
-            known = ", ".join(sorted(profiles)) or "none"
-            raise ConfigError(f"{file}: no profile '{profile}' (profiles: {known})", "check --profile / CNSX_PROFILE")
+            known = ", ".join(sorted(profiles)) or _("none")
+            raise ConfigError(_("{file}: no profile '{profile}' (profiles: {known})").format(file=file, profile=profile, known=known),
+                              _("check --profile / CNSX_PROFILE"))
         if not isinstance(profiles[profile], dict):
-            raise ConfigError(f"{file}: profiles.{profile} must be a table", f"write it as [profiles.{profile}]")
+            raise ConfigError(_("{file}: profiles.{profile} must be a table").format(file=file, profile=profile),
+                              _("write it as [profiles.{profile}]").format(profile=profile))
         _apply(settings, profiles[profile], file, f"profiles.{profile}.")
         settings.profile = profile
     env = {key: os.environ[f"CNSX_{key.upper()}"] for key in SETTINGS if f"CNSX_{key.upper()}" in os.environ
            and key not in ("password", "key_passphrase", "columns")}
     _apply(settings, env, Path("environment"), "CNSX_", from_env=True)
+    i18n.choose(settings.values["language"])   # type: ignore[arg-type]
     _check_exposure(settings, file)
     return settings
 
@@ -284,9 +304,9 @@ def _apply(settings: Settings, raw: dict, file: Path, prefix: str, from_env: boo
     for key, value in raw.items():
         name = f"{prefix}{key.upper() if from_env else key}"
         if key not in SETTINGS:
-            raise ConfigError(f"{file}: unknown setting {name}",
-                              f"check the spelling; settings: {', '.join(sorted(SETTINGS))} (docs/cli.md)")
-        kind, _ = SETTINGS[key]
+            raise ConfigError(_("{file}: unknown setting {name}").format(file=file, name=name),
+                              _("check the spelling; settings: {settings} (docs/cli.md)").format(settings=", ".join(sorted(SETTINGS))))
+        kind = SETTINGS[key][0]
         settings.values[key] = _convert(kind, key, value, f"{file}: {name}", from_env)
 
 
@@ -298,34 +318,43 @@ def _convert(kind: str, key: str, value: object, where: str, from_env: bool) -> 
             number = None
         low, high = INT_RANGES[key]
         if not isinstance(number, int) or isinstance(number, bool) or number < low or (high is not None and number > high):
-            wanted = f"an integer from {low} to {high}" if high is not None else \
-                f"a {'non-negative' if low == 0 else 'positive'} integer"
-            raise ConfigError(f"{where} must be {wanted}", "fix the value")
+            if high is not None:
+                wanted = _("{where} must be an integer from {low} to {high}").format(where=where, low=low, high=high)
+            elif low == 0:
+                wanted = _("{where} must be a non-negative integer").format(where=where)
+            else:
+                wanted = _("{where} must be a positive integer").format(where=where)
+            raise ConfigError(wanted, _("fix the value"))
         return number
     if kind == "bool":
         if from_env:
             return str(value).lower() in ("1", "true", "yes")
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false", "fix the value")
+            raise ConfigError(_("{where} must be true or false").format(where=where), _("fix the value"))
         return value
     if kind == "table":
         if not isinstance(value, dict) or not all(isinstance(k, str) and k.strip() and isinstance(v, str) and v.strip()
                                                   for k, v in value.items()):
-            raise ConfigError(f"{where} must be a table of names", 'e.g. [columns] then "N° dossier" = "request_ref"')
+            raise ConfigError(_("{where} must be a table of names").format(where=where),
+                              _('e.g. [columns] then "N° dossier" = "request_ref"'))
         return dict(value)
     if key == "provider" and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where} must be a non-empty string", "fix the value")
+        raise ConfigError(_("{where} must be a non-empty string").format(where=where), _("fix the value"))
     if kind == "path":
         return Path(value).expanduser().absolute()
     if kind == "secret":
         if value not in SECRET_SOURCES:
-            raise ConfigError(f"{where}: secrets are never written in the config file",
-                              f"write where it comes from instead: {', '.join(SECRET_SOURCES)}")
+            raise ConfigError(_("{where}: secrets are never written in the config file").format(where=where),
+                              _("write where it comes from instead: {sources}").format(sources=", ".join(SECRET_SOURCES)))
         return value
     if key == "after_fetch" and value not in AFTER_FETCH:
-        raise ConfigError(f"{where} must be one of {', '.join(AFTER_FETCH)}", "fix the value")
+        raise ConfigError(_("{where} must be one of {values}").format(where=where, values=", ".join(AFTER_FETCH)),
+                          _("fix the value"))
+    if key == "language" and value not in i18n.LANGUAGES:
+        raise ConfigError(_("{where} must be one of {values}").format(where=where, values=", ".join(i18n.LANGUAGES)),
+                          _("fix the value"))
     if key == "remote":
         parse_remote(value, where)
     return value
@@ -335,8 +364,10 @@ def _check_exposure(settings: Settings, file: Path) -> None:
     """Refuse a config others can read that names a key with no passphrase source."""
     if settings.shared_file and settings.values["key_file"] and not settings.values["key_passphrase"]:
         raise ConfigError(
-            f"{file} can be read by other users and names the key file {settings.values['key_file']} with no passphrase source",
-            f"chmod 600 {file}, or protect the key with a passphrase and set key_passphrase = \"env\" (or keyring, prompt)",
+            _("{file} can be read by other users and names the key file {key_file} with no passphrase source")
+            .format(file=file, key_file=settings.values["key_file"]),
+            _('chmod 600 {file}, or protect the key with a passphrase and set key_passphrase = "env" (or keyring, prompt)')
+            .format(file=file),
         )
 
 

@@ -1,7 +1,8 @@
 """Human output on stderr: issues, summaries and errors. Styled only on a terminal.
 
 stdout carries data only; everything here goes to stderr. rich is imported on first use so
-that ``cnsx --help`` stays fast.
+that ``cnsx --help`` stays fast. Every text is shown in the user's language here (i18n.tr):
+messages, hints and issues arrive as English data, and only a person reads them translated.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import IO, Callable, Iterable, Iterator
 
-from cns_exchange.issues import Issue
+from cns_exchange.i18n import _, tr
+from cns_exchange.issues import ERROR, WARNING, Issue
+
+#: The words of the issue lines, by severity.
+_SEVERITY = {ERROR: _("error"), WARNING: _("warning")}
 
 
 def console(stream: IO[str] | None = None):
@@ -118,27 +123,37 @@ def _escape(text: str) -> str:
     return escape(shown(text))
 
 
+def _hint(hint: str) -> str:
+    """The markup of a hint's line, under the message it belongs to ('' for no hint)."""
+    return f"\n    [dim]{tr(_('hint:'))} {_escape(tr(hint))}[/]" if hint else ""
+
+
+def _location(issue: Issue) -> str:
+    """``file:line`` plus field or XPath, as shown to a user (Issue.location, translated)."""
+    where = issue.location()
+    return tr(_("<input>")) + where[len("<input>"):] if not issue.file else where
+
+
 def print_issues(issues: Iterable[Issue], stream: IO[str] | None = None) -> None:
     """Print issues, one per line with its hint: ``file:line [field] severity CODE: message``."""
     out = console(stream)
     for issue in issues:
         colour = "red" if issue.is_error else "yellow"
-        out.print(
-            f"{_escape(issue.location())}: [{colour}]{issue.severity} {issue.code}[/]: {_escape(issue.message)}"
-            + (f"\n    [dim]hint: {_escape(issue.hint)}[/]" if issue.hint else "")
-        )
+        severity = tr(_SEVERITY.get(issue.severity, issue.severity))
+        out.print(f"{_escape(_location(issue))}: [{colour}]{severity} {issue.code}[/]: {_escape(tr(issue.message))}"
+                  + _hint(issue.hint))
 
 
 def print_line(text: str, stream: IO[str] | None = None, style: str = "") -> None:
     """Print one line of plain text (no markup interpreted)."""
     out = console(stream)
-    out.print(_escape(text), style=style or None)
+    out.print(_escape(tr(text)), style=style or None)
 
 
 def print_error(message: str, hint: str = "", stream: IO[str] | None = None) -> None:
     """Print an error and its remedy."""
     out = console(stream)
-    out.print(f"[red]error:[/] {_escape(message)}" + (f"\n    [dim]hint: {_escape(hint)}[/]" if hint else ""))
+    out.print(f"[red]{tr(_('error:'))}[/] {_escape(tr(message))}" + _hint(hint))
 
 
 def print_tables(sections: dict[str, list[dict]], stream: IO[str] | None = None) -> None:
@@ -147,9 +162,9 @@ def print_tables(sections: dict[str, list[dict]], stream: IO[str] | None = None)
 
     out = console(stream or sys.stdout)
     for name, rows in sections.items():
-        title = name.replace("_", " ")
+        title = tr(name.replace("_", " "))
         if not rows:
-            out.print(f"{title}: none")
+            out.print(_escape(tr(_("{title}: none").format(title=title))))
             continue
         table = Table(title=title, title_justify="left")
         for column in rows[0]:
@@ -162,7 +177,7 @@ def print_tables(sections: dict[str, list[dict]], stream: IO[str] | None = None)
 def print_warning(message: str, hint: str = "", stream: IO[str] | None = None) -> None:
     """Print a warning that is not an issue of a file, and its remedy."""
     out = console(stream)
-    out.print(f"[yellow]warning:[/] {_escape(message)}" + (f"\n    [dim]hint: {_escape(hint)}[/]" if hint else ""))
+    out.print(f"[yellow]{tr(_('warning:'))}[/] {_escape(tr(message))}" + _hint(hint))
 
 
 def print_tariff_table(table: dict, heading: str, stream: IO[str] | None = None) -> None:
@@ -171,25 +186,30 @@ def print_tariff_table(table: dict, heading: str, stream: IO[str] | None = None)
     from rich.table import Table
 
     out = console(stream or sys.stdout)
-    until = f" to {table['valid_until']}" if table["valid_until"] else " (no later table)"
-    if table["prices"] is not None:
-        basis = "a price per act"
+    if table["valid_until"]:
+        in_force = _("from {start} to {end}").format(start=table["valid_from"], end=table["valid_until"])
     else:
-        basis = f"coefficient x key-letter value {table['key_letter']} EUR, rounded half up to the cent"
+        in_force = _("from {start} (no later table)").format(start=table["valid_from"])
+    if table["prices"] is not None:
+        basis = _("a price per act")
+    else:
+        basis = _("coefficient x key-letter value {value} EUR, rounded half up to the cent").format(value=table["key_letter"])
     share = table["patient_share"]
-    lines = [("file", table["file"]), ("in force", f"from {table['valid_from']}{until}"), ("source", table["source"]),
-             ("prices", basis),
-             ("inferred", f"{', '.join(table['inferred'])} (not read from an official text)" if table["inferred"] else "none"),
-             ("patient share", f"{share['adult_percent']} % from age {share['minor_below_age']}, "
-                               f"{share['minor_percent']} % below")]
-    out.print(_escape(heading))
+    inferred = _("{acts} (not read from an official text)").format(acts=", ".join(table["inferred"]))
+    lines = [(_("file"), table["file"]), (_("in force"), in_force), (_("source"), table["source"]),
+             (_("prices"), basis),
+             (_("inferred"), inferred if table["inferred"] else _("none")),
+             (_("patient share"), _("{adult} % from age {age}, {minor} % below").format(
+                 adult=share["adult_percent"], age=share["minor_below_age"], minor=share["minor_percent"]))]
+    out.print(_escape(tr(heading)))
+    width = max(14, *(len(tr(label)) + 1 for label, _text in lines))
     for label, text in lines:
-        out.print(f"  {label:<14}{_escape(text)}")
+        out.print(f"  {tr(label):<{width}}{_escape(tr(text))}")
     grid = Table(box=None, padding=(0, 0, 0, 2), pad_edge=False)
-    columns = ["act", *(["coefficient"] if table["coefficients"] else []), "gross", "adult pays", "CNS (adult)",
-               "minor pays", "CNS (minor)"]
-    for column in columns:
-        grid.add_column(column, justify="left" if column == "act" else "right")
+    columns = [_("act"), *([_("coefficient")] if table["coefficients"] else []), _("gross"), _("adult pays"),
+               _("CNS (adult)"), _("minor pays"), _("CNS (minor)")]
+    for i, column in enumerate(columns):
+        grid.add_column(tr(column), justify="left" if i == 0 else "right")
     for act, price in table["acts"].items():
         grid.add_row(act, *([table["coefficients"][act]] if table["coefficients"] else []), price["gross"],
                      price["adult"]["patient_share"], price["adult"]["cns_share"],
@@ -202,11 +222,11 @@ def print_tariff_tables(tables: list[dict], stream: IO[str] | None = None) -> No
     from rich.table import Table
 
     grid = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False)
-    for column in ("from", "to", "file", "prices", "inferred", "source"):
-        grid.add_column(column)
+    for column in (_("from"), _("to"), _("file"), _("prices"), _("inferred"), _("source")):
+        grid.add_column(tr(column))
     for t in tables:
-        basis = "per act" if t["prices"] is not None else f"key letter {t['key_letter']}"
-        grid.add_row(t["valid_from"], t["valid_until"] or "", _escape(t["file"]), basis, ", ".join(t["inferred"]),
+        basis = _("per act") if t["prices"] is not None else _("key letter {value}").format(value=t["key_letter"])
+        grid.add_row(t["valid_from"], t["valid_until"] or "", _escape(t["file"]), tr(basis), ", ".join(t["inferred"]),
                      _escape(t["source"]))
     console(stream or sys.stdout).print(grid)
 
@@ -226,5 +246,5 @@ def progress(total: int | None, label: str, enabled: bool) -> Iterator[Callable[
     # redirect_stdout=False: rich would otherwise send what cnsx writes to stdout meanwhile
     # (fetch's list of files, data) to the terminal with the bar, and not down the pipe.
     with Progress(*columns, console=console(sys.stderr), transient=True, redirect_stdout=False) as bar:
-        task = bar.add_task(label, total=total)
+        task = bar.add_task(_escape(tr(label)), total=total)
         yield lambda n: bar.advance(task, n)

@@ -2,7 +2,9 @@
 
 Every failure a user can cause is a :class:`CnsxError` subclass carrying its exit code, a
 message saying what failed and where, and a hint saying what to try next. Only
-``cli.main`` turns them into a process exit; nothing else calls ``sys.exit``.
+``cli.main`` turns them into a process exit; nothing else calls ``sys.exit``. Messages and
+hints are English data (``i18n._`` marks them; ``str(exc)`` is English); the console shows
+them in the user's language.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import errno
 from enum import IntEnum
 from typing import TYPE_CHECKING, Sequence
+
+from cns_exchange.i18n import _
 
 if TYPE_CHECKING:  # pragma: no cover
     from cns_exchange.issues import Issue
@@ -96,11 +100,11 @@ class LocalIOError(CnsxError):
 #: SQLite's failures that are the machine's, not cnsx's: its database file or folder cannot be
 #: written (permissions, a read-only or full disk), with what to say of each.
 _SQLITE_LOCAL = {
-    "SQLITE_READONLY": "cannot be written (read-only: its permissions, or a read-only disk)",
-    "SQLITE_FULL": "cannot be written: the disk is full",
-    "SQLITE_CANTOPEN": "cannot be opened (its folder's permissions?)",
-    "SQLITE_PERM": "cannot be used: access denied",
-    "SQLITE_IOERR": "cannot be read or written (an input/output error of the disk)",
+    "SQLITE_READONLY": _("the practice database cannot be written (read-only: its permissions, or a read-only disk) ({error})"),
+    "SQLITE_FULL": _("the practice database cannot be written: the disk is full ({error})"),
+    "SQLITE_CANTOPEN": _("the practice database cannot be opened (its folder's permissions?) ({error})"),
+    "SQLITE_PERM": _("the practice database cannot be used: access denied ({error})"),
+    "SQLITE_IOERR": _("the practice database cannot be read or written (an input/output error of the disk) ({error})"),
 }
 
 #: What to try for an OSError of a local file, by its errno (else the last resort below).
@@ -160,6 +164,6 @@ def local_failure(exc: BaseException, name: str | None = None) -> CnsxError | No
         return None
     for prefix, what in _SQLITE_LOCAL.items():
         if sqlite_name == prefix or sqlite_name.startswith(prefix + "_"):
-            return LocalIOError(f"the practice database {what} ({exc})",
-                                "check the database file and its folder: owner, permissions, free space (cnsx doctor names them)")
+            return LocalIOError(what.format(error=exc),
+                                _("check the database file and its folder: owner, permissions, free space (cnsx doctor names them)"))
     return None

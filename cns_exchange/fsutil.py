@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from cns_exchange.errors import UsageError
+from cns_exchange.i18n import _
 
 
 def private_dir(folder: Path, parents: bool = True) -> Path:
@@ -77,7 +78,8 @@ def temp_file(folder: Path, prefix: str = ".cnsx-", suffix: str = ".part") -> It
     try:
         fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
     except OSError as exc:  # name the folder, not a temp name the user never chose
-        raise OSError(exc.errno, f"cannot create a file in this folder ({exc.strerror})", str(folder)) from None
+        raise OSError(exc.errno, _("cannot create a file in this folder ({reason})").format(reason=exc.strerror),
+                      str(folder)) from None
     path = Path(name)
     stream = os.fdopen(fd, "w+b")
     try:

@@ -28,13 +28,14 @@ cnsx_apt_install() {
 # xmllint (libxml2-utils, the independent validator the tests cross-check with), OpenSSH (the
 # SFTP transport tests run a real sshd, tests/sshd.py, and cross-check with sftp), pdftoppm and
 # pdftotext (poppler-utils: the printed PDFs are rendered to PNG in tests/artefacts/ and read by
-# a second PDF reader).
+# a second PDF reader), msgfmt (gettext: checks the French catalogue, which cnsx compiles itself).
 cnsx_test_tools() {
     local need=()
     command -v xmllint >/dev/null || need+=(libxml2-utils)
     [ -x /usr/sbin/sshd ] || need+=(openssh-server)
     command -v sftp >/dev/null || need+=(openssh-client)
     command -v pdftoppm >/dev/null || need+=(poppler-utils)
+    command -v msgfmt >/dev/null || need+=(gettext)
     if [ ${#need[@]} -gt 0 ]; then cnsx_apt_install "${need[@]}"; fi
 }
 

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from hypothesis import settings as hypothesis_settings
 from stdnum import luhn, verhoeff
 
+from cns_exchange import i18n
 from cns_exchange.cli import cli
 from conftest_sshd import *  # noqa: F401,F403 - the real OpenSSH server fixtures (sshd, sshd_server)
 
@@ -61,11 +62,17 @@ class Result:
 
 @pytest.fixture(autouse=True)
 def isolated_config(tmp_path_factory, monkeypatch):
-    """Every test gets an empty config folder and no CNSX_* variables from the caller."""
+    """Every test gets an empty config folder, no CNSX_* variables from the caller, and
+    English messages whatever the caller's locale (a French developer's LANG; tests of French
+    ask for it)."""
     folder = tmp_path_factory.mktemp("config")
     for name in list(os.environ):
         if name.startswith("CNSX_") and name != "CNSX_NO_SKIP":
             monkeypatch.delenv(name)
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    i18n.choose(None)  # a French config read in-process by an earlier test no longer speaks
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     monkeypatch.setenv("CNSX_CONFIG_DIR", str(folder))
     return folder

@@ -76,6 +76,7 @@ def test_wheel_holds_schemas_and_data(wheel):
     expected = {f"cns_exchange/schemas/{v}/{p.name}" for v in versions for p in (SCHEMAS / v).glob("*.xsd")}
     expected |= {f"cns_exchange/schemas/{v}/manifest.json" for v in versions}
     expected.add("cns_exchange/domain/data/codes.json")
+    expected.add("cns_exchange/locale/fr/LC_MESSAGES/cnsx.mo")
     expected |= {f"cns_exchange/domain/data/nomenclature/{p.name}" for p in (ROOT / "cns_exchange" / "domain" / "data" / "nomenclature").glob("*.json")}
     assert len(expected) >= 16
     missing = sorted(expected - names)
@@ -119,6 +120,17 @@ def test_installed_validate_refuses_a_broken_document(outside):
     proc = outside("-m", "cns_exchange", "validate", "123456_FAC_20261120_000009.xml")
     assert proc.returncode == 3
     assert "XSD01" in proc.stderr.decode()
+
+
+def test_installed_copy_speaks_french(outside, installed):
+    """The compiled catalogue ships in the wheel and is found in the installed package."""
+    proc = outside("-c", "import os; os.environ['LANG'] = 'fr_LU.UTF-8'; "
+                         "from cns_exchange import i18n; from cns_exchange.i18n import _, tr; "
+                         "print(i18n.LOCALE_DIR); print(tr(_('fix the value')))")
+    assert proc.returncode == 0, proc.stderr.decode()
+    folder, text = proc.stdout.decode().splitlines()
+    assert Path(folder).resolve().is_relative_to(installed.resolve())
+    assert text == "corrigez la valeur"
 
 
 def test_installed_build_invoice(outside):

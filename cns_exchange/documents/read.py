@@ -29,6 +29,7 @@ from cns_exchange.domain.model import (
     PaymentLine,
 )
 from cns_exchange.documents.safe import PARSER_OPTIONS, has_doctype
+from cns_exchange.i18n import _, reason
 
 ITEM_TAGS = {"request": "Demande", "billing": "MemoireHonoraires", "answers": "Reponse", "payment": "Ligne", "ack": None}
 _TREATMENT = {"initial": "initial", "prolongation": "extension"}
@@ -65,7 +66,7 @@ def parse_amount(text: str | None) -> int:
         digits = text.replace(".", "", 1)
         if digits.isdigit():
             return int(digits)
-    raise ValueError(f"'{text}' is not an amount")
+    raise ValueError(_("'{text}' is not an amount").format(text=text))
 
 
 def date_of(text: str | None, cache: dict[str, date]) -> date:
@@ -192,10 +193,10 @@ def _fee_note_columns(el, dates) -> FeeNoteColumns:
         elif tag == "DateOrdonnance":
             prescribed = (child.text or "").strip()
     if number is None or certificate is None or patient is None:
-        raise ValueError("NumeroMemoire, NumeroTitre or Patient missing")
+        raise ValueError(_("NumeroMemoire, NumeroTitre or Patient missing"))
     texts = _SESSION_TEXTS(el)
     if len(texts) != 7 * len(session_lines):
-        raise ValueError("a session does not have its seven fields")
+        raise ValueError(_("a session does not have its seven fields"))
     return FeeNoteColumns(number, certificate, (patient.findtext("Matricule") or "").strip(),
                           patient.findtext("Nom") or "", patient.findtext("Prenom") or "", texts, session_lines,
                           prescribed)
@@ -314,7 +315,7 @@ def read_header(source: IO[bytes], limit: int = 1 << 16) -> Header | None:
     """
     data = source.read(limit)
     try:
-        for _, el in etree.iterparse(io.BytesIO(data), events=("end",), tag="EnTete", **PARSER_OPTIONS):
+        for _event, el in etree.iterparse(io.BytesIO(data), events=("end",), tag="EnTete", **PARSER_OPTIONS):
             if has_doctype(el):
                 return None
             parent = el.getparent()
@@ -328,10 +329,10 @@ def read_header(source: IO[bytes], limit: int = 1 << 16) -> Header | None:
 def _why_unreadable(exc: Exception) -> str:
     """What a record that cannot be read lacks, said to a user (the reader's Item.error)."""
     if isinstance(exc, KeyError):
-        return f"element {exc.args[0]} missing"
+        return _("element {name} missing").format(name=exc.args[0])
     if isinstance(exc, AttributeError):
-        return "a required element is missing"
-    return str(exc)
+        return _("a required element is missing")
+    return reason(exc)
 
 
 class _LineReader:
@@ -486,7 +487,7 @@ def schema_findings(path: str, schema, item_tag: str, root: str, native: bool | 
     etree.clear_error_log()  # libxml2's log is global: a previous document must not speak here
     with open(path, "rb") as source:
         try:
-            for _, el in etree.iterparse(source, events=("end",), tag=(item_tag, root), schema=schema, **PARSER_OPTIONS):
+            for _event, el in etree.iterparse(source, events=("end",), tag=(item_tag, root), schema=schema, **PARSER_OPTIONS):
                 if el.getparent() is None:
                     continue
                 el.clear()  # items are only validated here: free them as they pass

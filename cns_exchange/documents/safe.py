@@ -15,6 +15,7 @@ import tempfile
 from typing import IO
 
 from cns_exchange.errors import InputError
+from cns_exchange.i18n import _
 
 #: The parser options every cnsx XML read uses. Never left to library defaults.
 PARSER_OPTIONS = dict(
@@ -73,7 +74,8 @@ def spool(name: str, stream: IO[bytes], limit: int) -> IO[bytes]:
         shutil.copyfileobj(_BoundedReader(stream, limit), tmp, 1 << 20)
     except TooLargeError:
         tmp.close()
-        raise DocumentTooLarge(f"more than {limit} bytes, over the limit", "raise --max-size if the document is genuine") from None
+        raise DocumentTooLarge(_("more than {limit} bytes, over the limit").format(limit=limit),
+                               _("raise --max-size if the document is genuine")) from None
     except BaseException:
         tmp.close()  # (deletes it: nothing is left behind by Ctrl-C)
         raise
@@ -93,7 +95,8 @@ def copy_bounded(stream: IO[bytes], write, limit: int, name: str = "<stdin>") ->
             return size
         size += len(chunk)
         if size > limit:
-            raise DocumentTooLarge(f"{name}: more than {limit} bytes, over the limit", "raise max_xml_bytes if the document is genuine")
+            raise DocumentTooLarge(_("{file}: more than {limit} bytes, over the limit").format(file=name, limit=limit),
+                                   _("raise max_xml_bytes if the document is genuine"))
         write(chunk)
 
 
@@ -107,11 +110,13 @@ def open_document(name: str, limit: int) -> IO[bytes]:
     try:
         stream = open(name, "rb")
     except OSError as exc:
-        raise DocumentUnreadable(f"cannot open ({exc.strerror})", "check the path and the permissions") from None
+        raise DocumentUnreadable(_("cannot open ({reason})").format(reason=exc.strerror),
+                                 _("check the path and the permissions")) from None
     size = os.fstat(stream.fileno()).st_size
     if limit and size > limit:
         stream.close()
-        raise DocumentTooLarge(f"{size} bytes, over the limit of {limit}", "raise --max-size if the document is genuine")
+        raise DocumentTooLarge(_("{size} bytes, over the limit of {limit}").format(size=size, limit=limit),
+                               _("raise --max-size if the document is genuine"))
     return stream
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from cns_exchange.errors import ConfigError
+from cns_exchange.i18n import _, reason
 
 KINDS = ("request", "billing", "ack", "answers", "payment")
 
@@ -26,7 +27,7 @@ def bundled_dir() -> Path:
     for candidate in (package / "schemas", package.parent / "schemas"):
         if candidate.is_dir():
             return candidate
-    raise ConfigError("the bundled schema sets are missing from this installation", "reinstall cnsx")
+    raise ConfigError(_("the bundled schema sets are missing from this installation"), _("reinstall cnsx"))
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ class SchemaSet:
                 parser = etree.XMLParser(**PARSER_OPTIONS)
                 compiled = etree.XMLSchema(etree.parse(str(spec.xsd), parser))
             except (OSError, etree.XMLSyntaxError, etree.XMLSchemaParseError) as exc:
-                raise ConfigError(f"{spec.xsd}: cannot load the XSD ({exc})", "fix or remove this schema set") from None
+                raise ConfigError(_("{file}: cannot load the XSD ({error})").format(file=spec.xsd, error=exc),
+                                  _("fix or remove this schema set")) from None
             self._compiled[kind] = compiled
         return compiled
 
@@ -81,13 +83,14 @@ def _load_manifest(folder: Path) -> SchemaSet:
         documents = {}
         for kind, spec in raw["documents"].items():
             if kind not in KINDS:
-                raise ValueError(f"unknown document kind '{kind}' (kinds: {', '.join(KINDS)})")
+                raise ValueError(_("unknown document kind '{kind}' (kinds: {kinds})").format(kind=kind, kinds=", ".join(KINDS)))
             xsd = folder / spec["xsd"]
             if not xsd.is_file():
-                raise ValueError(f"{spec['xsd']} does not exist")
+                raise ValueError(_("{file} does not exist").format(file=spec["xsd"]))
             documents[kind] = DocumentSpec(kind, spec["root"], xsd)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: bad schema-set manifest ({exc})", "see docs/formats.md, Adding a schema version") from None
+        raise ConfigError(_("{file}: bad schema-set manifest ({error})").format(file=path, error=reason(exc)),
+                          _("see docs/formats.md, Adding a schema version")) from None
     return SchemaSet(version, valid_from, valid_until, folder, documents)
 
 
@@ -104,8 +107,9 @@ class SchemaRegistry:
             schema_set = _load_manifest(folder)
             if schema_set.version in self.sets:
                 raise ConfigError(
-                    f"{folder}: schema version {schema_set.version} is already installed at {self.sets[schema_set.version].folder}",
-                    "give the new set its own version",
+                    _("{folder}: schema version {version} is already installed at {other}").format(
+                        folder=folder, version=schema_set.version, other=self.sets[schema_set.version].folder),
+                    _("give the new set its own version"),
                 )
             self.sets[schema_set.version] = schema_set
 
@@ -114,14 +118,15 @@ class SchemaRegistry:
         try:
             return self.sets[version]
         except KeyError:
-            raise ConfigError(f"schema version '{version}' is not installed (installed: {', '.join(self.sets)})",
-                              "install it in the config folder's schemas/ (docs/formats.md)") from None
+            raise ConfigError(_("schema version '{version}' is not installed (installed: {installed})")
+                              .format(version=version, installed=", ".join(self.sets)),
+                              _("install it in the config folder's schemas/ (docs/formats.md)")) from None
 
     def in_force(self, day: date) -> SchemaSet:
         """Return the newest set in force on ``day``."""
         candidates = [s for s in self.sets.values() if s.in_force(day)]
         if not candidates:
-            raise ConfigError(f"no schema set is in force on {day}", "install one, or pass --schema-version")
+            raise ConfigError(_("no schema set is in force on {day}").format(day=day), _("install one, or pass --schema-version"))
         return max(candidates, key=lambda s: s.valid_from)
 
     def kind_of_root(self, root: str) -> list[tuple[SchemaSet, str]]:

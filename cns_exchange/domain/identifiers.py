@@ -14,6 +14,8 @@ from functools import lru_cache
 
 from stdnum import luhn, verhoeff
 
+from cns_exchange.i18n import _
+
 #: A rule's finding: (issue code, message).
 Problem = tuple[str, str]
 
@@ -31,23 +33,24 @@ def check_matricule(value: str) -> tuple[Problem, ...]:
     calendar date is only a warning (MAT04).
     """
     if _DIGITS_11.match(value):
-        return (("MAT05", f"'{value}' is an old 11-digit matricule, not accepted in exchange files"),)
+        return (("MAT05", _("'{value}' is an old 11-digit matricule, not accepted in exchange files").format(value=value)),)
     if not MATRICULE_FORM.match(value):
-        return (("MAT01", f"'{_mask(value)}' is not 13 digits starting with 1-9"),)
+        return (("MAT01", _("'{value}' is not 13 digits starting with 1-9").format(value=_mask(value))),)
     base = value[:11]
     problems: list[Problem] = []
     if luhn.calc_check_digit(base) != value[11]:
-        problems.append(("MAT02", "matricule check digit C1 (Luhn over the first 11 digits) is wrong"))
+        problems.append(("MAT02", _("matricule check digit C1 (Luhn over the first 11 digits) is wrong")))
     if verhoeff.calc_check_digit(base) != value[12]:
-        problems.append(("MAT03", "matricule check digit C2 (Verhoeff over the first 11 digits) is wrong"))
+        problems.append(("MAT03", _("matricule check digit C2 (Verhoeff over the first 11 digits) is wrong")))
     if not problems and not _is_calendar_date(value):
-        problems.append(("MAT04", f"matricule birth date {value[:4]}-{value[4:6]}-{value[6:8]} is not a calendar date"))
+        problems.append(("MAT04", _("matricule birth date {date} is not a calendar date")
+                         .format(date=f"{value[:4]}-{value[4:6]}-{value[6:8]}")))
     return tuple(problems)
 
 
 def is_valid_matricule(value: str) -> bool:
     """Return True if ``value`` is an acceptable matricule (warnings allowed)."""
-    return all(code == "MAT04" for code, _ in check_matricule(value))
+    return all(code == "MAT04" for code, _message in check_matricule(value))
 
 
 def _is_calendar_date(value: str) -> bool:
@@ -92,7 +95,7 @@ def check_provider(value: str) -> tuple[Problem, ...]:
     """Check a CNS provider code: 6 to 8 digits, no check digit published."""
     if _PROVIDER.match(value):
         return ()
-    return (("PRV01", f"'{value}' is not a provider code of 6 to 8 digits"),)
+    return (("PRV01", _("'{value}' is not a provider code of 6 to 8 digits").format(value=value)),)
 
 
 def normalise_prescriber(value: str) -> str:
@@ -104,7 +107,7 @@ def check_prescriber(value: str) -> tuple[Problem, ...]:
     """Check a prescriber code after :func:`normalise_prescriber`: 6 to 8 digits."""
     if _PRESCRIBER.match(value):
         return ()
-    return (("PRS01", f"'{value}' is not a prescriber code of 6 to 8 digits"),)
+    return (("PRS01", _("'{value}' is not a prescriber code of 6 to 8 digits").format(value=value)),)
 
 
 def show_matricule(matricule: str, masked: bool) -> str:

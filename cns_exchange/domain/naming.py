@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from cns_exchange.i18n import _
+
 KIND_CODES = {
     "request": "DTP",   # demande de titre de prise en charge
     "billing": "FAC",   # fichier de facturation
@@ -79,16 +81,19 @@ def disagreements(name: str, kind: str, provider: str, created: date, sequence: 
     not follow the convention is one phrase."""
     parsed = parse_name(name)
     if parsed is None:
-        return [f"'{name}' does not follow SENDER_KIND_YYYYMMDD_SEQUENCE.xml"]
+        return [_("'{name}' does not follow SENDER_KIND_YYYYMMDD_SEQUENCE.xml").format(name=name)]
     found = []
     if parsed.sender != provider:
-        found.append(f"provider {parsed.sender}, the document's is {provider}")
+        found.append(_("provider {named}, the document's is {provider}").format(named=parsed.sender, provider=provider))
     if parsed.kind != kind:
-        found.append(f"kind {KIND_CODES[parsed.kind]}, the document is {KIND_CODES.get(kind, kind)}")
+        found.append(_("kind {named}, the document is {kind}").format(named=KIND_CODES[parsed.kind],
+                                                                      kind=KIND_CODES.get(kind, kind)))
     if parsed.day != created:
-        found.append(f"date {parsed.day:%Y%m%d}, the document was created on {created:%Y%m%d}")
+        found.append(_("date {named}, the document was created on {created}").format(named=f"{parsed.day:%Y%m%d}",
+                                                                                   created=f"{created:%Y%m%d}"))
     if parsed.sequence != sequence:
-        found.append(f"sequence {parsed.sequence:06d}, the document's NumeroSequence is {sequence:06d}")
+        found.append(_("sequence {named}, the document's NumeroSequence is {sequence}").format(
+            named=f"{parsed.sequence:06d}", sequence=f"{sequence:06d}"))
     return found
 
 

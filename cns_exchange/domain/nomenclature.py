@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterable
 
 from cns_exchange.errors import ConfigError
+from cns_exchange.i18n import _
 from cns_exchange.domain.identifiers import anniversary
 
 CENT = Decimal("0.01")
@@ -194,10 +195,12 @@ def _decimal(value: object, where: str, field: str, zero_ok: bool = False) -> De
     try:
         result = Decimal(str(value))
     except InvalidOperation:
-        raise ConfigError(f"{where}: {field} '{value}' is not a number", "fix the tariff table") from None
+        raise ConfigError(_("{where}: {field} '{value}' is not a number").format(where=where, field=field, value=value),
+                          _("fix the tariff table")) from None
     if not result.is_finite() or result < 0 or (result == 0 and not zero_ok):
-        raise ConfigError(f"{where}: {field} '{value}' must be a {'non-negative' if zero_ok else 'positive'} number",
-                          "fix the tariff table")
+        wrong = _("{where}: {field} '{value}' must be a non-negative number") if zero_ok else \
+            _("{where}: {field} '{value}' must be a positive number")
+        raise ConfigError(wrong.format(where=where, field=field, value=value), _("fix the tariff table"))
     return result
 
 
@@ -211,25 +214,28 @@ def parse_table(text: str, where: str, known_acts: Iterable[str]) -> TariffTable
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{where}:{exc.lineno}: not valid JSON ({exc.msg})", "fix the tariff table") from None
+        raise ConfigError(_("{where}:{line}: not valid JSON ({error})").format(where=where, line=exc.lineno, error=exc.msg),
+                          _("fix the tariff table")) from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: a tariff table is a JSON object", "see docs/rules.md, Tariffs")
+        raise ConfigError(_("{where}: a tariff table is a JSON object").format(where=where), _("see docs/rules.md, Tariffs"))
     by_prices = "prices" in raw
     if by_prices and ("key_letter" in raw or "coefficients" in raw):
-        raise ConfigError(f"{where}: a table gives prices, or a key letter and coefficients, not both",
-                          "see docs/rules.md, Tariffs")
+        raise ConfigError(_("{where}: a table gives prices, or a key letter and coefficients, not both").format(where=where),
+                          _("see docs/rules.md, Tariffs"))
     basis = {"prices"} if by_prices else {"key_letter", "coefficients"}
     missing = ({"valid_from", "source", "patient_share"} | basis) - raw.keys()
     if missing:
-        raise ConfigError(f"{where}: missing {', '.join(sorted(missing))}", "see docs/rules.md, Tariffs")
+        raise ConfigError(_("{where}: missing {keys}").format(where=where, keys=", ".join(sorted(missing))),
+                          _("see docs/rules.md, Tariffs"))
     try:
         valid_from = date.fromisoformat(str(raw["valid_from"]))
         if valid_from.isoformat() != str(raw["valid_from"]):  # (fromisoformat also takes week dates)
             raise ValueError
     except ValueError:
-        raise ConfigError(f"{where}: valid_from '{raw['valid_from']}' is not a YYYY-MM-DD date", "fix the tariff table") from None
+        raise ConfigError(_("{where}: valid_from '{value}' is not a YYYY-MM-DD date").format(where=where, value=raw["valid_from"]),
+                          _("fix the tariff table")) from None
     if not str(raw["source"]).strip():
-        raise ConfigError(f"{where}: source is empty", "say where the figures come from")
+        raise ConfigError(_("{where}: source is empty").format(where=where), _("say where the figures come from"))
     try:
         key_value = None if by_prices else _decimal(raw["key_letter"]["value"], where, "key_letter.value")
         share = raw["patient_share"]
@@ -237,32 +243,36 @@ def parse_table(text: str, where: str, known_acts: Iterable[str]) -> TariffTable
         minor = _decimal(share["minor_percent"], where, "patient_share.minor_percent", zero_ok=True)
         minor_age = int(share["minor_below_age"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: key_letter or patient_share incomplete ({exc})", "see docs/rules.md, Tariffs") from None
+        raise ConfigError(_("{where}: key_letter or patient_share incomplete ({error})").format(where=where, error=exc),
+                          _("see docs/rules.md, Tariffs")) from None
     if minor_age < 0:
-        raise ConfigError(f"{where}: patient_share.minor_below_age must not be negative", "fix the tariff table")
+        raise ConfigError(_("{where}: patient_share.minor_below_age must not be negative").format(where=where),
+                          _("fix the tariff table"))
     if adult > 100 or minor > 100:
-        raise ConfigError(f"{where}: a patient share is over 100 %", "fix the tariff table")
+        raise ConfigError(_("{where}: a patient share is over 100 %").format(where=where), _("fix the tariff table"))
     per_act = "prices" if by_prices else "coefficients"
     figures = raw[per_act]
     if not isinstance(figures, dict):
-        raise ConfigError(f"{where}: {per_act} must map act codes to numbers", "see docs/rules.md, Tariffs")
+        raise ConfigError(_("{where}: {figures} must map act codes to numbers").format(where=where, figures=per_act),
+                          _("see docs/rules.md, Tariffs"))
     known = set(known_acts)
     if set(figures) != known:
         raise ConfigError(
-            f"{where}: {per_act} must cover exactly the acts {', '.join(sorted(known))}"
-            f" (got {', '.join(sorted(figures)) or 'none'})",
-            "fix the tariff table",
+            _("{where}: {figures} must cover exactly the acts {acts} (got {given})").format(
+                where=where, figures=per_act, acts=", ".join(sorted(known)), given=", ".join(sorted(figures)) or _("none")),
+            _("fix the tariff table"),
         )
     values = {act: _decimal(v, where, f"{per_act}.{act}") for act, v in figures.items()}
     if by_prices:
         for act, price in values.items():
             if price != price.quantize(CENT):
-                raise ConfigError(f"{where}: prices.{act} '{figures[act]}' has more than 2 decimals",
-                                  "write a price in euros to the cent")
+                raise ConfigError(_("{where}: prices.{act} '{value}' has more than 2 decimals")
+                                  .format(where=where, act=act, value=figures[act]), _("write a price in euros to the cent"))
     inferred = raw.get("inferred", [])
     if not isinstance(inferred, list) or not all(isinstance(f, str) and f in basis for f in inferred):
-        raise ConfigError(f"{where}: inferred must be a list of {', '.join(sorted(basis))} (got {inferred!r})",
-                          "see docs/rules.md, Tariffs")
+        raise ConfigError(_("{where}: inferred must be a list of {figures} (got {given})")
+                          .format(where=where, figures=", ".join(sorted(basis)), given=repr(inferred)),
+                          _("see docs/rules.md, Tariffs"))
     return TariffTable(
         valid_from=valid_from,
         key_letter_value=key_value,
@@ -311,14 +321,16 @@ def load_nomenclature(user_dirs: Iterable[Path] = ()) -> Nomenclature:
             try:
                 text = path.read_text("utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{path}: cannot read tariff table ({exc})", "fix the file's permissions or encoding") from None
+                raise ConfigError(_("{file}: cannot read tariff table ({error})").format(file=path, error=exc),
+                                  _("fix the file's permissions or encoding")) from None
             tables.append(parse_table(text, str(path), acts))
     seen: dict[date, str] = {}
     for table in tables:
         if table.valid_from in seen:
             raise ConfigError(
-                f"{table.path}: a tariff table starting {table.valid_from} already exists ({seen[table.valid_from]})",
-                "give each table its own valid_from date",
+                _("{file}: a tariff table starting {start} already exists ({other})")
+                .format(file=table.path, start=table.valid_from, other=seen[table.valid_from]),
+                _("give each table its own valid_from date"),
             )
         seen[table.valid_from] = table.path
     return Nomenclature(tables)

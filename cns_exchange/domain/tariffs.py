@@ -21,6 +21,7 @@ from typing import Sequence
 
 from cns_exchange import clock
 from cns_exchange.errors import InputError, UsageError
+from cns_exchange.i18n import _, join
 from cns_exchange.domain.model import amount
 from cns_exchange.domain.nomenclature import (CENT, CURRENT_FOR_MONTHS, Codes, Nomenclature, NoTariffError, TariffTable,
                                        parse_table)
@@ -79,8 +80,10 @@ def in_force(nomenclature: Nomenclature, day: date) -> dict:
         table = nomenclature.table_on(day)
     except NoTariffError:
         first = nomenclature.tables[0].valid_from if nomenclature.tables else None
-        raise UsageError(f"no tariff table is in force on {day}" + (f" (the first starts {first})" if first else ""),
-                         "give a later --date, or add a table starting earlier (cnsx tariffs add)") from None
+        message = _("no tariff table is in force on {day} (the first starts {first})") if first else \
+            _("no tariff table is in force on {day}")
+        raise UsageError(message.format(day=day, first=first),
+                         _("give a later --date, or add a table starting earlier (cnsx tariffs add)")) from None
     return {"date": day.isoformat(), "table": describe(nomenclature, table), **_currency(nomenclature, day)}
 
 
@@ -111,9 +114,11 @@ def _assignments(values: Sequence[str], option: str) -> dict[str, str]:
         act, sep, value = text.partition("=")
         act, value = act.strip().upper(), value.strip()
         if not sep or not act or not value:
-            raise UsageError(f"{option} {text}: not ACT=VALUE", f"e.g. {option} ZD11=88.89")
+            raise UsageError(_("{option} {text}: not ACT=VALUE").format(option=option, text=text),
+                             _("e.g. {option} ZD11=88.89").format(option=option))
         if act in found:
-            raise UsageError(f"{option} {text}: {act} is given twice", "give each act once")
+            raise UsageError(_("{option} {text}: {act} is given twice").format(option=option, text=text, act=act),
+                             _("give each act once"))
         found[act] = value
     return found
 
@@ -122,14 +127,14 @@ def _positive(text: str, what: str, problems: list[str], to_the_cent: bool = Fal
     """A positive decimal (``.`` or ``,`` before the decimals), with ``to_the_cent`` at most 2
     decimals (a price in euros); None and a problem otherwise."""
     if not _NUMBER.fullmatch(text):
-        problems.append(f"{what} '{text}' is not a number (write e.g. 88.89)")
+        problems.append(_("{what} '{text}' is not a number (write e.g. 88.89)").format(what=what, text=text))
         return None
     value = Decimal(text.replace(",", "."))
     if value <= 0:
-        problems.append(f"{what} '{text}' is not positive")
+        problems.append(_("{what} '{text}' is not positive").format(what=what, text=text))
         return None
     if to_the_cent and value != value.quantize(CENT):
-        problems.append(f"{what} '{text}' has more than 2 decimals: a price is in euros, to the cent")
+        problems.append(_("{what} '{text}' has more than 2 decimals: a price is in euros, to the cent").format(what=what, text=text))
         return None
     return value.quantize(CENT) if to_the_cent else value
 
@@ -138,14 +143,15 @@ def _per_act(given: dict[str, str], codes: Codes, option: str, problems: list[st
     values = {}
     for act, text in given.items():
         if act not in codes.acts:
-            problems.append(f"{option} {act}: not an act of the nomenclature ({', '.join(codes.acts)})")
+            problems.append(_("{option} {act}: not an act of the nomenclature ({acts})")
+                            .format(option=option, act=act, acts=", ".join(codes.acts)))
             continue
         value = _positive(text, f"{option} {act}", problems, to_the_cent)
         if value is not None:
             values[act] = value
     missing = [act for act in codes.acts if act not in given]
     if missing:
-        problems.append(f"{option}: no value for {', '.join(missing)} (every act needs one)")
+        problems.append(_("{option}: no value for {acts} (every act needs one)").format(option=option, acts=", ".join(missing)))
     return values
 
 
@@ -168,22 +174,24 @@ def add_table(nomenclature: Nomenclature, codes: Codes, folder: Path, valid_from
     """
     start = clock.day("--valid-from", valid_from)
     if not source.strip():
-        raise UsageError("--source is empty", "say where the figures come from: the CNS letter or the regulation, with its date")
+        raise UsageError(_("--source is empty"),
+                         _("say where the figures come from: the CNS letter or the regulation, with its date"))
     if prices and (key_letter is not None or coefficients):
-        raise UsageError("--price with --key-letter or --coefficient: a table gives prices, or a key letter and coefficients",
-                         "give one of the two")
+        raise UsageError(_("--price with --key-letter or --coefficient: a table gives prices, or a key letter and coefficients"),
+                         _("give one of the two"))
     if coefficients and key_letter is None:
-        raise UsageError("--coefficient without --key-letter", "give the key-letter value the coefficients multiply")
+        raise UsageError(_("--coefficient without --key-letter"), _("give the key-letter value the coefficients multiply"))
     if not prices and key_letter is None:
-        raise UsageError("no figures: give --price ACT=EUR for every act, or --key-letter EUR (with --coefficient ACT=N)",
-                         "see docs/cli.md, cnsx tariffs add")
+        raise UsageError(_("no figures: give --price ACT=EUR for every act, or --key-letter EUR (with --coefficient ACT=N)"),
+                         _("see docs/cli.md, cnsx tariffs add"))
     for table in nomenclature.tables:
         if table.valid_from == start:
-            raise UsageError(f"a tariff table starting {start} exists already: {table.path}",
-                             "a table is never replaced: give the new one its own --valid-from date")
+            raise UsageError(_("a tariff table starting {start} exists already: {file}").format(start=start, file=table.path),
+                             _("a table is never replaced: give the new one its own --valid-from date"))
     target = folder / f"{start.isoformat()}.json"
     if target.exists() or target.is_symlink():
-        raise UsageError(f"{target} exists already; cnsx never overwrites a file", "remove it, or give another --valid-from")
+        raise UsageError(_("{file} exists already; cnsx never overwrites a file").format(file=target),
+                         _("remove it, or give another --valid-from"))
     price_options = _assignments(prices, "--price")
     coefficient_options = _assignments(coefficients, "--coefficient")
 
@@ -201,16 +209,16 @@ def add_table(nomenclature: Nomenclature, codes: Codes, folder: Path, valid_from
             factors = _per_act(coefficient_options, codes, "--coefficient", problems, to_the_cent=False)
             if before is not None and before.prices is None and "coefficients" in before.inferred and not inferred \
                     and factors == {a: before.coefficients[a] for a in factors}:
-                notes.append(f"the coefficients are those {before.path} marks as inferred: if the key-letter value is "
-                             "official, make sure the coefficients are the official ones too")
+                notes.append(_("the coefficients are those {file} marks as inferred: if the key-letter value is "
+                               "official, make sure the coefficients are the official ones too").format(file=before.path))
         else:
             factors = _coefficients_before(before, inferred, problems)
         figures = {"key_letter": {"value": str(value) if value is not None else key_letter},
                    "coefficients": {act: str(factors[act]) for act in codes.acts if act in factors}}
         marked = ["key_letter", "coefficients"]
     if problems:
-        raise InputError(f"the tariff table is refused: {'; '.join(problems)}; nothing was written",
-                         "fix the values and run the command again")
+        raise InputError(_("the tariff table is refused: {problems}; nothing was written").format(problems=join("; ", problems)),
+                         _("fix the values and run the command again"))
     if inferred:
         raw["inferred"] = marked
     raw.update(figures)
@@ -222,16 +230,17 @@ def add_table(nomenclature: Nomenclature, codes: Codes, folder: Path, valid_from
     if before is not None and not accept_change:
         _check_change(before, new, codes, problems)
         if problems:
-            raise InputError(f"the tariff table is refused: {'; '.join(problems)}; nothing was written",
-                             "check the figures (a key-letter value with coefficients of another scale, or a mistyped "
-                             "price, gives such a change); pass --accept-change if they are right")
-    notes.append(f"patient share as in {share_from.path}: {share_from.adult_percent} % for adults, "
-                 f"{share_from.minor_percent} % below {share_from.minor_below_age}")
+            raise InputError(_("the tariff table is refused: {problems}; nothing was written").format(problems=join("; ", problems)),
+                             _("check the figures (a key-letter value with coefficients of another scale, or a mistyped "
+                               "price, gives such a change); pass --accept-change if they are right"))
+    notes.append(_("patient share as in {file}: {adult} % for adults, {minor} % below {age}").format(
+        file=share_from.path, adult=share_from.adult_percent, minor=share_from.minor_percent, age=share_from.minor_below_age))
     together = Nomenclature([*nomenclature.tables, new])
     until = together.current_until()
     if today is not None and until is not None and today > until:
-        notes.append(f"the newest table starts {together.tables[-1].valid_from}: on {today} it is more than "
-                      f"{CURRENT_FOR_MONTHS} months old, so builds and validate still warn (NOM05)")
+        notes.append(_("the newest table starts {start}: on {today} it is more than {months} months old, "
+                       "so builds and validate still warn (NOM05)").format(
+            start=together.tables[-1].valid_from, today=today, months=CURRENT_FOR_MONTHS))
     result = NewTable(target, text, describe(together, new), written=False, notes=notes)
     if not dry_run:
         _write(target, text)
@@ -251,13 +260,15 @@ def _coefficients_before(before: TariffTable | None, inferred: bool, problems: l
     """The coefficients of the table before, for a new key-letter value: only official ones
     (or inferred ones for a table marked inferred itself)."""
     if before is None or before.prices is not None:
-        what = "no table before it" if before is None else f"{before.path} gives prices, not coefficients"
-        problems.append(f"--key-letter without --coefficient: {what}; give --coefficient ACT=N for every act")
+        what = _("no table before it") if before is None else \
+            _("{file} gives prices, not coefficients").format(file=before.path)
+        problems.append(_("--key-letter without --coefficient: {what}; give --coefficient ACT=N for every act").format(what=what))
         return {}
     if "coefficients" in before.inferred and not inferred:
-        problems.append(f"--key-letter without --coefficient: the coefficients of {before.path} are inferred, not "
-                        "official, and an official key-letter value with them gives wrong prices; give the official "
-                        "coefficients (--coefficient ACT=N for every act), or the prices (--price ACT=EUR)")
+        problems.append(_("--key-letter without --coefficient: the coefficients of {file} are inferred, not "
+                          "official, and an official key-letter value with them gives wrong prices; give the official "
+                          "coefficients (--coefficient ACT=N for every act), or the prices (--price ACT=EUR)")
+                        .format(file=before.path))
         return {}
     return dict(before.coefficients)
 
@@ -270,7 +281,8 @@ def _check_change(before: TariffTable, new: TariffTable, codes: Codes, problems:
         if abs(change) > LARGEST_CHANGE:
             moves.append(f"{act} {amount(old)} → {amount(now)} EUR ({change * 100:+.0f} %)")
     if moves:
-        problems.append(f"prices would move by more than {LARGEST_CHANGE * 100:.0f} % from {before.path}: {', '.join(moves)}")
+        problems.append(_("prices would move by more than {percent} % from {file}: {moves}").format(
+            percent=f"{LARGEST_CHANGE * 100:.0f}", file=before.path, moves=", ".join(moves)))
 
 
 def _write(target: Path, text: str) -> None:
@@ -281,5 +293,5 @@ def _write(target: Path, text: str) -> None:
     try:
         write_atomic(target, text.encode("utf-8"), overwrite=False)
     except FileExistsError:
-        raise UsageError(f"{target} exists already; cnsx never overwrites a file",
-                         "remove it, or give another --valid-from") from None
+        raise UsageError(_("{file} exists already; cnsx never overwrites a file").format(file=target),
+                         _("remove it, or give another --valid-from")) from None

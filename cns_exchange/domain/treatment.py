@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from cns_exchange.domain.identifiers import Problem, anniversary
+from cns_exchange.i18n import _
 from cns_exchange.domain.nomenclature import Codes
 
 
@@ -44,7 +45,7 @@ class SessionRules:
         if days is None:
             self._patient_days[matricule] = {day}
         elif day in days:
-            problems.append(("TRT05", f"a consultation for this patient on {day} is already billed"))
+            problems.append(("TRT05", _("a consultation for this patient on {day} is already billed").format(day=day)))
         else:
             days.add(day)
         kind, position, limit = self._positions[act]
@@ -53,19 +54,22 @@ class SessionRules:
             self._certificates[certificate] = _CertificateState(matricule, kind, position, {act: 1})
             return problems
         if state.matricule != matricule:
-            problems.append(("TRT09", f"certificate {certificate} is already used for another patient"))
+            problems.append(("TRT09", _("certificate {certificate} is already used for another patient").format(certificate=certificate)))
             return problems
         if state.kind != kind:
-            problems.append(("TRT03", f"{act} belongs to an {kind} treatment, certificate {certificate} to an {state.kind} one"))
+            problems.append(("TRT03", _("{act} belongs to an {kind} treatment, certificate {certificate} to an {other} one")
+                             .format(act=act, kind=kind, certificate=certificate, other=state.kind)))
             return problems
         count = state.counts.get(act, 0) + 1
         state.counts[act] = count
         if count > limit:
-            problems.append(("TRT02", f"session {count} of {act} on certificate {certificate}: at most {limit}"))
+            problems.append(("TRT02", _("session {count} of {act} on certificate {certificate}: at most {limit}")
+                             .format(count=count, act=act, certificate=certificate, limit=limit)))
         if position < state.position:
             previous = self.codes.treatment_sequence(kind)[state.position][0]
-            problems.append(("TRT01", f"{act} on {day} comes after {previous}: the order is "
-                             + " → ".join(a for a, _ in self.codes.treatment_sequence(kind))))
+            order = " → ".join(a for a, _limit in self.codes.treatment_sequence(kind))
+            problems.append(("TRT01", _("{act} on {day} comes after {previous}: the order is {order}")
+                             .format(act=act, day=day, previous=previous, order=order)))
         else:
             state.position = position
         return problems
@@ -83,10 +87,12 @@ class SessionRules:
 def check_prescription_age(prescribed: date, submitted: date, max_days: int) -> list[Problem]:
     """Check that a prescription is submitted within ``max_days`` of its date, not before it."""
     if prescribed > submitted:
-        return [("TRT07", f"prescription date {prescribed} is after the submission date {submitted}")]
+        return [("TRT07", _("prescription date {prescribed} is after the submission date {submitted}")
+                 .format(prescribed=prescribed, submitted=submitted))]
     age = (submitted - prescribed).days
     if age > max_days:
-        return [("TRT06", f"prescription of {prescribed} is {age} days old on {submitted} (at most {max_days})")]
+        return [("TRT06", _("prescription of {prescribed} is {age} days old on {submitted} (at most {max_days})")
+                 .format(prescribed=prescribed, age=age, submitted=submitted, max_days=max_days))]
     return []
 
 
@@ -114,13 +120,15 @@ class RequestRules:
             if treatment == "initial":
                 other = self._initial.get(key)
                 if other is not None and within_years(other, prescribed, years):
-                    problems.append(("TRT08", f"a second initial treatment for {code} within "
-                                     f"{self.codes.initial_treatment_interval_years} years in this file"))
+                    problems.append(("TRT08", _("a second initial treatment for {code} within {years} years in this file")
+                                     .format(code=code, years=years)))
                 self._initial.setdefault(key, prescribed)
                 if key in self._extension:
-                    problems.append(("TRT04", f"an extension for {code} is requested in the same file as its initial treatment"))
+                    problems.append(("TRT04", _("an extension for {code} is requested in the same file as its initial treatment")
+                                     .format(code=code)))
             else:
                 if key in self._initial:
-                    problems.append(("TRT04", f"extension for {code} requested in the same file as its initial treatment, which cannot be complete yet"))
+                    problems.append(("TRT04", _("extension for {code} requested in the same file as its initial treatment, "
+                                               "which cannot be complete yet").format(code=code)))
                 self._extension.setdefault(key, prescribed)
         return problems

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cns_exchange.errors import ConfigError
 from cns_exchange.fsutil import private_dir
+from cns_exchange.i18n import _
 
 MIGRATIONS: list[str] = [
     # 1: the transfer ledger: every upload and every fetched file.
@@ -338,7 +339,8 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA cache_size = -32768")
         migrate(conn)
     except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"{path}: not a usable cnsx database ({exc})", "check the database setting") from None
+        raise ConfigError(_("{file}: not a usable cnsx database ({error})").format(file=path, error=exc),
+                          _("check the database setting")) from None
     return conn
 
 
@@ -346,8 +348,8 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Apply the migrations the database has not seen; return its schema version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
-        raise ConfigError(f"the database has schema version {version}, newer than this cnsx knows ({len(MIGRATIONS)})",
-                          "upgrade cnsx")
+        raise ConfigError(_("the database has schema version {version}, newer than this cnsx knows ({known})")
+                          .format(version=version, known=len(MIGRATIONS)), _("upgrade cnsx"))
     for number in range(version, len(MIGRATIONS)):
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from cns_exchange import clock
 from cns_exchange.store.database import BILLED_SESSIONS
 from cns_exchange.errors import UsageError
+from cns_exchange.i18n import _
 from cns_exchange.domain.nomenclature import add_months
 
 #: The columns of the accounting export, in order (docs/cli.md, cnsx export accounting).
@@ -43,17 +44,17 @@ def period(month: str | None = None, start: str | None = None, end: str | None =
     period that ends before it starts."""
     if month is not None:
         if start is not None or end is not None:
-            raise UsageError("--month with --from/--to: one period at a time", "give --month, or --from and --to")
+            raise UsageError(_("--month with --from/--to: one period at a time"), _("give --month, or --from and --to"))
         try:
             first = clock.day("--month", f"{month}-01") if len(month) == 7 else None
         except UsageError:
             first = None
         if first is None:
-            raise UsageError(f"--month '{month}' is not a month", "give it as YYYY-MM, e.g. 2026-11")
+            raise UsageError(_("--month '{month}' is not a month").format(month=month), _("give it as YYYY-MM, e.g. 2026-11"))
         return Period(first, add_months(first, 1) - timedelta(days=1))
     asked = Period(clock.day("--from", start) if start else None, clock.day("--to", end) if end else None)
     if asked.start and asked.end and asked.end < asked.start:
-        raise UsageError(f"--to {asked.end} is before --from {asked.start}", "swap them")
+        raise UsageError(_("--to {end} is before --from {start}").format(end=asked.end, start=asked.start), _("swap them"))
     return asked
 
 

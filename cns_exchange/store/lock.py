@@ -11,6 +11,7 @@ from typing import Iterator
 
 from cns_exchange.errors import LockedError
 from cns_exchange.fsutil import private_dir
+from cns_exchange.i18n import _
 
 @contextmanager
 def run_lock(database: Path, wait: float = 0) -> Iterator[None]:
@@ -32,7 +33,8 @@ def run_lock(database: Path, wait: float = 0) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     # One line, for cron mail: what and what to do.
-                    raise LockedError(f"another cnsx run is using {database}: let it finish, or pass --wait SECONDS") from None
+                    raise LockedError(_("another cnsx run is using {database}: let it finish, or pass --wait SECONDS")
+                                      .format(database=database)) from None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import IO, Callable, Protocol
 
 from cns_exchange.errors import TransportFatalError, TransportRetryableError
+from cns_exchange.i18n import _
 
 #: Temporary names used while a file is in flight: hidden, and never a conventional name.
 TEMP_PREFIX = ".cnsx-"
@@ -44,15 +45,15 @@ def unsafe_name_reason(name: str) -> str:
     no path separators, no traversal, no control characters, no hidden or temporary files.
     """
     if not name or name in (".", ".."):
-        return "empty or a folder reference"
+        return _("empty or a folder reference")
     if "/" in name or "\\" in name:
-        return "contains a path separator"
+        return _("contains a path separator")
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "contains control characters"
+        return _("contains control characters")
     if name.startswith("."):
-        return "hidden or temporary file"
+        return _("hidden or temporary file")
     if not _SAFE_NAME.match(name):
-        return "contains characters outside letters, digits, '.', '_' and '-' (or is too long)"
+        return _("contains characters outside letters, digits, '.', '_' and '-' (or is too long)")
     return ""
 
 
@@ -62,7 +63,7 @@ def parse_address(address: str) -> tuple[str, int]:
     is not a number."""
     from cns_exchange.errors import UsageError
 
-    host, _, port = address.rpartition(":") if address.count(":") == 1 else (address, "", "22")
+    host, _colon, port = address.rpartition(":") if address.count(":") == 1 else (address, "", "22")
     if not host:
         host, port = address, "22"
     if not port.isdigit():

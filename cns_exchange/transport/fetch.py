@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from cns_exchange.errors import LocalIOError, TransportRetryableError
+from cns_exchange.i18n import _
 from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry, RetryingConnection, Transport, unsafe_name_reason
 
 
@@ -120,10 +121,10 @@ class Fetcher:
                 continue
             why = unsafe_name_reason(entry.name)
             if why:
-                report.skipped.append((entry.name.encode("unicode_escape").decode(), f"unsafe name: {why}"))
+                report.skipped.append((entry.name.encode("unicode_escape").decode(), _("unsafe name: {why}").format(why=why)))
                 continue
             if not entry.is_file:
-                report.skipped.append((entry.name, "not a regular file (a link or a folder): not followed"))
+                report.skipped.append((entry.name, _("not a regular file (a link or a folder): not followed")))
                 continue
             known = self.conn.execute("SELECT 1 FROM fetched WHERE remote = ? AND remote_name = ? AND size = ? AND mtime = ?",
                                       (self.remote, entry.name, entry.size, entry.mtime)).fetchone()
@@ -132,7 +133,7 @@ class Fetcher:
         for start in range(0, len(todo), self.BATCH):
             batch = todo[start:start + self.BATCH]
             if dry_run:
-                items = [Fetched(e.name, "", e.size, "", "would be fetched") for e in batch]
+                items = [Fetched(e.name, "", e.size, "", _("would be fetched")) for e in batch]
             else:
                 items = self._fetch_batch(batch, report)
             for item in items:
@@ -179,16 +180,18 @@ class Fetcher:
         except OSError as exc:
             temp.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EIO):
-                raise LocalIOError(f"inbox {self.inbox}: {exc.strerror} while fetching {entry.name}",
-                                     "free space in (or fix) the inbox; nothing was recorded or deleted on the server") from None
+                raise LocalIOError(_("inbox {folder}: {reason} while fetching {name}").format(
+                    folder=self.inbox, reason=exc.strerror, name=entry.name),
+                    _("free space in (or fix) the inbox; nothing was recorded or deleted on the server")) from None
             raise
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
         if sink.size != entry.size:
             temp.unlink(missing_ok=True)
-            raise TransportRetryableError(f"{entry.name}: received {sink.size} bytes, the server listed {entry.size}",
-                                          "the file may still be being written: the next run fetches it")
+            raise TransportRetryableError(_("{name}: received {received} bytes, the server listed {size}").format(
+                name=entry.name, received=sink.size, size=entry.size),
+                _("the file may still be being written: the next run fetches it"))
         return sink.digest.hexdigest()
 
     def _fetch_batch(self, batch: list[RemoteEntry], report: FetchReport) -> list[Fetched]:
@@ -197,7 +200,7 @@ class Fetcher:
         from concurrent.futures import ThreadPoolExecutor
 
         def download_all(transport: Transport) -> list[str]:
-            sessions = [transport] + [transport.clone() for _ in range(min(self.SESSIONS, len(batch)) - 1)]
+            sessions = [transport] + [transport.clone() for _n in range(min(self.SESSIONS, len(batch)) - 1)]
             try:
                 lanes = [batch[i::len(sessions)] for i in range(len(sessions))]
                 with ThreadPoolExecutor(len(sessions)) as pool:
@@ -230,9 +233,9 @@ class Fetcher:
                                             (self.remote, entry.name)).fetchall()
                 duplicate_of = next((r["id"] for r in earlier if r["sha256"] == sha), None)
                 if earlier and duplicate_of is None:
-                    note = note or "new content under a known name"
-                    report.warnings.append(f"{entry.name}: the server offers new content under a name fetched before; "
-                                           f"kept beside the old file as {path.name}")
+                    note = note or _("new content under a known name")
+                    report.warnings.append(_("{name}: the server offers new content under a name fetched before; "
+                                             "kept beside the old file as {kept}").format(name=entry.name, kept=path.name))
                 self.conn.execute(
                     "INSERT INTO fetched (remote_name, size, mtime, sha256, local_path, profile, remote, fetched_at, "
                     "remote_state, duplicate_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -255,14 +258,15 @@ class Fetcher:
             stem, dot, ext = name.rpartition(".")
             target = self.inbox / (f"{stem}~{sha[:12]}.{ext}" if dot else f"{name}~{sha[:12]}")
             if target.exists():
-                return target, "same content as an earlier copy"
+                return target, _("same content as an earlier copy")
         try:
             os.link(temp, target)
         except FileExistsError:
             pass
         except OSError as exc:
-            raise LocalIOError(f"inbox {self.inbox}: {exc.strerror}", "check the inbox folder") from None
-        return target, "" if target.name == name else "kept beside an older file of that name"
+            raise LocalIOError(_("inbox {folder}: {reason}").format(folder=self.inbox, reason=exc.strerror),
+                               _("check the inbox folder")) from None
+        return target, "" if target.name == name else _("kept beside an older file of that name")
 
     def _finish_remote_actions(self, report: FetchReport) -> None:
         """Delete or archive on the server what is recorded locally and still waits for it."""

@@ -10,6 +10,7 @@ from typing import IO, Callable
 
 from cns_exchange.errors import TransportFatalError, TransportRetryableError
 from cns_exchange.fsutil import fsync_dir
+from cns_exchange.i18n import _
 from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry
 
 
@@ -20,15 +21,15 @@ class LocalTransport:
         self.root = Path(root)
         self.description = f"file://{root}"
         if not self.root.is_dir():
-            raise TransportFatalError(f"{self.description}: the drop-box folder does not exist",
-                                      "create it, or fix remote in the profile")
+            raise TransportFatalError(_("{remote}: the drop-box folder does not exist").format(remote=self.description),
+                                      _("create it, or fix remote in the profile"))
 
     def _folder(self, folder: str) -> Path:
         path = Path(folder)
         path = path if path.is_absolute() else self.root / path
         if not path.is_dir():
-            raise TransportFatalError(f"{self.description}: folder {folder} does not exist",
-                                      "create it on the drop box, or fix upload_dir / download_dir")
+            raise TransportFatalError(_("{remote}: folder {folder} does not exist").format(remote=self.description, folder=folder),
+                                      _("create it on the drop box, or fix upload_dir / download_dir"))
         return path
 
     def list(self, folder: str) -> list[RemoteEntry]:
@@ -67,8 +68,8 @@ class LocalTransport:
                 os.fsync(out.fileno())
             written = os.stat(temp).st_size
             if written != size:
-                raise TransportRetryableError(f"{self.description}: {name}: wrote {written} bytes, expected {size}",
-                                              "run the upload again")
+                raise TransportRetryableError(_("{remote}: {name}: wrote {written} bytes, expected {size}").format(
+                    remote=self.description, name=name, written=written, size=size), _("run the upload again"))
             os.link(temp, target_dir / name)  # fails if the name exists: never replace
         except OSError as exc:
             if isinstance(exc, FileExistsError):
@@ -138,6 +139,8 @@ class LocalTransport:
 def _error(exc: OSError, name: str):
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN,  # and a mounted drop box gone away:
                      errno.ENOTCONN, errno.ETIMEDOUT, errno.ESTALE, errno.EHOSTDOWN, errno.EHOSTUNREACH):
-        return TransportRetryableError(f"{name}: {exc.strerror}", "free space on the drop box, then run again")
-    return TransportFatalError(f"{name}: {exc.strerror}", "check the drop box folder and its permissions")
+        return TransportRetryableError(_("{name}: {reason}").format(name=name, reason=exc.strerror),
+                                       _("free space on the drop box, then run again"))
+    return TransportFatalError(_("{name}: {reason}").format(name=name, reason=exc.strerror),
+                               _("check the drop box folder and its permissions"))
 

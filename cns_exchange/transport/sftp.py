@@ -23,6 +23,7 @@ from typing import IO, Callable
 import paramiko
 
 from cns_exchange.errors import ConfigError, TransportFatalError, TransportRetryableError
+from cns_exchange.i18n import _, join, ngettext
 from cns_exchange.transport import TEMP_PREFIX, TEMP_SUFFIX, RemoteEntry
 
 log = logging.getLogger("cnsx.sftp")
@@ -73,10 +74,12 @@ def _connect_socket(host: str, port: int, timeout: float) -> socket.socket:
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except socket.gaierror as exc:
-        raise TransportFatalError(f"{host}: cannot resolve ({exc.strerror})", "check the host in remote") from None
+        raise TransportFatalError(_("{host}: cannot resolve ({reason})").format(host=host, reason=exc.strerror),
+                                  _("check the host in remote")) from None
     except (ConnectionError, socket.timeout, OSError) as exc:
-        raise TransportRetryableError(f"{host}:{port}: cannot connect ({getattr(exc, 'strerror', None) or exc})",
-                                      "the server or the network is down: cnsx will try again on its next run") from None
+        raise TransportRetryableError(_("{host}:{port}: cannot connect ({reason})").format(
+            host=host, port=port, reason=getattr(exc, "strerror", None) or exc),
+            _("the server or the network is down: cnsx will try again on its next run")) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -111,26 +114,30 @@ def check_host_key(key: paramiko.PKey, host: str, port: int, settings) -> None:
         if fingerprint(key) == pinned.strip():
             return
         raise TransportFatalError(
-            f"{host}:{port}: host key {shown} does not match the pinned host_key {pinned}",
-            "if the CNS announced a new key, check it with them and pin the new fingerprint; otherwise do not connect")
+            _("{host}:{port}: host key {key} does not match the pinned host_key {pinned}").format(
+                host=host, port=port, key=shown, pinned=pinned),
+            _("if the CNS announced a new key, check it with them and pin the new fingerprint; otherwise do not connect"))
     path = Path(settings.known_hosts) if settings.known_hosts else Path.home() / ".ssh" / "known_hosts"
     hostkeys = paramiko.HostKeys()
     if path.is_file():
         try:
             hostkeys.load(str(path))
         except (OSError, paramiko.SSHException) as exc:
-            raise ConfigError(f"{path}: cannot read known_hosts ({exc})", "fix or replace the file") from None
+            raise ConfigError(_("{file}: cannot read known_hosts ({error})").format(file=path, error=exc),
+                              _("fix or replace the file")) from None
     entry = _known_hosts_entry(host, port)
     known = hostkeys.lookup(entry)
     if known is None:
         raise TransportFatalError(
-            f"{entry}: unknown host key {shown} (not in {path})",
-            f"check the fingerprint with the CNS, then pin it: host_key = \"{fingerprint(key)}\" (cnsx hostkey {host}:{port})")
+            _("{entry}: unknown host key {key} (not in {file})").format(entry=entry, key=shown, file=path),
+            _('check the fingerprint with the CNS, then pin it: host_key = "{fingerprint}" (cnsx hostkey {host}:{port})')
+            .format(fingerprint=fingerprint(key), host=host, port=port))
     stored = known.get(key.get_name())
     if stored is None or stored.asbytes() != key.asbytes():
         raise TransportFatalError(
-            f"{entry}: host key {shown} differs from the one in {path}: the server changed or someone is in between",
-            "do not connect; check the new key with the CNS before replacing the entry")
+            _("{entry}: host key {key} differs from the one in {file}: the server changed or someone is in between")
+            .format(entry=entry, key=shown, file=path),
+            _("do not connect; check the new key with the CNS before replacing the entry"))
 
 
 class SftpTransport:
@@ -175,13 +182,15 @@ class SftpTransport:
             try:
                 transport.start_client(timeout=timeout)
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise TransportRetryableError(f"{remote}: SSH handshake failed ({exc or type(exc).__name__})",
-                                              "the server may be busy or restarting: run again later") from None
+                raise TransportRetryableError(_("{remote}: SSH handshake failed ({reason})").format(
+                    remote=remote, reason=exc or type(exc).__name__),
+                    _("the server may be busy or restarting: run again later")) from None
             check_host_key(transport.get_remote_server_key(), remote.host, remote.port, settings)
             _authenticate(transport, remote, settings, prompt)
             sftp = paramiko.SFTPClient.from_transport(transport)
             if sftp is None:
-                raise TransportRetryableError(f"{remote}: the server opened no SFTP session", "run again later")
+                raise TransportRetryableError(_("{remote}: the server opened no SFTP session").format(remote=remote),
+                                              _("run again later"))
             sftp.get_channel().settimeout(timeout)
         except BaseException:
             transport.close()
@@ -221,7 +230,8 @@ class SftpTransport:
                         progress(len(chunk))
             written = self.sftp.stat(temp).st_size
             if written != size:
-                raise TransportRetryableError(f"{name}: the server holds {written} bytes of {size}", "run the upload again")
+                raise TransportRetryableError(_("{name}: the server holds {written} bytes of {size}").format(
+                    name=name, written=written, size=size), _("run the upload again"))
             try:
                 # SFTP v3 rename fails when the target exists (OpenSSH links then unlinks):
                 # exactly the no-clobber publish we want; posix-rename would replace.
@@ -283,7 +293,8 @@ class SftpTransport:
                 for i, data in zip(group, self._read_group(folder, [entries[i] for i in group])):
                     results[i] = data
         except (OSError, paramiko.SSHException, paramiko.SFTPError, EOFError) as exc:
-            raise _error(exc, f"{folder} ({len(entries)} files)") from None
+            raise _error(exc, ngettext("{folder} ({n} file)", "{folder} ({n} files)", len(entries))
+                         .format(folder=folder, n=len(entries))) from None
         return results
 
     def _read_group(self, folder: str, entries: list[RemoteEntry]) -> list[bytes | None]:
@@ -298,9 +309,9 @@ class SftpTransport:
         asked = [(i, send(CMD_READ, h, int64(0), entries[i].size) if entries[i].size else None,
                   send(CMD_READ, h, int64(entries[i].size), 1))
                  for i, h in enumerate(handles) if h is not None]
-        answers = iter(gather([n for _, whole, end in asked for n in (whole, end) if n is not None]))
+        answers = iter(gather([n for _i, whole, end in asked for n in (whole, end) if n is not None]))
         results: list[bytes | None] = [None] * len(entries)
-        for i, whole, _ in asked:
+        for i, whole, _end in asked:
             data = b""
             if whole is not None:
                 t, msg = next(answers)
@@ -336,9 +347,9 @@ class SftpTransport:
         try:
             sftp = paramiko.SFTPClient.from_transport(self.transport)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise _error(exc, "a second SFTP session") from None
+            raise _error(exc, _("a second SFTP session")) from None
         if sftp is None:
-            raise TransportRetryableError("the server opened no second SFTP session", "run again later")
+            raise TransportRetryableError(_("the server opened no second SFTP session"), _("run again later"))
         sftp.get_channel().settimeout(self.sftp.get_channel().gettimeout())
         return SftpTransport(self.transport, sftp, self.description, self.limits)
 
@@ -454,33 +465,37 @@ def _authenticate(transport: paramiko.Transport, remote, settings, prompt) -> No
     """Try the key file, then the agent, then the password; TransportFatalError if all fail."""
     tried = []
     if settings.key_file:
-        passphrase = _secret(settings.key_passphrase, "CNSX_KEY_PASSPHRASE", f"passphrase for {settings.key_file}", remote, prompt)
+        passphrase = _secret(settings.key_passphrase, "CNSX_KEY_PASSPHRASE",
+                             _("passphrase for {file}").format(file=settings.key_file), remote, prompt)
         try:
             key = paramiko.PKey.from_path(str(settings.key_file), passphrase.encode() if passphrase else None)
         except FileNotFoundError:
-            raise ConfigError(f"key_file {settings.key_file} does not exist", "fix key_file in the profile") from None
+            raise ConfigError(_("key_file {file} does not exist").format(file=settings.key_file),
+                              _("fix key_file in the profile")) from None
         except paramiko.PasswordRequiredException:
-            raise ConfigError(f"key_file {settings.key_file} is encrypted and no passphrase source is set",
-                              "set key_passphrase = \"env\" (CNSX_KEY_PASSPHRASE), \"keyring\" or \"prompt\"") from None
+            raise ConfigError(_("key_file {file} is encrypted and no passphrase source is set").format(file=settings.key_file),
+                              _('set key_passphrase = "env" (CNSX_KEY_PASSPHRASE), "keyring" or "prompt"')) from None
         except (paramiko.SSHException, ValueError) as exc:
-            raise ConfigError(f"key_file {settings.key_file}: cannot load ({exc})", "check the key and its passphrase") from None
+            raise ConfigError(_("key_file {file}: cannot load ({error})").format(file=settings.key_file, error=exc),
+                              _("check the key and its passphrase")) from None
         if _try(transport.auth_publickey, remote.user, key):
             return
-        tried.append("key file")
+        tried.append(_("key file"))
     if settings.use_agent:
         for key in paramiko.Agent().get_keys():
             if _try(transport.auth_publickey, remote.user, key):
                 return
         tried.append("ssh-agent")
     if settings.password:
-        password = _secret(settings.password, "CNSX_PASSWORD", f"password for {remote}", remote, prompt)
+        password = _secret(settings.password, "CNSX_PASSWORD", _("password for {remote}").format(remote=remote), remote, prompt)
         if password and _try(transport.auth_password, remote.user, password):
             return
-        tried.append("password")
+        tried.append(_("password"))
     if not tried:
-        raise ConfigError(f"{remote}: no authentication is configured", "set key_file, use_agent or password in the profile")
-    raise TransportFatalError(f"{remote}: authentication failed ({', '.join(tried)})",
-                              "check the user name, the key or the password issued by the CNS")
+        raise ConfigError(_("{remote}: no authentication is configured").format(remote=remote),
+                          _("set key_file, use_agent or password in the profile"))
+    raise TransportFatalError(_("{remote}: authentication failed ({tried})").format(remote=remote, tried=join(", ", tried)),
+                              _("check the user name, the key or the password issued by the CNS"))
 
 
 def _try(method, *args) -> bool:
@@ -490,7 +505,7 @@ def _try(method, *args) -> bool:
     except paramiko.AuthenticationException:
         return False
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise TransportRetryableError(f"authentication interrupted ({exc})", "run again later") from None
+        raise TransportRetryableError(_("authentication interrupted ({error})").format(error=exc), _("run again later")) from None
 
 
 def _secret(source: str | None, env: str, what: str, remote, prompt) -> str | None:
@@ -500,30 +515,35 @@ def _secret(source: str | None, env: str, what: str, remote, prompt) -> str | No
     if source == "env":
         value = os.environ.get(env)
         if value is None:
-            raise ConfigError(f"{what}: {env} is not set", f"export {env} in the environment of the run")
+            raise ConfigError(_("{what}: {env} is not set").format(what=what, env=env),
+                              _("export {env} in the environment of the run").format(env=env))
         return value
     if source == "keyring":
         try:
             import keyring
         except ImportError:
-            raise ConfigError(f"{what}: the keyring package is not installed", "pip install keyring, or use env/prompt") from None
+            raise ConfigError(_("{what}: the keyring package is not installed").format(what=what),
+                              _("pip install keyring, or use env/prompt")) from None
         value = keyring.get_password("cnsx", f"{env}:{remote}")
         if value is None:
-            raise ConfigError(f"{what}: nothing stored in the keyring under cnsx / {env}:{remote}",
-                              f"store it: keyring set cnsx {env}:{remote}")
+            raise ConfigError(_("{what}: nothing stored in the keyring under cnsx / {env}:{remote}").format(
+                what=what, env=env, remote=remote), _("store it: keyring set cnsx {env}:{remote}").format(env=env, remote=remote))
         return value
     if prompt is None:
-        raise ConfigError(f"{what}: a prompt is configured, but this run has no terminal", "use env or keyring under cron")
+        raise ConfigError(_("{what}: a prompt is configured, but this run has no terminal").format(what=what),
+                          _("use env or keyring under cron"))
     return prompt(what)
 
 
 def _error(exc: BaseException, name: str) -> Exception:
     """Map a transfer failure to retryable (network, server) or fatal (permissions, missing)."""
     if isinstance(exc, (EOFError, socket.timeout, ConnectionError, paramiko.SSHException)):
-        return TransportRetryableError(f"{name}: connection lost ({exc or type(exc).__name__})",
-                                       "the server or the network failed: cnsx will try again")
+        return TransportRetryableError(_("{name}: connection lost ({reason})").format(name=name, reason=exc or type(exc).__name__),
+                                       _("the server or the network failed: cnsx will try again"))
     if isinstance(exc, PermissionError):
-        return TransportFatalError(f"{name}: permission denied on the server", "check the remote folders with the CNS")
+        return TransportFatalError(_("{name}: permission denied on the server").format(name=name),
+                                   _("check the remote folders with the CNS"))
     if isinstance(exc, FileNotFoundError):
-        return TransportFatalError(f"{name}: no such file or folder on the server", "check upload_dir / download_dir")
-    return TransportRetryableError(f"{name}: {exc}", "run again later")
+        return TransportFatalError(_("{name}: no such file or folder on the server").format(name=name),
+                                   _("check upload_dir / download_dir"))
+    return TransportRetryableError(_("{name}: {reason}").format(name=name, reason=exc), _("run again later"))

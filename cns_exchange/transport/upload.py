@@ -21,6 +21,7 @@ from typing import Callable
 
 from cns_exchange.errors import InputError, TransportFatalError
 from cns_exchange.fsutil import sha256_of  # (the upload command takes it from here too)
+from cns_exchange.i18n import _, join, ngettext
 from cns_exchange.issues import ERROR, Issue
 from cns_exchange.domain.naming import disagreements, make_name, parse_name
 from cns_exchange.transport import RetryingConnection, Transport
@@ -84,8 +85,9 @@ def plan(paths: list[Path], validator, names: dict[Path, str] | None = None) -> 
         sha, size = sha256_of(path)
         planned.append(Planned(path, name, report.kind, sha, size))
     if issues:
-        raise InputError(f"{len(issues)} problem{'s' if len(issues) > 1 else ''} in the files to upload; nothing was sent",
-                         "fix them (cnsx validate shows the same) and run again", issues)
+        raise InputError(ngettext("{n} problem in the files to upload; nothing was sent",
+                                  "{n} problems in the files to upload; nothing was sent", len(issues)).format(n=len(issues)),
+                         _("fix them (cnsx validate shows the same) and run again"), issues)
     return planned
 
 
@@ -96,11 +98,14 @@ SENDABLE = ("request", "billing")
 def _not_to_send(kind: str, name: str) -> tuple[str, str] | None:
     """(code, message) when a valid document is not one to send under ``name``, else None."""
     if kind not in SENDABLE:
-        return "DOC06", f"this is {'an' if kind[:1] in 'aeiou' else 'a'} {kind} document, which comes from the CNS: upload sends request and billing files"
+        message = _("this is an {kind} document, which comes from the CNS: upload sends request and billing files") \
+            if kind[:1] in "aeiou" else \
+            _("this is a {kind} document, which comes from the CNS: upload sends request and billing files")
+        return "DOC06", message.format(kind=kind)
     parsed = parse_name(name)
     if parsed is None or parsed.kind != kind:
-        return "DOC07", (f"'{name}' is not a name the CNS expects for a {kind} file (SENDER_KIND_YYYYMMDD_SEQUENCE.xml): "
-                         "it would be filed under a wrong name")
+        return "DOC07", _("'{name}' is not a name the CNS expects for a {kind} file (SENDER_KIND_YYYYMMDD_SEQUENCE.xml): "
+                          "it would be filed under a wrong name").format(name=name, kind=kind)
     return None
 
 
@@ -115,7 +120,7 @@ def receive(stream, outbox: Path, name: str, limit: int) -> Path:
 
     target = outbox / name
     if target.exists():
-        raise UsageError(f"{target} exists already", "upload that file, or give another --name")
+        raise UsageError(_("{file} exists already").format(file=target), _("upload that file, or give another --name"))
     with spool("<stdin>", stream, limit) as received:
         copy_atomic(Path(received.name), target, sha256_of(Path(received.name))[0])
     return target
@@ -129,10 +134,10 @@ def _misnamed(path: Path, kind: str, name: str) -> tuple[str, str] | None:
     with open(path, "rb") as source:
         header = read_header(source)
     if header is None:  # (validated just before: cannot happen but by a file changed meanwhile)
-        return "DOC09", "the header cannot be read to check the name against it"
+        return "DOC09", _("the header cannot be read to check the name against it")
     found = disagreements(name, kind, header.provider, header.created.date(), header.sequence)
     if found:
-        return "DOC09", f"'{name}' is not this document's name: it says {'; '.join(found)}"
+        return "DOC09", _("'{name}' is not this document's name: it says {found}").format(name=name, found=join("; ", found))
     return None
 
 
@@ -175,8 +180,8 @@ class Uploader:
         row = self.conn.execute("SELECT id, sha256, result FROM uploads WHERE remote = ? AND name = ?",
                                 (self.remote, item.name)).fetchone()
         if row is not None and row["sha256"] != item.sha256:
-            raise InputError(f"{item.name}: another file was already sent under this name",
-                             "rebuild the document (it takes the next sequence number), or use --force to resend it renumbered")
+            raise InputError(_("{name}: another file was already sent under this name").format(name=item.name),
+                             _("rebuild the document (it takes the next sequence number), or use --force to resend it renumbered"))
         if row is None:
             self.conn.execute(
                 "INSERT INTO uploads (name, sha256, size, kind, profile, remote, local_path, started_at, result) "
@@ -204,8 +209,8 @@ class Uploader:
         transport.get(self.folder, item.name, _Sink())
         if digest.hexdigest() == item.sha256:
             return UploadStatus.RECOVERED
-        raise TransportFatalError(f"{item.name}: the server already holds a different file of that name",
-                                  "cnsx never overwrites a file on the server: rebuild the document with a new sequence number")
+        raise TransportFatalError(_("{name}: the server already holds a different file of that name").format(name=item.name),
+                                  _("cnsx never overwrites a file on the server: rebuild the document with a new sequence number"))
 
 
 _SEQUENCE = re.compile(rb"(<NumeroSequence>)\s*\d+\s*(</NumeroSequence>)")
@@ -217,7 +222,7 @@ def renumber_sent(paths: list[Path], conn: sqlite3.Connection, remote: str, outb
     the outbox (:func:`renumbered_copy`). Raises InputError as that does."""
     renamed = []
     for path in paths:
-        sha, _ = sha256_of(path)
+        sha, _size = sha256_of(path)
         sent = conn.execute("SELECT 1 FROM uploads WHERE sha256 = ? AND remote = ? AND result = 'sent'",
                             (sha, remote)).fetchone()
         renamed.append(renumbered_copy(path, conn, remote, outbox)[0] if sent else path)
@@ -234,8 +239,8 @@ def renumbered_copy(path: Path, conn: sqlite3.Connection, remote: str, outbox: P
 
     parsed = parse_name(path.name)
     if parsed is None:
-        raise InputError(f"{path.name}: --force renumbers documents named by the convention only",
-                         "rename it SENDER_KIND_YYYYMMDD_SEQUENCE.xml")
+        raise InputError(_("{name}: --force renumbers documents named by the convention only").format(name=path.name),
+                         _("rename it SENDER_KIND_YYYYMMDD_SEQUENCE.xml"))
     prefix = path.name.rsplit("_", 1)[0] + "_"
     used = {parsed.sequence}
     for (name,) in conn.execute("SELECT name FROM uploads WHERE remote = ? AND name LIKE ?", (remote, prefix + "%")):
@@ -251,7 +256,7 @@ def renumbered_copy(path: Path, conn: sqlite3.Connection, remote: str, outbox: P
     data = path.read_bytes()
     head, count = _SEQUENCE.subn(rb"\g<1>%d\g<2>" % sequence, data[:4096], count=1)
     if count != 1:
-        raise InputError(f"{path}: no NumeroSequence in the header", "rebuild the document with cnsx")
+        raise InputError(_("{file}: no NumeroSequence in the header").format(file=path), _("rebuild the document with cnsx"))
     target = outbox / name
     with temp_file(outbox) as (stream, temp):
         stream.write(head + data[4096:])

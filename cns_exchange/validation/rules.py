@@ -20,6 +20,7 @@ from cns_exchange.issues import CATALOGUE, ERROR
 from cns_exchange.domain.identifiers import anniversary, birth_date, check_matricule, check_prescriber, check_provider
 from cns_exchange.domain.nomenclature import CURRENT_FOR_MONTHS, Codes, Nomenclature, NoTariffError, PrescriptionDateNeeded, Price
 from cns_exchange.domain.treatment import RequestRules, SessionRules, check_prescription_age, within_years
+from cns_exchange.i18n import _
 
 #: The logical fields a problem can name.
 FIELDS = ("matricule", "certificate_number", "prescriber_code", "prescription_date", "pathology_codes",
@@ -42,12 +43,12 @@ def check_acts_known(codes: Codes, act: str) -> list[tuple[str, str]]:
     """ACT01 for an act code that is not in the nomenclature."""
     if act in codes.acts:
         return []
-    return [("ACT01", f"act code '{act}' is not one of {', '.join(codes.acts)}")]
+    return [("ACT01", _("act code '{act}' is not one of {acts}").format(act=act, acts=", ".join(codes.acts)))]
 
 
 def check_pathologies(codes: Codes, pathologies: Sequence[str]) -> list[tuple[str, str]]:
     """PAT01 for each pathology code that is not one of annex E's."""
-    return [("PAT01", f"pathology code '{code}' is not one of D01-D15") for code in pathologies
+    return [("PAT01", _("pathology code '{code}' is not one of D01-D15").format(code=code)) for code in pathologies
             if code not in codes.pathologies]
 
 
@@ -59,9 +60,9 @@ def check_requested_acts(codes: Codes, treatment: str, acts: Sequence[tuple[str,
     problems = []
     for act, count in acts:
         if act not in limits:
-            problems.append(("TRT03", f"act {act} is not part of an {treatment} treatment"))
+            problems.append(("TRT03", _("act {act} is not part of an {treatment} treatment").format(act=act, treatment=treatment)))
         elif count > limits[act]:
-            problems.append(("TRT02", f"{count} x {act} requested, at most {limits[act]}"))
+            problems.append(("TRT02", _("{count} x {act} requested, at most {limit}").format(count=count, act=act, limit=limits[act])))
     return problems
 
 
@@ -112,7 +113,7 @@ class RequestChecks:
                 add((-1, code, message, "prescriber_code"))
         for code, message in check_pathologies(codes, pathologies):
             add((-1, code, message, "pathology_codes"))
-        for act, _ in acts:
+        for act, _count in acts:
             for code, message in check_acts_known(codes, act):
                 add((-1, code, message, "requested_acts"))
         if treatment is not None:
@@ -122,7 +123,7 @@ class RequestChecks:
             for code, message in check_prescription_age(prescribed, self.submitted, codes.prescription_max_age_days):
                 add((-1, code, message, "prescription_date"))
         if matricule is not None and prescribed is not None and treatment in codes.treatments \
-                and all(CATALOGUE[code].severity != ERROR for _, code, _, _ in out):
+                and all(CATALOGUE[problem[1]].severity != ERROR for problem in out):
             known = [c for c in pathologies if c in codes.pathologies]
             for code, message in self._cross.check(matricule, known, treatment, prescribed):
                 add((-1, code, message, "treatment"))
@@ -144,8 +145,9 @@ class RequestChecks:
             if treatment == "initial":
                 for start, number in initials:
                     if within_years(start, prescribed, codes.initial_treatment_interval_years):
-                        problems.append(("TRT08", f"an initial treatment for {code} began on {start} (certificate {number}): "
-                                                  f"no other before {anniversary(start, codes.initial_treatment_interval_years)}"))
+                        problems.append(("TRT08", _("an initial treatment for {code} began on {start} (certificate {number}): "
+                                                    "no other before {until}").format(
+                            code=code, start=start, number=number, until=anniversary(start, codes.initial_treatment_interval_years))))
                 continue
             before = [(start, number) for start, number in initials if start <= prescribed]
             if not before:
@@ -153,12 +155,13 @@ class RequestChecks:
             start, number = before[-1]
             end = anniversary(start, codes.extension_window_years)
             if prescribed >= end:
-                problems.append(("TRT11", f"the initial treatment for {code} began on {start} (certificate {number}): "
-                                          f"an extension is possible until {end - timedelta(days=1)}"))
+                problems.append(("TRT11", _("the initial treatment for {code} began on {start} (certificate {number}): "
+                                            "an extension is possible until {last}").format(
+                    code=code, start=start, number=number, last=end - timedelta(days=1))))
             extensions = [n for kind, n, when in granted if kind == "extension" and when >= start]
             if len(extensions) >= codes.extensions_per_initial:
-                problems.append(("TRT10", f"the initial treatment for {code} of {start} has had its extension already "
-                                          f"(certificate {', '.join(extensions)})"))
+                problems.append(("TRT10", _("the initial treatment for {code} of {start} has had its extension already "
+                                            "(certificate {numbers})").format(code=code, start=start, numbers=", ".join(extensions))))
         return problems
 
 
@@ -189,7 +192,7 @@ class BillingChecks:
         found = self._matricules.get(matricule)
         if found is None:
             problems = check_matricule(matricule)
-            usable = all(code == "MAT04" for code, _ in problems)
+            usable = all(code == "MAT04" for code, _message in problems)
             found = self._matricules[matricule] = (problems, birth_date(matricule) if usable else None)
         return found
 
@@ -249,15 +252,18 @@ class BillingChecks:
             act, executing = acts[i], providers[i]
             price: Price | None = None
             if created is not None and day > created:
-                add((i, "TRT07", f"session date {day} is after the file's creation date {created}", "session_date"))
+                add((i, "TRT07", _("session date {day} is after the file's creation date {created}").format(day=day, created=created),
+                     "session_date"))
             if day > current_until:
                 newest = self.nomenclature.tables[-1]
-                add((i, "NOM05", f"sessions after {current_until} are priced with the newest tariff table, {newest.path}, "
-                                 f"in force since {newest.valid_from}: tariffs follow the wage index, a table more than "
-                                 f"{CURRENT_FOR_MONTHS} months old may be out of date", "session_date"))
+                add((i, "NOM05", _("sessions after {until} are priced with the newest tariff table, {table}, "
+                                   "in force since {start}: tariffs follow the wage index, a table more than "
+                                   "{months} months old may be out of date").format(
+                    until=current_until, table=newest.path, start=newest.valid_from, months=CURRENT_FOR_MONTHS), "session_date"))
                 current_until = self._current_until = date.max
             if prescribed is not None and prescribed > day:
-                add((i, "NOM08", f"session date {day} is before the prescription date {prescribed}", "prescription_date"))
+                add((i, "NOM08", _("session date {day} is before the prescription date {prescribed}").format(day=day, prescribed=prescribed),
+                     "prescription_date"))
             provider_problems = provider_checked.get(executing)
             if provider_problems is None:
                 provider_problems = self._provider(executing)
@@ -266,8 +272,8 @@ class BillingChecks:
             if billed is not None:
                 line_no, gross, share, cns = billed[0][i], billed[1][i], billed[2][i], billed[3][i]
                 if line_no in seen_lines:
-                    add((i, "DOC08", f"line number {line_no} appears twice in the fee note (sessions {seen_lines[line_no]} "
-                                     f"and {i + 1})", "line_no"))
+                    add((i, "DOC08", _("line number {line} appears twice in the fee note (sessions {first} and {second})")
+                         .format(line=line_no, first=seen_lines[line_no], second=i + 1), "line_no"))
                 else:
                     seen_lines[line_no] = i + 1
                 if gross != share + cns:
@@ -285,24 +291,25 @@ class BillingChecks:
                     if on_session_date and prescribed is not None and not share_asked \
                             and price_for(act, day, born, prescribed) != price:
                         share_asked = True
-                        add((i, "NOM06", f"the patient share on the prescription date {prescribed} is not the one on the "
-                                         f"session date {day}, on which schema version 1 judges it: that version cannot "
-                                         f"carry the prescription date", "prescription_date"))
+                        add((i, "NOM06", _("the patient share on the prescription date {prescribed} is not the one on the "
+                                           "session date {day}, on which schema version 1 judges it: that version cannot "
+                                           "carry the prescription date").format(prescribed=prescribed, day=day), "prescription_date"))
                 except NoTariffError:
-                    add((i, "NOM01", f"no tariff table is in force on {day}", "session_date"))
+                    add((i, "NOM01", _("no tariff table is in force on {day}").format(day=day), "session_date"))
                 except PrescriptionDateNeeded as exc:
                     if not share_asked:
                         share_asked = True
-                        add((i, "NOM06", f"the patient came of age on {exc.birthday}, less than {self.nomenclature.reach} "
-                                         f"years before the session of {day}: the share depends on the prescription "
-                                         f"date, which is not known", "prescription_date"))
+                        add((i, "NOM06", _("the patient came of age on {birthday}, less than {years} years before the "
+                                           "session of {day}: the share depends on the prescription date, which is not known")
+                             .format(birthday=exc.birthday, years=self.nomenclature.reach, day=day), "prescription_date"))
                 else:
                     if billed is not None:
                         if price.gross != gross:
-                            add((i, "NOM02", f"{act} on {day} costs {price.gross / 100:.2f}, billed {gross / 100:.2f}", "gross"))
+                            add((i, "NOM02", _("{act} on {day} costs {price}, billed {billed}").format(
+                                act=act, day=day, price=f"{price.gross / 100:.2f}", billed=f"{gross / 100:.2f}"), "gross"))
                         elif price.patient_share != share:
-                            add((i, "NOM03", f"patient share should be {price.patient_share / 100:.2f}, billed {share / 100:.2f}",
-                                 "patient_share"))
+                            add((i, "NOM03", _("patient share should be {price}, billed {billed}").format(
+                                price=f"{price.patient_share / 100:.2f}", billed=f"{share / 100:.2f}"), "patient_share"))
             if book is not None:
                 for code, message in book.check(certificate, matricule, day, act):
                     add((i, code, message, "certificate_number"))
