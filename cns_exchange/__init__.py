@@ -32,6 +32,7 @@ The package is laid out along the data flow, one sub-package per stage:
       sftp, local   the two transports (paramiko; a local folder)
       upload        cnsx upload
       fetch         cnsx fetch
+      nightly       fetch + import, for cron (cnsx nightly)
       sandbox       the CNS's stand-in (cnsx sandbox): deposits read, state kept, return files written
       sandbox_judge the stand-in's decisions: acceptance, certificates or refusals, payments or disputes
     store/        the practice database
@@ -42,7 +43,6 @@ The package is laid out along the data flow, one sub-package per stage:
       status        the reports (cnsx status)
       convention    final reports due (cnsx report-sent)
       export        the accountant's export (cnsx export)
-      nightly       fetch + import, for cron (cnsx nightly)
       lock          one run at a time per database
     pdf/          PDFs
       prescriptions the prescription a request carries, checked (pypdf); scans converted (img2pdf)

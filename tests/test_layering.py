@@ -150,6 +150,39 @@ def _cnsx_imports(tree: ast.AST) -> set[str]:
     return found
 
 
+#: The stages in data-flow order (docs/architecture.md): a stage imports only those before it.
+STAGES = ("domain", "documents", "validation", "pdf", "rows", "store", "billing", "transport", "cli")
+#: The shared modules at the top level, and the stages each may import (doctor's checks are a
+#: command's: it sits with cli).
+SHARED = {"i18n": (), "issues": (), "errors": (), "clock": (), "fsutil": (), "console": (),
+          "config": ("domain",), "doctor": STAGES[:-1], "__main__": ("cli",)}
+
+
+def _stage(module: str) -> str:
+    """The stage (sub-package) or shared module that ``module`` (cns_exchange.x.y) belongs to."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_a_stage_imports_only_the_stages_before_it():
+    wrong = []
+    for module, tree in MODULES.items():
+        mine = _stage(module)
+        if not mine:
+            continue
+        allowed = set(SHARED[mine]) if mine in SHARED else set(STAGES[:STAGES.index(mine)])
+        for imported in _cnsx_imports(tree):
+            theirs = _stage(imported)
+            if theirs in STAGES and theirs != mine and theirs not in allowed:
+                wrong.append(f"{module} imports {imported}")
+    assert not wrong, "imports against the stage order (docs/architecture.md):\n" + "\n".join(sorted(wrong))
+
+
+def test_every_module_belongs_to_a_stage_or_is_shared():
+    stray = sorted(m for m in MODULES if _stage(m) and _stage(m) not in STAGES and _stage(m) not in SHARED)
+    assert not stray, f"modules outside the stages and the shared modules (add them to docs/architecture.md): {stray}"
+
+
 def test_the_store_imports_nothing_of_the_pdf_package():
     # The database's reports are data that the PDF draws: store never needs pdf (the matricule mask is domain's).
     wrong = sorted(f"{m} imports {i}" for m, tree in MODULES.items() if m.startswith("cns_exchange.store")

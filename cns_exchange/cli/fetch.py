@@ -111,8 +111,8 @@ def nightly_cmd(ctx: Context, wait):
     first failure.
     """
     from cns_exchange import console
-    from cns_exchange.store import nightly
-    from cns_exchange.store.nightly import ImportFailure
+    from cns_exchange.transport import nightly
+    from cns_exchange.transport.nightly import ImportFailure
 
     settings, remote, connect = ctx.transport()
     validator = ctx.validator()
@@ -143,7 +143,7 @@ def nightly_cmd(ctx: Context, wait):
 def _report_import(outcome) -> None:
     """The lines nightly prints for one file of the inbox: an error, a warning, what changed."""
     from cns_exchange import console
-    from cns_exchange.store.nightly import ImportFailure
+    from cns_exchange.transport.nightly import ImportFailure
 
     if isinstance(outcome, ImportFailure):
         console.print_line(f"error: {outcome.path.name}: not imported: {_one_line(outcome.error)}", style="red")
