@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from cns_exchange.config import DEFAULT_MAX_PDF_BYTES
+from cns_exchange.i18n import _, ngettext
 
 #: What the first bytes of a file say it is. A PDF may carry up to 1024 bytes of junk before
 #: its %PDF- header (readers accept it); everything else is recognised by its signature.
@@ -40,17 +41,17 @@ _SIGNATURES = (
     (b"{\\rtf", "rtf"),
 )
 _DESCRIPTIONS = {
-    "jpeg": "a JPEG image",
-    "png": "a PNG image",
-    "gif": "a GIF image",
-    "tiff": "a TIFF image",
-    "heic": "a HEIC photo",
-    "webp": "a WebP image",
-    "html": "an HTML page",
-    "zip": "a ZIP archive (or a Word/OpenDocument file)",
-    "office": "an old Office document",
-    "rtf": "an RTF document",
-    "unknown": "not a PDF",
+    "jpeg": _("a JPEG image"),
+    "png": _("a PNG image"),
+    "gif": _("a GIF image"),
+    "tiff": _("a TIFF image"),
+    "heic": _("a HEIC photo"),
+    "webp": _("a WebP image"),
+    "html": _("an HTML page"),
+    "zip": _("a ZIP archive (or a Word/OpenDocument file)"),
+    "office": _("an old Office document"),
+    "rtf": _("an RTF document"),
+    "unknown": _("not a PDF"),
 }
 #: Images that --convert-images turns into a PDF (img2pdf embeds them without re-encoding).
 CONVERTIBLE = ("jpeg", "png")
@@ -108,10 +109,10 @@ class _File:
 def human_size(size: int) -> str:
     """Return a size for messages: '900 bytes', '6.8 KiB', '20.0 MiB'."""
     if size < 1024:
-        return f"{size} bytes"
+        return ngettext("{n} byte", "{n} bytes", size).format(n=size)
     if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size / (1024 * 1024):.1f} MiB"
+        return _("{size} KiB").format(size=f"{size / 1024:.1f}")
+    return _("{size} MiB").format(size=f"{size / (1024 * 1024):.1f}")
 
 
 @contextmanager
@@ -148,12 +149,12 @@ def check_pdf(data: bytes, name: str) -> tuple[int, Problem | None]:
         try:
             reader = PdfReader(io.BytesIO(data))
             if reader.is_encrypted:
-                return 0, Problem("PDF02", f"'{name}' is encrypted (password-protected)")
+                return 0, Problem("PDF02", _("'{file}' is encrypted (password-protected)").format(file=name))
             pages = len(reader.pages)
         except Exception as exc:  # noqa: BLE001 - pypdf raises many types on damaged files: all mean "unreadable"
-            return 0, Problem("PDF01", f"'{name}' cannot be read as a PDF ({_reason(exc)})")
+            return 0, Problem("PDF01", _("'{file}' cannot be read as a PDF ({reason})").format(file=name, reason=_reason(exc)))
     if pages == 0:
-        return 0, Problem("PDF03", f"'{name}' has no page")
+        return 0, Problem("PDF03", _("'{file}' has no page").format(file=name))
     return pages, None
 
 
@@ -191,7 +192,7 @@ class PrescriptionFiles:
         """
         values = [v.strip() for v in value.split(";") if v.strip()]
         if not values:
-            return None, [Problem("IN003", "'prescription_pdf' names no file")]
+            return None, [Problem("IN003", _("'prescription_pdf' names no file"))]
         files: list[_File] = []
         problems: list[Problem] = []
         for v in values:
@@ -207,8 +208,10 @@ class PrescriptionFiles:
             return None, [self._not_pdf(f) for f in refused]
         if len(files) > 1 and any(f.kind == "pdf" for f in files):
             return None, [Problem(
-                "PDF06", f"'{value}' names {len(files)} files, among them a PDF: only JPEG or PNG scans can be combined",
-                "give one PDF per prescription; to merge PDFs: qpdf --empty --pages a.pdf b.pdf -- prescription.pdf")]
+                "PDF06", ngettext("'{value}' names {n} file, among them a PDF: only JPEG or PNG scans can be combined",
+                                  "'{value}' names {n} files, among them a PDF: only JPEG or PNG scans can be combined",
+                                  len(files)).format(value=value, n=len(files)),
+                _("give one PDF per prescription; to merge PDFs: qpdf --empty --pages a.pdf b.pdf -- prescription.pdf"))]
         if files[0].kind == "pdf":
             f = files[0]
             pages, problem = check_pdf(f.data, f.value)
@@ -226,45 +229,51 @@ class PrescriptionFiles:
         try:
             info = path.stat()
         except OSError as exc:
-            return Problem("IN008", f"cannot read '{value}' ({exc.strerror})")
+            return Problem("IN008", _("cannot read '{file}' ({reason})").format(file=value, reason=exc.strerror))
         if stat.S_ISDIR(info.st_mode):
-            return Problem("IN008", f"cannot read '{value}' (it is a folder)")
+            return Problem("IN008", _("cannot read '{file}' (it is a folder)").format(file=value))
         if not stat.S_ISREG(info.st_mode):
-            return Problem("IN008", f"cannot read '{value}' (not a regular file)")  # a FIFO would hang the build
+            return Problem("IN008", _("cannot read '{file}' (not a regular file)").format(file=value))  # a FIFO would hang the build
         if info.st_size > self.max_bytes:
             return self._too_large(value, info.st_size)
         try:
             with open(path, "rb") as f:
                 data = f.read(self.max_bytes + 1)
         except OSError as exc:
-            return Problem("IN008", f"cannot read '{value}' ({exc.strerror})")
+            return Problem("IN008", _("cannot read '{file}' ({reason})").format(file=value, reason=exc.strerror))
         if len(data) > self.max_bytes:
             return self._too_large(value, len(data))
         return _File(value, path, data, sniff(data[:1024]))
 
     def _too_large(self, what: str, size: int) -> Problem:
-        return Problem("PDF04", f"'{what}' is {human_size(size)}, over the limit of {human_size(self.max_bytes)} (max_pdf_bytes)")
+        return Problem("PDF04", _("'{file}' is {size}, over the limit of {limit} (max_pdf_bytes)").format(
+            file=what, size=human_size(size), limit=human_size(self.max_bytes)))
 
     @staticmethod
     def _not_pdf(f: _File) -> Problem:
-        what = _DESCRIPTIONS.get(f.kind, "not a PDF")
         if f.kind == "html":
-            hint = "the CNS refuses HTML: print the prescription to PDF, or scan the paper prescription to PDF"
+            hint = _("the CNS refuses HTML: print the prescription to PDF, or scan the paper prescription to PDF")
         else:
-            hint = "scan or export the prescription to PDF; only JPEG and PNG scans can be converted (--convert-images)"
-        return Problem("PDF05", f"'{f.value}' is {what}, not a PDF" if f.kind != "unknown" else f"'{f.value}' is not a PDF", hint)
+            hint = _("scan or export the prescription to PDF; only JPEG and PNG scans can be converted (--convert-images)")
+        if f.kind not in _DESCRIPTIONS or f.kind == "unknown":
+            return Problem("PDF05", _("'{file}' is not a PDF").format(file=f.value), hint)
+        return Problem("PDF05", _("'{file}' is {what}, not a PDF").format(file=f.value, what=_DESCRIPTIONS[f.kind]), hint)
 
     @staticmethod
     def _image_refused(files: list[_File]) -> Problem:
         names = ";".join(f.value for f in files)
-        one = len(files) == 1
-        kinds = " and ".join(sorted({f.kind.upper() for f in files}))
-        what = f"'{names}' is {_DESCRIPTIONS[files[0].kind]}" if one else f"'{names}' are {kinds} images"
         target = shlex.quote(str(Path(files[0].value).with_suffix(".pdf")))
         command = "img2pdf " + " ".join(shlex.quote(f.value) for f in files) + f" -o {target}"
-        return Problem("PDF05", f"{what}, not a PDF",
-                       f"pass --convert-images to turn {'it' if one else 'them'} into one PDF losslessly,"
-                       f" or convert {'it' if one else 'them'} yourself: {command}")
+        if len(files) == 1:
+            return Problem("PDF05", _("'{file}' is {what}, not a PDF").format(file=names, what=_DESCRIPTIONS[files[0].kind]),
+                           _("pass --convert-images to turn it into one PDF losslessly, or convert it yourself: {command}")
+                           .format(command=command))
+        kinds = sorted({f.kind.upper() for f in files})
+        what = _("'{files}' are {kind} images, not a PDF") if len(kinds) == 1 else \
+            _("'{files}' are {kind} and {other} images, not a PDF")
+        return Problem("PDF05", what.format(files=names, kind=kinds[0], other=kinds[-1]),
+                       _("pass --convert-images to turn them into one PDF losslessly, or convert them yourself: {command}")
+                       .format(command=command))
 
     def _convert(self, files: list[_File], value: str) -> tuple[Prescription | None, list[Problem]]:
         data, why = _images_to_pdf([f.data for f in files])
@@ -272,14 +281,16 @@ class PrescriptionFiles:
             # Find the image img2pdf stumbled on, to name it.
             for f in files if len(files) > 1 else ():
                 if _images_to_pdf([f.data])[0] is None:
-                    return None, [Problem("PDF07", f"'{f.value}' cannot be converted to PDF ({why})")]
-            return None, [Problem("PDF07", f"'{value}' cannot be converted to PDF ({why})")]
+                    return None, [Problem("PDF07", _("'{file}' cannot be converted to PDF ({reason})").format(
+                        file=f.value, reason=why))]
+            return None, [Problem("PDF07", _("'{file}' cannot be converted to PDF ({reason})").format(file=value, reason=why))]
         if len(data) > self.max_bytes:
-            return None, [Problem("PDF04", f"the PDF made from '{value}' is {human_size(len(data))}, over the limit of"
-                                           f" {human_size(self.max_bytes)} (max_pdf_bytes)")]
+            return None, [Problem("PDF04", _("the PDF made from '{file}' is {size}, over the limit of {limit} (max_pdf_bytes)")
+                                  .format(file=value, size=human_size(len(data)), limit=human_size(self.max_bytes)))]
         pages, checked = check_pdf(data, value)
         if checked is not None:  # pragma: no cover - img2pdf wrote something pypdf cannot read
-            return None, [Problem("PDF07", f"'{value}' cannot be converted to PDF ({checked.message})")]
+            return None, [Problem("PDF07", _("'{file}' cannot be converted to PDF ({reason})").format(
+                file=value, reason=checked.message))]
         self._converted += 1
         name = Path(files[0].value).stem + ".pdf"
         path = self._folder() / f"{self._converted:06d}-{name}"

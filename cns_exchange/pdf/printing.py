@@ -28,6 +28,7 @@ from typing import IO, Any, Callable, Iterator
 
 from cns_exchange.errors import CnsxError, InputError, UsageError
 from cns_exchange.fsutil import private_dir, publish, sha256_of, temp_file, write_new
+from cns_exchange.i18n import _, reason
 from cns_exchange.issues import Issue
 from cns_exchange.domain.model import FeeNote, Header
 from cns_exchange.domain.naming import FileName, fee_note_pdf_name, fee_note_pdf_suffix, summary_pdf_name
@@ -70,15 +71,15 @@ def open_billing(name: str, stream: IO[bytes] | None, validator) -> Iterator[Bil
         for issue in errors:
             issue.file = shown
         if errors:
-            raise InputError(f"{shown}: not a valid billing file; nothing was printed",
-                             "fix the document (cnsx validate shows the same issues) and print again", errors)
+            raise InputError(_("{file}: not a valid billing file; nothing was printed").format(file=shown),
+                             _("fix the document (cnsx validate shows the same issues) and print again"), errors)
         root = validator.registry.get(report.version).documents["billing"].root
         with open(path, "rb") as f:
             first = next(_read(f, shown, root), None)
         header = first.record if first is not None and first.what == "header" else None
         if header is None:
-            raise _unreadable(shown, Issue("XML01", "the header (EnTete) cannot be read", file=shown))
-        sha256, _ = sha256_of(path)
+            raise _unreadable(shown, Issue("XML01", _("the header (EnTete) cannot be read"), file=shown))
+        sha256, _size = sha256_of(path)
         file_name = FileName(header.provider, "billing", header.created.date(), header.sequence)
         yield Billing(path, path.name if name != "-" else str(file_name), sha256, header, root, file_name)
     finally:
@@ -87,8 +88,8 @@ def open_billing(name: str, stream: IO[bytes] | None, validator) -> Iterator[Bil
 
 
 def _unreadable(shown: str, issue: Issue) -> InputError:
-    return InputError(f"{shown}: the billing file cannot be read to its end; nothing was printed",
-                      "validate it (cnsx validate), fix or rebuild it, and print again", [issue])
+    return InputError(_("{file}: the billing file cannot be read to its end; nothing was printed").format(file=shown),
+                      _("validate it (cnsx validate), fix or rebuild it, and print again"), [issue])
 
 
 def _read(source: IO[bytes], shown: str, root: str) -> Iterator[Item]:
@@ -103,7 +104,7 @@ def _read(source: IO[bytes], shown: str, root: str) -> Iterator[Item]:
         except CnsxError:
             raise
         except Exception as exc:  # noqa: BLE001 - lxml's XMLSyntaxError and kin: fail closed, exit 3
-            raise _unreadable(shown, Issue("XML01", f"cannot be read: {exc}", file=shown)) from exc
+            raise _unreadable(shown, Issue("XML01", _("cannot be read: {reason}").format(reason=reason(exc)), file=shown)) from exc
         yield item
 
 
@@ -114,7 +115,7 @@ def _notes(billing: Billing) -> Iterator[FeeNote]:
             if item.what != "item":
                 continue
             if item.record is None:
-                raise _unreadable(billing.name, Issue("XSD01", f"a fee note cannot be read: {item.error}", file=billing.name,
+                raise _unreadable(billing.name, Issue("XSD01", _("a fee note cannot be read: {reason}").format(reason=item.error), file=billing.name,
                                                       line=item.line, xpath=item.xpath))
             yield item.record
 
@@ -129,8 +130,8 @@ def _write(target: Path, draw: Callable[[IO[bytes]], Any]) -> Any:
     try:
         return write_new(target, draw)
     except FileExistsError:
-        raise UsageError(f"{target} appeared while printing; cnsx never overwrites a file",
-                         "run again into another folder") from None
+        raise UsageError(_("{file} appeared while printing; cnsx never overwrites a file").format(file=target),
+                         _("run again into another folder")) from None
 
 
 def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datetime, mask: bool = False,
@@ -148,13 +149,15 @@ def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datet
     try:
         private_dir(folder, parents=False)
     except OSError as exc:
-        raise UsageError(f"-o {folder}: cannot create the folder ({exc.strerror})", "give an existing folder, or one whose parent exists") from None
+        raise UsageError(_("-o {folder}: cannot create the folder ({reason})").format(folder=folder, reason=exc.strerror),
+                         _("give an existing folder, or one whose parent exists")) from None
     if not folder.is_dir():
-        raise UsageError(f"-o {folder}: not a folder", "give a folder: one PDF is written per fee note")
+        raise UsageError(_("-o {folder}: not a folder").format(folder=folder), _("give a folder: one PDF is written per fee note"))
     existing = sorted(folder.glob(f"*{fee_note_pdf_suffix(billing.file_name)}*.pdf"))   # (older names too)
     if existing:
-        raise UsageError(f"{folder} already holds printed fee notes of this billing file ({existing[0].name}); "
-                         "cnsx never overwrites a file", "remove them, or print into another folder")
+        raise UsageError(_("{folder} already holds printed fee notes of this billing file ({file}); "
+                           "cnsx never overwrites a file").format(folder=folder, file=existing[0].name),
+                         _("remove them, or print into another folder"))
     source = _source(billing, codes, printed, mask, practice)
     drawn: list[tuple[Path, Path]] = []  # (temp file, target)
     totals = Totals()
@@ -172,11 +175,11 @@ def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datet
             try:
                 publish(temp, target, overwrite=False)
             except FileExistsError:
-                raise UsageError(f"{target} appeared while printing; cnsx never overwrites a file",
-                                 "run again into another folder") from None
+                raise UsageError(_("{file} appeared while printing; cnsx never overwrites a file").format(file=target),
+                                 _("run again into another folder")) from None
             written.append(target)
     finally:
-        for temp, _ in drawn:
+        for temp, _target in drawn:
             temp.unlink(missing_ok=True)
     return written
 
@@ -201,7 +204,7 @@ def print_summary(billing: Billing, output: Path | None, stdout: IO[bytes] | Non
     assert output is not None
     target = output / summary_pdf_name(billing.file_name) if output.is_dir() else output
     if target.exists() or target.is_symlink():
-        raise UsageError(f"{target} exists; cnsx never overwrites a file", "remove it, or give another name")
+        raise UsageError(_("{file} exists; cnsx never overwrites a file").format(file=target), _("remove it, or give another name"))
     return target, _write(target, draw)
 
 
@@ -230,10 +233,11 @@ def print_status(sections: dict[str, list[dict]], heading: StatusHeading, output
         return _stream(draw, stdout)
     assert output is not None
     if output.exists() or output.is_symlink():
-        raise UsageError(f"--pdf {output}: a file of that name exists; cnsx never overwrites a file",
-                         "remove it, or give another name")
+        raise UsageError(_("--pdf {file}: a file of that name exists; cnsx never overwrites a file").format(file=output),
+                         _("remove it, or give another name"))
     if not output.parent.is_dir():
-        raise UsageError(f"--pdf {output}: folder {output.parent} does not exist", "create it first")
+        raise UsageError(_("--pdf {file}: folder {folder} does not exist").format(file=output, folder=output.parent),
+                         _("create it first"))
     return _write(output, draw)
 
 
@@ -254,9 +258,11 @@ def _check_totals(billing: Billing, totals: Totals) -> None:
         except InvalidOperation:
             number = None
         if number != value:
-            found = f"add up to {value / 100:.2f}" if money else f"count {value}"
-            wrong.append(Issue("DOC02" if money else "DOC01", f"header {element} is {declared}, the fee notes read {found}",
+            message = _("header {element} is {declared}, the fee notes read add up to {found}") if money else \
+                _("header {element} is {declared}, the fee notes read count {found}")
+            found = f"{value / 100:.2f}" if money else value
+            wrong.append(Issue("DOC02" if money else "DOC01", message.format(element=element, declared=declared, found=found),
                                file=billing.name, xpath=f"/{billing.root}/EnTete/{element}"))
     if wrong:  # (validation checked the same sums: a reading that stopped short, without an error, is caught here)
-        raise InputError(f"{billing.name}: the fee notes read do not add up to the header; nothing was printed",
-                         "validate the file (cnsx validate) and report the problem", wrong)
+        raise InputError(_("{file}: the fee notes read do not add up to the header; nothing was printed").format(file=billing.name),
+                         _("validate the file (cnsx validate) and report the problem"), wrong)

@@ -34,6 +34,7 @@ from typing import Callable
 from cns_exchange.billing.build import WRITABLE_VERSIONS
 from cns_exchange.errors import ConfigError, CnsxError, LocalIOError
 from cns_exchange.fsutil import fsync_dir, private_dir, publish, temp_file, write_atomic
+from cns_exchange.i18n import _
 from cns_exchange.domain.identifiers import check_provider
 from cns_exchange.store.lock import run_lock
 from cns_exchange.domain.model import Acknowledgement, Answer, FileRef, Header, PaymentLine
@@ -119,16 +120,16 @@ class State:
             try:
                 raw = path.read_bytes()
             except OSError as exc:
-                raise LocalIOError(f"{path}: the sandbox state cannot be read ({exc.strerror})",
-                                   "check the file's owner and permissions, or pass --state FILE") from None
+                raise LocalIOError(_("{file}: the sandbox state cannot be read ({reason})").format(file=path, reason=exc.strerror),
+                                   _("check the file's owner and permissions, or pass --state FILE")) from None
             try:
                 loaded = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ConfigError(f"{path}: the sandbox state cannot be read ({exc})",
-                                  "move it away to start a fresh sandbox, or pass --state FILE") from None
+                raise ConfigError(_("{file}: the sandbox state cannot be read ({reason})").format(file=path, reason=str(exc)),
+                                  _("move it away to start a fresh sandbox, or pass --state FILE")) from None
             if not isinstance(loaded, dict) or loaded.get("format") != _STATE_FORMAT:
-                raise ConfigError(f"{path}: not a sandbox state file of format {_STATE_FORMAT}",
-                                  "move it away to start a fresh sandbox, or pass --state FILE")
+                raise ConfigError(_("{file}: not a sandbox state file of format {format}").format(file=path, format=_STATE_FORMAT),
+                                  _("move it away to start a fresh sandbox, or pass --state FILE"))
             self.data.update(loaded)
         self._granted = set(self.data["granted"])
 
@@ -253,7 +254,7 @@ class Sandbox:
         deposit = Deposit(name, report.kind, False)
         provider = self._provider(header, name)
         if provider is None:
-            deposit.note = "no valid provider code in its header or name: nobody to answer"
+            deposit.note = _("no valid provider code in its header or name: nobody to answer")
             state["processed"][name] = {"sha256": sha, "outputs": []}
             state.save()
             return deposit
@@ -364,8 +365,9 @@ class Sandbox:
         report = self.validator.validate(str(self.staging / name), check_name=False)
         if not report.ok:
             first = next(i for i in report.issues if i.is_error)
-            raise CnsxError(f"the sandbox wrote an invalid {name}: {first.code} {first.message} at {first.xpath}",
-                            "this is a bug of cnsx: report it with the deposited file")
+            raise CnsxError(_("the sandbox wrote an invalid {file}: {code} {message} at {xpath}").format(
+                file=name, code=first.code, message=first.message, xpath=first.xpath),
+                _("this is a bug of cnsx: report it with the deposited file"))
 
     def _finish_pending(self, state: State) -> list[str]:
         """Publish the staged return files the state lists as pending; drop stray ones."""
@@ -387,8 +389,8 @@ class Sandbox:
             os.link(staged, target)  # never replaces a file
         except FileExistsError:
             if target.read_bytes() != staged.read_bytes():
-                raise SandboxConflict(f"{target} exists with other content: something else writes return files there",
-                                      "run one sandbox per drop box, with one state file") from None
+                raise SandboxConflict(_("{file} exists with other content: something else writes return files there").format(
+                    file=target), _("run one sandbox per drop box, with one state file")) from None
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
                 raise
