@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import IO, Callable, Iterable, Iterator
 
-from cns_exchange.i18n import _, tr
+from cns_exchange.i18n import Msg, _, tr
 from cns_exchange.issues import ERROR, WARNING, Issue
 
 #: The words of the issue lines, by severity.
@@ -156,21 +156,68 @@ def print_error(message: str, hint: str = "", stream: IO[str] | None = None) -> 
     out.print(f"[red]{tr(_('error:'))}[/] {_escape(tr(message))}" + _hint(hint))
 
 
+#: The status tables' titles and column headings as the terminal shows them: in English the
+#: section and the column as --json and --csv name them (a title with spaces), else translated.
+_TITLES = {
+    "requests_awaiting_answer": _("requests awaiting answer"), "refused_requests": _("refused requests"),
+    "certificates": _("certificates"), "billed_awaiting_payment": _("billed awaiting payment"),
+    "disputed": _("disputed"), "per_month": _("per month"), "final_reports_due": _("final reports due"),
+    "due": _("due"), "history": _("history"), "it_flat_rate": _("it flat rate"),
+}
+_HEADINGS = {
+    "request_ref": _("request_ref"), "matricule": _("matricule"), "patient": _("patient"),
+    "prescription_date": _("prescription_date"), "treatment": _("treatment"), "pathologies": _("pathologies"),
+    "sent_at": _("sent_at"), "age_days": _("age_days"), "reasons": _("reasons"), "certificate": _("certificate"),
+    "valid_from": _("valid_from"), "valid_to": _("valid_to"), "sessions_authorised": _("sessions_authorised"),
+    "sessions_billed": _("sessions_billed"), "sessions_remaining": _("sessions_remaining"), "state": _("state"),
+    "session_date": _("session_date"), "act": _("act"), "cns_share": _("cns_share"), "billing_file": _("billing_file"),
+    "reason_code": _("reason_code"), "reason_label": _("reason_label"), "billed": _("billed"), "accepted": _("accepted"),
+    "month": _("month"), "sessions": _("sessions"), "gross": _("gross"), "patient_share": _("patient_share"),
+    "paid": _("paid"), "prescriber": _("prescriber"), "last_session": _("last_session"), "ended": _("ended"),
+    "due_since": _("due_since"), "what": _("what"), "reference": _("reference"), "date": _("date"), "days": _("days"),
+    "reason": _("reason"), "event": _("event"), "detail": _("detail"), "year": _("year"), "providers": _("providers"),
+    "period_from": _("period_from"), "period_to": _("period_to"), "prescriptions": _("prescriptions"),
+    "awaiting_payment": _("awaiting_payment"), "threshold": _("threshold"), "qualifies": _("qualifies"),
+    "amount": _("amount"), "year_ended": _("year_ended"),
+}
+#: The words cnsx writes in some columns (a state, what is due and why, an event of a
+#: patient's history): data in --json and --csv, translated on the terminal.
+_WORD_COLUMNS = {"state", "ended", "what", "reason", "event"}
+_WORDS = {
+    "valid": _("valid"), "expired": _("expired"), "finished": _("finished"), "interrupted": _("interrupted"),
+    "certificate": _("certificate"), "request": _("request"), "expiring": _("expiring"), "sessions": _("sessions"),
+    "unanswered": _("unanswered"), "refused": _("refused"), "fee note": _("fee note"), "session": _("session"),
+    "payment": _("payment"), "dispute": _("dispute"), "final report sent": _("final report sent"),
+}
+
+
+def _cell(column: str, value: object) -> str:
+    """A status table's cell as the terminal shows it (see _WORDS; a message translated)."""
+    if value is None:
+        return ""
+    if isinstance(value, Msg):
+        return tr(value)
+    if column in _WORD_COLUMNS and value in _WORDS:
+        return tr(_WORDS[value])
+    return str(value)
+
+
 def print_tables(sections: dict[str, list[dict]], stream: IO[str] | None = None) -> None:
-    """Print each section as a table (on stdout: status is data)."""
+    """Print each section as a table (on stdout: status is data), its title, headings and
+    words in the user's language (the keys of --json and --csv stay English)."""
     from rich.table import Table
 
     out = console(stream or sys.stdout)
     for name, rows in sections.items():
-        title = tr(name.replace("_", " "))
+        title = tr(_TITLES.get(name, name.replace("_", " ")))
         if not rows:
             out.print(_escape(tr(_("{title}: none").format(title=title))))
             continue
-        table = Table(title=title, title_justify="left")
+        table = Table(title=_escape(title), title_justify="left")
         for column in rows[0]:
-            table.add_column(column)
+            table.add_column(_escape(tr(_HEADINGS.get(column, column))))
         for row in rows:
-            table.add_row(*("" if v is None else _escape(str(v)) for v in row.values()))
+            table.add_row(*(_escape(_cell(k, v)) for k, v in row.items()))
         out.print(table)
 
 

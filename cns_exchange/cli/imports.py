@@ -10,6 +10,7 @@ import click
 from cns_exchange.cli.context import Context, pass_context
 from cns_exchange.cli.output import JsonLines, format_options
 from cns_exchange.errors import ExitCode, UsageError
+from cns_exchange.i18n import _, join
 
 
 class _Rows:
@@ -33,8 +34,9 @@ class _Rows:
                 self.lines.write({"file": str(doc.path), "kind": doc.kind, **row})
         elif self.fmt == "csv" and not doc.fatal:
             if self.csv_kind not in (None, doc.kind):
-                raise UsageError(f"--csv prints one document kind per run: {doc.name} is {doc.kind}, not {self.csv_kind}",
-                                 "import the kinds separately, or use --ndjson")
+                raise UsageError(_("--csv prints one document kind per run: {name} is {kind}, not {expected}").format(
+                                     name=doc.name, kind=doc.kind, expected=self.csv_kind),
+                                 _("import the kinds separately, or use --ndjson"))
             if self.csv is None:
                 from cns_exchange.rows.csvout import CsvWriter
 
@@ -48,12 +50,13 @@ def _one_kind(paths: list[Path], validator) -> None:
     """--csv of several files: told before anything is imported, not at the first file of another kind."""
     kinds: dict[str, str] = {}
     for path in paths:
-        schema_set, kind, _, _ = validator.detect(str(path))
+        schema_set, kind, _unused, _issues = validator.detect(str(path))
         if schema_set is not None:
             kinds.setdefault(kind, path.name)
     if len(kinds) > 1:
-        raise UsageError("--csv prints one document kind per run: " + ", ".join(f"{n} is {k}" for k, n in kinds.items()),
-                         "import the kinds separately, or use --ndjson")
+        raise UsageError(_("--csv prints one document kind per run: {kinds}").format(
+                             kinds=join(", ", (_("{name} is {kind}").format(name=n, kind=k) for k, n in kinds.items()))),
+                         _("import the kinds separately, or use --ndjson"))
 
 
 def _report(ctx: Context, result) -> bool:
@@ -62,35 +65,40 @@ def _report(ctx: Context, result) -> bool:
 
     console.print_issues(result.warnings)
     if result.status == "unreadable":
-        kept = "moved to" if result.moved else "a copy kept in"
-        console.print_line(f"{result.name}: not imported, cannot be read" +
-                           (f"; {kept} {result.moved_to} (see .why.txt)" if result.moved_to else ""), style="red")
+        if not result.moved_to:
+            line = _("{name}: not imported, cannot be read")
+        elif result.moved:
+            line = _("{name}: not imported, cannot be read; moved to {path} (see .why.txt)")
+        else:
+            line = _("{name}: not imported, cannot be read; a copy kept in {path} (see .why.txt)")
+        console.print_line(line.format(name=result.name, path=result.moved_to), style="red")
     elif result.status == "already-imported":
-        console.print_line(f"{result.name}: already imported, nothing changed")
+        console.print_line(_("{name}: already imported, nothing changed").format(name=result.name))
     elif result.status == "imported" and ctx.verbose:
-        console.print_line(f"{result.name}: imported ({result.kind})")
-    for note in result.notices + result.unmatched:
-        console.print_line(f"note: {result.name}: {note}" if note in result.notices else f"note: {note}", style="yellow")
+        console.print_line(_("{name}: imported ({kind})").format(name=result.name, kind=result.kind))
+    for note in result.notices:
+        console.print_line(_("note: {name}: {note}").format(name=result.name, note=note), style="yellow")
+    for note in result.unmatched:
+        console.print_line(_("note: {note}").format(note=note), style="yellow")
     return result.status != "unreadable"
 
 
-@click.command("import")
-@click.argument("files", nargs=-1, metavar="[FILE...]")
-@click.option("--db", "db", metavar="PATH", help="The practice database (default: the profile's database).")
-@click.option("--no-db", is_flag=True, help="Only read: print the rows, touch no database, move no file.")
-@format_options(json="Print what was read as a JSON object per file.", ndjson="Print one JSON line per row.",
-                csv="Print rows as CSV (one document kind per run).")
-@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
-@pass_context
-def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
-    """Import documents into the practice database and match them with what they answer.
+@click.command("import", help=_("""Import documents into the practice database and match them with what they answer.
 
     FILE... are documents; '-' reads the NDJSON lines `cnsx fetch` prints (or one document);
     with no FILE the inbox is imported. Return files are read leniently: deviations are
     warnings with their line, unreadable files go to the errors folder with a reason.
     `--no-db --csv` turns any document into rows (requests and billing files: the columns
     build-request / build-invoice read).
-    """
+    """))
+@click.argument("files", nargs=-1, metavar="[FILE...]")
+@click.option("--db", "db", metavar="PATH", help=_("The practice database (default: the profile's database)."))
+@click.option("--no-db", is_flag=True, help=_("Only read: print the rows, touch no database, move no file."))
+@format_options(json=_("Print what was read as a JSON object per file."), ndjson=_("Print one JSON line per row."),
+                csv=_("Print rows as CSV (one document kind per run)."))
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help=_("Wait for another run's lock."))
+@pass_context
+def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
     import tempfile
 
     from cns_exchange import console
@@ -127,7 +135,7 @@ def import_cmd(ctx: Context, files, db, no_db, fmt, wait):
                 move = path.resolve().parent == inbox_dir
                 if not files and not path.exists():
                     # Listed in the inbox before the lock was ours: another run took it since.
-                    console.print_line(f"{path.name}: no longer in the inbox (imported by another run)")
+                    console.print_line(_("{name}: no longer in the inbox (imported by another run)").format(name=path.name))
                     continue
                 result, doc = importing.import_path(conn, path, validator, settings.local_dir("archive"),
                                                     settings.local_dir("errors"), move)

@@ -25,6 +25,7 @@ from importlib import resources
 
 from cns_exchange.store.database import BILLED_SESSIONS, CERTIFICATE_PATIENT
 from cns_exchange.errors import ConfigError, InputError, UsageError
+from cns_exchange.i18n import _
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,9 @@ class Convention:
         rates = [r for r in self.flat_rates if r.from_year <= year]
         if not rates:
             first = self.flat_rates[0].from_year
-            raise UsageError(f"--year {year}: cnsx knows the IT flat rate from {first} on (earlier years had "
-                             "transitional provisions that are not published)", f"give a year from {first} on")
+            raise UsageError(_("--year {year}: cnsx knows the IT flat rate from {first} on (earlier years had "
+                               "transitional provisions that are not published)").format(year=year, first=first),
+                             _("give a year from {first} on").format(first=first))
         return rates[-1]
 
 
@@ -75,9 +77,9 @@ def load_convention() -> Convention:
         if not isinstance(idle, int) or isinstance(idle, bool) or idle < 1:
             raise ValueError(f"final_report.idle_days {idle!r} is not a positive integer")
     except (OSError, ValueError, KeyError, TypeError, InvalidOperation) as exc:
-        raise ConfigError(f"{name}: unusable ({exc})", "reinstall cnsx") from None
+        raise ConfigError(_("{file}: unusable ({reason})").format(file=name, reason=str(exc)), _("reinstall cnsx")) from None
     if not rates or len({r.from_year for r in rates}) != len(rates):
-        raise ConfigError(f"{name}: it_flat_rate needs entries of distinct years", "reinstall cnsx")
+        raise ConfigError(_("{file}: it_flat_rate needs entries of distinct years").format(file=name), _("reinstall cnsx"))
     return Convention(tuple(sorted(rates, key=lambda r: r.from_year)), idle)
 
 
@@ -139,22 +141,26 @@ def mark_final_report_sent(conn: sqlite3.Connection, certificate: str, sent_on: 
     does not know, one superseded by a later answer, or a day before the certificate's validity.
     """
     if sent_on > today:
-        raise UsageError(f"--date {sent_on}: after today ({today}); a report cannot have been sent yet",
-                         "give the day the report was sent, or leave --date out for today")
+        raise UsageError(_("--date {day}: after today ({today}); a report cannot have been sent yet").format(
+                             day=sent_on, today=today),
+                         _("give the day the report was sent, or leave --date out for today"))
     row = conn.execute("SELECT c.number, c.valid_from, c.superseded, a.request_id FROM certificates c "
                        "JOIN answers a ON a.id = c.answer_id WHERE c.number = ?", (certificate,)).fetchone()
     if row is None:
-        raise InputError(f"{certificate}: no such certificate in the practice database",
-                         "check the number (cnsx status lists the reports due), or import the CNS's answers first")
+        raise InputError(_("{certificate}: no such certificate in the practice database").format(certificate=certificate),
+                         _("check the number (cnsx status lists the reports due), or import the CNS's answers first"))
     if row["superseded"]:
         standing = conn.execute("SELECT c.number FROM certificates c JOIN answers a ON a.id = c.answer_id "
                                 "WHERE a.request_id = ? AND c.superseded = 0", (row["request_id"],)).fetchone()
-        raise InputError(f"{certificate}: superseded by a later answer of the CNS to its request"
-                         + (f" (certificate {standing[0]})" if standing else ""),
-                         "mark the certificate that stands" if standing else "check the number")
+        if standing:
+            raise InputError(_("{certificate}: superseded by a later answer of the CNS to its request (certificate "
+                               "{standing})").format(certificate=certificate, standing=standing[0]),
+                             _("mark the certificate that stands"))
+        raise InputError(_("{certificate}: superseded by a later answer of the CNS to its request").format(
+            certificate=certificate), _("check the number"))
     if sent_on.isoformat() < row["valid_from"]:
-        raise InputError(f"--date {sent_on}: before the treatment could begin ({certificate} is valid from "
-                         f"{row['valid_from']})", "give the day the report was sent")
+        raise InputError(_("--date {day}: before the treatment could begin ({certificate} is valid from {start})").format(
+            day=sent_on, certificate=certificate, start=row["valid_from"]), _("give the day the report was sent"))
     inserted = conn.execute("INSERT INTO final_reports (certificate_number, sent_on, recorded_at) VALUES (?, ?, ?) "
                             "ON CONFLICT (certificate_number) DO NOTHING",
                             (certificate, sent_on.isoformat(), now.isoformat(timespec="seconds"))).rowcount

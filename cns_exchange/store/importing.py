@@ -19,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Iterator
 
+from cns_exchange.i18n import _, reason
 from cns_exchange.issues import ERROR, WARNING, Issue
 from cns_exchange.documents.read import Part, read_document
 from cns_exchange.store.matching import import_document
@@ -100,7 +101,7 @@ def read_leniently(path: Path, validator) -> Document:
     doc = Document(path, path.name, _sha256(path))
     schema_set, kind, root, issues = validator.detect(str(path))
     if schema_set is None:
-        doc.fatal = issues or [Issue("XML04", "the document kind cannot be told", file=str(path))]
+        doc.fatal = issues or [Issue("XML04", _("the document kind cannot be told"), file=str(path))]
         return doc
     doc.kind, doc.root = kind, root
     check = XsdVerdict(str(path), schema_set.documents[kind].xsd)
@@ -111,7 +112,7 @@ def read_leniently(path: Path, validator) -> Document:
         try:
             native = check.result()
         except CheckFailed as exc:
-            doc.fatal.append(Issue("VAL01", str(exc), file=str(path)))
+            doc.fatal.append(Issue("VAL01", reason(exc), file=str(path)))
             native = False
     if doc.fatal:
         found = []
@@ -125,7 +126,7 @@ def read_leniently(path: Path, validator) -> Document:
                 if issue.code == "NOM05":
                     continue  # advice to whoever prices sessions (build, validate), not a deviation of the file
                 issue.severity = WARNING
-                issue.hint = "imported as written; cnsx validate shows the same"
+                issue.hint = _("imported as written; cnsx validate shows the same")
                 doc.warnings.append(issue)
     _conclude(doc, found)
     return doc
@@ -140,11 +141,11 @@ def _conclude(doc: Document, found: list) -> None:
                 doc.fatal.append(issue)
         else:
             issue.severity = WARNING
-            issue.hint = "imported what could be read; ask the CNS about this deviation"
+            issue.hint = _("imported what could be read; ask the CNS about this deviation")
             doc.warnings.append(issue)
     doc.warnings.sort(key=lambda i: i.line or 0)
     if doc.header is None and not doc.fatal:
-        doc.fatal.append(Issue("XSD01", "the header (EnTete) cannot be read", file=str(doc.path)))
+        doc.fatal.append(Issue("XSD01", _("the header (EnTete) cannot be read"), file=str(doc.path)))
 
 
 def _read_records(doc: Document, path: Path, kind: str, root: str, rules) -> None:
@@ -163,12 +164,13 @@ def _read_records(doc: Document, path: Path, kind: str, root: str, rules) -> Non
                         try:
                             item.record = item.record.to_fee_note(dates)
                         except (ValueError, TypeError) as exc:
-                            item.record, item.error = None, str(exc)
+                            item.record, item.error = None, reason(exc)
                 if item.record is None:
                     target = doc.fatal if item.what is Part.HEADER else doc.warnings
-                    target.append(Issue("XSD01", f"not imported: {item.error}", severity=ERROR if item.what is Part.HEADER else WARNING,
+                    target.append(Issue("XSD01", _("not imported: {reason}").format(reason=item.error),
+                                        severity=ERROR if item.what is Part.HEADER else WARNING,
                                         file=str(path), line=item.line, xpath=item.xpath,
-                                        hint="the rest of the file is imported" if item.what is not Part.HEADER else ""))
+                                        hint=_("the rest of the file is imported") if item.what is not Part.HEADER else ""))
                 elif item.what is Part.HEADER:
                     doc.header = item.record
                     rules.on_header(item.record, item.line, item.xpath)
@@ -176,10 +178,10 @@ def _read_records(doc: Document, path: Path, kind: str, root: str, rules) -> Non
                     doc.records.append(item.record)
         rules.finish()
     except HostileDocument:
-        doc.fatal.append(Issue("XML02", "the document declares a DOCTYPE", file=str(path), line=1))
+        doc.fatal.append(Issue("XML02", _("the document declares a DOCTYPE"), file=str(path), line=1))
     except Exception as exc:  # lxml's XMLSyntaxError and kin: the whole file is unreadable
         if not doc.fatal:
-            doc.fatal.append(Issue("XML01", f"cannot be read: {exc}", file=str(path)))
+            doc.fatal.append(Issue("XML01", _("cannot be read: {reason}").format(reason=reason(exc)), file=str(path)))
 
 
 def rows_of(doc: Document) -> Iterator[dict]:
@@ -245,8 +247,9 @@ def _keep(path: Path, folder: Path, sha256: str, move: bool, made: list[Path] | 
             try:
                 copy_atomic(path, target, sha256)
             except ValueError:
-                raise InputError(f"{path}: changed while cnsx read it: the copy kept would not be the file read",
-                                 "leave files alone while cnsx imports them, then import again") from None
+                raise InputError(_("{path}: changed while cnsx read it: the copy kept would not be the file read")
+                                 .format(path=path),
+                                 _("leave files alone while cnsx imports them, then import again")) from None
         if made is not None:
             made.append(target)
     # A linked copy has the inbox file's mode; and a run killed right after linking left the
@@ -289,8 +292,8 @@ def import_path(conn: sqlite3.Connection | None, path: Path, validator, archive_
 
     shown = not_utf8(str(path))
     if shown is not None:
-        raise InputError(f"{shown}: a file name that is not UTF-8",
-                         "it is left where it is: rename it with a UTF-8 name (e.g. convmv -f latin1 -t utf-8 --notest FILE)")
+        raise InputError(_("{path}: a file name that is not UTF-8").format(path=shown),
+                         _("it is left where it is: rename it with a UTF-8 name (e.g. convmv -f latin1 -t utf-8 --notest FILE)"))
     doc = read_leniently(path, validator)
     result = ImportResult(doc.name, doc.kind, doc.sha256, ImportStatus.READ, warnings=doc.warnings)
     if doc.fatal:

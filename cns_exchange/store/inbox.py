@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from cns_exchange.errors import InputError
+from cns_exchange.i18n import _
 
 #: A document read from stdin is kept as ``stdin-<first 16 hex digits of its SHA-256>.xml``:
 #: the same document piped twice is one file.
@@ -43,9 +44,10 @@ def import_sources(files: tuple[str, ...], stdin: IO[bytes] | None, settings, sp
             paths.append(Path(name))
     for path in paths:
         if path.is_dir():
-            raise InputError(f"{path}: a folder, not a document", f"give its files ({path}/*.xml), or make it the inbox")
+            raise InputError(_("{path}: a folder, not a document").format(path=path),
+                             _("give its files ({path}/*.xml), or make it the inbox").format(path=path))
         if not path.is_file():
-            raise InputError(f"{path}: no such file", "check the path")
+            raise InputError(_("{path}: no such file").format(path=path), _("check the path"))
     return paths
 
 
@@ -91,5 +93,5 @@ def _listed(lines: IO[bytes]):
         try:
             yield Path(json.loads(line.decode("utf-8"))["path"])
         except (ValueError, KeyError, TypeError):
-            raise InputError(f"<stdin>:{number}: not a line of cnsx fetch (JSON with a 'path')",
-                             "pipe cnsx fetch into cnsx import -, or give files") from None
+            raise InputError(_("<stdin>:{line}: not a line of cnsx fetch (JSON with a 'path')").format(line=number),
+                             _("pipe cnsx fetch into cnsx import -, or give files")) from None

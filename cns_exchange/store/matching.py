@@ -20,7 +20,8 @@ import sqlite3
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from cns_exchange.issues import WARNING, Issue, plural
+from cns_exchange.i18n import _, join, ngettext
+from cns_exchange.issues import WARNING, Issue
 from cns_exchange.store.database import COUNTED_SESSIONS, DROPPED, LATEST_ANSWER, RANK, session_identity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,10 +86,12 @@ def _insert_requests(conn, doc_id, doc) -> None:
         known = r.request_ref not in seen and conn.execute(
             "SELECT 1 FROM requests WHERE provider = ? AND request_ref = ?", (doc.header.provider, r.request_ref)).fetchone()
         if r.request_ref in seen or known:
-            where = "earlier in this file" if r.request_ref in seen else "from an earlier file"
-            _left_out(doc, "IN007", f"request {r.request_ref} is already recorded ({where}): this one was not imported", r.line,
-                      f"Demande[{index}]/ReferenceDemande",
-                      "the same request sent again is harmless; a new request needs its own reference")
+            if r.request_ref in seen:
+                message = _("request {ref} is already recorded (earlier in this file): this one was not imported")
+            else:
+                message = _("request {ref} is already recorded (from an earlier file): this one was not imported")
+            _left_out(doc, "IN007", message.format(ref=r.request_ref), r.line, f"Demande[{index}]/ReferenceDemande",
+                      _("the same request sent again is harmless; a new request needs its own reference"))
         else:
             new.append(r)
         seen.add(r.request_ref)
@@ -110,10 +113,11 @@ def _insert_billing(conn, doc_id, doc) -> None:
         kept = []
         for position, s in enumerate(note.sessions, 1):
             if s.line_no in lines:
-                _left_out(doc, "DOC08", f"line number {s.line_no} appears twice in fee note {note.number} (lines "
-                                        f"{lines[s.line_no]} and {s.line}): the second was not imported", s.line,
+                _left_out(doc, "DOC08", _("line number {line_no} appears twice in fee note {note} (lines {first} and "
+                                          "{second}): the second was not imported").format(
+                              line_no=s.line_no, note=note.number, first=lines[s.line_no], second=s.line), s.line,
                           f"MemoireHonoraires[{index}]/Seance[{position}]/NumeroLigne",
-                          "the CNS pays a line once: ask whoever built the file")
+                          _("the CNS pays a line once: ask whoever built the file"))
                 continue
             lines[s.line_no] = s.line
             kept.append(s)
@@ -134,8 +138,10 @@ def _insert_billing(conn, doc_id, doc) -> None:
     again = conn.execute(f"SELECT count(*) FROM ({dropped})", {"doc": doc_id}).fetchone()[0]
     if again:
         _set_counted(conn, dropped, {"doc": doc_id}, False)
-        doc.notices.append(f"{plural(again, 'session')} disputed in full before {'is' if again == 1 else 'are'} billed "
-                           "again by this file: the new billing counts")
+        doc.notices.append(ngettext("{n} session disputed in full before is billed again by this file: the new billing "
+                                    "counts",
+                                    "{n} sessions disputed in full before are billed again by this file: the new billing "
+                                    "counts", again).format(n=again))
     _count_new(conn, "SELECT id FROM sessions WHERE document_id = :doc", {"doc": doc_id})
     copies = conn.execute(
         """SELECT n.session_date, n.act, f.certificate_number, d.name FROM sessions n
@@ -144,9 +150,11 @@ def _insert_billing(conn, doc_id, doc) -> None:
            WHERE n.document_id = ? AND n.counted = 0 ORDER BY n.id""", (doc_id,)).fetchall()
     if copies:
         first = copies[0]
-        doc.notices.append(f"{plural(len(copies), 'session')} of this file {'was' if len(copies) == 1 else 'were'} billed "
-                           f"before and {'is' if len(copies) == 1 else 'are'} counted once (first: {first[0]} {first[1]} "
-                           f"on certificate {first[2]}, billed in {first[3]})")
+        doc.notices.append(ngettext("{n} session of this file was billed before and is counted once (first: {day} {act} "
+                                    "on certificate {certificate}, billed in {file})",
+                                    "{n} sessions of this file were billed before and are counted once (first: {day} "
+                                    "{act} on certificate {certificate}, billed in {file})", len(copies)).format(
+                               n=len(copies), day=first[0], act=first[1], certificate=first[2], file=first[3]))
 
 
 def _set_counted(conn, ids_sql: str, params, counted: bool) -> None:
@@ -200,7 +208,7 @@ def _insert_answers(conn, doc_id, doc) -> None:
             (doc_id, a.request_ref, a.matricule, c.number if c else None, int(c is None))).lastrowid
         if c is not None:
             values = (a.matricule, c.valid_from.isoformat(), c.valid_to.isoformat(), ";".join(f"{x}:{n}" for x, n in c.acts),
-                      sum(n for _, n in c.acts))
+                      sum(n for _act, n in c.acts))
             key = f"{rank}#{answer_id:012d}"
             before = conn.execute("SELECT matricule, valid_from, valid_to, acts, sessions_authorised, rank FROM certificates "
                                   "WHERE number = ?", (c.number,)).fetchone()
@@ -212,11 +220,13 @@ def _insert_answers(conn, doc_id, doc) -> None:
                 "WHERE excluded.rank > certificates.rank", (c.number, answer_id, *values, key))
             if before is not None and tuple(before)[:5] != values:
                 if key > before["rank"]:
-                    doc.notices.append(f"certificate {c.number} corrected: valid {values[1]} to {values[2]}, "
-                                       f"{plural(values[4], 'session')} ({values[3]})")
+                    doc.notices.append(_("certificate {number} corrected: valid {start} to {end}, {sessions} ({acts})").format(
+                        number=c.number, start=values[1], end=values[2],
+                        sessions=ngettext("{n} session", "{n} sessions", values[4]).format(n=values[4]), acts=values[3]))
                 else:
-                    doc.notices.append(f"certificate {c.number}: this answer is older than the one already imported, "
-                                       f"which stands (valid {before['valid_from']} to {before['valid_to']})")
+                    doc.notices.append(_("certificate {number}: this answer is older than the one already imported, "
+                                         "which stands (valid {start} to {end})").format(
+                        number=c.number, start=before["valid_from"], end=before["valid_to"]))
         conn.executemany("INSERT INTO anomalies (document_id, answer_id, code, label, element) VALUES (?,?,?,?,?)",
                          ((doc_id, answer_id, x.code, x.label, x.element) for x in a.refusal))
     # The latest answer to each request this file answers decides (by the CNS's date and sequence).
@@ -227,7 +237,8 @@ def _insert_answers(conn, doc_id, doc) -> None:
                      FROM answers a WHERE a.id = certificates.answer_id
                      AND a.request_ref IN (SELECT request_ref FROM answers WHERE document_id = :doc)""", {"doc": doc_id})
     for number, ref in replaced:
-        doc.notices.append(f"certificate {number} no longer stands: a later answer to request {ref} replaces it")
+        doc.notices.append(_("certificate {number} no longer stands: a later answer to request {ref} replaces it").format(
+            number=number, ref=ref))
 
 
 def _insert_payment(conn, doc_id, doc) -> None:
@@ -261,8 +272,10 @@ def _insert_payment(conn, doc_id, doc) -> None:
     copies = conn.execute("""SELECT count(*) FROM payment_lines p JOIN sessions s ON s.id = p.session_id
                              WHERE p.payment_id = ? AND s.counted = 0 AND p.accepted > 0""", (payment_id,)).fetchone()[0]
     if copies:
-        doc.notices.append(f"{plural(copies, 'line')} of this statement {'pays' if copies == 1 else 'pay'} a session "
-                           "billed twice (counted once): check with the CNS whether it was paid twice")
+        doc.notices.append(ngettext("{n} line of this statement pays a session billed twice (counted once): check with "
+                                    "the CNS whether it was paid twice",
+                                    "{n} lines of this statement pay a session billed twice (counted once): check with "
+                                    "the CNS whether it was paid twice", copies).format(n=copies))
 
 
 def _say_tariff_change(conn, doc: Document, payment_id: int, first: int) -> None:
@@ -284,19 +297,33 @@ def _say_tariff_change(conn, doc: Document, payment_id: int, first: int) -> None
     for row in rows:
         paid_as.setdefault(row[0], []).append(row)
     days = [row[3] for row in rows if row[3]]
-    what = (f"{plural(lines, 'line')} paid without a dispute reason at another amount than billed "
-            f"(the CNS's share{f', sessions from {min(days)}' if days else ''})")
+    if days:
+        what = ngettext("{n} line paid without a dispute reason at another amount than billed (the CNS's share, "
+                        "sessions from {day})",
+                        "{n} lines paid without a dispute reason at another amount than billed (the CNS's share, "
+                        "sessions from {day})", lines).format(n=lines, day=min(days))
+    else:
+        what = ngettext("{n} line paid without a dispute reason at another amount than billed (the CNS's share)",
+                        "{n} lines paid without a dispute reason at another amount than billed (the CNS's share)",
+                        lines).format(n=lines)
     if any(len(paid) > 1 for paid in paid_as.values()):
         mixed = next(paid for paid in paid_as.values() if len(paid) > 1)
-        doc.notices.append(f"{what}, not one amount for each amount billed ({amount(mixed[0][0])} paid as "
-                           f"{' and '.join(amount(row[1]) for row in mixed)}): not a tariff change; ask the CNS why")
+        doc.notices.append(_("{what}, not one amount for each amount billed ({billed} paid as {paid}): not a tariff "
+                             "change; ask the CNS why").format(
+            what=what, billed=amount(mixed[0][0]), paid=join(_(" and "), [amount(row[1]) for row in mixed])))
         return
-    moves = ", ".join(f"{amount(billed)} → {amount(row[1])}"
-                      f" ({', '.join(sorted(row[4].split(','))) + ': ' if row[4] else ''}{plural(row[2], 'line')})"
-                      for billed, [row] in paid_as.items())
-    doc.notices.append(f"likely a tariff change: {what}, one amount for each amount billed: {moves}. "
-                       f"See the table cnsx priced them with (cnsx tariffs --date {min(days) if days else 'DATE'}) "
-                       "and add the CNS's tariffs (cnsx tariffs add)")
+
+    def move(billed, row) -> str:
+        count = ngettext("{n} line", "{n} lines", row[2]).format(n=row[2])
+        if row[4]:
+            return _("{billed} → {paid} ({acts}: {count})").format(
+                billed=amount(billed), paid=amount(row[1]), acts=", ".join(sorted(row[4].split(","))), count=count)
+        return _("{billed} → {paid} ({count})").format(billed=amount(billed), paid=amount(row[1]), count=count)
+
+    moves = join(", ", [move(billed, row) for billed, [row] in paid_as.items()])
+    doc.notices.append(_("likely a tariff change: {what}, one amount for each amount billed: {moves}. See the table "
+                         "cnsx priced them with (cnsx tariffs --date {day}) and add the CNS's tariffs (cnsx tariffs add)")
+                       .format(what=what, moves=moves, day=min(days) if days else "DATE"))
 
 
 def _names_once(lines: list) -> bool:
@@ -381,16 +408,23 @@ def rematch(conn: sqlite3.Connection, document_id: int | None = None) -> list[st
         # (A billing file's certificates were recounted as its sessions were counted: _set_counted.)
         _count_billed(conn, "answer_id IN (SELECT id FROM answers WHERE document_id = :doc)", {"doc": document_id})
     unmatched = []
-    for label, query in (
-        ("answers match no request", "SELECT count(*) FROM answers WHERE request_id IS NULL"),
-        ("acknowledgements match no uploaded or imported file",
-         "SELECT count(*) FROM acknowledgements WHERE upload_id IS NULL AND acked_document_id IS NULL"),
-        ("payment statements match no billing file", "SELECT count(*) FROM payments WHERE billing_document_id IS NULL"),
-        ("payment lines match no billed session", "SELECT count(*) FROM payment_lines WHERE session_id IS NULL"),
+    # (English says "1 answers": the count before a label, as the notes have always read; French
+    # has its singular.)
+    for query, said in (
+        ("SELECT count(*) FROM answers WHERE request_id IS NULL",
+         lambda n: ngettext("{n} answers match no request", "{n} answers match no request", n)),
+        ("SELECT count(*) FROM acknowledgements WHERE upload_id IS NULL AND acked_document_id IS NULL",
+         lambda n: ngettext("{n} acknowledgements match no uploaded or imported file",
+                            "{n} acknowledgements match no uploaded or imported file", n)),
+        ("SELECT count(*) FROM payments WHERE billing_document_id IS NULL",
+         lambda n: ngettext("{n} payment statements match no billing file",
+                            "{n} payment statements match no billing file", n)),
+        ("SELECT count(*) FROM payment_lines WHERE session_id IS NULL",
+         lambda n: ngettext("{n} payment lines match no billed session", "{n} payment lines match no billed session", n)),
     ):
         n = conn.execute(query).fetchone()[0]
         if n:
-            unmatched.append(f"{n} {label}")
+            unmatched.append(said(n).format(n=n))
     return unmatched
 
 

@@ -21,6 +21,7 @@ from cns_exchange.store import convention
 from cns_exchange.domain import model
 from cns_exchange.store.database import CERTIFICATE_PATIENT, COUNTED_SESSIONS, LATEST_ANSWER
 from cns_exchange.errors import InputError
+from cns_exchange.i18n import _, ngettext
 from cns_exchange.domain.identifiers import show_matricule
 
 
@@ -145,13 +146,13 @@ def find_patient(conn: sqlite3.Connection, query: str, mask: bool = False) -> st
                UNION ALL SELECT 1 FROM fee_notes WHERE matricule = ?1 UNION ALL SELECT 1 FROM answers WHERE matricule = ?1
                LIMIT 1""", (digits,)).fetchone()
         if known is None:
-            raise InputError(f"--patient {show_matricule(digits, mask) if len(digits) > 4 else digits}: no patient of "
-                             "that matricule in the practice database",
-                             "check the number, or give the patient's name (cnsx status --patient NAME)")
+            raise InputError(_("--patient {matricule}: no patient of that matricule in the practice database").format(
+                                 matricule=show_matricule(digits, mask) if len(digits) > 4 else digits),
+                             _("check the number, or give the patient's name (cnsx status --patient NAME)"))
         return digits
     wanted = _words(query)
     if not wanted:
-        raise InputError("--patient: empty", "give a matricule or a name")
+        raise InputError(_("--patient: empty"), _("give a matricule or a name"))
     names: dict[str, set[str]] = {}
     for matricule, last, first in conn.execute(
             """SELECT DISTINCT matricule, last_name, first_name FROM requests
@@ -160,12 +161,12 @@ def find_patient(conn: sqlite3.Connection, query: str, mask: bool = False) -> st
         if all(w in words for w in wanted):
             names.setdefault(matricule, set()).add(f"{last} {first}")
     if not names:
-        raise InputError(f"--patient '{query}': no patient of that name in the practice database",
-                         "check the spelling (whole words: a last name, a first name), or give the matricule")
+        raise InputError(_("--patient '{query}': no patient of that name in the practice database").format(query=query),
+                         _("check the spelling (whole words: a last name, a first name), or give the matricule"))
     if len(names) > 1:
         which = "; ".join(f"{' / '.join(sorted(n))} ({show_matricule(m, mask)})" for m, n in sorted(names.items()))
-        raise InputError(f"--patient '{query}': {len(names)} patients match: {which}",
-                         "give the first name too, or the matricule")
+        raise InputError(_("--patient '{query}': {n} patients match: {which}").format(query=query, n=len(names), which=which),
+                         _("give the first name too, or the matricule"))
     return next(iter(names))
 
 
@@ -176,7 +177,8 @@ def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
 
     Every row has the same keys: date, event, certificate, reference, act, gross,
     patient_share, cns_share, paid, disputed, detail (amounts in cents, None where they do
-    not apply).
+    not apply). ``detail`` is a message (English as data, shown in the user's language on
+    the terminal); ``event`` is one of the words of :data:`EVENTS`.
     """
     rows: list[tuple[str, int, dict]] = []
 
@@ -191,7 +193,8 @@ def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
             """SELECT r.request_ref, d.created_at, r.prescription_date, r.treatment, r.pathologies, r.prescriber
                FROM requests r JOIN documents d ON d.id = r.document_id WHERE r.matricule = ?""", (matricule,)):
         add(created[:10], 0, "request", reference=ref,
-            detail=f"prescription of {prescribed} by {prescriber}, {treatment}, {pathologies}")
+            detail=_("prescription of {day} by {prescriber}, {treatment}, {pathologies}").format(
+                day=prescribed, prescriber=prescriber, treatment=treatment, pathologies=pathologies))
     for ref, created, number, refused, reasons, valid_from, valid_to, authorised, superseded in conn.execute(
             """SELECT a.request_ref, d.created_at, a.certificate_number, a.refused,
                       (SELECT group_concat(x.code || ' ' || x.label, '; ') FROM anomalies x WHERE x.answer_id = a.id),
@@ -202,9 +205,14 @@ def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
         if refused or number is None:
             add(created[:10], 1, "refused", reference=ref, detail=reasons or "")
         else:
-            detail = (f"valid {valid_from} to {valid_to}, {authorised} sessions" if valid_from else "granted")
-            add(created[:10], 1, "certificate", certificate=number, reference=ref,
-                detail=detail + (", superseded by a later answer" if superseded else ""))
+            if not valid_from:
+                detail = _("granted, superseded by a later answer") if superseded else _("granted")
+            elif superseded:
+                detail = _("valid {start} to {end}, {n} sessions, superseded by a later answer").format(
+                    start=valid_from, end=valid_to, n=authorised)
+            else:
+                detail = _("valid {start} to {end}, {n} sessions").format(start=valid_from, end=valid_to, n=authorised)
+            add(created[:10], 1, "certificate", certificate=number, reference=ref, detail=detail)
     for number, name, created, certificate, sessions, gross, share, cns in conn.execute(
             """SELECT f.number, d.name, d.created_at, f.certificate_number, count(s.id), sum(s.gross),
                       sum(s.patient_share), sum(s.cns_share)
@@ -212,20 +220,28 @@ def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
                LEFT JOIN sessions s ON s.fee_note_id = f.id AND s.counted = 1
                WHERE f.matricule = ? GROUP BY f.id""", (matricule,)):
         add(created[:10], 3, "fee note", certificate=certificate, reference=f"{name} #{number}", gross=gross,
-            patient_share=share, cns_share=cns, detail=f"{sessions} session{'' if sessions == 1 else 's'} counted")
+            patient_share=share, cns_share=cns,
+            detail=ngettext("{n} session counted", "{n} sessions counted", sessions).format(n=sessions))
     for day, act, certificate, gross, share, cns, paid, disputed in conn.execute(
             f"""SELECT s.session_date, s.act, f.certificate_number, s.gross, s.patient_share, s.cns_share,
                        s.paid, s.disputed
                 FROM {COUNTED_SESSIONS} WHERE f.matricule = ?""", (matricule,)):
         add(day, 2, "session", certificate=certificate, act=act, gross=gross, patient_share=share, cns_share=cns,
-            detail="awaiting payment" if paid is None else "")
+            detail=_("awaiting payment") if paid is None else "")
     for paid_on, reference, certificate, act, session_day, accepted, billed, code, label, in_force in conn.execute(
             f"""SELECT p2.paid_on, p2.reference, f.certificate_number, s.act, s.session_date, p.accepted, p.billed,
                        p.reason_code, p.reason_label, p.id = s.payment_line_id
                 FROM {COUNTED_SESSIONS} JOIN payment_lines p ON p.session_id = s.id JOIN payments p2 ON p2.id = p.payment_id
                 WHERE f.matricule = ?""", (matricule,)):
-        detail = f"session of {session_day}" + (f"; {code} {label}" if code else "") + \
-            ("" if in_force else "; replaced by a later statement")
+        if code and in_force:
+            detail = _("session of {day}; {code} {label}").format(day=session_day, code=code, label=label)
+        elif code:
+            detail = _("session of {day}; {code} {label}; replaced by a later statement").format(
+                day=session_day, code=code, label=label)
+        elif in_force:
+            detail = _("session of {day}").format(day=session_day)
+        else:
+            detail = _("session of {day}; replaced by a later statement").format(day=session_day)
         add(paid_on or "", 4, "dispute" if code else "payment", certificate=certificate, reference=reference, act=act,
             paid=accepted, disputed=billed - accepted if code else None, detail=detail)
     for certificate, sent_on in conn.execute(
@@ -235,6 +251,10 @@ def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
     rows.sort(key=lambda r: (r[0], r[1], r[2]["certificate"] or "", r[2]["reference"] or "", r[2]["act"] or ""))
     return [r[2] for r in rows]
 
+
+#: The words of the ``event`` column of :func:`history` (data: English in JSON and CSV; the
+#: terminal shows them translated, console.print_tables).
+EVENTS = ("request", "refused", "certificate", "fee note", "session", "payment", "dispute", "final report sent")
 
 #: What needs doing soon: certificates expiring within this many days, requests unanswered after.
 EXPIRING_DAYS = 30
@@ -276,17 +296,27 @@ def due(conn: sqlite3.Connection, today: date, matricule: str | None = None) -> 
 
 
 def due_lines(rows: list[dict]) -> list[str]:
-    """Return one line of text per row of :func:`due`, for a person (the cron mail)."""
+    """Return one line of text per row of :func:`due`, for a person (the cron mail): messages,
+    shown in the user's language with i18n.tr."""
     lines = []
     for row in rows:
         who = f"{row['patient']} ({row['matricule']})" if row["patient"] else row["matricule"]
         if row["what"] == "request":
-            lines.append(f"request {row['reference']}, {who}: unanswered since {row['date']} ({row['days']} days)")
+            lines.append(ngettext("request {ref}, {who}: unanswered since {day} ({n} day)",
+                                  "request {ref}, {who}: unanswered since {day} ({n} days)", row["days"]).format(
+                ref=row["reference"], who=who, day=row["date"], n=row["days"]))
             continue
         left = row["sessions_remaining"]
-        sessions = "no session left" if left <= 0 else f"{left} session{'' if left == 1 else 's'} left"
-        when = "today" if row["days"] == 0 else f"in {row['days']} day{'' if row['days'] == 1 else 's'}"
-        lines.append(f"certificate {row['reference']}, {who}: expires on {row['date']} ({when}), {sessions}")
+        if left <= 0:
+            sessions = _("no session left")
+        else:
+            sessions = ngettext("{n} session left", "{n} sessions left", left).format(n=left)
+        if row["days"] == 0:
+            when = _("today")
+        else:
+            when = ngettext("in {n} day", "in {n} days", row["days"]).format(n=row["days"])
+        lines.append(_("certificate {ref}, {who}: expires on {day} ({when}), {sessions}").format(
+            ref=row["reference"], who=who, day=row["date"], when=when, sessions=sessions))
     return lines
 
 

@@ -67,7 +67,7 @@ def parse_address(address: str) -> tuple[str, int]:
     if not host:
         host, port = address, "22"
     if not port.isdigit():
-        raise UsageError(f"{address}: the port is not a number", "e.g. sftp.example.lu:22")
+        raise UsageError(_("{address}: the port is not a number").format(address=address), _("e.g. sftp.example.lu:22"))
     return host, int(port)
 
 
