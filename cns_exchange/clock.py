@@ -40,7 +40,8 @@ def fixed_time(value: str | None, option: str, example: str) -> datetime | None:
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
-            raise UsageError(f"{option} '{value}' is not an ISO 8601 date-time", example) from None
+            raise UsageError(_("{option} '{value}' is not an ISO 8601 date-time").format(option=option, value=value),
+                             example) from None
         return (moment if moment.tzinfo else moment.astimezone()).replace(microsecond=0)
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch:
@@ -51,7 +52,7 @@ def fixed_time(value: str | None, option: str, example: str) -> datetime | None:
 def creation_time(value: str | None) -> datetime:
     """The creation time of what a command makes: ``--created`` (``value``), else
     ``$SOURCE_DATE_EPOCH``, else now (local time, whole seconds). UsageError as :func:`fixed_time`."""
-    return (fixed_time(value, "--created", "e.g. 2026-11-26T09:30:00+01:00")
+    return (fixed_time(value, "--created", _("e.g. 2026-11-26T09:30:00+01:00"))
             or datetime.now().astimezone().replace(microsecond=0))
 
 

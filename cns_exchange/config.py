@@ -414,9 +414,11 @@ def write_starter_config(path: Path, provider: str = PLACEHOLDER_PROVIDER) -> No
 
         problems = check_provider(provider)
         if problems:
-            raise UsageError(f"--provider: {problems[0][1]}", "pass the code the CNS issued to the practice (6 to 8 digits)")
+            raise UsageError(_("--provider: {problem}").format(problem=problems[0][1]),
+                             _("pass the code the CNS issued to the practice (6 to 8 digits)"))
     if path.exists():
-        raise UsageError(f"{path} exists already; cnsx config init never replaces it", "edit it, or pass --config NEW_PATH")
+        raise UsageError(_("{file} exists already; cnsx config init never replaces it").format(file=path),
+                         _("edit it, or pass --config NEW_PATH"))
     private_dir(path.parent)
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from cns_exchange.errors import CnsxError, ConfigError
+from cns_exchange.i18n import _, ngettext
 
 #: The local folders of a profile that hold health data.
 PRIVATE_FOLDERS = ("outbox", "inbox", "archive", "errors")
@@ -37,8 +38,8 @@ def check_permissions(settings) -> str:
     """The permissions check: its detail, or ConfigError with the commands that fix it."""
     loose = loose_permissions(settings)
     if loose:
-        raise ConfigError("files holding health data or settings can be read by others", "; ".join(loose))
-    return "config, database and local folders private"
+        raise ConfigError(_("files holding health data or settings can be read by others"), "; ".join(loose))
+    return _("config, database and local folders private")
 
 
 def diagnose(settings: Callable[[], object], tables: Callable[[], object], prompt: Callable[[str], str],
@@ -59,12 +60,12 @@ def diagnose(settings: Callable[[], object], tables: Callable[[], object], promp
         report(label, detail, None)
         return detail or True
 
-    if check("config", lambda: str(settings().path or "no config file (defaults)")) is None:
+    if check(_("config"), lambda: str(settings().path) if settings().path else _("no config file (defaults)")) is None:
         return failures
     s = settings()
-    check("permissions", lambda: check_permissions(s))
-    check("tables and schemas", lambda: (tables(), "tariffs, codes and schema sets load")[1])
-    if check("remote", lambda: str(s.remote_url())) is None:
+    check(_("permissions"), lambda: check_permissions(s))
+    check(_("tables and schemas"), lambda: (tables(), _("tariffs, codes and schema sets load"))[1])
+    if check(_("remote"), lambda: str(s.remote_url())) is None:
         return failures
     opened = []
 
@@ -72,13 +73,18 @@ def diagnose(settings: Callable[[], object], tables: Callable[[], object], promp
         from cns_exchange.transport import open_transport
 
         opened.append(open_transport(s, prompt))
-        return "drop-box folder reachable" if s.remote_url().scheme == "file" else "connected, host key trusted, logged in"
+        return _("drop-box folder reachable") if s.remote_url().scheme == "file" else _("connected, host key trusted, logged in")
 
-    if check("connection, host key and login", connect):
+    if check(_("connection, host key and login"), connect):
         transport = opened[0]
         try:
-            for label, folder in (("upload folder", s.upload_dir), ("download folder", s.download_dir)):
-                check(label, lambda folder=folder: f"{folder}: {len(transport.list(str(folder)))} entries")
+            for label, folder in ((_("upload folder"), s.upload_dir), (_("download folder"), s.download_dir)):
+                check(label, lambda folder=folder: _entries(folder, len(transport.list(str(folder)))))
         finally:
             transport.close()
     return failures
+
+
+def _entries(folder, count: int) -> str:
+    """The detail of a remote folder's check: '<folder>: 3 entries'."""
+    return ngettext("{folder}: {n} entry", "{folder}: {n} entries", count).format(folder=folder, n=count)

@@ -109,14 +109,14 @@ _SQLITE_LOCAL = {
 
 #: What to try for an OSError of a local file, by its errno (else the last resort below).
 _OS_HINTS = {
-    errno.ENOSPC: "free space on its disk, then run again",
-    errno.EDQUOT: "free space within the disk quota, then run again",
-    errno.EACCES: "check the owner and permissions of the file and its folders (cnsx doctor names them)",
-    errno.EPERM: "check the owner and permissions of the file and its folders (cnsx doctor names them)",
-    errno.EROFS: "it is on a read-only file system: give a writable place, or remount it read-write",
-    errno.ENOTDIR: "a file stands where the path needs a folder: fix the path or the setting",
-    errno.EISDIR: "a folder stands where the path needs a file: fix the path or the setting",
-    errno.EIO: "the disk reports an input/output error: check it (dmesg) before running again",
+    errno.ENOSPC: _("free space on its disk, then run again"),
+    errno.EDQUOT: _("free space within the disk quota, then run again"),
+    errno.EACCES: _("check the owner and permissions of the file and its folders (cnsx doctor names them)"),
+    errno.EPERM: _("check the owner and permissions of the file and its folders (cnsx doctor names them)"),
+    errno.EROFS: _("it is on a read-only file system: give a writable place, or remount it read-write"),
+    errno.ENOTDIR: _("a file stands where the path needs a folder: fix the path or the setting"),
+    errno.EISDIR: _("a folder stands where the path needs a file: fix the path or the setting"),
+    errno.EIO: _("the disk reports an input/output error: check it (dmesg) before running again"),
 }
 
 
@@ -154,11 +154,11 @@ def local_failure(exc: BaseException, name: str | None = None) -> CnsxError | No
 
         if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)):
             # The network, not a local file: a failure the transport did not translate itself.
-            return TransportRetryableError(f"network: {exc.strerror or exc}", "check the connection, then run again")
+            return TransportRetryableError(_("network: {error}").format(error=exc.strerror or exc), _("check the connection, then run again"))
         where = exc.filename if exc.filename is not None else name or _full_stdout(exc)
         what = exc.strerror or str(exc)
-        return LocalIOError(f"{where}: {what}" if where is not None else what,
-                            _OS_HINTS.get(exc.errno or 0, "check the path, its permissions and the free space"))
+        return LocalIOError(_("{file}: {error}").format(file=where, error=what) if where is not None else what,
+                            _OS_HINTS.get(exc.errno or 0, _("check the path, its permissions and the free space")))
     sqlite_name = getattr(exc, "sqlite_errorname", None)   # sqlite3.Error, Python 3.11+
     if not isinstance(sqlite_name, str):
         return None

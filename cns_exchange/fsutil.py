@@ -140,15 +140,22 @@ def new_output(option: str, value: str, into_folder: bool = False) -> Path:
         return path
     if value.endswith("/"):  # a folder, as a shell completes one: never a file named without the slash
         if into_folder:
-            raise UsageError(f"{option} {value}: folder {value} does not exist", "create it first, or give a file name")
-        raise UsageError(f"{option} {value}: a folder name; this output is one file", "give the file's name")
+            raise UsageError(_("{option} {value}: folder {value} does not exist").format(option=option, value=value),
+                             _("create it first, or give a file name"))
+        raise UsageError(_("{option} {value}: a folder name; this output is one file").format(option=option, value=value),
+                         _("give the file's name"))
     if path.exists() or path.is_symlink():
-        what = ("a folder" if path.is_dir() and not path.is_symlink()
-                else "a file" if path.is_file() and not path.is_symlink() else "not a regular file")
-        raise UsageError(f"{option} {value}: {what} of that name exists; cnsx never overwrites a file",
-                         "remove it, or give another name" + (" or a folder" if into_folder else ""))
+        if path.is_dir() and not path.is_symlink():
+            message = _("{option} {value}: a folder of that name exists; cnsx never overwrites a file")
+        elif path.is_file() and not path.is_symlink():
+            message = _("{option} {value}: a file of that name exists; cnsx never overwrites a file")
+        else:
+            message = _("{option} {value}: not a regular file of that name exists; cnsx never overwrites a file")
+        raise UsageError(message.format(option=option, value=value),
+                         _("remove it, or give another name or a folder") if into_folder else _("remove it, or give another name"))
     if not path.parent.is_dir():
-        raise UsageError(f"{option} {value}: folder {path.parent} does not exist", "create it first")
+        raise UsageError(_("{option} {value}: folder {folder} does not exist").format(option=option, value=value, folder=path.parent),
+                         _("create it first"))
     return path
 
 

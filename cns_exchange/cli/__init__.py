@@ -18,8 +18,9 @@ import sys
 import click
 
 from cns_exchange import __version__
-from cns_exchange.cli.context import Context
+from cns_exchange.cli.context import Context, HelpContext, translated
 from cns_exchange.errors import CnsxError, ExitCode, InputError, UsageError, local_failure
+from cns_exchange.i18n import _
 
 #: Every command of the root group: its name -> "module:function" in cns_exchange.cli.
 COMMANDS = {
@@ -50,7 +51,10 @@ class _ReaderGone(Exception):
 
 class CnsxGroup(click.Group):
     """Turns every error into its documented exit code; tracebacks only with --debug. Its
-    ``lazy`` commands ("module:function" in cns_exchange.cli, by name) are imported when asked for."""
+    ``lazy`` commands ("module:function" in cns_exchange.cli, by name) are imported when asked for,
+    and show their help in the user's language (cli/context.py)."""
+
+    context_class = HelpContext
 
     def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -62,7 +66,8 @@ class CnsxGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str):
         if name not in self.commands and name in self.lazy:
             module, function = self.lazy[name].split(":")
-            self.add_command(getattr(importlib.import_module(f"cns_exchange.cli.{module}"), function), name)
+            command = getattr(importlib.import_module(f"cns_exchange.cli.{module}"), function)
+            self.add_command(translated(command), name)
         return super().get_command(ctx, name)
 
     def invoke(self, ctx):
@@ -107,7 +112,8 @@ class CnsxGroup(click.Group):
                 # click turns an EOFError into Abort: here it is a connection lost, not Ctrl-C.
                 from cns_exchange import console
 
-                console.print_error(f"connection lost ({exc.__context__ or 'EOF'})", "run again: cnsx resumes where it stopped")
+                console.print_error(_("connection lost ({error})").format(error=exc.__context__ or "EOF"),
+                                    _("run again: cnsx resumes where it stopped"))
                 sys.exit(ExitCode.TRANSPORT_RETRYABLE)
             _interrupted()
         except KeyboardInterrupt:
@@ -136,8 +142,8 @@ class CnsxGroup(click.Group):
                 raise
             from cns_exchange import console
 
-            console.print_error(f"internal error: {type(exc).__name__}: {exc}",
-                                "run again with --debug and report the traceback")
+            console.print_error(_("internal error: {kind}: {error}").format(kind=type(exc).__name__, error=exc),
+                                _("run again with --debug and report the traceback"))
             sys.exit(ExitCode.INTERNAL)
         if isinstance(rv, int):
             sys.exit(rv)
@@ -149,7 +155,9 @@ def _interrupted() -> None:
     (temp files are removed by their own ``except``/``finally``); a libxml2 check still
     running in its thread (seconds on a large file) is not waited for: the process ends
     without the interpreter's finalisation, which that thread would not survive."""
-    click.echo("interrupted", err=True)
+    from cns_exchange.i18n import tr
+
+    click.echo(tr(_("interrupted")), err=True)
     verdict = sys.modules.get("cns_exchange.documents.verdict")
     if verdict is not None and verdict.libxml2_running():
         for stream in (sys.stdout, sys.stderr):
@@ -170,8 +178,8 @@ def _check_arguments(args) -> None:
     for arg in args:
         shown = not_utf8(arg)
         if shown is not None:
-            raise UsageError(f"'{shown}' is not UTF-8: cnsx takes file names and values in UTF-8",
-                             "rename the file with a UTF-8 name (e.g. convmv -f latin1 -t utf-8 --notest FILE)")
+            raise UsageError(_("'{argument}' is not UTF-8: cnsx takes file names and values in UTF-8").format(argument=shown),
+                             _("rename the file with a UTF-8 name (e.g. convmv -f latin1 -t utf-8 --notest FILE)"))
 
 
 class _Closed:
@@ -188,7 +196,8 @@ class _Closed:
         pass
 
     def __getattr__(self, attribute: str):
-        raise UsageError(f"{self.name} is closed: cnsx was started without it", f"start cnsx with its {self.name} open")
+        raise UsageError(_("{stream} is closed: cnsx was started without it").format(stream=self.name),
+                         _("start cnsx with its {stream} open").format(stream=self.name))
 
 
 def _reader_gone() -> None:
@@ -200,22 +209,21 @@ def _reader_gone() -> None:
     sys.exit(ExitCode.OUTPUT_CUT)
 
 
-@click.group(cls=CnsxGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, "-V", "--version", prog_name="cnsx", message="%(prog)s %(version)s")
-@click.option("--config", "config", metavar="PATH", help="Config file (default: $CNSX_CONFIG, else the user config folder's config.toml).")
-@click.option("--profile", metavar="NAME", help="Config profile (default: $CNSX_PROFILE, else default_profile).")
-@click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
-@click.option("-v", "--verbose", is_flag=True, help="Say what was done (transfers and imports are silent on success).")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-@click.pass_context
-def cli(ctx: click.Context, config, profile, quiet, verbose, debug) -> None:
-    """cnsx: electronic exchange of a dietician practice with the CNS (Luxembourg).
+@click.group(cls=CnsxGroup, lazy=COMMANDS, help=_("""cnsx: electronic exchange of a dietician practice with the CNS (Luxembourg).
 
     Build request and billing files from the practice's CSV/JSON, validate them, and (in later
     commands) send them and read the CNS's answers. Exit codes: 0 ok, 1 internal error, 2 usage,
     3 invalid input or document, 4 configuration error, 5/6 transport failure, 7 locked,
     8 local file cannot be read or written.
-    """
+    """), context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="cnsx", message="%(prog)s %(version)s")
+@click.option("--config", "config", metavar="PATH", help=_("Config file (default: $CNSX_CONFIG, else the user config folder's config.toml)."))
+@click.option("--profile", metavar="NAME", help=_("Config profile (default: $CNSX_PROFILE, else default_profile)."))
+@click.option("-q", "--quiet", is_flag=True, help=_("Print only problems."))
+@click.option("-v", "--verbose", is_flag=True, help=_("Say what was done (transfers and imports are silent on success)."))
+@click.option("--debug", is_flag=True, help=_("Show tracebacks."))
+@click.pass_context
+def cli(ctx: click.Context, config, profile, quiet, verbose, debug) -> None:
     ctx.obj = Context(config, profile, debug, quiet, verbose)
     _debug_log(debug)
 

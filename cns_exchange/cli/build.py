@@ -8,20 +8,20 @@ from pathlib import Path
 import click
 
 from cns_exchange.cli.context import Context, pass_context, treatment_history
-from cns_exchange.cli.output import options
+from cns_exchange.cli.output import billed, options
 from cns_exchange.errors import InputError, UsageError
-from cns_exchange.issues import plural
+from cns_exchange.i18n import _, ngettext
 
 build_options = options(
     click.argument("input", metavar="INPUT"),
-    click.option("--input-format", type=click.Choice(["csv", "json", "ndjson"]), help="Input format (default: from the extension; '-' is sniffed)."),
-    click.option("--encoding", metavar="NAME", help="Text encoding of the input (default: the config's encoding, else detected: UTF-8, else Windows-1252)."),
-    click.option("--strict", is_flag=True, help="Refuse columns cnsx does not use (IN002) instead of ignoring them with a warning (IN017)."),
-    click.option("-o", "--output", metavar="PATH", help="Output file, or a folder to get the conventional name (default: stdout)."),
-    click.option("--provider", metavar="CODE", help="The practice's CNS provider code (default: from the config)."),
-    click.option("--sequence", type=click.IntRange(1, 999999), help="File sequence number (default: next free one in the output folder, else 1)."),
-    click.option("--schema-version", metavar="VERSION", help="Schema version to write (default: the one in force on the creation date)."),
-    click.option("--created", metavar="DATETIME", help="Creation time written in the header (default: now, or $SOURCE_DATE_EPOCH)."),
+    click.option("--input-format", type=click.Choice(["csv", "json", "ndjson"]), help=_("Input format (default: from the extension; '-' is sniffed).")),
+    click.option("--encoding", metavar="NAME", help=_("Text encoding of the input (default: the config's encoding, else detected: UTF-8, else Windows-1252).")),
+    click.option("--strict", is_flag=True, help=_("Refuse columns cnsx does not use (IN002) instead of ignoring them with a warning (IN017).")),
+    click.option("-o", "--output", metavar="PATH", help=_("Output file, or a folder to get the conventional name (default: stdout).")),
+    click.option("--provider", metavar="CODE", help=_("The practice's CNS provider code (default: from the config).")),
+    click.option("--sequence", type=click.IntRange(1, 999999), help=_("File sequence number (default: next free one in the output folder, else 1).")),
+    click.option("--schema-version", metavar="VERSION", help=_("Schema version to write (default: the one in force on the creation date).")),
+    click.option("--created", metavar="DATETIME", help=_("Creation time written in the header (default: now, or $SOURCE_DATE_EPOCH).")),
 )
 
 
@@ -36,7 +36,7 @@ def _open_input(name: str):
     try:
         stream = open(path, "rb")
     except OSError as exc:
-        raise InputError(f"{name}: cannot open ({exc.strerror})", "check the path") from None
+        raise InputError(_("{file}: cannot open ({error})").format(file=name, error=exc.strerror), _("check the path")) from None
     return stream, name, path.resolve().parent
 
 
@@ -61,7 +61,8 @@ def _reading(ctx: Context, encoding: str | None, strict: bool):
         try:
             canonical_encoding(configured)
         except UsageError as exc:
-            raise ConfigError(f"encoding in the config: {exc.message}", "e.g. encoding = \"cp1252\", or leave it out to detect") from None
+            raise ConfigError(_("encoding in the config: {error}").format(error=exc.message),
+                              _("e.g. encoding = \"cp1252\", or leave it out to detect")) from None
         encoding = configured
     return Reading(encoding, ctx.settings.columns or {}, strict)
 
@@ -74,24 +75,23 @@ def _report_build(ctx: Context, result, what: str) -> None:
     if ctx.quiet:
         return
     where = str(result.path) if result.path else "stdout"
-    console.print_line(f"{what} → {where} (sha256 {result.sha256[:12]}…)")
+    console.print_line(_("{what} → {where} (sha256 {sha256}…)").format(what=what, where=where, sha256=result.sha256[:12]))
 
 
-@click.command("build-request")
-@build_options
-@click.option("--convert-images", is_flag=True,
-              help="Turn JPEG/PNG prescription scans into a PDF (lossless; 'a.jpg;b.jpg' makes one PDF of two pages). Needs -o.")
-@click.option("--db", "db", metavar="PATH", help="Practice database whose earlier treatments the requests are checked against (default: the profile's, if it exists).")
-@pass_context
-def build_request_cmd(ctx: Context, input, input_format, encoding, strict, output, provider, sequence, schema_version,
-                      created, convert_images, db):
-    """Build a request file for certificates of coverage from INPUT (CSV, JSON or NDJSON; '-' = stdin).
+@click.command("build-request", help=_("""Build a request file for certificates of coverage from INPUT (CSV, JSON or NDJSON; '-' = stdin).
 
     Columns: request_ref, matricule, last_name, first_name, prescriber_code, prescription_date,
     pathology_codes (';'-separated), treatment (initial|extension), prescription_pdf (path,
     relative to INPUT's folder; with --convert-images also JPEG/PNG scans, several joined by
     ';'); optional requested_acts (e.g. ZD11:1;ZD12:1;ZD13:4).
-    """
+    """))
+@build_options
+@click.option("--convert-images", is_flag=True,
+              help=_("Turn JPEG/PNG prescription scans into a PDF (lossless; 'a.jpg;b.jpg' makes one PDF of two pages). Needs -o."))
+@click.option("--db", "db", metavar="PATH", help=_("Practice database whose earlier treatments the requests are checked against (default: the profile's, if it exists)."))
+@pass_context
+def build_request_cmd(ctx: Context, input, input_format, encoding, strict, output, provider, sequence, schema_version,
+                      created, convert_images, db):
     from cns_exchange.billing import build
     from cns_exchange.clock import creation_time
     from cns_exchange.pdf.prescriptions import PrescriptionFiles
@@ -100,8 +100,8 @@ def build_request_cmd(ctx: Context, input, input_format, encoding, strict, outpu
     created_at = creation_time(created)
     destination = _destination(output)
     if convert_images and destination.path is None:
-        raise UsageError("--convert-images needs -o FOLDER or -o FILE: the converted PDFs are written beside the request file",
-                         "e.g. -o outbox/")
+        raise UsageError(_("--convert-images needs -o FOLDER or -o FILE: the converted PDFs are written beside the request file"),
+                         _("e.g. -o outbox/"))
     codes, nomenclature, registry = ctx.tables()
     header, name = build.resolve_header(registry, provider or ctx.settings.provider, created_at, schema_version,
                                         sequence, destination, "request")
@@ -116,24 +116,23 @@ def build_request_cmd(ctx: Context, input, input_format, encoding, strict, outpu
     finally:
         if conn is not None:
             conn.close()
-    _report_build(ctx, result, plural(result.items, "request"))
+    _report_build(ctx, result, ngettext("{n} request", "{n} requests", result.items).format(n=result.items))
 
 
-@click.command("build-invoice")
-@build_options
-@click.option("--db", "db", metavar="PATH", help="Practice database whose certificates the sessions are checked against.")
-@click.option("--no-certificate-check", is_flag=True, help="Do not check sessions against the imported certificates.")
-@click.option("--rebill", metavar="REASON", help="Bill again sessions billed already (CRT06), for this reason (kept in the database).")
-@pass_context
-def build_invoice_cmd(ctx: Context, input, input_format, encoding, strict, output, provider, sequence, schema_version,
-                      created, db, no_certificate_check, rebill):
-    """Build a billing file (fee notes, third-party payment) from INPUT (CSV, JSON or NDJSON; '-' = stdin).
+@click.command("build-invoice", help=_("""Build a billing file (fee notes, third-party payment) from INPUT (CSV, JSON or NDJSON; '-' = stdin).
 
     Columns: certificate_number, matricule, session_date, act_code; optional executing_provider
     (default: the billing provider), last_name, first_name, prescription_date (default: the
     certificate's request in the database). One fee note per certificate; each session is priced
     with the tariff table in force on its date, the patient share by the age on the prescription date.
-    """
+    """))
+@build_options
+@click.option("--db", "db", metavar="PATH", help=_("Practice database whose certificates the sessions are checked against."))
+@click.option("--no-certificate-check", is_flag=True, help=_("Do not check sessions against the imported certificates."))
+@click.option("--rebill", metavar="REASON", help=_("Bill again sessions billed already (CRT06), for this reason (kept in the database)."))
+@pass_context
+def build_invoice_cmd(ctx: Context, input, input_format, encoding, strict, output, provider, sequence, schema_version,
+                      created, db, no_certificate_check, rebill):
     from cns_exchange.billing import build
     from cns_exchange.clock import creation_time
     from cns_exchange.rows import records
@@ -145,7 +144,7 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, strict, outpu
     header, name = build.resolve_header(registry, provider, created_at, schema_version, sequence, destination, "billing")
     book = None
     if rebill is not None and not rebill.strip():
-        raise UsageError("--rebill needs a reason", "e.g. --rebill 'CNS letter of 2026-12-01: file lost'")
+        raise UsageError(_("--rebill needs a reason"), _("e.g. --rebill 'CNS letter of 2026-12-01: file lost'"))
     conn = ctx.practice_database(db)
     if conn is not None:
         from cns_exchange.store.database import has_certificates
@@ -154,8 +153,8 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, strict, outpu
         certificates = not no_certificate_check and (bool(db) or has_certificates(conn))
         book = build.CertificateBook(conn, certificates, rebill.strip() if rebill else None)
     elif rebill is not None:
-        raise UsageError("--rebill: there is no practice database to say what was billed", "pass --db PATH")
-    stream, source_name, _ = _open_input(input)
+        raise UsageError(_("--rebill: there is no practice database to say what was billed"), _("pass --db PATH"))
+    stream, source_name, _unused = _open_input(input)
     try:
         with stream:
             fmt = records.detect_format(input, stream, input_format)
@@ -164,5 +163,5 @@ def build_invoice_cmd(ctx: Context, input, input_format, encoding, strict, outpu
     finally:
         if conn is not None:
             conn.close()
-    _report_build(ctx, result, f"{plural(result.items, 'fee note')}, {plural(result.sessions, 'session')}, "
-                               f"{result.gross / 100:.2f} EUR gross, {result.cns / 100:.2f} EUR to the CNS")
+    _report_build(ctx, result, billed(result.items, result.sessions, result.gross, result.cns))
+

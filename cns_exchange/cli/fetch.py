@@ -10,6 +10,7 @@ import click
 from cns_exchange.cli.context import Context, pass_context
 from cns_exchange.cli.output import JsonLines
 from cns_exchange.errors import CnsxError, TransportFatalError
+from cns_exchange.i18n import _, ngettext, reason
 
 
 def _fetcher(ctx: Context, settings, remote, connect):
@@ -26,7 +27,8 @@ def _say_fetched(ctx: Context, item) -> None:
     from cns_exchange import console
 
     if ctx.verbose:
-        console.print_line(f"{item.name} → {item.path}" + (f" ({item.note})" if item.note else ""))
+        line = _("{name} → {path} ({note})") if item.note else _("{name} → {path}")
+        console.print_line(line.format(name=item.name, path=item.path, note=item.note))
 
 
 def _report_fetch(report) -> None:
@@ -34,9 +36,9 @@ def _report_fetch(report) -> None:
     from cns_exchange import console
 
     for name, why in report.skipped:
-        console.print_line(f"not fetched: {name}: {why}", style="yellow")
+        console.print_line(_("not fetched: {name}: {why}").format(name=name, why=why), style="yellow")
     for warning in report.warnings:
-        console.print_line(f"warning: {warning}", style="yellow")
+        console.print_line(_("warning: {warning}").format(warning=warning), style="yellow")
 
 
 def _list_line(lines: JsonLines, item, inbox) -> None:
@@ -53,21 +55,21 @@ def _list_line(lines: JsonLines, item, inbox) -> None:
         # exit 120). One line (cron mail): the file is fetched and recorded, so a later fetch
         # will not list it again; the inbox keeps it for cnsx nightly or cnsx import.
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-        raise LocalIOError(f"stdout: {exc.strerror or exc}: the list of fetched files is lost; "
-                           f"they are in the inbox {inbox}, where cnsx nightly or cnsx import imports them") from None
+        raise LocalIOError(_("stdout: {error}: the list of fetched files is lost; they are in the inbox {inbox}, "
+                             "where cnsx nightly or cnsx import imports them").format(error=exc.strerror or exc,
+                                                                                       inbox=inbox)) from None
 
 
-@click.command("fetch")
-@click.option("--dry-run", is_flag=True, help="List what would be fetched; transfer nothing.")
-@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
-@pass_context
-def fetch_cmd(ctx: Context, dry_run, wait):
-    """Fetch the CNS's new return files into the inbox.
+@click.command("fetch", help=_("""Fetch the CNS's new return files into the inbox.
 
     Prints one NDJSON line per fetched file on stdout (name, path, size, sha256), so that
     `cnsx fetch | cnsx import -` chains. Silent otherwise, unless something needs a human.
     For cron, `cnsx nightly` fetches and imports in one run.
-    """
+    """))
+@click.option("--dry-run", is_flag=True, help=_("List what would be fetched; transfer nothing."))
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help=_("Wait for another run's lock."))
+@pass_context
+def fetch_cmd(ctx: Context, dry_run, wait):
     from cns_exchange import console
     from cns_exchange.store import database
     from cns_exchange.store.lock import run_lock
@@ -80,7 +82,7 @@ def fetch_cmd(ctx: Context, dry_run, wait):
         conn = database.connect(db_path)
         fetcher = _fetcher(ctx, settings, remote, connect)(conn)
 
-        with console.progress(None, "fetching", ctx.show_progress) as advance:
+        with console.progress(None, _("fetching"), ctx.show_progress) as advance:
             def emit(item):
                 _list_line(lines, item, inbox)
                 advance(1)
@@ -95,36 +97,40 @@ def fetch_cmd(ctx: Context, dry_run, wait):
 
 
 def _one_line(exc: CnsxError) -> str:
-    """An error and its remedy on one line, as cron mail wants them."""
-    return " ".join((exc.message + (f"; hint: {exc.hint}" if exc.hint else "")).split("\n"))
+    """An error and its remedy on one line, as cron mail wants them (in the user's language:
+    the line is printed, never data)."""
+    from cns_exchange.i18n import tr
+
+    text = tr(_("{error}; hint: {hint}").format(error=reason(exc), hint=exc.hint)) if exc.hint else tr(reason(exc))
+    return " ".join(text.split("\n"))
 
 
-@click.command("nightly")
-@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
-@pass_context
-def nightly_cmd(ctx: Context, wait):
-    """Fetch what is new and import the whole inbox, under one lock: the job for cron.
+@click.command("nightly", help=_("""Fetch what is new and import the whole inbox, under one lock: the job for cron.
 
     Imports what was just fetched and whatever an earlier run left in the inbox, even when
     the fetch fails. Prints nothing on a quiet night or when all went well (stdout stays
     empty); one line on stderr per thing that needs a human. Exits with the code of the
     first failure.
-    """
+    """))
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help=_("Wait for another run's lock."))
+@pass_context
+def nightly_cmd(ctx: Context, wait):
     from cns_exchange import console
     from cns_exchange.transport import nightly
     from cns_exchange.transport.nightly import ImportFailure
 
     settings, remote, connect = ctx.transport()
     validator = ctx.validator()
-    with console.progress(None, "fetching", ctx.show_progress) as advance:
+    with console.progress(None, _("fetching"), ctx.show_progress) as advance:
         def fetched(item):
             advance(1)
             _say_fetched(ctx, item)
 
         def imported(outcome):
             if ctx.verbose and not isinstance(outcome, ImportFailure) and outcome.status != "unreadable":
-                done = "already imported, nothing changed" if outcome.status == "already-imported" else f"imported ({outcome.kind})"
-                console.print_line(f"{outcome.name}: {done}")
+                done = (_("{file}: already imported, nothing changed") if outcome.status == "already-imported"
+                        else _("{file}: imported ({kind})"))
+                console.print_line(done.format(file=outcome.name, kind=outcome.kind))
 
         report = nightly.run_night(settings.database_path(), wait, _fetcher(ctx, settings, remote, connect),
                                    settings.local_dir("inbox"), validator, settings.local_dir("archive"),
@@ -132,11 +138,11 @@ def nightly_cmd(ctx: Context, wait):
     # What needs a human, one line each, in the order it happened.
     _report_fetch(report.fetch)
     if report.fetch_error is not None:
-        console.print_line(f"error: {_one_line(report.fetch_error)}", style="red")
+        console.print_line(_("error: {error}").format(error=_one_line(report.fetch_error)), style="red")
     for outcome in report.imports:
         _report_import(outcome)
     for note in report.unmatched:
-        console.print_line(f"note: {note}", style="yellow")
+        console.print_line(_("note: {note}").format(note=note), style="yellow")
     return report.exit_code
 
 
@@ -146,36 +152,41 @@ def _report_import(outcome) -> None:
     from cns_exchange.transport.nightly import ImportFailure
 
     if isinstance(outcome, ImportFailure):
-        console.print_line(f"error: {outcome.path.name}: not imported: {_one_line(outcome.error)}", style="red")
+        console.print_line(_("error: {file}: not imported: {error}").format(file=outcome.path.name, error=_one_line(outcome.error)),
+                           style="red")
     elif outcome.status == "unreadable":
         why = outcome.warnings[0]
-        console.print_line(f"error: {outcome.name}: not imported, cannot be read ({why.code}: {why.message}); "
-                           f"moved to {outcome.moved_to} (see .why.txt)", style="red")
+        console.print_line(_("error: {file}: not imported, cannot be read ({code}: {message}); moved to {folder} (see .why.txt)")
+                           .format(file=outcome.name, code=why.code, message=why.message, folder=outcome.moved_to), style="red")
     else:
         if outcome.status == "imported" and outcome.warnings:
             first = outcome.warnings[0]
-            count = f"{len(outcome.warnings)} warnings, the first" if len(outcome.warnings) > 1 else "a warning"
-            where = f"line {first.line} " if first.line else ""
-            console.print_line(f"warning: {outcome.name}: imported with {count}: {where}{first.code}: {first.message}; "
-                               f"all of them: cnsx import --no-db {outcome.moved_to}", style="yellow")
+            count = len(outcome.warnings)
+            line = (ngettext("warning: {file}: imported with a warning: line {line} {code}: {message}; all of them: cnsx import --no-db {path}",
+                             "warning: {file}: imported with {n} warnings, the first: line {line} {code}: {message}; all of them: cnsx import --no-db {path}",
+                             count) if first.line else
+                    ngettext("warning: {file}: imported with a warning: {code}: {message}; all of them: cnsx import --no-db {path}",
+                             "warning: {file}: imported with {n} warnings, the first: {code}: {message}; all of them: cnsx import --no-db {path}",
+                             count))
+            console.print_line(line.format(file=outcome.name, n=count, line=first.line, code=first.code, message=first.message,
+                                           path=outcome.moved_to), style="yellow")
         for notice in outcome.notices:  # what the import changed, said once (as cnsx import says it)
-            console.print_line(f"note: {outcome.name}: {notice}", style="yellow")
+            console.print_line(_("note: {file}: {note}").format(file=outcome.name, note=notice), style="yellow")
 
 
-@click.command("hostkey")
-@click.argument("address", metavar="HOST[:PORT]")
-def hostkey_cmd(address):
-    """Print the host-key fingerprints a server offers, to check with the CNS and pin.
+@click.command("hostkey", help=_("""Print the host-key fingerprints a server offers, to check with the CNS and pin.
 
     Connects without authenticating; prints `host_key = "SHA256:..."` lines for the config.
-    """
+    """))
+@click.argument("address", metavar="HOST[:PORT]")
+def hostkey_cmd(address):
     from cns_exchange.transport import parse_address
     from cns_exchange.transport.sftp import fingerprint, server_keys
 
     host, port = parse_address(address)
     keys = server_keys(host, port)
     if not keys:
-        raise TransportFatalError(f"{address}: the server offered no host key", "check the address")
+        raise TransportFatalError(_("{address}: the server offered no host key").format(address=address), _("check the address"))
     for key in keys:
         sys.stdout.write(f"{key.get_name()} {fingerprint(key)}\n")
     sys.stdout.write(f'# pin one in the profile: host_key = "{fingerprint(keys[0])}"\n')

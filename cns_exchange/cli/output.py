@@ -11,6 +11,7 @@ import sys
 import click
 
 from cns_exchange.errors import UsageError
+from cns_exchange.i18n import _, join, ngettext
 
 
 def write_json(data) -> None:
@@ -47,7 +48,8 @@ def format_options(**helps: str):
         def command(*args, **kwargs):
             given = [name for name in helps if kwargs.pop(f"fmt_{name}")]
             if len(given) > 1:
-                raise UsageError(f"--{' and --'.join(given)}: one output format at a time", "give one of them")
+                raise UsageError(_("{options}: one output format at a time").format(options="--" + " and --".join(given)),
+                                 _("give one of them"))
             return func(*args, fmt=given[0] if given else None, **kwargs)
 
         for name, text in reversed(list(helps.items())):
@@ -74,3 +76,12 @@ def summary(ctx, text: str, style: str = "") -> None:
         from cns_exchange import console
 
         console.print_line(text, style=style)
+
+
+def billed(notes: int, sessions: int, gross: int, cns: int) -> str:
+    """What a billing file holds, for a person: '2 fee notes, 5 sessions, 120.00 EUR gross,
+    84.00 EUR to the CNS' (amounts in cents)."""
+    return join(", ", (ngettext("{n} fee note", "{n} fee notes", notes).format(n=notes),
+                       ngettext("{n} session", "{n} sessions", sessions).format(n=sessions),
+                       _("{amount} EUR gross").format(amount=f"{gross / 100:.2f}"),
+                       _("{amount} EUR to the CNS").format(amount=f"{cns / 100:.2f}")))

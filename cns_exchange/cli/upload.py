@@ -10,6 +10,7 @@ import click
 from cns_exchange.cli.context import Context, pass_context
 from cns_exchange.cli.output import JsonLines, summary
 from cns_exchange.errors import InputError, UsageError
+from cns_exchange.i18n import _, join, ngettext
 
 
 def _documents(files: tuple[str, ...], name: str | None, settings) -> tuple[list[Path], Path | None]:
@@ -20,37 +21,38 @@ def _documents(files: tuple[str, ...], name: str | None, settings) -> tuple[list
 
     if "-" in files:
         if files != ("-",) or not name:
-            raise UsageError("'-' uploads one document read from stdin and needs --name", "e.g. --name 123456_FAC_20261126_000001.xml")
+            raise UsageError(_("'-' uploads one document read from stdin and needs --name"),
+                             _("e.g. --name 123456_FAC_20261126_000001.xml"))
         if unsafe_name_reason(name):
-            raise UsageError(f"--name {name}: {unsafe_name_reason(name)}", "give a plain file name")
+            raise UsageError(_("--name {name}: {reason}").format(name=name, reason=unsafe_name_reason(name)),
+                             _("give a plain file name"))
         spool = receive(sys.stdin.buffer, settings.local_dir("outbox"), name, settings.max_xml_bytes)
         return [spool], spool
     paths = []
     for f in files:
         path = Path(f)
         if not path.is_file():
-            raise InputError(f"{f}: no such file", "check the path")
+            raise InputError(_("{file}: no such file").format(file=f), _("check the path"))
         paths.append(path)
     return paths, None
 
 
-@click.command("upload")
-@click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--name", metavar="NAME", help="Remote name of the document read from '-' (stdin).")
-@click.option("--force", is_flag=True, help="Resend content already sent, under a new sequence number.")
-@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Wait for another run's lock.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON line per file on stdout.")
-@click.option("--move-sent", "move_sent", metavar="DIR",
-              help="Move each file recorded sent (a request's PDFs with it) into DIR, never over a file.")
-@pass_context
-def upload_cmd(ctx: Context, files, name, force, wait, as_json, move_sent):
-    """Send documents (and the prescription PDFs a request names) to the CNS.
+@click.command("upload", help=_("""Send documents (and the prescription PDFs a request names) to the CNS.
 
     Each file is validated first; an invalid one is exit 3 and nothing is sent. Files go up
     under a temporary name, are checked, then renamed; an existing remote file is never
     replaced. Every upload is recorded in the database's ledger: content already sent is not
     sent again. Ends with a summary ("2 sent, 31 already sent"); -v names each file.
-    """
+    """))
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--name", metavar="NAME", help=_("Remote name of the document read from '-' (stdin)."))
+@click.option("--force", is_flag=True, help=_("Resend content already sent, under a new sequence number."))
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help=_("Wait for another run's lock."))
+@click.option("--json", "as_json", is_flag=True, help=_("Print one JSON line per file on stdout."))
+@click.option("--move-sent", "move_sent", metavar="DIR",
+              help=_("Move each file recorded sent (a request's PDFs with it) into DIR, never over a file."))
+@pass_context
+def upload_cmd(ctx: Context, files, name, force, wait, as_json, move_sent):
     from cns_exchange import console
     from cns_exchange.store import database, importing
     from cns_exchange.store.lock import run_lock
@@ -85,10 +87,10 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json, move_sent):
                         outcome = uploader.send(item, progress=advance)
                     if item.kind in sending.SENDABLE:
                         # What was sent is evidence, and what the returns will be matched with.
-                        recorded, _ = importing.import_path(conn, item.path, validator, settings.local_dir("archive"), None,
+                        recorded, _unused = importing.import_path(conn, item.path, validator, settings.local_dir("archive"), None,
                                                             move=False)
                         for note in recorded.notices:  # e.g. sessions billed before: counted once
-                            console.print_line(f"note: {item.path.name}: {note}", style="yellow")
+                            console.print_line(_("note: {file}: {note}").format(file=item.path.name, note=note), style="yellow")
                     if lines is not None:
                         lines.write(outcome.as_dict())
                     counts[outcome.status] += 1
@@ -100,15 +102,17 @@ def upload_cmd(ctx: Context, files, name, force, wait, as_json, move_sent):
         # Only once every file is recorded sent: a request's PDFs stay beside it until it is.
         moved, kept = sending.move_all_sent(planned, Path(move_sent)) if move_sent else (0, [])
     for path in kept:
-        console.print_warning(f"{path}: sent, but {Path(move_sent) / path.name} is another file; left where it is",
-                              "rename one of them")
-    done = [f"{counts['sent']} sent"]
-    done += [f"{counts[k]} {k.replace('-', ' ')}" for k in ("recovered", "already-sent") if counts[k]]
+        console.print_warning(_("{file}: sent, but {other} is another file; left where it is")
+                              .format(file=path, other=Path(move_sent) / path.name), _("rename one of them"))
+    done = [ngettext("{n} sent", "{n} sent", counts["sent"]).format(n=counts["sent"])]
+    if counts["recovered"]:
+        done.append(ngettext("{n} recovered", "{n} recovered", counts["recovered"]).format(n=counts["recovered"]))
     if counts["already-sent"]:
-        done[-1] += " (--force resends)"
+        done.append(ngettext("{n} already sent (--force resends)", "{n} already sent (--force resends)",
+                             counts["already-sent"]).format(n=counts["already-sent"]))
     if move_sent:
-        done.append(f"{moved} moved to {move_sent}")
-    summary(ctx, ", ".join(done))
+        done.append(ngettext("{n} moved to {folder}", "{n} moved to {folder}", moved).format(n=moved, folder=move_sent))
+    summary(ctx, join(", ", done))
 
 
 def _say_sent(ctx: Context, item, outcome, where: str) -> None:
@@ -118,7 +122,10 @@ def _say_sent(ctx: Context, item, outcome, where: str) -> None:
     from cns_exchange import console
 
     if outcome.status == "already-sent":
-        console.print_line(f"{item.path.name}: already sent as {outcome.name}, not sent again (--force resends)")
+        console.print_line(_("{file}: already sent as {name}, not sent again (--force resends)")
+                           .format(file=item.path.name, name=outcome.name))
+    elif outcome.status == "recovered":
+        console.print_line(_("{file} → {where}/{name} (found complete on the server)")
+                           .format(file=item.path.name, where=where, name=outcome.name))
     else:
-        console.print_line(f"{item.path.name} → {where}/{outcome.name}"
-                           + (" (found complete on the server)" if outcome.status == "recovered" else ""))
+        console.print_line(_("{file} → {where}/{name}").format(file=item.path.name, where=where, name=outcome.name))

@@ -9,28 +9,27 @@ import click
 from cns_exchange.cli.context import Context, pass_context, treatment_history
 from cns_exchange.cli.output import write_json
 from cns_exchange.errors import ExitCode, UsageError
-from cns_exchange.issues import plural
+from cns_exchange.i18n import _, ngettext
 
 
-@click.command("validate")
-@click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON on stdout.")
-@click.option("--max-size", type=click.IntRange(min=1), metavar="BYTES", help="Refuse documents larger than this (default: max_xml_bytes, 512 MiB).")
-@click.option("--no-attachments", is_flag=True, help="Do not look for a request file's prescription PDFs beside it.")
-@click.option("--db", "db", metavar="PATH", help="Also check requests against the earlier treatments in this practice database.")
-@pass_context
-def validate_cmd(ctx: Context, files, as_json, max_size, no_attachments, db):
-    """Validate CNS documents (any of the five kinds, any installed schema version).
+@click.command("validate", help=_("""Validate CNS documents (any of the five kinds, any installed schema version).
 
     Detects each file's kind and version, checks it against its XSD and the business rules,
     and reports every issue with its code, line and XPath. A request file on disk must have
     its prescription PDFs beside it, matching their SHA-256. '-' reads stdin. Exit 3 if any
     file has an error.
-    """
+    """))
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--json", "as_json", is_flag=True, help=_("Print the reports as JSON on stdout."))
+@click.option("--max-size", type=click.IntRange(min=1), metavar="BYTES", help=_("Refuse documents larger than this (default: max_xml_bytes, 512 MiB)."))
+@click.option("--no-attachments", is_flag=True, help=_("Do not look for a request file's prescription PDFs beside it."))
+@click.option("--db", "db", metavar="PATH", help=_("Also check requests against the earlier treatments in this practice database."))
+@pass_context
+def validate_cmd(ctx: Context, files, as_json, max_size, no_attachments, db):
     from cns_exchange import console
 
     if files.count("-") > 1:
-        raise UsageError("'-' (stdin) can be given only once", "pass the other documents as paths")
+        raise UsageError(_("'-' (stdin) can be given only once"), _("pass the other documents as paths"))
     validator = ctx.validator(max_size)
     conn = ctx.practice_database(db) if db else None
     validator.history = treatment_history(conn)
@@ -42,10 +41,12 @@ def validate_cmd(ctx: Context, files, as_json, max_size, no_attachments, db):
             reports.append(report)
             console.print_issues(report.issues)
             if not ctx.quiet:
-                what = (f"{report.kind} v{report.version or '?'}, {plural(report.items, 'item')}" if report.kind
-                        else "unknown document")
-                console.print_line(f"{report.name}: {'valid' if report.ok else 'INVALID'} ({what})",
-                                   style="green" if report.ok else "red")
+                what = (_("{kind} v{version}, {items}").format(
+                            kind=report.kind, version=report.version or "?",
+                            items=ngettext("{n} item", "{n} items", report.items).format(n=report.items))
+                        if report.kind else _("unknown document"))
+                verdict = _("{file}: valid ({what})") if report.ok else _("{file}: INVALID ({what})")
+                console.print_line(verdict.format(file=report.name, what=what), style="green" if report.ok else "red")
     finally:
         if conn is not None:
             conn.close()
