@@ -55,8 +55,9 @@ class Decoder:
             return raw.decode(self.encoding)
         except UnicodeDecodeError as exc:
             message = (_("byte {byte} at column {column} is neither UTF-8 nor Windows-1252") if self.detect
-                       else _("byte {byte} at column {column} is not {encoding}").format(encoding=self.encoding))
-            raise Undecodable(message.format(byte=repr(raw[exc.start:exc.start + 1]), column=exc.start + 1)) from None
+                       else _("byte {byte} at column {column} is not {encoding}"))
+            raise Undecodable(message.format(byte=repr(raw[exc.start:exc.start + 1]), column=exc.start + 1,
+                                             encoding=self.encoding)) from None
         except ValueError as exc:  # a codec's own UnicodeError: the line is not in it either
             raise Undecodable(_("the line is not {encoding} ({error})").format(encoding=self.encoding, error=exc)) from None
 

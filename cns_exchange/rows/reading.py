@@ -355,8 +355,8 @@ def _row_from_object(obj, line: int, report: InputReport, item: int | None = Non
             values[key] = ";".join(str(v) for v in value)
         elif isinstance(value, bool) or isinstance(value, dict):
             message = (_("line: '{key}' must be a string or a number") if item is None
-                       else _("item {item}: '{key}' must be a string or a number").format(item=item))
-            report.add("IN006", message.format(key=key), line, key)
+                       else _("item {item}: '{key}' must be a string or a number"))
+            report.add("IN006", message.format(key=key, item=item), line, key)
             return None
         else:
             values[key] = str(value).strip()
