@@ -16,7 +16,8 @@ from typing import IO, Callable
 
 from cns_exchange.errors import ConfigError, InputError, UsageError
 from cns_exchange.domain.identifiers import check_provider
-from cns_exchange.issues import Issue, plural
+from cns_exchange.issues import Issue
+from cns_exchange.i18n import _, ngettext
 from cns_exchange.domain.model import CertificateRequest, Header
 from cns_exchange.domain.naming import attachment_name, make_name, next_sequence
 from cns_exchange.domain.nomenclature import Codes, Nomenclature
@@ -87,11 +88,12 @@ def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir
         if request is None:
             continue
         if request.request_ref in refs:
-            report.add("IN007", f"request_ref '{request.request_ref}' is already used on line {refs[request.request_ref]}", row.line, "request_ref")
+            report.add("IN007", _("request_ref '{ref}' is already used on line {line}").format(
+                ref=request.request_ref, line=refs[request.request_ref]), row.line, "request_ref")
             continue
         refs[request.request_ref] = row.line
         requests.append(request)
-    report.fail_on_errors("requests")
+    report.fail_on_errors(_("requests"))
     return requests, report
 
 
@@ -127,9 +129,11 @@ def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencla
                                      destination, validator, header.version)
     if certificates is not None and certificates.rebilled:
         certificates.keep_rebills(file_name)
-        report.issues.append(Issue("CRT06", f"{plural(len(certificates.rebilled), 'session')} billed again: "
-                                            f"{certificates.rebill}", severity="warning", file=name,
-                                   hint="the reason is kept in the database (table rebills)"))
+        count = len(certificates.rebilled)
+        report.issues.append(Issue("CRT06", ngettext("{n} session billed again: {reason}", "{n} sessions billed again: {reason}",
+                                                     count).format(n=count, reason=certificates.rebill),
+                                   severity="warning", file=name,
+                                   hint=_("the reason is kept in the database (table rebills)")))
     return BuildResult("billing", file_name, path, sha, count, sessions, gross, cns, warnings=report.issues)
 
 
@@ -140,31 +144,38 @@ def resolve_header(registry, provider: str | None, created: datetime, schema_ver
     Raises ConfigError for a missing or invalid provider code or an unwritable schema version.
     """
     if not provider:
-        raise ConfigError("no provider code: pass --provider or set provider in the config file", "see docs/cli.md")
+        raise ConfigError(_("no provider code: pass --provider or set provider in the config file"), _("see docs/cli.md"))
     problems = check_provider(provider)
     if problems:
-        raise ConfigError(f"provider code: {problems[0][1]}", "use the code the CNS issued to the practice")
+        raise ConfigError(_("provider code: {problem}").format(problem=problems[0][1]),
+                          _("use the code the CNS issued to the practice"))
     day = created.date()
     if schema_version:
         schema_set = registry.get(schema_version)
         if not schema_set.in_force(day):
-            until = f" to {schema_set.valid_until}" if schema_set.valid_until else ""
-            raise ConfigError(f"schema version {schema_version} is not in force on {day} (valid from {schema_set.valid_from}{until})",
-                              "leave out --schema-version to take the version in force")
+            if schema_set.valid_until:
+                message = _("schema version {version} is not in force on {day} (valid from {start} to {end})")
+            else:
+                message = _("schema version {version} is not in force on {day} (valid from {start})")
+            raise ConfigError(message.format(version=schema_version, day=day, start=schema_set.valid_from,
+                                              end=schema_set.valid_until),
+                              _("leave out --schema-version to take the version in force"))
     else:
         schema_set = registry.in_force(day)
     if schema_set.version not in WRITABLE_VERSIONS:
         raise ConfigError(
-            f"schema version {schema_set.version} is in force on {day}, but this cnsx writes version"
-            f"{'s' if len(WRITABLE_VERSIONS) > 1 else ''} {', '.join(WRITABLE_VERSIONS)}",
-            "upgrade cnsx, or pass --schema-version to write an older version while it is accepted",
+            ngettext("schema version {version} is in force on {day}, but this cnsx writes version {versions}",
+                     "schema version {version} is in force on {day}, but this cnsx writes versions {versions}",
+                     len(WRITABLE_VERSIONS)).format(version=schema_set.version, day=day,
+                                                    versions=", ".join(WRITABLE_VERSIONS)),
+            _("upgrade cnsx, or pass --schema-version to write an older version while it is accepted"),
         )
     if sequence is None:
         sequence = next_sequence(destination.path, provider, kind, created.date()) if destination.is_folder else 1
     name = make_name(provider, kind, created.date(), sequence)
     if destination.is_folder and (destination.path / name).exists():
-        raise UsageError(f"{destination.path / name} exists; cnsx never overwrites a document",
-                         "leave out --sequence to take the next free number")
+        raise UsageError(_("{file} exists; cnsx never overwrites a document").format(file=destination.path / name),
+                         _("leave out --sequence to take the next free number"))
     return Header(provider, created, sequence, schema_set.version), name
 
 
@@ -196,13 +207,14 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
             report = validator.validate(str(path), expect_kind=kind, check_name=False, rules=False,
                                         size_limit=False, attachments=False)
             if report.ok and version is not None and report.version != version:
-                report.issues.append(Issue("XML05", f"written as version {version}, read as version {report.version}",
-                                           file=file_name))
+                report.issues.append(Issue("XML05", _("written as version {version}, read as version {read}").format(
+                    version=version, read=report.version), file=file_name))
             if not report.ok:
                 for issue in report.issues:
                     issue.file = file_name
-                raise InputError(f"the {kind} document built from the input fails validation; nothing was written",
-                                 "this is a bug in cnsx or in a dropped-in schema set: please report it with the messages above",
+                raise InputError(_("the {kind} document built from the input fails validation; nothing was written").format(
+                                     kind=kind),
+                                 _("this is a bug in cnsx or in a dropped-in schema set: please report it with the messages above"),
                                  report.issues)
             sha256 = hashing.sha256.hexdigest()
             if destination.stream is not None:
@@ -214,8 +226,8 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
             try:
                 publish(path, target, overwrite=False)
             except FileExistsError:
-                raise UsageError(f"{target} appeared while building; cnsx never overwrites a document",
-                                 "run again: another run is writing to the same place") from None
+                raise UsageError(_("{file} appeared while building; cnsx never overwrites a document").format(file=target),
+                                 _("run again: another run is writing to the same place")) from None
             return target, sha256
     finally:
         if tmp_ctx is not None:
@@ -257,8 +269,9 @@ def copy_attachments(requests: list[CertificateRequest], folder: Path) -> list[P
                 publish(path, target, overwrite=False)
             except FileExistsError:
                 path.unlink(missing_ok=True)
-                raise InputError(f"{target} exists with other content",
-                                 f"move it away; request {r.request_ref} names another file of that name") from None
+                raise InputError(_("{file} exists with other content").format(file=target),
+                                 _("move it away; request {ref} names another file of that name").format(
+                                     ref=r.request_ref)) from None
         copied.append(target)
     return copied
 
@@ -310,21 +323,24 @@ class CertificateBook:
         counted = billed is not None and not billed[1]  # (billed, and not disputed in full)
         if counted:
             if self.rebill is None:
-                problems.append(("CRT06", f"{act} on {day} is billed already, in {billed[0]}"))
+                problems.append(("CRT06", _("{act} on {day} is billed already, in {file}").format(act=act, day=day, file=billed[0])))
             else:
                 self.rebilled.add((identity, billed[0]))
         if not self.certificates:
             return problems
         found = self._row(certificate)
         if found is None:
-            return problems + [("CRT02", f"certificate {certificate} is not among the certificates imported from the CNS")]
+            return problems + [("CRT02", _("certificate {certificate} is not among the certificates imported from the CNS").format(
+                certificate=certificate))]
         row, authorised = found
         if row["superseded"]:
-            problems.append(("CRT02", f"certificate {certificate} no longer stands: a later answer of the CNS replaced it"))
+            problems.append(("CRT02", _("certificate {certificate} no longer stands: a later answer of the CNS replaced it").format(
+                certificate=certificate)))
         if row["matricule"] != matricule:
-            problems.append(("CRT05", f"certificate {certificate} was granted for another patient"))
+            problems.append(("CRT05", _("certificate {certificate} was granted for another patient").format(certificate=certificate)))
         if not row["valid_from"] <= day.isoformat() <= row["valid_to"]:
-            problems.append(("CRT04", f"{day} is outside the certificate's validity {row['valid_from']} to {row['valid_to']}"))
+            problems.append(("CRT04", _("{day} is outside the certificate's validity {start} to {end}").format(
+                day=day, start=row["valid_from"], end=row["valid_to"])))
         used = self._used.setdefault(certificate, {})
         if act not in used:
             used[act] = self.conn.execute(f"SELECT count(*) FROM {COUNTED_SESSIONS} WHERE f.certificate_number = ? "
@@ -332,8 +348,9 @@ class CertificateBook:
         if not counted:  # a session billed again is in that count already
             used[act] += 1
         if used[act] > authorised.get(act, 0):
-            problems.append(("CRT03", f"{act} session {used[act]} on certificate {certificate}: "
-                                      f"{authorised.get(act, 0)} authorised (billed ones included)"))
+            problems.append(("CRT03", _("{act} session {n} on certificate {certificate}: {authorised} authorised "
+                                        "(billed ones included)").format(act=act, n=used[act], certificate=certificate,
+                                                                         authorised=authorised.get(act, 0))))
         return problems
 
     def forget(self, certificate: str) -> None:
@@ -367,4 +384,4 @@ class CertificateBook:
 
 def _authorised(acts: str) -> dict[str, int]:
     """A certificate's authorised acts as stored ('ZD11:1;ZD12:1;ZD13:4') as {act: count}."""
-    return {a: int(n) for a, _, n in (part.partition(":") for part in acts.split(";") if part)}
+    return {a: int(n) for a, _unused, n in (part.partition(":") for part in acts.split(";") if part)}

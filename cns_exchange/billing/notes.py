@@ -36,6 +36,7 @@ from cns_exchange.billing.spill import Sorter, Spool
 from cns_exchange.domain.model import BilledSession, FeeNote
 from cns_exchange.domain.nomenclature import Codes, Nomenclature
 from cns_exchange.issues import Issue
+from cns_exchange.i18n import _
 from cns_exchange.rows.reading import MAX_ERRORS, SESSION_COLUMNS, SESSION_OPTIONAL, InputReport, Reading, read_rows
 from cns_exchange.rows.records import REMEMBERED, SessionReader, excel_hint
 from cns_exchange.validation.rules import BillingChecks
@@ -141,7 +142,7 @@ def load_fee_notes(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencl
             _read(read_rows(stream, fmt, report, SESSION_COLUMNS, SESSION_OPTIONAL, reading), reader, parts, budget)
             if _gather(parts, notes, releases, report, budget, max_notes):
                 _check(notes, releases, priced, report, checks, certificates, share_on_session_date)
-        report.fail_on_errors("sessions")
+        report.fail_on_errors(_("sessions"))
     except BaseException:
         priced.close()
         raise
@@ -218,9 +219,10 @@ def _gather(parts: Sorter, notes: Sorter, releases: Sorter, report: InputReport,
             given_line, given_day = given[0]
             for at, day in given[1:]:
                 if day != given_day and len(stated) < MAX_ERRORS:
-                    stated.append(Issue("NOM07", f"prescription date {date.fromordinal(day)} differs from "
-                                                 f"{date.fromordinal(given_day)} on line {given_line}, for the same "
-                                                 f"certificate {cert}", file=report.name, line=at, field="prescription_date"))
+                    stated.append(Issue("NOM07", _("prescription date {day} differs from {other} on line {line}, for the same "
+                                                   "certificate {certificate}").format(
+                        day=date.fromordinal(day), other=date.fromordinal(given_day), line=given_line, certificate=cert),
+                        file=report.name, line=at, field="prescription_date"))
         notes.add((line, cert, matricule, last, first, given_day, given_line, rows), len(rows))
         patients.add((matricule, line))
         if cert != last_cert:
@@ -235,18 +237,18 @@ def _gather(parts: Sorter, notes: Sorter, releases: Sorter, report: InputReport,
             if current is not None and part[0] == current[0] and part[1] == current[1]:
                 current[5].extend(part[5])   # a later part of the same note: later lines
                 if len(current[5]) > MAX_NOTE_SESSIONS:
-                    report.add("IN016", f"more than {MAX_NOTE_SESSIONS:,} sessions of certificate {current[0]} for one "
-                                        "patient (a treatment has at most 6): the file was not checked further",
-                               current[2], "certificate_number")
+                    report.add("IN016", _("more than {n} sessions of certificate {certificate} for one patient (a treatment "
+                                          "has at most 6): the file was not checked further").format(
+                        n=f"{MAX_NOTE_SESSIONS:,}", certificate=current[0]), current[2], "certificate_number")
                     return False
                 continue
             if current is not None:
                 finish(current)
             count += 1
             if count > max_notes:
-                report.add("IN016", f"more than {max_notes:,} fee notes (certificate and patient) in one billing file: "
-                                    "the file was not checked further", part[2], "certificate_number",
-                           "split the sessions into several files, by month or by patient")
+                report.add("IN016", _("more than {n} fee notes (certificate and patient) in one billing file: "
+                                      "the file was not checked further").format(n=f"{max_notes:,}"), part[2], "certificate_number",
+                           _("split the sessions into several files, by month or by patient"))
                 return False
             current = list(part)
         if current is not None:
@@ -291,15 +293,15 @@ def _check(notes: Sorter, releases: Sorter, priced: PricedNotes, report: InputRe
     add = report.add
     for line, cert, matricule, last, first, given_day, given_line, rows in notes:
         if report.errors >= stop_at:
-            add("IN016", f"{MAX_ERRORS} errors in the fee notes: the notes from the one of line {line} on were not "
-                         "checked", line)
+            add("IN016", _("{n} errors in the fee notes: the notes from the one of line {line} on were not "
+                           "checked").format(n=MAX_ERRORS, line=line), line)
             break
         key = (cert, matricule)
         prescribed = _prescription_date(key, (days(given_day), given_line) if given_day else None, certificates, report)
         prices, problems = checks.fee_note(cert, matricule, [days(r[0]) for r in rows], [r[2] for r in rows],
                                            [r[3] for r in rows], prescribed=prescribed)
         for index, code, message, column in problems:
-            _, at, act, executing, _ = rows[max(index, 0)]
+            _day, at, act, executing, _prescribed = rows[max(index, 0)]
             add(code, message, at, column,
                 excel_hint(column, {"matricule": matricule, "act_code": act, "executing_provider": executing}.get(column, "")))
         priced.add(key, (last, first), rows, prices, None if share_on_session_date else prescribed)
@@ -320,6 +322,7 @@ def _prescription_date(key: tuple[str, str], given: tuple[date, int] | None, cer
     if recorded is None:
         return given[0] if given is not None else None
     if given is not None and given[0] != recorded[0]:
-        report.add("NOM07", f"prescription date {given[0]} differs from {recorded[0]}, the date of request {recorded[1]} "
-                            f"of certificate {key[0]} in the practice database", given[1], "prescription_date")
+        report.add("NOM07", _("prescription date {day} differs from {other}, the date of request {ref} of certificate "
+                              "{certificate} in the practice database").format(
+            day=given[0], other=recorded[0], ref=recorded[1], certificate=key[0]), given[1], "prescription_date")
     return recorded[0]

@@ -22,6 +22,8 @@ import struct
 import tempfile
 from typing import Any, Iterator
 
+from cns_exchange.i18n import _
+
 #: Records read or written at a time: a merge of R runs holds R blocks.
 BLOCK_WEIGHT = 512
 _LENGTH = struct.Struct("<Q")
@@ -55,7 +57,7 @@ class _Blocks:
             (size,) = _LENGTH.unpack(os.pread(fd, _LENGTH.size, start))
             data = os.pread(fd, size, start + _LENGTH.size)
             if len(data) != size:
-                raise OSError(f"a temporary file of cnsx was cut short ({len(data)} of {size} bytes)")
+                raise OSError(_("a temporary file of cnsx was cut short ({read} of {size} bytes)").format(read=len(data), size=size))
             start += _LENGTH.size + size
             yield from marshal.loads(data)
 

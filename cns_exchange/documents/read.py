@@ -507,6 +507,6 @@ def schema_findings(path: str, schema, item_tag: str, root: str, native: bool | 
                 located = [(None, "", clean_message(e.message)) for e in schema_errors]
             return [("XSD01", line, xpath, message) for line, xpath, message in located]
     if native is False and not explained:
-        return [("XSD01", None, f"/{root}", "libxml2's schema validator refuses this document, and lxml's detailed pass "
-                 "names no element: the document is not taken as valid.")]
+        return [("XSD01", None, f"/{root}", _("libxml2's schema validator refuses this document, and lxml's detailed pass "
+                                              "names no element: the document is not taken as valid."))]
     return []

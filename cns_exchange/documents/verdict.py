@@ -24,6 +24,8 @@ import os
 import tempfile
 import threading
 
+from cns_exchange.i18n import _
+
 log = logging.getLogger("cnsx.xsd")
 
 _ERROR_FUNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
@@ -144,7 +146,7 @@ def _self_check(lib: _Libxml2) -> str:
                 f.write(data)
             got = lib.valid(path, xsd)
             if got is not expected:
-                return f"it calls {what} {'valid' if got else 'invalid'}"
+                return (_("it calls {case} valid") if got else _("it calls {case} invalid")).format(case=what)
         return ""
 
 
@@ -157,7 +159,7 @@ def _library() -> _Libxml2 | None:
                 lib = _Libxml2()
                 reason = _self_check(lib)
             except (OSError, AttributeError) as exc:
-                lib, reason = None, f"libxml2's functions cannot be found in lxml ({exc})"
+                lib, reason = None, _("libxml2's functions cannot be found in lxml ({error})").format(error=exc)
             if reason:
                 lib = None
                 log.debug("libxml2's tree-less XSD verdict is switched off: %s; lxml validates alone", reason)
@@ -173,7 +175,7 @@ def available() -> bool:
 def disabled_reason() -> str:
     """Why the verdict is switched off ('' if it is not)."""
     _library()
-    return str(_STATE.get("reason", ""))
+    return _STATE.get("reason") or ""  # type: ignore[return-value]  (a Msg, kept translatable)
 
 
 def verdict(path: str, xsd: str) -> bool | None:
@@ -210,7 +212,8 @@ class XsdVerdict:
         if self.thread is not None:
             self.thread.join()  # also on Ctrl-C: the interpreter must not exit while libxml2 runs
         if self.error is not None:
-            raise CheckFailed(f"libxml2's schema check failed: {type(self.error).__name__}: {self.error}")
+            raise CheckFailed(_("libxml2's schema check failed: {error}").format(
+                error=f"{type(self.error).__name__}: {self.error}"))
         return self.outcome
 
 

@@ -58,7 +58,7 @@ class FileName:
 def make_name(sender: str, kind: str, day: date, sequence: int) -> str:
     """Return the conventional name of a document."""
     if not 1 <= sequence <= 999999:
-        raise ValueError(f"sequence number {sequence} out of range 1-999999")
+        raise ValueError(_("sequence number {sequence} out of range 1-999999").format(sequence=sequence))
     return str(FileName(sender, kind, day, sequence))
 
 

@@ -8,6 +8,7 @@ import io
 from typing import IO
 
 from cns_exchange.errors import UsageError
+from cns_exchange.i18n import _
 
 #: What a byte that is not UTF-8 is read as when the encoding is detected: the encoding of
 #: Excel's "CSV (séparateur: point-virgule)" on a French (or German, English) Windows.
@@ -31,7 +32,7 @@ class Decoder:
         self._pieces = None         # the incremental decoder of piece()
 
     def describe(self) -> str:
-        return "UTF-8 or Windows-1252" if self.detect else self.encoding
+        return _("UTF-8 or Windows-1252") if self.detect else self.encoding
 
     def line(self, raw: bytes, number: int) -> str:
         """The text of the line ``number``, ``raw`` its bytes."""
@@ -44,18 +45,21 @@ class Decoder:
                         text = raw.decode("utf-8")
                     except UnicodeDecodeError as exc:
                         if self.utf8_line:
-                            raise Undecodable(f"byte {raw[exc.start:exc.start + 1]!r} at column {exc.start + 1} is not "
-                                               f"UTF-8, as line {self.utf8_line} was: the file mixes two encodings") from None
+                            raise Undecodable(_("byte {byte} at column {column} is not UTF-8, as line {line} was: "
+                                                "the file mixes two encodings").format(
+                                byte=repr(raw[exc.start:exc.start + 1]), column=exc.start + 1, line=self.utf8_line)) from None
                         self.encoding = FALLBACK_ENCODING
                     else:
                         self.utf8_line = self.utf8_line or number
                         return text
             return raw.decode(self.encoding)
         except UnicodeDecodeError as exc:
-            what = "neither UTF-8 nor Windows-1252" if self.detect else f"not {self.encoding}"
-            raise Undecodable(f"byte {raw[exc.start:exc.start + 1]!r} at column {exc.start + 1} is {what}") from None
+            message = (_("byte {byte} at column {column} is neither UTF-8 nor Windows-1252") if self.detect
+                       else _("byte {byte} at column {column} is not {encoding}"))
+            raise Undecodable(message.format(byte=repr(raw[exc.start:exc.start + 1]), column=exc.start + 1,
+                                             encoding=self.encoding)) from None
         except ValueError as exc:  # a codec's own UnicodeError: the line is not in it either
-            raise Undecodable(f"the line is not {self.encoding} ({exc})") from None
+            raise Undecodable(_("the line is not {encoding} ({error})").format(encoding=self.encoding, error=exc)) from None
 
     def piece(self, data: bytes, final: bool) -> str:
         """The text of the next piece of a stream (a character may straddle two pieces)."""
@@ -77,7 +81,7 @@ class Decoder:
                 return text
             return self._pieces.decode(data, final)
         except ValueError as exc:  # UnicodeDecodeError, or a codec's own UnicodeError
-            raise Undecodable(f"the file is not {self.describe()} ({exc})") from None
+            raise Undecodable(_("the file is not {encoding} ({error})").format(encoding=self.describe(), error=exc)) from None
 
 
 class _Prefixed(io.RawIOBase):
@@ -121,8 +125,8 @@ def canonical_encoding(name: str) -> str:
     except (LookupError, ValueError):  # (ValueError: a name with a NUL in it)
         info = None
     if info is None or not getattr(info, "_is_text_encoding", True):  # rot13, base64...: not for text files
-        raise UsageError(f"unknown encoding '{name}'", "e.g. utf-8, cp1252, latin-1")
+        raise UsageError(_("unknown encoding '{name}'").format(name=name), _("e.g. utf-8, cp1252, latin-1"))
     if info.name.replace("_", "-") in NOT_FILE_ENCODINGS:
-        raise UsageError(f"'{name}' is not an encoding of text files", "e.g. utf-8, cp1252, latin-1")
+        raise UsageError(_("'{name}' is not an encoding of text files").format(name=name), _("e.g. utf-8, cp1252, latin-1"))
     return info.name
 

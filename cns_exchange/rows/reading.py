@@ -24,6 +24,7 @@ from cns_exchange.errors import ConfigError, InputError, UsageError
 from cns_exchange.issues import Issue
 from cns_exchange.rows.csvout import FORMULA_STARTS
 from cns_exchange.rows.decoding import Decoder, Undecodable, canonical_encoding
+from cns_exchange.i18n import _, ngettext, reason
 
 FORMATS = ("csv", "json", "ndjson")
 
@@ -103,12 +104,14 @@ class InputReport:
             self.add(code, message, line, column)
 
     def fail_on_errors(self, what: str) -> None:
-        """Raise InputError listing every issue when any is an error (``what``: 'the sessions')."""
+        """Raise InputError listing every issue when any is an error (``what``: _('sessions'))."""
         errors = [i for i in self.issues if i.is_error]
         if errors:
             raise InputError(
-                f"{self.name}: {len(errors)} problem{'s' if len(errors) > 1 else ''} in the {what}; nothing was written",
-                "fix the rows named above and run the command again",
+                ngettext("{file}: {n} problem in the {what}; nothing was written",
+                         "{file}: {n} problems in the {what}; nothing was written",
+                         len(errors)).format(file=self.name, n=len(errors), what=what),
+                _("fix the rows named above and run the command again"),
                 self.issues,
             )
 
@@ -139,8 +142,9 @@ class Reading:
     def __post_init__(self) -> None:
         for name, column in self.columns.items():
             if column not in _KNOWN_COLUMNS:
-                raise ConfigError(f"[columns] '{name}' = '{column}': cnsx has no column '{column}'",
-                                  f"map it to one of {', '.join(dict.fromkeys(_KNOWN_COLUMNS))}")
+                raise ConfigError(_("[columns] '{name}' = '{column}': cnsx has no column '{column}'").format(
+                                      name=name, column=column),
+                                  _("map it to one of {columns}").format(columns=", ".join(dict.fromkeys(_KNOWN_COLUMNS))))
 
     def header_map(self) -> dict[str, str]:
         """Folded header name -> cnsx's column: ours, the French ones, then the config's."""
@@ -160,14 +164,21 @@ class _Columns:
         column = self.map.get(fold(name))
         return column if column in self.wanted else None
 
-    def report_unused(self, names: list[str], report: InputReport, line: int, what: str = "column") -> None:
-        """IN017 once for all of ``names`` (a warning), or IN002 for each with --strict."""
+    def report_unused(self, names: list[str], report: InputReport, line: int, field: bool = False) -> None:
+        """IN017 once for all of ``names`` (a warning), or IN002 for each with --strict;
+        ``field``: they are a JSON row's keys, not a header's columns."""
         if self.strict:
+            unknown = (_("unknown field '{name}' (--strict: every field must be one cnsx uses)") if field
+                       else _("unknown column '{name}' (--strict: every column must be one cnsx uses)"))
             for name in names:
-                report.add("IN002", f"unknown {what} '{name}' (--strict: every {what} must be one cnsx uses)", line, name)
+                report.add("IN002", unknown.format(name=name), line, name)
         elif names:
             listed = ", ".join(f"'{n}'" for n in names)
-            report.add("IN017", f"{what}{'s' if len(names) > 1 else ''} not used by cnsx, ignored: {listed}", line)
+            if field:
+                unused = ngettext("field not used by cnsx, ignored: {names}", "fields not used by cnsx, ignored: {names}", len(names))
+            else:
+                unused = ngettext("column not used by cnsx, ignored: {names}", "columns not used by cnsx, ignored: {names}", len(names))
+            report.add("IN017", unused.format(names=listed), line)
 
 
 
@@ -192,7 +203,8 @@ def detect_format(name: str, stream: IO[bytes], explicit: str | None) -> str:
         return "ndjson"
     if suffix in ("", ".txt", ".tsv") or name == "-":
         return "csv"
-    raise UsageError(f"{name}: cannot tell the input format from the extension '{suffix}'", "pass --input-format csv|json|ndjson")
+    raise UsageError(_("{file}: cannot tell the input format from the extension '{suffix}'").format(file=name, suffix=suffix),
+                     _("pass --input-format csv|json|ndjson"))
 
 
 
@@ -215,10 +227,10 @@ def read_rows(stream: IO[bytes], fmt: str, report: InputReport, columns: tuple[s
             break
     if report.full:
         last = max((i.line for i in report.issues if i.line is not None), default=line)
-        report.add("IN016", f"{MAX_ERRORS} errors: the file was not read beyond line {last}", last)
+        report.add("IN016", _("{n} errors: the file was not read beyond line {line}").format(n=MAX_ERRORS, line=last), last)
 
 
-def _lines(stream, report: InputReport, unit: str = "line") -> Iterator[tuple[int, bytes]]:
+def _lines(stream, report: InputReport) -> Iterator[tuple[int, bytes]]:
     """Yield (number, bytes) of each line of ``stream``, each read in one piece of at most
     :data:`MAX_LINE_BYTES` + 1 bytes: a longer line is IN015 and ends the reading (a line is
     never read whole first; a source with no line end costs 1 MiB, and Ctrl-C is seen)."""
@@ -229,8 +241,8 @@ def _lines(stream, report: InputReport, unit: str = "line") -> Iterator[tuple[in
             return
         number += 1
         if len(raw) > MAX_LINE_BYTES:
-            report.add("IN015", f"{unit} {number} is longer than {MAX_LINE_BYTES} bytes (1 MiB): the rest of the file was not read",
-                       number)
+            report.add("IN015", _("line {line} is longer than {limit} bytes (1 MiB): the rest of the file was not read").format(
+                line=number, limit=MAX_LINE_BYTES), number)
             report.cut = True
             return
         yield number, raw
@@ -243,13 +255,15 @@ def _check_columns(header: list[str], report: InputReport, columns, names: _Colu
     for column in dict.fromkeys(c for c in resolved if c is not None and resolved.count(c) > 1):
         given = [name for name, c in zip(header, resolved) if c == column]
         if len(set(given)) == 1:
-            report.add("IN002", f"column '{given[0]}' appears {len(given)} times in the header", line, given[0])
+            report.add("IN002", _("column '{name}' appears {n} times in the header").format(name=given[0], n=len(given)),
+                       line, given[0])
         else:
-            report.add("IN002", f"columns {', '.join(repr(g) for g in given)} all give {column}", line, column)
+            report.add("IN002", _("columns {names} all give {column}").format(names=", ".join(repr(g) for g in given),
+                                                                              column=column), line, column)
     names.report_unused([name for name, c in zip(header, resolved) if c is None and name], report, line)
     for name in columns:
         if name not in resolved:
-            report.add("IN001", f"required column '{name}' is missing", line, name)
+            report.add("IN001", _("required column '{name}' is missing").format(name=name), line, name)
     return resolved
 
 
@@ -260,7 +274,7 @@ def _decoded_lines(stream, decoder: Decoder, report: InputReport, state: dict) -
         try:
             text = decoder.line(raw, lineno)
         except Undecodable as exc:
-            report.add("IN005", str(exc), lineno)
+            report.add("IN005", reason(exc), lineno)
             state["failed"] = True
             return
         if lineno == 1 and text.startswith("\ufeff"):
@@ -282,12 +296,12 @@ def _read_csv(stream, report, columns, names: _Columns, decoder: Decoder) -> Ite
     if state["failed"] or report.cut:
         return
     if not first.strip():
-        report.add("IN010", "the file is empty: no header row", 1)
+        report.add("IN010", _("the file is empty: no header row"), 1)
         return
     try:
         delimiter, header = csv_header(first)
     except csv.Error as exc:
-        report.add("IN006", f"CSV syntax error in the header ({exc})", 1)
+        report.add("IN006", _("CSV syntax error in the header ({error})").format(error=exc), 1)
         return
     used = [(i, column) for i, column in enumerate(_check_columns(header, report, columns, names, 1)) if column]
     width = len(header)
@@ -303,7 +317,7 @@ def _read_csv(stream, report, columns, names: _Columns, decoder: Decoder) -> Ite
                 continue
             count += 1
             if len(fields) != width:
-                report.add("IN006", f"row has {len(fields)} values, the header has {width}", line)
+                report.add("IN006", _("row has {n} values, the header has {width}").format(n=len(fields), width=width), line)
                 continue
             if state["quotes"]:  # (a text search per line is cheaper than a test per cell)
                 yield Row(line, {column: _unquoted(fields[i].strip()) for i, column in used})
@@ -311,13 +325,13 @@ def _read_csv(stream, report, columns, names: _Columns, decoder: Decoder) -> Ite
                 yield Row(line, {column: fields[i].strip() for i, column in used})
     except csv.Error as exc:
         if "field limit" in str(exc):   # (the only way Python's csv says it)
-            report.add("IN015", f"a cell is longer than {MAX_CELL_CHARS} characters: the rest of the file was not read",
-                       state["line"])
+            report.add("IN015", _("a cell is longer than {limit} characters: the rest of the file was not read").format(
+                limit=MAX_CELL_CHARS), state["line"])
             report.cut = True
         else:
-            report.add("IN006", f"CSV syntax error ({exc})", state["line"])
+            report.add("IN006", _("CSV syntax error ({error})").format(error=exc), state["line"])
     if count == 0 and not state["failed"] and not report.cut and not report.full:
-        report.add("IN010", "the file has a header but no data rows", 1)
+        report.add("IN010", _("the file has a header but no data rows"), 1)
 
 
 def csv_header(line: str) -> tuple[str, list[str]]:
@@ -327,9 +341,11 @@ def csv_header(line: str) -> tuple[str, list[str]]:
     return delimiter, [name.strip() for name in next(csv.reader([line], delimiter=delimiter, strict=True))]
 
 
-def _row_from_object(obj, line: int, report: InputReport, what: str) -> Row | None:
+def _row_from_object(obj, line: int, report: InputReport, item: int | None = None) -> Row | None:
+    """The row of a JSON object: ``item`` its number in an array, None for an NDJSON line."""
     if not isinstance(obj, dict):
-        report.add("IN006", f"{what} is not a JSON object", line)
+        report.add("IN006", _("line is not a JSON object") if item is None
+                   else _("item {item} is not a JSON object").format(item=item), line)
         return None
     values: dict[str, str] = {}
     for key, value in obj.items():
@@ -338,7 +354,9 @@ def _row_from_object(obj, line: int, report: InputReport, what: str) -> Row | No
         elif isinstance(value, list):
             values[key] = ";".join(str(v) for v in value)
         elif isinstance(value, bool) or isinstance(value, dict):
-            report.add("IN006", f"{what}: '{key}' must be a string or a number", line, key)
+            message = (_("line: '{key}' must be a string or a number") if item is None
+                       else _("item {item}: '{key}' must be a string or a number"))
+            report.add("IN006", message.format(key=key, item=item), line, key)
             return None
         else:
             values[key] = str(value).strip()
@@ -350,12 +368,12 @@ def _read_json_array(stream, report, columns, names: _Columns, decoder: Decoder)
     count = 0
     for index, obj in _JsonItems(stream, report, decoder):
         count = index
-        row = _row_from_object(obj, index, report, f"item {index}")
+        row = _row_from_object(obj, index, report, index)
         if row is None:
             continue
         yield _check_row_columns(row, report, columns, names, seen_keys)
     if count == 0 and not report.issues:
-        report.add("IN010", "the array is empty", 1)
+        report.add("IN010", _("the array is empty"), 1)
 
 
 class _JsonItems:
@@ -379,7 +397,7 @@ class _JsonItems:
         try:
             yield from self._items()
         except Undecodable as exc:
-            self.report.add("IN005", str(exc), self._line(self.pos))
+            self.report.add("IN005", reason(exc), self._line(self.pos))
 
     def _items(self) -> Iterator[tuple[int, object]]:
         self._fill()
@@ -387,9 +405,9 @@ class _JsonItems:
             self.pos = 1
         self._skip_blanks()
         if self._at_end():
-            return self._fail("IN006", "not valid JSON", detail="the file is empty")
+            return self._fail("IN006", _("not valid JSON"), detail=_("the file is empty"))
         if self.text[self.pos] != "[":
-            return self._fail("IN006", "a JSON input is an array of objects, one per row", detail="")
+            return self._fail("IN006", _("a JSON input is an array of objects, one per row"), detail="")
         self.pos += 1
         decode = json.JSONDecoder().raw_decode
         number = 0
@@ -397,7 +415,7 @@ class _JsonItems:
             self._fill()
             self._skip_blanks()
             if self._at_end():
-                return self._fail("IN006", "not valid JSON", detail="the array is not closed: the file ends inside it")
+                return self._fail("IN006", _("not valid JSON"), detail=_("the array is not closed: the file ends inside it"))
             if self.text[self.pos] == "]" and number == 0:
                 self.pos += 1
                 break
@@ -407,9 +425,9 @@ class _JsonItems:
             except json.JSONDecodeError as exc:
                 if not self.eof and (exc.msg.startswith("Unterminated string") or exc.pos - start >= MAX_LINE_BYTES - 8):
                     return self._too_long(number + 1, start)   # it runs past the window: longer than the limit
-                return self._fail("IN006", "not valid JSON", exc.pos, exc.msg)
+                return self._fail("IN006", _("not valid JSON"), exc.pos, exc.msg)
             except RecursionError:
-                return self._fail("IN006", "JSON nested too deeply: an input is an array of flat objects", start, "")
+                return self._fail("IN006", _("JSON nested too deeply: an input is an array of flat objects"), start, "")
             if end - start > MAX_LINE_BYTES:
                 return self._too_long(number + 1, start)
             number += 1
@@ -418,19 +436,19 @@ class _JsonItems:
             self._skip_blanks()
             self._fill()
             if self._at_end():
-                return self._fail("IN006", "not valid JSON", detail="the array is not closed: the file ends inside it")
+                return self._fail("IN006", _("not valid JSON"), detail=_("the array is not closed: the file ends inside it"))
             if self.text[self.pos] == "]":
                 self.pos += 1
                 break
             if self.text[self.pos] != ",":
-                return self._fail("IN006", "not valid JSON", detail="Expecting ',' delimiter")
+                return self._fail("IN006", _("not valid JSON"), detail=_("Expecting ',' delimiter"))
             self.pos += 1
         else:
             return
         self._fill()
         self._skip_blanks()
         if not self._at_end():
-            self._fail("IN006", "not valid JSON", detail="Extra data: something follows the array")
+            self._fail("IN006", _("not valid JSON"), detail=_("Extra data: something follows the array"))
 
     def _fill(self) -> None:
         """Make the window hold at least MAX_LINE_BYTES + 1 characters after the reader (or
@@ -475,12 +493,12 @@ class _JsonItems:
         if detail:
             last = self.text.rfind("\n", 0, pos)
             column = pos - last if last >= 0 else self.column_base + pos + 1
-            message = f"{message} at column {column} ({detail})"
+            message = _("{message} at column {column} ({detail})").format(message=message, column=column, detail=detail)
         self.report.add(code, message, self._line(pos))
 
     def _too_long(self, number: int, start: int) -> None:
-        self.report.add("IN015", f"item {number} is longer than {MAX_LINE_BYTES} characters (1 MiB): the rest of the file was not read",
-                        self._line(start))
+        self.report.add("IN015", _("item {item} is longer than {limit} characters (1 MiB): the rest of the file was not read").format(
+            item=number, limit=MAX_LINE_BYTES), self._line(start))
         self.report.cut = True
 
 
@@ -491,7 +509,7 @@ def _read_ndjson(stream, report, columns, names: _Columns, decoder: Decoder) -> 
         try:
             text = decoder.line(raw, lineno)
         except Undecodable as exc:
-            report.add("IN005", str(exc), lineno)
+            report.add("IN005", reason(exc), lineno)
             continue
         if lineno == 1:
             text = text.lstrip("\ufeff")
@@ -501,17 +519,17 @@ def _read_ndjson(stream, report, columns, names: _Columns, decoder: Decoder) -> 
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            report.add("IN006", f"not valid JSON at column {exc.colno} ({exc.msg})", lineno)
+            report.add("IN006", _("not valid JSON at column {column} ({detail})").format(column=exc.colno, detail=exc.msg), lineno)
             continue
         except RecursionError:
-            report.add("IN006", "JSON nested too deeply: each line is one flat object", lineno)
+            report.add("IN006", _("JSON nested too deeply: each line is one flat object"), lineno)
             continue
-        row = _row_from_object(obj, lineno, report, "line")
+        row = _row_from_object(obj, lineno, report)
         if row is None:
             continue
         yield _check_row_columns(row, report, columns, names, seen_keys)
     if count == 0 and not report.cut:
-        report.add("IN010", "the file holds no JSON lines", 1)
+        report.add("IN010", _("the file holds no JSON lines"), 1)
 
 
 def _check_row_columns(row: Row, report: InputReport, columns, names: _Columns,
@@ -524,15 +542,15 @@ def _check_row_columns(row: Row, report: InputReport, columns, names: _Columns,
         if key not in seen_keys:
             seen_keys[key] = names.resolve(key)
             if seen_keys[key] is None:
-                names.report_unused([key], report, row.line, "field")
+                names.report_unused([key], report, row.line, field=True)
         column = seen_keys[key]
         if column is None:
             continue
         if column in values:
-            report.add("IN002", f"two fields give {column}", row.line, column)
+            report.add("IN002", _("two fields give {column}").format(column=column), row.line, column)
         values[column] = value
     for name in columns:
         if name not in values:
-            report.add("IN001", f"required field '{name}' is missing", row.line, name)
+            report.add("IN001", _("required field '{name}' is missing").format(name=name), row.line, name)
     return Row(row.line, values)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from cns_exchange.domain.identifiers import normalise_prescriber
 from cns_exchange.domain.model import CertificateRequest, Session
 from cns_exchange.domain.nomenclature import Codes
+from cns_exchange.i18n import _, reason
 from cns_exchange.pdf.prescriptions import PrescriptionFiles
 from cns_exchange.rows.decoding import canonical_encoding, peekable  # noqa: F401 - named from here by the commands
 from cns_exchange.rows.reading import (  # noqa: F401 - the reading half, named from here by the commands and tests
@@ -35,7 +36,7 @@ def _required(row: Row, column: str, report: InputReport) -> str | None:
     if value is None:
         return None  # missing column, already reported
     if value == "":
-        report.add("IN003", f"'{column}' is empty", row.line, column)
+        report.add("IN003", _("'{column}' is empty").format(column=column), row.line, column)
         return None
     return value
 
@@ -65,15 +66,16 @@ def input_date(text: str) -> date:
             return iso_date(text)
         except ValueError:
             if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
-                raise ValueError("no such day in the calendar") from None
-            raise ValueError("not a date: write YYYY-MM-DD or dd/mm/yyyy (day first)") from None
-    day, _, month, year = match.groups()
+                raise ValueError(_("no such day in the calendar")) from None
+            raise ValueError(_("not a date: write YYYY-MM-DD or dd/mm/yyyy (day first)")) from None
+    day, _unused, month, year = match.groups()
     if len(year) != 4:
-        raise ValueError("the year must have four digits (a two-digit year is ambiguous)")
+        raise ValueError(_("the year must have four digits (a two-digit year is ambiguous)"))
     try:
         return date(int(year), int(month), int(day))
     except ValueError:
-        raise ValueError(f"no such day: day {int(day)} of month {int(month)} of {year} (dates are read day first)") from None
+        raise ValueError(_("no such day: day {day} of month {month} of {year} (dates are read day first)").format(
+            day=int(day), month=int(month), year=year)) from None
 
 
 def parse_date(row: Row, column: str, report: InputReport, cache: dict[str, date] | None = None) -> date | None:
@@ -88,7 +90,8 @@ def parse_date(row: Row, column: str, report: InputReport, cache: dict[str, date
     try:
         result = input_date(value)
     except ValueError as exc:
-        report.add("IN004", f"'{column}' value '{value}': {exc}", row.line, column)
+        report.add("IN004", _("'{column}' value '{value}': {error}").format(column=column, value=value, error=reason(exc)),
+                   row.line, column)
         return None
     if cache is not None:
         cache[value] = result
@@ -105,14 +108,14 @@ def excel_hint(column: str, value: str) -> str:
     in an act code); '' otherwise (the issue code's own hint then). By the value's shape, not
     the issue code: the rules are the engine's (rules.py)."""
     if _SCIENTIFIC.match(value):
-        return ("Excel wrote this number in scientific notation and lost its last digits: format the column "
-                "as Text, type the number again, and export again")
+        return _("Excel wrote this number in scientific notation and lost its last digits: format the column "
+                 "as Text, type the number again, and export again")
     digits = value.replace(" ", "").replace("-", "")
     if column in ("prescriber_code", "executing_provider") and digits.isascii() and digits.isdigit() and len(digits) == 5:
-        return ("a spreadsheet drops the leading zero of a number: format the column as Text and type the code "
-                "again with its 0")
+        return _("a spreadsheet drops the leading zero of a number: format the column as Text and type the code "
+                 "again with its 0")
     if column == "act_code" and _SPACED_ACT.match(value):
-        return f"write the act code without a space: {value.replace(' ', '').upper()}"
+        return _("write the act code without a space: {act}").format(act=value.replace(" ", "").upper())
     return ""
 
 
@@ -127,7 +130,8 @@ def _name(row: Row, column: str, report: InputReport, required: bool) -> str | N
     if not value:
         return None if required else ""
     if not NAME.match(value):
-        report.add("IN013", f"'{column}' must be 1 to 100 characters without control characters", row.line, column)
+        report.add("IN013", _("'{column}' must be 1 to 100 characters without control characters").format(column=column),
+                   row.line, column)
         return None
     return value
 
@@ -146,7 +150,7 @@ def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path,
     before = len(report.issues)
     ref = _required(row, "request_ref", report)
     if ref is not None and not REFERENCE.match(ref):
-        report.add("IN014", f"request_ref '{ref}' is not a valid reference", row.line, "request_ref")
+        report.add("IN014", _("request_ref '{ref}' is not a valid reference").format(ref=ref), row.line, "request_ref")
     matricule = _matricule(row, report)
     last = _name(row, "last_name", report, True)
     first = _name(row, "first_name", report, True)
@@ -161,17 +165,17 @@ def to_request(row: Row, report: InputReport, codes: Codes, base_dir: Path,
             if code and code not in pathologies:
                 pathologies.append(code)
         if not pathologies:
-            report.add("IN003", "'pathology_codes' names no code", row.line, "pathology_codes")
+            report.add("IN003", _("'pathology_codes' names no code"), row.line, "pathology_codes")
     treatment = _required(row, "treatment", report)
     if treatment is not None:
         treatment = TREATMENT_NAMES.get(fold(treatment), treatment.lower())
         if treatment not in codes.treatments:
-            report.add("IN011", f"treatment '{treatment}' is not 'initial' or 'extension' ('initiale', 'prolongation')",
-                       row.line, "treatment")
+            report.add("IN011", _("treatment '{treatment}' is not 'initial' or 'extension' ('initiale', 'prolongation')").format(
+                treatment=treatment), row.line, "treatment")
             treatment = None
     acts = _requested_acts(row, report, codes, treatment)
     if checks is not None:
-        for _, code, message, column in checks.request(matricule, prescriber, prescribed, pathologies, treatment, acts,
+        for _unused, code, message, column in checks.request(matricule, prescriber, prescribed, pathologies, treatment, acts,
                                                        ref or ""):
             report.add(code, message, row.line, column, excel_hint(column, row.values.get(column, "")))
     pdf = _required(row, "prescription_pdf", report)
@@ -194,14 +198,14 @@ def _requested_acts(row: Row, report: InputReport, codes: Codes, treatment: str 
         return codes.treatment_sequence(treatment) if treatment in codes.treatments else []
     acts: list[tuple[str, int]] = []
     for part in raw.split(";"):
-        act, _, count = part.strip().partition(":")
+        act, _unused, count = part.strip().partition(":")
         act = act.strip().upper()
         count = count.strip()
         if not (count.isascii() and count.isdigit()) or int(count) < 1:
-            report.add("IN012", f"'{part.strip()}' is not ACT:COUNT", row.line, "requested_acts")
+            report.add("IN012", _("'{part}' is not ACT:COUNT").format(part=part.strip()), row.line, "requested_acts")
             continue
-        if any(act == seen for seen, _ in acts):
-            report.add("IN012", f"{act} is named twice: give each act once, with its total count", row.line,
+        if any(act == seen for seen, _count in acts):
+            report.add("IN012", _("{act} is named twice: give each act once, with its total count").format(act=act), row.line,
                        "requested_acts")
             continue
         acts.append((act, int(count)))
@@ -272,7 +276,8 @@ class SessionReader:
             if REFERENCE.match(cert):
                 self.good_certificates.add(cert)
             else:
-                report.add("CRT01", f"certificate_number '{cert}' is not a valid certificate number", row.line, "certificate_number")
+                report.add("CRT01", _("certificate_number '{number}' is not a valid certificate number").format(number=cert),
+                           row.line, "certificate_number")
         matricule = _matricule(row, report)
         if matricule is not None:
             self.good_matricules.add(matricule)
@@ -284,7 +289,7 @@ class SessionReader:
         if executing:
             executing = self.good_providers.setdefault(executing, executing)
         elif "executing_provider" in values:
-            report.add("IN003", "'executing_provider' is empty and no billing provider is set", row.line, "executing_provider")
+            report.add("IN003", _("'executing_provider' is empty and no billing provider is set"), row.line, "executing_provider")
         last = _name(row, "last_name", report, False)
         first = _name(row, "first_name", report, False)
         # Optional: empty means not known here (the certificate's request may tell).

@@ -27,6 +27,7 @@ from typing import IO
 from lxml import etree
 
 from cns_exchange.fsutil import sha256_of
+from cns_exchange.i18n import _, reason
 from cns_exchange.domain.identifiers import check_provider
 from cns_exchange.issues import Issue
 from cns_exchange.domain.model import Header
@@ -81,13 +82,14 @@ def check_attachment(folder: Path, name: str, sha256: str) -> tuple[Attachment |
     Used by ``cnsx validate`` and by upload, which sends the PDFs before the request.
     """
     if not name or Path(name).name != name or name in (".", ".."):
-        return None, ("PDF08", f"'{name}' is not a plain file name: the prescription cannot be looked for beside the request file")
+        return None, ("PDF08", _("'{name}' is not a plain file name: the prescription cannot be looked for beside the "
+                                 "request file").format(name=name))
     pdf = folder / name
     if not pdf.is_file():
-        return None, ("PDF08", f"prescription {name} is not beside the request file")
+        return None, ("PDF08", _("prescription {name} is not beside the request file").format(name=name))
     sha, size = sha256_of(pdf)
     if sha != sha256.strip().lower():
-        return None, ("PDF09", f"{name} differs from the SHA-256 the request names")
+        return None, ("PDF09", _("{name} differs from the SHA-256 the request names").format(name=name))
     return Attachment(pdf, sha, size), None
 
 
@@ -132,18 +134,20 @@ class _Rules:
         """An item (or the header) the reader could not turn into a record: the schema check
         must refuse it too; if it does not, this issue keeps the document invalid."""
         self.count += item.what is Part.ITEM
-        self.add("XSD01", f"cannot be read: {item.error}", item.line, item.xpath)
+        self.add("XSD01", _("cannot be read: {error}").format(error=item.error), item.line, item.xpath)
 
     def finish(self) -> None:
         pass
 
     def _expect(self, field_name: str, actual: str, code: str, what: str) -> None:
-        """Compare a header count or total with what the file holds, as numbers ('03' = '3')."""
+        """Compare a header count or total with what the file holds, as numbers ('03' = '3');
+        ``what``: what the file holds, a message ('sessions', 'as the sum of the ...')."""
         if self.header is None:
             return
         declared = self.header.extra.get(field_name)
         if declared is not None and _number(declared) != _number(actual):
-            self.add(code, f"header {field_name} is {declared}, the file holds {actual} {what}",
+            self.add(code, _("header {field} is {declared}, the file holds {actual} {what}").format(
+                field=field_name, declared=declared, actual=actual, what=what),
                      self.header_line, f"{self.header_xpath}/{field_name}")
 
 
@@ -168,12 +172,12 @@ class _RequestRules(_Rules):
                 self.add(problem[0], problem[1], line, xp + ("/Ordonnance/NomFichier" if problem[0] == "PDF08" else "/Ordonnance/Sha256"))
             else:
                 self.report.attachments.append(found)
-        for _, code, message, where in self.checks.request(r.matricule, r.prescriber_code, r.prescription_date,
+        for _unused, code, message, where in self.checks.request(r.matricule, r.prescriber_code, r.prescription_date,
                                                            r.pathology_codes, r.treatment, r.acts, r.request_ref):
             self.add(code, message, line, xp + _REQUEST_FIELDS[where])
 
     def finish(self) -> None:
-        self._expect("NombreDemandes", str(self.count), "DOC01", "requests")
+        self._expect("NombreDemandes", str(self.count), "DOC01", _("requests"))
 
 
 class _BillingRules(_Rules):
@@ -200,10 +204,10 @@ class _BillingRules(_Rules):
             gross, share, cns = (self._converted(t[k::7], self._amounts, amount_of) for k in (4, 5, 6))
             prescribed = date_of(note.prescription_date, self._dates) if note.prescription_date else None
         except ValueError as exc:
-            self.add("XSD01", f"cannot be read: {exc}", item.line, xp)
+            self.add("XSD01", _("cannot be read: {error}").format(error=reason(exc)), item.line, xp)
             return
         providers = list(map(str.strip, t[3::7]))
-        _, problems = self.checks.fee_note(note.certificate_number, note.matricule, days, t[2::7], providers,
+        _prices, problems = self.checks.fee_note(note.certificate_number, note.matricule, days, t[2::7], providers,
                                            (line_nos, gross, share, cns), prescribed)
         lines = note.lines
         for index, code, message, where in problems:
@@ -230,11 +234,11 @@ class _BillingRules(_Rules):
     def finish(self) -> None:
         from cns_exchange.documents.write import amount
 
-        self._expect("NombreMemoires", str(self.count), "DOC01", "fee notes")
-        self._expect("NombreSeances", str(self.sessions), "DOC01", "sessions")
-        self._expect("TotalMontantBrut", amount(self.gross), "DOC02", "as the sum of the gross amounts")
-        self._expect("TotalParticipationPersonnelle", amount(self.share), "DOC02", "as the sum of the patient shares")
-        self._expect("TotalPartStatutaire", amount(self.cns), "DOC02", "as the sum of the CNS shares")
+        self._expect("NombreMemoires", str(self.count), "DOC01", _("fee notes"))
+        self._expect("NombreSeances", str(self.sessions), "DOC01", _("sessions"))
+        self._expect("TotalMontantBrut", amount(self.gross), "DOC02", _("as the sum of the gross amounts"))
+        self._expect("TotalParticipationPersonnelle", amount(self.share), "DOC02", _("as the sum of the patient shares"))
+        self._expect("TotalPartStatutaire", amount(self.cns), "DOC02", _("as the sum of the CNS shares"))
 
 
 class _AnswerRules(_Rules):
@@ -249,12 +253,13 @@ class _AnswerRules(_Rules):
         c = a.certificate
         if c is not None:
             if c.valid_to < c.valid_from:
-                self.add("DOC03", f"validity {c.valid_from} → {c.valid_to}", line, xp + "/Titre/DateFinValidite")
-            for act, _ in c.acts:
+                self.add("DOC03", _("validity {start} → {end}").format(start=c.valid_from, end=c.valid_to), line,
+                         xp + "/Titre/DateFinValidite")
+            for act, _count in c.acts:
                 self.problems(check_acts_known(self.codes, act), line, xp + "/Titre/ActesAutorises")
 
     def finish(self) -> None:
-        self._expect("NombreReponses", str(self.count), "DOC01", "answers")
+        self._expect("NombreReponses", str(self.count), "DOC01", _("answers"))
 
 
 class _PaymentRules(_Rules):
@@ -270,22 +275,24 @@ class _PaymentRules(_Rules):
         self.accepted += p.accepted
         key = p.fee_note << 32 | p.line_no
         if key in self.keys:
-            self.add("DOC08", f"fee note {p.fee_note} line {p.line_no} appears twice (lines {self.keys[key]} and {line})",
-                     line, xp)
+            self.add("DOC08", _("fee note {note} line {line_no} appears twice (lines {first} and {line})").format(
+                note=p.fee_note, line_no=p.line_no, first=self.keys[key], line=line), line, xp)
         else:
             self.keys[key] = line
         if p.accepted > p.billed:
-            self.add("DOC04", f"accepted {p.accepted / 100:.2f} > billed {p.billed / 100:.2f}", line, xp)
+            self.add("DOC04", _("accepted {accepted} > billed {billed}").format(
+                accepted=f"{p.accepted / 100:.2f}", billed=f"{p.billed / 100:.2f}"), line, xp)
         if p.reason_code and p.reason_code not in self.codes.dispute_reasons:
-            self.add("DOC05", f"dispute reason '{p.reason_code}' is not in the bundled list", line, xp + "/Contestation/CodeMotif")
+            self.add("DOC05", _("dispute reason '{code}' is not in the bundled list").format(code=p.reason_code), line,
+                     xp + "/Contestation/CodeMotif")
 
     def finish(self) -> None:
         from cns_exchange.documents.write import amount
 
-        self._expect("NombreLignes", str(self.count), "DOC01", "lines")
-        self._expect("TotalFacture", amount(self.billed), "DOC02", "as the sum of the billed amounts")
-        self._expect("TotalAccepte", amount(self.accepted), "DOC02", "as the sum of the accepted amounts")
-        self._expect("TotalConteste", amount(self.billed - self.accepted), "DOC02", "as billed minus accepted")
+        self._expect("NombreLignes", str(self.count), "DOC01", _("lines"))
+        self._expect("TotalFacture", amount(self.billed), "DOC02", _("as the sum of the billed amounts"))
+        self._expect("TotalAccepte", amount(self.accepted), "DOC02", _("as the sum of the accepted amounts"))
+        self._expect("TotalConteste", amount(self.billed - self.accepted), "DOC02", _("as billed minus accepted"))
 
 
 RULES = {"request": _RequestRules, "billing": _BillingRules, "answers": _AnswerRules,
@@ -306,7 +313,7 @@ def read_to_the_end(path: str, kind: str, root: str, rules: _Rules | None) -> li
                 else:
                     rules.on_item(item)
     except HostileDocument:
-        return [("XML02", 1, "", "the document declares a DOCTYPE")]
+        return [("XML02", 1, "", _("the document declares a DOCTYPE"))]
     except etree.XMLSyntaxError as exc:
         return [("XML01", exc.lineno or None, "", clean_message(exc.msg or str(exc)))]
     if rules is not None:
@@ -358,8 +365,9 @@ class Validator:
         except (CheckFailed, MemoryError, RecursionError, OSError, ValueError, TypeError, KeyError, AttributeError,
                 IndexError, LookupError, RuntimeError, etree.LxmlError) as exc:
             log.debug("a check of %s did not run to its end", report.name, exc_info=True)
-            report.issues.append(Issue("VAL01", f"{exc}" if isinstance(exc, CheckFailed) else
-                                       f"a check stopped before the end: {type(exc).__name__}: {exc}", file=report.name))
+            report.issues.append(Issue("VAL01", reason(exc) if isinstance(exc, CheckFailed) else
+                                       _("a check stopped before the end: {error}").format(error=f"{type(exc).__name__}: {exc}"),
+                                       file=report.name))
         finally:
             if spooled is not None:
                 spooled.close()
@@ -376,7 +384,8 @@ class Validator:
         schema_set, kind, root = detected
         report.kind, report.version = kind, schema_set.version
         if expect_kind and kind != expect_kind:
-            report.issues.append(Issue("DOC06", f"this is {_article(kind)} {kind} document, not {_article(expect_kind)} {expect_kind} document", file=report.name))
+            report.issues.append(Issue("DOC06", _("this is {kind}, not {expected}").format(
+                kind=_kind_name(kind), expected=_kind_name(expect_kind)), file=report.name))
             return
         spec = schema_set.documents[kind]
         schema, item_tag = schema_set.schema(kind), ITEM_TAGS[kind] or root
@@ -460,7 +469,8 @@ class Validator:
             for event, el in context:
                 if root is None:
                     if has_doctype(el):
-                        report.issues.append(Issue("XML02", "the document declares a DOCTYPE (DTDs and entities are refused)", file=report.name, line=1))
+                        report.issues.append(Issue("XML02", _("the document declares a DOCTYPE (DTDs and entities are refused)"),
+                                                   file=report.name, line=1))
                         return None
                     root, root_line = el.tag, el.sourceline
                 if event == "end" and el.tag == "VersionSchema":
@@ -472,17 +482,19 @@ class Validator:
             if root is None and _declares_doctype(source):
                 # The parser may stop inside the DTD (an entity bomb trips its amplification
                 # limit) before it shows a DOCTYPE: that is still a document with a DTD.
-                report.issues.append(Issue("XML02", "the document declares a DOCTYPE (DTDs and entities are refused)", file=report.name, line=1))
+                report.issues.append(Issue("XML02", _("the document declares a DOCTYPE (DTDs and entities are refused)"),
+                                           file=report.name, line=1))
                 return None
             line = exc.lineno if exc.lineno else None
             report.issues.append(Issue("XML01", clean_message(str(exc.msg if hasattr(exc, 'msg') else exc)), file=report.name, line=line))
             return None
         if root is None:
-            report.issues.append(Issue("XML01", "the document is empty", file=report.name))
+            report.issues.append(Issue("XML01", _("the document is empty"), file=report.name))
             return None
         candidates = self.registry.kind_of_root(root)
         if not candidates:
-            report.issues.append(Issue("XML04", f"root element <{root}> is not a CNS document kind", file=report.name,
+            report.issues.append(Issue("XML04", _("root element <{root}> is not a CNS document kind").format(root=root),
+                                       file=report.name,
                                        line=root_line, xpath=f"/{root}"))
             return None
         for schema_set, kind in candidates:
@@ -491,17 +503,20 @@ class Validator:
         if version is None and len(candidates) == 1:
             # A drop-in schema set without EnTete/VersionSchema: its root names it alone.
             return candidates[0][0], candidates[0][1], root
-        known = ", ".join(s.version for s, _ in candidates)
+        known = ", ".join(s.version for s, _kind in candidates)
         report.kind = candidates[0][1]
-        report.issues.append(Issue("XML05", f"schema version '{version}' is not installed for <{root}> (installed: {known})",
+        report.issues.append(Issue("XML05", _("schema version '{version}' is not installed for <{root}> (installed: {installed})").format(
+                                       version=version, root=root, installed=known),
                                    file=report.name, line=version_line, xpath=f"/{root}/EnTete/VersionSchema"))
         return None
 
     def _check_name(self, name: str, report: Report) -> None:
         parsed = parse_name(name)
         if parsed is None or (report.kind and parsed.kind != report.kind):
-            report.issues.append(Issue("DOC07", f"'{name}' does not follow SENDER_KIND_YYYYMMDD_SEQUENCE.xml"
-                                       + (f" for {_article(report.kind)} {report.kind} document" if report.kind else ""), file=report.name))
+            message = (_("'{name}' does not follow SENDER_KIND_YYYYMMDD_SEQUENCE.xml for {kind}").format(
+                           name=name, kind=_kind_name(report.kind)) if report.kind
+                       else _("'{name}' does not follow SENDER_KIND_YYYYMMDD_SEQUENCE.xml").format(name=name))
+            report.issues.append(Issue("DOC07", message, file=report.name))
 
 
 def _declares_doctype(source: IO[bytes]) -> bool:
@@ -511,8 +526,15 @@ def _declares_doctype(source: IO[bytes]) -> bool:
     return any(marker in head for marker in (b"<!DOCTYPE", "<!DOCTYPE".encode("utf-16-le"), "<!DOCTYPE".encode("utf-16-be")))
 
 
-def _article(word: str) -> str:
-    return "an" if word[:1] in "aeiou" else "a"
+#: Each document kind as a message names it ('this is a request document, not ...').
+_KIND_NAMES = {"request": _("a request document"), "billing": _("a billing document"),
+               "answers": _("an answers document"), "payment": _("a payment document"), "ack": _("an ack document")}
+
+
+def _kind_name(kind: str) -> str:
+    """'a request document', in the user's language at display; a kind of a drop-in schema
+    set that cnsx does not know stays English."""
+    return _KIND_NAMES.get(kind) or f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} document"
 
 
 def _number(text: str):
