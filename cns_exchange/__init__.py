@@ -54,7 +54,7 @@ The package is laid out along the data flow, one sub-package per stage:
     cli/          the click commands, one module per command group; each resolves its options,
                   calls one core function and prints the result
       __init__      the root group, global options, lazy registration, errors -> exit codes
-      context       the settings, tables, database and server the options name
+      context       the settings, tables, database and server the options name; the help, translated when shown
       output        shared writers: JSON, JSON lines, output-format options, the summary line
       build, validate, printing (print), upload, fetch (fetch, nightly, hostkey), config,
       doctor, imports (import), status (status, certificates, report-sent), export, tariffs,
