@@ -199,3 +199,25 @@ def test_the_limit_of_fee_notes_as_a_build_meets_it(tmp_path, run):
     assert result.exit_code == 3, result.stderr[-2000:]
     assert f"error IN016: more than {MAX_FEE_NOTES:,} fee notes" in result.stderr
     assert not (tmp_path / "out.xml").exists()
+
+
+def test_a_request_file_of_more_requests_than_the_limit_ends_the_build():
+    """build-request holds its requests until the file is written: at most MAX_REQUESTS."""
+    from cns_exchange.billing.build import MAX_REQUESTS, load_requests
+
+    assert MAX_REQUESTS == 10_000   # the documented limit (docs/rules.md, IN016)
+    data = (EXAMPLES / "requests.csv").read_bytes()
+    requests, _report = load_requests(io.BytesIO(data), "requests.csv", "csv", CODES, EXAMPLES, CREATED.date(), PROVIDER)
+    count = len(requests)
+    assert count > 1
+    at_limit, _report = load_requests(io.BytesIO(data), "requests.csv", "csv", CODES, EXAMPLES, CREATED.date(), PROVIDER,
+                                      max_requests=count)
+    assert [r.request_ref for r in at_limit] == [r.request_ref for r in requests]
+    with pytest.raises(InputError) as refused:
+        load_requests(io.BytesIO(data), "requests.csv", "csv", CODES, EXAMPLES, CREATED.date(), PROVIDER,
+                      max_requests=count - 1)
+    stops = [i for i in refused.value.issues if i.code == "IN016"]
+    assert [(i.message, i.field, i.hint) for i in stops] == [
+        (f"more than {count - 1:,} requests in one request file: the file was not read further", "request_ref",
+         "split the requests into several files")]
+    assert stops[0].line == count + 1   # the row after the last one taken (line 1: the header)

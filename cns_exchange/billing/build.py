@@ -68,15 +68,22 @@ class BuildResult:
     attachments: list[Path] = field(default_factory=list)
 
 
+#: The most requests of one request file (a practice sends some ten a week): they are held
+#: until the file is written (about 2 KB each), so past it the build stops (IN016).
+MAX_REQUESTS = 10_000
+
+
 def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir: Path,
                   submitted: date, provider: str, reading: Reading | None = None,
-                  prescriptions: PrescriptionFiles | None = None, history=None) -> tuple[list[CertificateRequest], InputReport]:
+                  prescriptions: PrescriptionFiles | None = None, history=None,
+                  max_requests: int = MAX_REQUESTS) -> tuple[list[CertificateRequest], InputReport]:
     """Read and check request rows. Raises InputError listing every problem of the file.
 
     Each prescription is checked (and, if ``prescriptions`` converts images, converted) by
     ``prescriptions`` (default: PDFs up to 20 MiB, no conversion) and referenced under its
     conventional name (naming.attachment_name). The rules are the one engine's (rules.py);
     ``history`` (database.TreatmentHistory) adds the patient's earlier treatments to them.
+    More than ``max_requests`` requests is an error (IN016): reading stops there.
     """
     report = InputReport(name)
     checks = RequestChecks(codes, submitted, history)
@@ -91,6 +98,10 @@ def load_requests(stream: IO[bytes], name: str, fmt: str, codes: Codes, base_dir
             report.add("IN007", _("request_ref '{ref}' is already used on line {line}").format(
                 ref=request.request_ref, line=refs[request.request_ref]), row.line, "request_ref")
             continue
+        if len(requests) >= max_requests:
+            report.add("IN016", _("more than {n} requests in one request file: the file was not read further").format(
+                n=f"{max_requests:,}"), row.line, "request_ref", _("split the requests into several files"))
+            break
         refs[request.request_ref] = row.line
         requests.append(request)
     report.fail_on_errors(_("requests"))
