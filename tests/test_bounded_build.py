@@ -221,3 +221,21 @@ def test_a_request_file_of_more_requests_than_the_limit_ends_the_build():
         (f"more than {count - 1:,} requests in one request file: the file was not read further", "request_ref",
          "split the requests into several files")]
     assert stops[0].line == count + 1   # the row after the last one taken (line 1: the header)
+
+
+@pytest.mark.parametrize("limit, built", [(1000, False), (10_000_000, True)])
+def test_a_build_over_max_xml_bytes_is_refused_as_validate_would(tmp_path, run, limit, built):
+    """A document validate and upload would refuse (XML03) is not published by the build."""
+    config = tmp_path / "cnsx.toml"
+    config.write_text(f"max_xml_bytes = {limit}\n", "utf-8")
+    out = tmp_path / "out.xml"
+    result = run("--config", str(config), "build-invoice", "--provider", PROVIDER, "--created",
+                 CREATED.date().isoformat(), "--no-certificate-check", str(EXAMPLES / "sessions.csv"), "-o", str(out))
+    if built:
+        assert result.exit_code == 0, result.stderr
+        assert out.stat().st_size > 1000
+        return
+    assert result.exit_code == 3, result.stderr
+    assert "error XML03: " in result.stderr and f"bytes, over the limit of {limit}" in result.stderr
+    assert "the billing document built from the input is over the size limit; nothing was written" in result.stderr
+    assert not out.exists()

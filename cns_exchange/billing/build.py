@@ -215,6 +215,13 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
             hashing = _Hashing(stream, hashlib.sha256())
             write(hashing)  # type: ignore[arg-type]
             stream.close()
+            size = path.stat().st_size
+            if validator.max_bytes and size > validator.max_bytes:   # validate and upload would refuse it (XML03)
+                too_large = Issue("XML03", _("{size} bytes, over the limit of {limit}").format(
+                    size=size, limit=validator.max_bytes), file=file_name)
+                raise InputError(_("the {kind} document built from the input is over the size limit; nothing was written")
+                                 .format(kind=kind),
+                                 _("split the input into several files, or raise max_xml_bytes in the config"), [too_large])
             report = validator.validate(str(path), expect_kind=kind, check_name=False, rules=False,
                                         size_limit=False, attachments=False)
             if report.ok and version is not None and report.version != version:
