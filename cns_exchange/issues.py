@@ -164,7 +164,3 @@ class Issue:
     def as_dict(self) -> dict:
         return asdict(self)
 
-
-def plural(n: int, word: str) -> str:
-    """``n`` and ``word``, with an s unless ``n`` is 1 ('1 session', '2 sessions')."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
