@@ -102,10 +102,7 @@ class Sorter:
             else:
                 held, self._held = self._held, []
                 held.sort()
-                held.reverse()
-                pop = held.pop
-                while held:
-                    yield pop()
+                yield from _let_go(held)
         finally:
             self.close()
 
@@ -147,10 +144,7 @@ class Spool:
             if self._blocks is not None:
                 yield from self._blocks.read(0, self._blocks.end)
             held, self._held = self._held, []
-            held.reverse()
-            pop = held.pop
-            while held:
-                yield pop()
+            yield from _let_go(held)
         finally:
             self.close()
 
@@ -159,3 +153,12 @@ class Spool:
         if self._blocks is not None:
             self._blocks.close()
             self._blocks = None
+
+
+def _let_go(held: list) -> Iterator[Any]:
+    """The records of ``held`` in order, each let go (popped) as it is handed out, so that
+    memory shrinks as the caller goes."""
+    held.reverse()
+    pop = held.pop
+    while held:
+        yield pop()
