@@ -140,9 +140,9 @@ def build_billing(stream: IO[bytes], name: str, fmt: str, codes: Codes, nomencla
                                      destination, validator, header.version)
     if certificates is not None and certificates.rebilled:
         certificates.keep_rebills(file_name)
-        count = len(certificates.rebilled)
+        rebilled = len(certificates.rebilled)
         report.issues.append(Issue("CRT06", ngettext("{n} session billed again: {reason}", "{n} sessions billed again: {reason}",
-                                                     count).format(n=count, reason=certificates.rebill),
+                                                     rebilled).format(n=rebilled, reason=certificates.rebill),
                                    severity="warning", file=name,
                                    hint=_("the reason is kept in the database (table rebills)")))
     return BuildResult("billing", file_name, path, sha, count, sessions, gross, cns, warnings=report.issues)
