@@ -17,12 +17,14 @@ The language: the config's ``language`` (:func:`choose`, called by ``load_settin
 the environment as gettext reads it (``LANGUAGE``, then ``LC_ALL``, ``LC_MESSAGES``, ``LANG``;
 ``C`` and ``POSIX`` are English); English when neither names a language cnsx has.
 Catalogues: ``locale/<lang>/LC_MESSAGES/cnsx.po`` (the source) and its compiled ``.mo``
-(``python scripts/i18n.py compile``; a test keeps the two in step).
+(``python scripts/i18n.py compile``; a test keeps the two in step); ``click.po`` beside it
+holds click's own messages (:func:`click_speaks`).
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +33,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import gettext
 
 DOMAIN = "cnsx"
+#: click's own messages (its usage errors, prompts), translated by cnsx: click marks them with
+#: the standard library's ``gettext.gettext``, which reads the process's default domain.
+CLICK_DOMAIN = "click"
 LOCALE_DIR = Path(__file__).parent / "locale"
 #: The languages cnsx speaks; English is the code's own, with no catalogue.
 LANGUAGES = ("en", "fr")
@@ -66,6 +71,24 @@ def _load(chosen: str | None, environment: tuple[str, ...]) -> "gettext.NullTran
 
     languages = [chosen] if chosen else None  # None: gettext reads the environment itself
     return gettext.translation(DOMAIN, LOCALE_DIR, languages=languages, fallback=True)
+
+
+@contextmanager
+def click_speaks():
+    """While the command line runs, click's own messages ("Error: No such option", "Try 'cnsx
+    -h' for help.", a bad value of an option) come from cnsx's ``click.po``: click looks them up
+    with gettext's public functions in the process's default domain, which this names, and
+    gives back after. Their language is the environment's, as gettext reads it (click parses
+    the command line before the config is read)."""
+    import gettext
+
+    previous = gettext.textdomain()
+    gettext.bindtextdomain(CLICK_DOMAIN, str(LOCALE_DIR))
+    gettext.textdomain(CLICK_DOMAIN)
+    try:
+        yield
+    finally:
+        gettext.textdomain(previous)
 
 
 class Msg(str):

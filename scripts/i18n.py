@@ -7,6 +7,10 @@
 
 Messages are the first arguments of ``_("...")`` and ``ngettext("...", "...", n)`` calls in
 cns_exchange/ (found by reading the code's syntax tree, so a message is one string literal).
+A second catalogue, ``click.po``, holds click's own messages (its usage errors, prompts), read
+the same way from the installed click's source: click marks them for gettext, and cnsx's
+command line looks them up there (``cns_exchange.i18n.click_speaks``). It keeps the messages
+of older click releases too, so one catalogue serves the locked click and the newest.
 The compiler is a few lines of the GNU .mo format (Python ships none, and babel would be a
 dependency for 60 lines); tests/test_i18n.py reads what it writes back with Python's own
 gettext and checks the .po with GNU msgfmt. The .mo files are committed: they ship in the wheel.
@@ -60,10 +64,11 @@ class Entry:
 # The code's messages
 
 
-def extract(package: Path = PACKAGE) -> list[Entry]:
+def extract(package: Path = PACKAGE, *, strict: bool = True) -> list[Entry]:
     """Every message of the code, in order of first use (file by file), with its files.
     ValueError for a marker called with something else than string literals (an f-string, a
-    variable): such a message could not be in the catalogue."""
+    variable): such a message could not be in the catalogue. ``strict=False`` (another
+    project's code) passes over such calls instead."""
     found: dict[tuple[str, str | None], Entry] = {}
     for path in sorted(package.rglob("*.py")):
         rel = path.relative_to(package.parent).as_posix()
@@ -73,6 +78,8 @@ def extract(package: Path = PACKAGE) -> list[Entry]:
             count = MARKERS[node.func.id]
             args = node.args[:count]
             if len(args) < count or not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in args):
+                if not strict:
+                    continue
                 raise ValueError(f"{rel}:{node.lineno}: {node.func.id}() takes string literals, not an expression")
             msgid = args[0].value
             plural = args[1].value if count == 2 else None
@@ -200,9 +207,10 @@ def _quote(text: str) -> str:
     return '""\n' + "\n".join(f'"{p}"' for p in parts)
 
 
-def write_po(header: str, entries: list[Entry]) -> str:
+def write_po(header: str, entries: list[Entry], domain: str = "cnsx") -> str:
     """The text of a .po file: the header, then each entry with its files and flags."""
-    out = ["# French messages of cnsx. Edit the msgstr lines; python scripts/i18n.py extract adds",
+    whose = "cnsx" if domain == "cnsx" else f"{domain}, as cnsx shows them"
+    out = [f"# French messages of {whose}. Edit the msgstr lines; python scripts/i18n.py extract adds",
            "# the code's new messages, python scripts/i18n.py compile writes the .mo.",
            'msgid ""', f"msgstr {_quote(header)}", ""]
     for e in entries:
@@ -249,8 +257,21 @@ def compile_mo(header: str, entries: list[Entry]) -> bytes:
 
 
 def catalogues() -> list[Path]:
-    """The .po files, one per language."""
-    return sorted(LOCALE.glob("*/LC_MESSAGES/cnsx.po"))
+    """The .po files: one per language and domain (cnsx, click)."""
+    return sorted(po for po in LOCALE.glob("*/LC_MESSAGES/*.po") if po.stem in DOMAINS)
+
+
+def messages(domain: str) -> list[Entry]:
+    """The messages of a domain's code: cnsx's own, or the installed click's."""
+    if domain == "click":
+        import click
+
+        return extract(Path(click.__file__).parent, strict=False)
+    return extract()
+
+
+#: The catalogues' domains; click's keeps the messages of older click releases (see above).
+DOMAINS = ("cnsx", "click")
 
 
 def compiled(po: Path) -> bytes:
@@ -262,7 +283,7 @@ def compiled(po: Path) -> bytes:
 
 
 def _merge(po: Path, code: list[Entry]) -> tuple[int, int]:
-    language = po.parent.parent.name
+    language, domain = po.parent.parent.name, po.stem
     if po.exists():
         header, old = parse_po(po.read_text("utf-8"), str(po))
         header_text = "".join(f"{k}: {v}\n" for k, v in header.items())
@@ -274,9 +295,14 @@ def _merge(po: Path, code: list[Entry]) -> tuple[int, int]:
         previous = known.get(e.key)
         merged.append(Entry(e.msgid, e.plural, previous.msgstr if previous else list(e.msgstr), e.files,
                             previous.comments if previous else []))
+    current = {e.key for e in code}
+    dropped = [e for e in old if e.key not in current]
+    if domain == "click":   # another click release's messages: kept, not dropped
+        merged += dropped
+        dropped = []
     po.parent.mkdir(parents=True, exist_ok=True)
-    po.write_text(write_po(header_text, merged), "utf-8")
-    return sum(1 for e in merged if e.key not in known), sum(1 for k in known if k not in {e.key for e in code})
+    po.write_text(write_po(header_text, merged, domain), "utf-8")
+    return sum(1 for e in merged if e.key not in known), len(dropped)
 
 
 def main(argv: list[str]) -> int:
@@ -284,8 +310,10 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     if argv == ["extract"]:
-        code = extract()
-        for po in catalogues() or [LOCALE / "fr" / "LC_MESSAGES" / "cnsx.po"]:
+        known = catalogues()
+        for po in known + [LOCALE / "fr" / "LC_MESSAGES" / f"{d}.po" for d in DOMAINS
+                           if LOCALE / "fr" / "LC_MESSAGES" / f"{d}.po" not in known]:
+            code = messages(po.stem)
             added, dropped = _merge(po, code)
             print(f"{po.relative_to(ROOT)}: {len(code)} messages, {added} new, {dropped} dropped", file=sys.stderr)
         return 0
@@ -300,7 +328,7 @@ def main(argv: list[str]) -> int:
         _, entries = parse_po(po.read_text("utf-8"), str(po))
         missing = [e.msgid for e in entries if not e.translated]
         known = {e.key for e in entries}
-        absent = [e.msgid for e in extract() if e.key not in known]
+        absent = [e.msgid for e in messages(po.stem) if e.key not in known]
         for msgid in missing:
             print(f"{po.relative_to(ROOT)}: no translation: {msgid!r}", file=sys.stderr)
         for msgid in absent:

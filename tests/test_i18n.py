@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from conftest import CREATED, EXAMPLES, PROVIDER, ROOT
 
 PO = ROOT / "cns_exchange" / "locale" / "fr" / "LC_MESSAGES" / "cnsx.po"
 MO = PO.with_suffix(".mo")
+CLICK_PO = PO.with_name("click.po")   # click's own messages, as cnsx shows them
 
 
 def _tool():
@@ -40,6 +42,9 @@ def _tool():
 tool = _tool()
 HEADER, ENTRIES = tool.parse_po(PO.read_text("utf-8"), str(PO))
 CODE = tool.extract()
+CLICK_HEADER, CLICK_ENTRIES = tool.parse_po(CLICK_PO.read_text("utf-8"), str(CLICK_PO))
+#: Each catalogue with the messages of its code: cnsx's, and the installed click's.
+CATALOGUES = {"cnsx": (PO, ENTRIES, CODE), "click": (CLICK_PO, CLICK_ENTRIES, tool.messages("click"))}
 
 
 # --- the catalogue ---------------------------------------------------------------------------
@@ -53,12 +58,20 @@ def test_the_code_has_messages():
         assert module in files
 
 
-def test_every_message_has_a_french_translation():
-    known = {e.key: e for e in ENTRIES}
-    absent = [e.msgid for e in CODE if e.key not in known]
-    assert not absent, f"not in {PO.name} (python scripts/i18n.py extract): {absent[:5]}"
-    untranslated = [e.msgid for e in CODE if not known[e.key].translated]
-    assert not untranslated, f"no French in {PO.name}: {untranslated[:5]}"
+def test_click_has_messages():
+    # click's usage errors are found in its source: the scan of another project's code works.
+    msgids = {e.msgid for e in CATALOGUES["click"][2]}
+    assert {"Error: {message}", "No such option {name!r}.", "Try '{command} {option}' for help."} <= msgids
+
+
+@pytest.mark.parametrize("domain", CATALOGUES)
+def test_every_message_has_a_french_translation(domain):
+    po, entries, code = CATALOGUES[domain]
+    known = {e.key: e for e in entries}
+    absent = [e.msgid for e in code if e.key not in known]
+    assert not absent, f"not in {po.name} (python scripts/i18n.py extract): {absent[:5]}"
+    untranslated = [e.msgid for e in code if not known[e.key].translated]
+    assert not untranslated, f"no French in {po.name}: {untranslated[:5]}"
 
 
 def test_the_catalogue_holds_only_the_code_s_messages():
@@ -67,7 +80,7 @@ def test_the_catalogue_holds_only_the_code_s_messages():
     assert not stale, f"in {PO.name} but no longer in the code (python scripts/i18n.py extract): {stale[:5]}"
 
 
-@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.msgid[:50])
+@pytest.mark.parametrize("entry", ENTRIES + CLICK_ENTRIES, ids=lambda e: e.msgid[:50])
 def test_translation_keeps_the_placeholders(entry):
     """A translation has the placeholders of its English text, no more, no fewer: a missing
     one would drop a file name, an extra one cannot be filled."""
@@ -76,28 +89,35 @@ def test_translation_keeps_the_placeholders(entry):
         french = tool.placeholders(text)
         if english is None:   # a literal brace in a hint: the same braces
             assert text.count("{") == entry.msgid.count("{"), text
+        elif not english:   # click's one %-format text: the same %(name)s
+            assert sorted(re.findall(r"%\(\w+\)s", text)) == sorted(re.findall(r"%\(\w+\)s", entry.msgid)), text
         elif entry.plural is not None and text is entry.msgstr[0]:
-            assert tool.placeholders(entry.msgid) <= french <= english, text   # the singular may leave {n} out
+            singular = tool.placeholders(entry.msgid)   # the singular may leave {n} out
+            assert singular <= french <= singular | english, text
         else:
             assert french == english, f"{entry.msgid!r}: {english} but the French has {french}"
 
 
-def test_french_plural_rule():
+@pytest.mark.parametrize("header", [HEADER, CLICK_HEADER], ids=["cnsx", "click"])
+def test_french_plural_rule(header):
     # French: 0 and 1 are singular (0 fichier, 1 fichier, 2 fichiers).
-    assert HEADER["Plural-Forms"] == "nplurals=2; plural=(n > 1);"
-    assert HEADER["Language"] == "fr"
-    assert HEADER["Content-Type"] == "text/plain; charset=UTF-8"
+    assert header["Plural-Forms"] == "nplurals=2; plural=(n > 1);"
+    assert header["Language"] == "fr"
+    assert header["Content-Type"] == "text/plain; charset=UTF-8"
 
 
-def test_the_committed_mo_is_the_compiled_po():
-    assert MO.read_bytes() == tool.compiled(PO), "run python scripts/i18n.py compile"
+@pytest.mark.parametrize("po", [PO, CLICK_PO], ids=lambda p: p.stem)
+def test_the_committed_mo_is_the_compiled_po(po):
+    assert po.with_suffix(".mo").read_bytes() == tool.compiled(po), "run python scripts/i18n.py compile"
 
 
-def test_python_s_gettext_reads_what_the_compiler_writes():
+@pytest.mark.parametrize("domain", CATALOGUES)
+def test_python_s_gettext_reads_what_the_compiler_writes(domain):
     """The compiler's output, read back by the standard library's reader, gives each msgstr."""
-    catalogue = gettext.GNUTranslations(io.BytesIO(tool.compiled(PO)))
+    po, entries, _code = CATALOGUES[domain]
+    catalogue = gettext.GNUTranslations(io.BytesIO(tool.compiled(po)))
     assert catalogue.info()["language"] == "fr"
-    for e in ENTRIES:
+    for e in entries:
         if e.plural is None:
             assert catalogue.gettext(e.msgid) == e.msgstr[0]
         else:
@@ -106,16 +126,17 @@ def test_python_s_gettext_reads_what_the_compiler_writes():
             assert catalogue.ngettext(e.msgid, e.plural, 2) == e.msgstr[1]
 
 
-def test_gnu_msgfmt_accepts_the_catalogue(tmp_path):
+@pytest.mark.parametrize("po", [PO, CLICK_PO], ids=lambda p: p.stem)
+def test_gnu_msgfmt_accepts_the_catalogue(tmp_path, po):
     """GNU msgfmt, a second reader, checks the file and each python-brace-format entry; what
     it compiles holds the same translations as ours."""
     if shutil.which("msgfmt") is None:
         pytest.skip("msgfmt is not installed (Debian: gettext)")
-    theirs = tmp_path / "cnsx.mo"
-    proc = subprocess.run(["msgfmt", "--check-format", "--check-domain", "-o", str(theirs), str(PO)],
+    theirs = tmp_path / po.with_suffix(".mo").name
+    proc = subprocess.run(["msgfmt", "--check-format", "--check-domain", "-o", str(theirs), str(po)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    ours = gettext.GNUTranslations(io.BytesIO(MO.read_bytes()))
+    ours = gettext.GNUTranslations(io.BytesIO(po.with_suffix(".mo").read_bytes()))
     gnu = gettext.GNUTranslations(theirs.open("rb"))
     assert ours._catalog == gnu._catalog  # noqa: SLF001 - the two parsed catalogues, compared whole
 
@@ -297,6 +318,31 @@ def test_the_config_s_language_beats_the_locale(broken, current_tariffs, isolate
 def test_cnsx_language_in_the_environment(broken, current_tariffs):
     r = _cnsx(["validate", broken.name], broken.parent, {"LANG": "C", "CNSX_LANGUAGE": "fr"})
     assert "conseil : corrigez l'élément" in r.stderr
+
+
+@pytest.mark.parametrize("args, french, english", [
+    (["--nope"], "Erreur : Option inconnue : '--nope'.", "Error: No such option '--nope'."),
+    (["valdate"], "Erreur : Commande inconnue : 'valdate'.", "Error: No such command 'valdate'."),
+    (["validate"], "Erreur : Argument manquant 'FILE...'.", "Error: Missing argument 'FILE...'."),
+    (["status", "--year", "abc"], "Valeur invalide pour '--year' : 'abc' n'est pas",
+     "Invalid value for '--year': 'abc' is not"),
+])
+def test_click_s_usage_errors_in_the_environment_s_language(tmp_path, args, french, english):
+    """click builds these (cnsx never sees their text): they come from click.po all the same,
+    with click's 'Usage' and 'Try ... for help' lines."""
+    r = _cnsx(args, tmp_path, {"LANG": "fr_LU.UTF-8"})
+    assert r.returncode == 2, r.stderr
+    assert french in r.stderr and "Essayez 'cnsx" in r.stderr and "pour l'aide." in r.stderr
+    assert "Error" not in r.stderr and "Try " not in r.stderr
+    r = _cnsx(args, tmp_path, {"LANG": "C.UTF-8"})
+    assert r.returncode == 2 and english in r.stderr and "Try 'cnsx" in r.stderr, r.stderr
+
+
+def test_click_s_domain_is_given_back_after_a_run(run):
+    """The default gettext domain is click.po's only while cnsx's command line runs."""
+    before = gettext.textdomain()
+    run(["--nope"])
+    assert gettext.textdomain() == before
 
 
 def test_an_unknown_language_in_the_config(tmp_path, isolated_config):

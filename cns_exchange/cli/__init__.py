@@ -83,8 +83,9 @@ class CnsxGroup(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         from cns_exchange.console import messages_may_be_lost
+        from cns_exchange.i18n import click_speaks
 
-        with messages_may_be_lost():  # stderr on a full disk or a gone reader stops no run
+        with messages_may_be_lost(), click_speaks():  # stderr on a full disk or a gone reader stops no run
             self._main(args, prog_name, complete_var, **extra)
 
     def _main(self, args, prog_name, complete_var, **extra):
