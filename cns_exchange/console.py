@@ -197,6 +197,8 @@ def _cell(column: str, value: object) -> str:
         return ""
     if isinstance(value, Msg):
         return tr(value)
+    if isinstance(value, bool):   # True in --json, 'yes' or 'oui' here
+        return tr(_("yes") if value else _("no"))
     if column in _WORD_COLUMNS and value in _WORDS:
         return tr(_WORDS[value])
     return str(value)

@@ -79,7 +79,7 @@ def test_reimport_changes_nothing(run, data):
 def test_returns_before_what_they_answer_are_matched_later(run, data):
     r = run("import", str(PAYMENT), str(ANSWERS))
     assert r.exit_code == 0
-    assert "payment statements match no billing file" in r.stderr and "answers match no request" in r.stderr
+    assert "1 payment statement matches no billing file" in r.stderr and "3 answers match no request" in r.stderr
     status = json.loads(run("status", "--json").stdout)
     assert status["disputed"] == []  # not linked to a session yet
     r = run("import", str(BILLING), str(REQUEST))
@@ -234,7 +234,7 @@ def test_unreadable_file_goes_to_errors_with_reason(run, data, tmp_path):
     assert not broken.exists() and not good.exists()  # inbox emptied
     assert (data / "errors" / broken.name).exists()
     why = (data / "errors" / f"{broken.name}.why.txt").read_text()
-    assert "XML01" in why
+    assert f"{broken}:1: error XML01: " in why and "\n    hint: " in why   # as the terminal shows it
     assert (data / "archive" / ACK.name).read_bytes() == ACK.read_bytes()
     sidecar = (data / "archive" / f"{ACK.name}.sha256").read_text()
     import hashlib
@@ -346,3 +346,16 @@ def test_the_archive_copy_must_be_the_file_that_was_read(tmp_path):
     kept = _keep(source, archive, hashlib.sha256(source.read_bytes()).hexdigest(), move=False)
     assert kept.read_bytes() == source.read_bytes() and oct(kept.stat().st_mode & 0o777) == "0o600"
     assert sorted(p.name for p in archive.iterdir()) == [PAYMENT.name, PAYMENT.name + ".sha256"]
+
+
+def test_the_reason_of_an_unreadable_file_in_french(run, data, monkeypatch):
+    """NAME.why.txt is read by a person: in the user's language, like the terminal."""
+    monkeypatch.setenv("LANG", "fr_LU.UTF-8")
+    inbox = data / "inbox"
+    inbox.mkdir(parents=True)
+    broken = inbox / "CNS_DEC_20261125_000009.xml"
+    broken.write_text("<JustificatifPaiement><EnTete>")
+    assert run("import").exit_code == 3
+    why = (data / "errors" / f"{broken.name}.why.txt").read_text("utf-8")
+    assert f"{broken}:1: erreur XML01: " in why and "\n    conseil : " in why, why
+    assert "hint" not in why

@@ -221,5 +221,5 @@ def test_notes_on_what_matches_nothing_come_once_after_the_imports(run, dropbox)
     r = run("nightly")
     assert r.exit_code == 0
     assert r.stderr.splitlines() == ["note: 3 answers match no request",
-                                     "note: 1 acknowledgements match no uploaded or imported file"]
+                                     "note: 1 acknowledgement matches no uploaded or imported file"]
     assert run("nightly").stderr == ""  # a night that imports nothing repeats nothing

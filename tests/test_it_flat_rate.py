@@ -142,7 +142,7 @@ def test_a_session_paid_nothing_does_not_count_and_one_awaiting_payment_is_said(
     assert (row["prescriptions"], row["awaiting_payment"]) == (50, 11)   # 41 disputed in full count for nothing
 
 
-def test_table_csv_and_pdf_give_the_same_figures(run, data, billing, tmp_path):
+def test_table_csv_and_pdf_give_the_same_figures(run, data, billing, tmp_path, monkeypatch):
     db = _practice(run, billing, tmp_path, set(YEAR) | {BEFORE, AFTER}, {AWAITING})
     table = _year(run, db, 2025, "--csv")
     rows = [line for line in table.splitlines() if line.startswith(("section,year", "it_flat_rate,"))]
@@ -152,6 +152,11 @@ def test_table_csv_and_pdf_give_the_same_figures(run, data, billing, tmp_path):
     r = run("status", "--year", "2025", "--db", str(db))
     assert r.exit_code == 0, r.stderr
     assert "it flat rate" in r.stdout and "1600.00" in r.stdout and "2025-12-31" in r.stdout
+    assert "yes" in r.stdout and "True" not in r.stdout   # the terminal says yes, --csv and --json True
+    monkeypatch.setenv("LANG", "fr_LU.UTF-8")
+    french = run("status", "--year", "2025", "--db", str(db))
+    assert "forfait informatique" in french.stdout and "oui" in french.stdout and "yes" not in french.stdout
+    monkeypatch.delenv("LANG")
     without = run("status", "--json", "--db", str(db))
     assert "it_flat_rate" not in json.loads(without.stdout)   # only when asked for
     from test_cli_print import text_of

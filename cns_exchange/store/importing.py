@@ -266,12 +266,17 @@ def _keep(path: Path, folder: Path, sha256: str, move: bool, made: list[Path] | 
 
 
 def quarantine(path: Path, errors_dir: Path, issues: list[Issue], move: bool) -> Path:
-    """Put an unreadable file in the errors folder with NAME.why.txt saying why."""
+    """Put an unreadable file in the errors folder with NAME.why.txt saying why: its issues
+    as the terminal shows them, in the user's language."""
+    import io
+
+    from cns_exchange.console import print_issues
     from cns_exchange.fsutil import write_atomic
 
     target = _keep(path, errors_dir, _sha256(path), move=False)  # (moved below, once the reason is written)
-    why = "".join(f"{i.location()}: {i.severity} {i.code}: {i.message}\n    hint: {i.hint}\n" for i in issues)
-    write_atomic(Path(f"{target}.why.txt"), why.encode("utf-8"))
+    why = io.StringIO()
+    print_issues(issues, why)
+    write_atomic(Path(f"{target}.why.txt"), why.getvalue().encode("utf-8"))
     if move and path.resolve() != target.resolve():
         path.unlink()  # only once the reason is written beside the kept copy
     return target

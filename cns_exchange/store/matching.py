@@ -408,19 +408,17 @@ def rematch(conn: sqlite3.Connection, document_id: int | None = None) -> list[st
         # (A billing file's certificates were recounted as its sessions were counted: _set_counted.)
         _count_billed(conn, "answer_id IN (SELECT id FROM answers WHERE document_id = :doc)", {"doc": document_id})
     unmatched = []
-    # (English says "1 answers": the count before a label, as the notes have always read; French
-    # has its singular.)
     for query, said in (
         ("SELECT count(*) FROM answers WHERE request_id IS NULL",
-         lambda n: ngettext("{n} answers match no request", "{n} answers match no request", n)),
+         lambda n: ngettext("{n} answer matches no request", "{n} answers match no request", n)),
         ("SELECT count(*) FROM acknowledgements WHERE upload_id IS NULL AND acked_document_id IS NULL",
-         lambda n: ngettext("{n} acknowledgements match no uploaded or imported file",
+         lambda n: ngettext("{n} acknowledgement matches no uploaded or imported file",
                             "{n} acknowledgements match no uploaded or imported file", n)),
         ("SELECT count(*) FROM payments WHERE billing_document_id IS NULL",
-         lambda n: ngettext("{n} payment statements match no billing file",
+         lambda n: ngettext("{n} payment statement matches no billing file",
                             "{n} payment statements match no billing file", n)),
         ("SELECT count(*) FROM payment_lines WHERE session_id IS NULL",
-         lambda n: ngettext("{n} payment lines match no billed session", "{n} payment lines match no billed session", n)),
+         lambda n: ngettext("{n} payment line matches no billed session", "{n} payment lines match no billed session", n)),
     ):
         n = conn.execute(query).fetchone()[0]
         if n:
