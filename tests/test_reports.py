@@ -170,3 +170,51 @@ def test_new_certificates_csv_for_the_agenda(run, exchanged):
     assert later.exit_code == 0 and later.stdout.lstrip("\ufeff").splitlines() == [
         "request_ref;patient;matricule;certificate;valid_from;valid_to;sessions_authorised;answered_on"]
     assert run("certificates", "--since", "yesterday").exit_code == 2
+
+
+@pytest.fixture
+def nameless(run, dropbox, tmp_path, examples):
+    """The example exchange through the sandbox, billed from a sessions CSV without its name
+    columns (they are optional): the billing file names no patient. Returns the database."""
+    from test_ledger import _night
+
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    assert run("build-request", str(examples / "requests.csv"), "--created", CREATED, "-o", str(outbox)).exit_code == 0
+    assert run("upload", *map(str, outbox.glob("*_DTP_*.xml"))).exit_code == 0
+    _night(run)
+    rows = list(csv.reader(io.StringIO((examples / "sessions.csv").read_text("utf-8")), delimiter=";"))
+    assert rows[0][5:] == ["last_name", "first_name"]
+    sessions = tmp_path / "sessions.csv"
+    sessions.write_text("".join(";".join(row[:5]) + "\n" for row in rows), "utf-8")
+    built = run("build-invoice", str(sessions), "--created", CREATED, "-o", str(outbox), "--no-certificate-check")
+    assert built.exit_code == 0, built.stderr
+    [billing] = outbox.glob("*_FAC_*.xml")
+    assert b"<Nom>" not in billing.read_bytes()
+    assert run("upload", str(billing)).exit_code == 0
+    _night(run)
+    return dropbox[1] / "practice.sqlite"
+
+
+def test_a_billing_file_without_names_is_named_from_the_requests(run, nameless):
+    """A patient the requests name is named in the billed, disputed and accounting rows too;
+    a patient no request names (Kieffer, billed on a certificate never asked for) stays a
+    matricule, never a stray space."""
+    data = _json(run)
+    rows = data["billed_awaiting_payment"] + data["disputed"]
+    assert rows
+    names = {"1974091186700": "Schmit Léa", "1982080285657": "Weber-Müller François", "2015123101725": ""}
+    assert {(r["matricule"], r["patient"]) for r in rows} <= set(names.items())   # not " "
+    r = run("export", "accounting")
+    assert r.exit_code == 0, r.stderr
+    exported = list(csv.DictReader(io.StringIO(r.stdout_bytes.decode("utf-8-sig")), delimiter=";"))
+    assert {(row["matricule"], row["last_name"], row["first_name"]) for row in exported} == {
+        ("1974091186700", "Schmit", "Léa"), ("1982080285657", "Weber-Müller", "François"), ("2015123101725", "", "")}
+
+
+@pytest.mark.parametrize("option", ["--patient", "--certificate"])
+def test_an_empty_patient_or_certificate_is_no_whole_practice_report(run, exchanged, option):
+    """`--patient "$NAME"` with NAME unset must not print everyone's data."""
+    for args in ([option, ""], ["--due", option, ""]) if option == "--patient" else ([option, ""],):
+        r = run("status", *args)
+        assert r.exit_code in (2, 3) and r.stdout == "" and "empty" in r.stderr, (args, r.stderr)

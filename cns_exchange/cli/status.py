@@ -15,6 +15,8 @@ from cns_exchange.i18n import _, ngettext, tr
 
 def _check_options(fmt, certificate, patient, pdf_path, year, due) -> None:
     """The combinations of status options that make no sense: UsageError before any work."""
+    if certificate == "":   # ("" would be no filter at all: the whole practice's report)
+        raise UsageError(_("--certificate: empty"), _("give a certificate number"))
     if certificate and patient:
         raise UsageError(_("--certificate and --patient: one case at a time"), _("give one of them"))
     if year and (certificate or patient):
@@ -66,7 +68,7 @@ def status_cmd(ctx: Context, db, fmt, certificate, patient, pdf_path, matricule,
     today = date.today()
     conn = database.connect(db_path)
     try:
-        if patient:   # a name or a matricule (as pasted: '1974 0911 867 00 '): one patient, or exit 3
+        if patient is not None:   # a name or a matricule (as pasted: '1974 0911 867 00 '): one patient, or exit 3
             patient = status_mod.find_patient(conn, patient, mask=matricule != "full")
         if due:
             sections = {"due": status_mod.due(conn, today, patient)}

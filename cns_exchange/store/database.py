@@ -313,7 +313,23 @@ LATEST_ANSWER = """SELECT a2.id FROM answers a2 JOIN documents d2 ON d2.id = a2.
 #: billed on it gave it (a certificate whose request is not in the database), else ''.
 CERTIFICATE_PATIENT = """coalesce(
     (SELECT r.last_name || ' ' || r.first_name FROM answers a JOIN requests r ON r.id = a.request_id WHERE a.id = c.answer_id),
-    (SELECT f.last_name || ' ' || f.first_name FROM fee_notes f WHERE f.certificate_number = c.number LIMIT 1), '')"""
+    (SELECT nullif(trim(coalesce(f.last_name, '') || ' ' || coalesce(f.first_name, '')), '')
+     FROM fee_notes f WHERE f.certificate_number = c.number LIMIT 1), '')"""
+#: Each patient's names as their latest request gives them (columns matricule, last_name,
+#: first_name), for the fee notes of a billing file that carries none (a sessions CSV's name
+#: columns are optional): ``LEFT JOIN ({REQUEST_NAMES}) rn ON rn.matricule = f.matricule``,
+#: then :func:`fee_note_name` (one pass over the requests, not one per fee note).
+REQUEST_NAMES = "SELECT matricule, last_name, first_name, max(id) AS latest FROM requests GROUP BY matricule"
+
+
+def fee_note_name(part: str) -> str:
+    """SQL: the ``part`` ('last_name' or 'first_name') of fee note ``f``'s patient: the billing
+    file's, else their request's (``rn``, :data:`REQUEST_NAMES`), else ''."""
+    return f"coalesce(nullif(f.{part}, ''), rn.{part}, '')"
+
+
+#: SQL: fee note ``f``'s patient, 'LAST FIRST' (see :func:`fee_note_name`).
+FEE_NOTE_PATIENT = f"trim({fee_note_name('last_name')} || ' ' || {fee_note_name('first_name')})"
 
 
 def session_identity(certificate: str, matricule: str, day: str, act: str) -> str:
