@@ -218,3 +218,31 @@ def test_an_empty_patient_or_certificate_is_no_whole_practice_report(run, exchan
     for args in ([option, ""], ["--due", option, ""]) if option == "--patient" else ([option, ""],):
         r = run("status", *args)
         assert r.exit_code in (2, 3) and r.stdout == "" and "empty" in r.stderr, (args, r.stderr)
+
+
+def test_a_request_is_unanswered_from_the_day_it_was_sent(run, dropbox, tmp_path, examples):
+    """The 14 days count from the upload that reached the server (the ledger), not from the
+    file's creation date: a request built on 2026-11-20 and sent today is not late today."""
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    assert run("build-request", str(examples / "requests.csv"), "--created", CREATED, "-o", str(outbox)).exit_code == 0
+    [request] = outbox.glob("*_DTP_*.xml")
+    assert run("import", str(request)).exit_code == 0     # known, not sent: counted from its creation
+    db = dropbox[1] / "practice.sqlite"
+    today = max(date.today(), date(2026, 12, 4))   # 14 days after CREATED at least
+    conn = database.connect(db)
+    try:
+        before = {r["reference"]: r["date"] for r in status_mod.due(conn, today)}
+    finally:
+        conn.close()
+    assert before == dict.fromkeys(["REQ-0001", "REQ-0002", "REQ-0003"], CREATED[:10])
+    assert run("upload", str(request)).exit_code == 0
+    conn = database.connect(db)
+    try:
+        [sent_on] = {r["sent_at"] for r in status_mod.status(conn, today)["requests_awaiting_answer"]}
+        late = [{r["reference"] for r in status_mod.due(conn, today + timedelta(days=n))} for n in (0, 13, 14)]
+    finally:
+        conn.close()
+    assert abs(date.fromisoformat(sent_on[:10]) - date.today()) <= timedelta(days=1)   # (UTC)
+    if today == date.today():   # (a machine whose clock is before 2026-12-04 sends "in the past")
+        assert late == [set(), set(), {"REQ-0001", "REQ-0002", "REQ-0003"}]

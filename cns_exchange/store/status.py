@@ -36,6 +36,15 @@ AMOUNTS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: SQL over a request's document ``d``: when it was sent, the first upload that reached the
+#: server (its time, UTC), else the file's creation time (a request built or sent elsewhere,
+#: whose upload this database did not record); and the day of that, on the practice's clock.
+REQUEST_SENT_AT = """coalesce((SELECT min(u.finished_at) FROM uploads u WHERE u.sha256 = d.sha256 AND u.result = 'sent'),
+                              d.created_at)"""
+REQUEST_SENT_ON = """coalesce((SELECT date(min(u.finished_at), 'localtime') FROM uploads u
+                               WHERE u.sha256 = d.sha256 AND u.result = 'sent'), substr(d.created_at, 1, 10))"""
+
+
 def _rows(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
     return [dict(r) for r in conn.execute(sql, params)]
 
@@ -61,12 +70,14 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
         person = row[0] if row else "\x00"  # an unknown certificate: no one's requests
     sections: dict[str, list[dict]] = {}
     sections["requests_awaiting_answer"] = _rows(conn, f"""
-        SELECT r.request_ref, r.matricule, r.last_name || ' ' || r.first_name AS patient, r.prescription_date, r.treatment, r.pathologies, d.created_at AS sent_at,
-               CAST(julianday(?) - julianday(substr(d.created_at, 1, 10)) AS INTEGER) AS age_days
-        FROM requests r JOIN documents d ON d.id = r.document_id
-        WHERE NOT EXISTS (SELECT 1 FROM answers a WHERE a.request_id = r.id)
-        {"AND r.matricule = ?" if person else ""}
-        ORDER BY d.created_at""", (today.isoformat(),) + ((person,) if person else ()))
+        SELECT request_ref, matricule, patient, prescription_date, treatment, pathologies, sent_at,
+               CAST(julianday(?) - julianday(sent_on) AS INTEGER) AS age_days
+        FROM (SELECT r.request_ref, r.matricule, r.last_name || ' ' || r.first_name AS patient, r.prescription_date,
+                     r.treatment, r.pathologies, {REQUEST_SENT_AT} AS sent_at, {REQUEST_SENT_ON} AS sent_on
+              FROM requests r JOIN documents d ON d.id = r.document_id
+              WHERE NOT EXISTS (SELECT 1 FROM answers a WHERE a.request_id = r.id)
+              {"AND r.matricule = ?" if person else ""})
+        ORDER BY sent_on, sent_at, request_ref""", (today.isoformat(),) + ((person,) if person else ()))
     sections["refused_requests"] = _rows(conn, f"""
         SELECT a.request_ref, a.matricule, coalesce(r.last_name || ' ' || r.first_name, '') AS patient,
                group_concat(x.code || ' ' || x.label, '; ') AS reasons
@@ -286,14 +297,14 @@ def due(conn: sqlite3.Connection, today: date, matricule: str | None = None) -> 
               ORDER BY c.valid_to, c.number LIMIT 1000) c   -- the names of the rows shown only
         ORDER BY c.valid_to, c.number""", (day, matricule) if matricule else (day,))
     rows += _rows(conn, f"""
-        SELECT 'request' AS what, r.request_ref AS reference, r.matricule, r.last_name || ' ' || r.first_name AS patient,
-               substr(d.created_at, 1, 10) AS date,
-               CAST(julianday(?1) - julianday(substr(d.created_at, 1, 10)) AS INTEGER) AS days,
+        SELECT what, reference, matricule, patient, date, CAST(julianday(?1) - julianday(date) AS INTEGER) AS days,
                NULL AS sessions_remaining, 'unanswered' AS reason
-        FROM requests r JOIN documents d ON d.id = r.document_id
-        WHERE NOT EXISTS (SELECT 1 FROM answers a WHERE a.request_id = r.id)
-        AND substr(d.created_at, 1, 10) <= date(?1, '-{UNANSWERED_DAYS} days') {who.replace("c.", "r.")}
-        ORDER BY d.created_at, r.request_ref LIMIT 1000""", (day, matricule) if matricule else (day,))
+        FROM (SELECT 'request' AS what, r.request_ref AS reference, r.matricule,
+                     r.last_name || ' ' || r.first_name AS patient, {REQUEST_SENT_ON} AS date
+              FROM requests r JOIN documents d ON d.id = r.document_id
+              WHERE NOT EXISTS (SELECT 1 FROM answers a WHERE a.request_id = r.id) {who.replace("c.", "r.")})
+        WHERE date <= date(?1, '-{UNANSWERED_DAYS} days')
+        ORDER BY date, reference LIMIT 1000""", (day, matricule) if matricule else (day,))
     return rows
 
 
