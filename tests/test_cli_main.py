@@ -119,3 +119,16 @@ def test_every_registered_command_loads_under_its_name():
         command = cli.get_command(ctx, name)
         assert isinstance(command, click.Command) and command.name == name
     assert cli.get_command(ctx, "no-such-command") is None
+
+
+def test_the_tables_are_loaded_once_per_run():
+    """A build or print command asks for the tables and then for a validator: both get the
+    one load of the run (a second load would give other objects)."""
+    from cns_exchange.cli.context import Context
+
+    ctx = Context(config=None, profile=None, debug=False, quiet=True)
+    codes, nomenclature, registry = ctx.tables()
+    again = ctx.tables()
+    assert again[0] is codes and again[1] is nomenclature and again[2] is registry
+    validator = ctx.validator()
+    assert validator.codes is codes and validator.nomenclature is nomenclature and validator.registry is registry

@@ -43,6 +43,7 @@ class Context:
         self.quiet = quiet
         self.verbose = verbose and not quiet
         self._settings = None
+        self._tables = None
 
     @property
     def show_progress(self) -> bool:
@@ -58,20 +59,22 @@ class Context:
         return self._settings
 
     def tables(self):
-        """Return (codes, nomenclature, schema registry) for this run."""
-        from cns_exchange.domain.nomenclature import load_codes, load_nomenclature
-        from cns_exchange.documents.schemas import SchemaRegistry
+        """Return (codes, nomenclature, schema registry) for this run, loaded on first use and
+        then kept: a command and its validator share one load (the files do not change during
+        a run)."""
+        if self._tables is None:
+            from cns_exchange.domain.nomenclature import load_codes, load_nomenclature
+            from cns_exchange.documents.schemas import SchemaRegistry
 
-        return (load_codes(), load_nomenclature(self.settings.nomenclature_dirs),
-                SchemaRegistry(self.settings.schema_dirs))
+            self._tables = (load_codes(), load_nomenclature(self.settings.nomenclature_dirs),
+                            SchemaRegistry(self.settings.schema_dirs))
+        return self._tables
 
     def validator(self, max_size: int | None = None):
         from cns_exchange.validation.validate import Validator
 
         codes, nomenclature, registry = self.tables()
         return Validator(registry, codes, nomenclature, max_size or self.settings.max_xml_bytes)
-
-
 
     def database_path(self, db: str | None) -> Path:
         """The practice database's path: ``--db``, else the profile's."""
