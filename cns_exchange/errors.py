@@ -143,18 +143,20 @@ def local_failure(exc: BaseException, name: str | None = None) -> CnsxError | No
     file, folder or stream cannot be read or written (a full disk, permissions, a read-only
     file system, a file where a folder belongs), or the practice database cannot be written.
     A LocalIOError (exit 8) whose one-line message names the file (``exc.filename``, else
-    ``name``, e.g. ``"stdout"``); a TransportRetryableError (exit 5) for a network failure
-    (connection refused or reset, timeout, a name that does not resolve) that reached here
-    untranslated; None for anything else, a reader gone (BrokenPipeError, exit 141 in
-    cli.main) included."""
+    ``name``, e.g. ``"stdout"``); None for anything else, a reader gone (BrokenPipeError,
+    exit 141 in cli.main) included.
+
+    A network failure (connection refused or reset, a timeout, a name that does not resolve)
+    is None too: it is not the machine's. Each transport translates its own network errors
+    into TransportRetryableError or TransportFatalError (transport/sftp.py decides which), so
+    one that reaches here untranslated is a bug of cnsx (exit 1), not a local file's failure."""
     if isinstance(exc, OSError):
-        if isinstance(exc, BrokenPipeError):
-            return None
         import socket
 
+        if isinstance(exc, BrokenPipeError):
+            return None
         if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)):
-            # The network, not a local file: a failure the transport did not translate itself.
-            return TransportRetryableError(_("network: {error}").format(error=exc.strerror or exc), _("check the connection, then run again"))
+            return None  # the network's: the transport's to translate
         where = exc.filename if exc.filename is not None else name or _full_stdout(exc)
         what = exc.strerror or str(exc)
         return LocalIOError(_("{file}: {error}").format(file=where, error=what) if where is not None else what,

@@ -61,6 +61,17 @@ def test_errors_become_exit_codes_without_traceback(exc, code):
         assert f"hint: {exc.hint}" in result.stderr
 
 
+def test_a_network_error_no_transport_translated_is_a_bug_not_a_local_file():
+    """The transports decide whether a network failure is retryable (5) or fatal (6); one
+    that gets past them is cnsx's bug (1), never a local file's failure (8)."""
+    import errno
+
+    result = CliRunner().invoke(_group_raising(ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")), ["boom"])
+    assert result.exit_code == 1, result.stderr
+    assert "internal error: ConnectionResetError" in result.stderr and "--debug" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_debug_lets_the_traceback_through(monkeypatch):
     monkeypatch.setenv("CNSX_DEBUG", "1")
     result = CliRunner().invoke(_group_raising(RuntimeError("kaput")), ["boom"])
@@ -119,3 +130,16 @@ def test_every_registered_command_loads_under_its_name():
         command = cli.get_command(ctx, name)
         assert isinstance(command, click.Command) and command.name == name
     assert cli.get_command(ctx, "no-such-command") is None
+
+
+def test_the_tables_are_loaded_once_per_run():
+    """A build or print command asks for the tables and then for a validator: both get the
+    one load of the run (a second load would give other objects)."""
+    from cns_exchange.cli.context import Context
+
+    ctx = Context(config=None, profile=None, debug=False, quiet=True)
+    codes, nomenclature, registry = ctx.tables()
+    again = ctx.tables()
+    assert again[0] is codes and again[1] is nomenclature and again[2] is registry
+    validator = ctx.validator()
+    assert validator.codes is codes and validator.nomenclature is nomenclature and validator.registry is registry

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES
+from sshd import free_port
 from faults_env import (
     CnsxEnv,
     build_billing,
@@ -719,6 +720,69 @@ def test_hostkey_prints_the_servers_fingerprints(sshd, env):
     assert len(pins) == 1 and pins[0] in sshd.fingerprints.values(), r
     _assert_no_authentication(sshd, offsets, r)
     assert "Traceback" not in r.stderr and "Exception" not in r.stderr, f"no traceback for the user\n{r}"
+
+
+# -- 5b. the server unreachable: the transport decides retryable (5) or fatal (6) ---------------
+
+def _unreachable_config(env: CnsxEnv, host: str, port: int, tmp_path: Path) -> None:
+    """A profile whose remote is ``host:port`` (nothing is reached, so no key is needed)."""
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    env.config_path.write_text(f'provider = "123456"\nremote = "sftp://cnsx@{host}:{port}"\n'
+                               f'known_hosts = "{known}"\npassword = "env"\nretries = 2\nbackoff = 0\ntimeout = 5\n')
+    env.config_path.chmod(0o600)
+
+
+def test_an_unknown_host_name_is_fatal_and_not_retried(env, tmp_path):
+    host = "cnsx-test.invalid"   # RFC 6761: never resolves
+    _unreachable_config(env, host, 22, tmp_path)
+    for args in (["-v", "fetch"], ["hostkey", host]):
+        r = env.run(*args)
+        assert r.code == 6, r
+        [line] = r.stderr.splitlines()[:1]
+        assert line.startswith(f"error: {host}: cannot resolve") and "retry" not in r.stderr, r
+        assert "Traceback" not in r.stderr and r.stdout == "", r
+
+
+def test_a_refused_connection_is_retryable(env, tmp_path):
+    port = free_port()   # nothing listens there
+    _unreachable_config(env, "127.0.0.1", port, tmp_path)
+    for args in (["-v", "fetch"], ["hostkey", f"127.0.0.1:{port}"]):
+        r = env.run(*args)
+        assert r.code == 5, r
+        assert f"127.0.0.1:{port}: cannot connect" in r.stderr and "Traceback" not in r.stderr, r
+    assert "retry 2 in" in env.run("-v", "fetch").stderr   # retried, then given up
+
+
+def test_a_connection_dropped_in_the_handshake_is_retryable(env):
+    """A server that answers with its banner, then resets the connection: `cnsx hostkey` is
+    told by the transport that a later run may do better (5), not a bug (1) nor a local file (8)."""
+    import socket
+    import struct
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                conn, _address = listener.accept()
+            except OSError:
+                return   # the listener closed: the test is over
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                conn.recv(4096)   # the client's banner
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # close = RST
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        r = env.run("hostkey", f"127.0.0.1:{port}")
+    finally:
+        listener.close()
+    assert r.code == 5, r
+    assert r.stderr.startswith(f"error: 127.0.0.1:{port}: SSH handshake failed") and "Traceback" not in r.stderr, r
 
 
 # -- 6. a plain round trip -------------------------------------------------------------------------

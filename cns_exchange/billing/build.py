@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Callable
 
@@ -298,10 +298,13 @@ def copy_attachments(requests: list[CertificateRequest], folder: Path) -> list[P
 class CertificateBook:
     """The practice database's view of sessions to bill: the certificates imported from the
     CNS (``certificates``: check against them, CRT02-CRT05) and the sessions billed already
-    (CRT06: a session is billed once, unless ``rebill`` gives the reason to bill it again)."""
+    (CRT06: a session is billed once, unless ``rebill`` gives the reason to bill it again).
+    The rules are here; the queries are the store's (store.database.BillingHistory)."""
 
     def __init__(self, conn, certificates: bool = True, rebill: str | None = None) -> None:
-        self.conn = conn
+        from cns_exchange.store.database import BillingHistory
+
+        self.history = BillingHistory(conn)
         self.certificates = certificates
         self.rebill = rebill
         self.rebilled = Spool(SPILL_SESSIONS)   # (identity, the file that billed it before), in bounded memory
@@ -313,27 +316,21 @@ class CertificateBook:
 
     def _billed_on(self, certificate: str) -> dict[str, tuple[str, bool]]:
         """{identity: (billing file, disputed in full)} of the sessions billed on ``certificate``."""
-        from cns_exchange.store.database import BILLED_SESSIONS, DROPPED
-
         found = self._billed.get(certificate)
         if found is None:
-            found = self._billed[certificate] = {
-                identity: (name, bool(dropped)) for identity, name, dropped in self.conn.execute(
-                    f"SELECT s.identity, d.name, {DROPPED.format(s='s')} FROM {BILLED_SESSIONS} "
-                    "WHERE f.certificate_number = ?", (certificate,))}
+            found = self._billed[certificate] = self.history.billed_on(certificate)
         return found
 
     def _row(self, certificate: str):
         """(certificate row, {act: authorised}) of ``certificate``, None if not imported."""
         if certificate not in self._certificate:
-            row = self.conn.execute("SELECT matricule, valid_from, valid_to, acts, superseded FROM certificates "
-                                    "WHERE number = ?", (certificate,)).fetchone()
+            row = self.history.certificate(certificate)
             self._certificate[certificate] = None if row is None else (row, _authorised(row["acts"]))
         return self._certificate[certificate]
 
     def check(self, certificate: str, matricule: str, day: date, act: str) -> list[tuple[str, str]]:
         """Check one session to bill; return its problems (CRT02-CRT06)."""
-        from cns_exchange.store.database import COUNTED_SESSIONS, session_identity
+        from cns_exchange.store.database import session_identity
 
         problems = []
         identity = session_identity(certificate, matricule, day.isoformat(), act)
@@ -361,8 +358,7 @@ class CertificateBook:
                 day=day, start=row["valid_from"], end=row["valid_to"])))
         used = self._used.setdefault(certificate, {})
         if act not in used:
-            used[act] = self.conn.execute(f"SELECT count(*) FROM {COUNTED_SESSIONS} WHERE f.certificate_number = ? "
-                                          "AND s.act = ?", (certificate, act)).fetchone()[0]
+            used[act] = self.history.sessions_counted(certificate, act)
         if not counted:  # a session billed again is in that count already
             used[act] += 1
         if used[act] > authorised.get(act, 0):
@@ -379,25 +375,13 @@ class CertificateBook:
     def prescription_date(self, certificate: str) -> tuple[date, str] | None:
         """(date, reference) of the request a certificate answers, as imported; None when the
         certificate, or the request its answer names, is not in the database."""
-        row = self.conn.execute(
-            "SELECT r.prescription_date, r.request_ref FROM certificates c JOIN answers a ON a.id = c.answer_id "
-            "JOIN requests r ON r.id = a.request_id WHERE c.number = ?", (certificate,)).fetchone()
-        return None if row is None else (date.fromisoformat(row[0]), row[1])
+        return self.history.request_of(certificate)
 
     def keep_rebills(self, billing_name: str) -> None:
         """Record, with its reason, each session the file ``billing_name`` bills again."""
         if not self.rebilled:
             return
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            self.conn.executemany(
-                "INSERT INTO rebills (identity, reason, billing_name, earlier_name, created_at) VALUES (?,?,?,?,?)",
-                ((identity, self.rebill, billing_name, earlier, now) for identity, earlier in self.rebilled))
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        self.history.record_rebills(self.rebill, billing_name, self.rebilled)
 
 
 def _authorised(acts: str) -> dict[str, int]:

@@ -65,31 +65,54 @@ class _Blocks:
         self.file.close()
 
 
-class Sorter:
+class _Held:
+    """What :class:`Sorter` and :class:`Spool` share: records held in memory up to ``budget``
+    weight, and the file the held ones are written to (made on first use) when it is reached.
+    :class:`Sorter` sorts them first and keeps where each run is."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._held: list = []
+        self._weight = 0
+        self._blocks: _Blocks | None = None
+
+    def add(self, record: Any, weight: int = 1) -> None:
+        self._held.append(record)
+        self._weight += weight
+        if self._weight >= self.budget:
+            self._spill()
+
+    def _spill(self) -> tuple[int, int]:
+        """Write the records held to the file, in their order, and let them go; return their range."""
+        if self._blocks is None:
+            self._blocks = _Blocks()
+        written = self._blocks.write(self._held)
+        self._held, self._weight = [], 0
+        return written
+
+    def close(self) -> None:
+        """Let the records go and remove the file (it has no name: closing removes it)."""
+        self._held = []
+        if self._blocks is not None:
+            self._blocks.close()
+            self._blocks = None
+
+
+class Sorter(_Held):
     """Records given in any order, handed back once in sorted order (tuples compare item by
     item: the caller puts the key first and makes it unique). At most ``budget`` weight is
     held in memory; each time it is reached the records held are sorted and written out as a
     run, and the runs are merged when read (:func:`heapq.merge`)."""
 
     def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self._held: list = []
-        self._weight = 0
+        super().__init__(budget)
         self._runs: list[tuple[int, int]] = []
-        self._blocks: _Blocks | None = None
 
-    def add(self, record: tuple, weight: int = 1) -> None:
-        self._held.append(record)
-        self._weight += weight
-        if self._weight >= self.budget:
-            self._spill()
-
-    def _spill(self) -> None:
+    def _spill(self) -> tuple[int, int]:
         self._held.sort()
-        if self._blocks is None:
-            self._blocks = _Blocks()
-        self._runs.append(self._blocks.write(self._held))
-        self._held, self._weight = [], 0
+        run = super()._spill()
+        self._runs.append(run)
+        return run
 
     def __iter__(self) -> Iterator[Any]:
         """The records in order; read once (what is handed out is let go). The file is closed
@@ -107,33 +130,21 @@ class Sorter:
             self.close()
 
     def close(self) -> None:
-        """Let the records go and remove the file (it has no name: closing removes it)."""
-        self._held, self._runs = [], []
-        if self._blocks is not None:
-            self._blocks.close()
-            self._blocks = None
+        self._runs = []
+        super().close()
 
 
-class Spool:
+class Spool(_Held):
     """Records handed back once in the order they were added, at most ``budget`` weight held
     in memory (the older ones go to the file, a block at a time)."""
 
     def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self._held: list = []
-        self._weight = 0
-        self._blocks: _Blocks | None = None
+        super().__init__(budget)
         self.count = 0
 
     def add(self, record: Any, weight: int = 1) -> None:
-        self._held.append(record)
-        self._weight += weight
         self.count += 1
-        if self._weight >= self.budget:
-            if self._blocks is None:
-                self._blocks = _Blocks()
-            self._blocks.write(self._held)
-            self._held, self._weight = [], 0
+        super().add(record, weight)
 
     def __len__(self) -> int:
         return self.count
@@ -147,12 +158,6 @@ class Spool:
             yield from _let_go(held)
         finally:
             self.close()
-
-    def close(self) -> None:
-        self._held = []
-        if self._blocks is not None:
-            self._blocks.close()
-            self._blocks = None
 
 
 def _let_go(held: list) -> Iterator[Any]:

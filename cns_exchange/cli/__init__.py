@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import sys
+from typing import NoReturn
 
 import click
 
@@ -130,25 +131,33 @@ class CnsxGroup(click.Group):
             sys.exit(exc.exit_code)
         except (BrokenPipeError, _ReaderGone):
             _reader_gone()
-        except OSError as exc:  # outside a command (invoke translates those): the machine's, not a bug
+        except OSError as exc:  # outside a command (invoke translates those): the machine's, or a bug
             if debug:
                 raise
             from cns_exchange import console
 
             error = local_failure(exc)
+            if error is None:  # not a local failure (a network error no transport translated)
+                _internal_error(exc)
             console.print_error(error.message, error.hint)
             sys.exit(error.exit_code)
         except Exception as exc:  # noqa: BLE001 - the last resort: never a traceback for users
             if debug:
                 raise
-            from cns_exchange import console
-
-            console.print_error(_("internal error: {kind}: {error}").format(kind=type(exc).__name__, error=exc),
-                                _("run again with --debug and report the traceback"))
-            sys.exit(ExitCode.INTERNAL)
+            _internal_error(exc)
         if isinstance(rv, int):
             sys.exit(rv)
         sys.exit(ExitCode.OK)
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    """A bug of cnsx: say so in one line, with what to do, and exit 1 (never a traceback
+    without --debug)."""
+    from cns_exchange import console
+
+    console.print_error(_("internal error: {kind}: {error}").format(kind=type(exc).__name__, error=exc),
+                        _("run again with --debug and report the traceback"))
+    sys.exit(ExitCode.INTERNAL)
 
 
 def _interrupted() -> None:

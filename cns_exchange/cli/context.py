@@ -43,6 +43,7 @@ class Context:
         self.quiet = quiet
         self.verbose = verbose and not quiet
         self._settings = None
+        self._tables = None
 
     @property
     def show_progress(self) -> bool:
@@ -58,20 +59,22 @@ class Context:
         return self._settings
 
     def tables(self):
-        """Return (codes, nomenclature, schema registry) for this run."""
-        from cns_exchange.domain.nomenclature import load_codes, load_nomenclature
-        from cns_exchange.documents.schemas import SchemaRegistry
+        """Return (codes, nomenclature, schema registry) for this run, loaded on first use and
+        then kept: a command and its validator share one load (the files do not change during
+        a run)."""
+        if self._tables is None:
+            from cns_exchange.domain.nomenclature import load_codes, load_nomenclature
+            from cns_exchange.documents.schemas import SchemaRegistry
 
-        return (load_codes(), load_nomenclature(self.settings.nomenclature_dirs),
-                SchemaRegistry(self.settings.schema_dirs))
+            self._tables = (load_codes(), load_nomenclature(self.settings.nomenclature_dirs),
+                            SchemaRegistry(self.settings.schema_dirs))
+        return self._tables
 
     def validator(self, max_size: int | None = None):
         from cns_exchange.validation.validate import Validator
 
         codes, nomenclature, registry = self.tables()
         return Validator(registry, codes, nomenclature, max_size or self.settings.max_xml_bytes)
-
-
 
     def database_path(self, db: str | None) -> Path:
         """The practice database's path: ``--db``, else the profile's."""
@@ -264,27 +267,9 @@ def _write_commands(ctx: click.Context, group: click.Group, formatter: click.Hel
 
 def short_help(command: click.Command, limit: int = 45) -> str:
     """The line that lists ``command`` in its group's help, in the user's language: its
-    ``short_help``, else its help's first sentence, cut at ``limit`` characters as click cuts it."""
-    if command.short_help:
-        return text_of(command.short_help).strip()
-    words = text_of(command.help).split("\n\n")[0].split()
-    if words and words[0] == "\b":
-        words = words[1:]
-    total = 0
-    for i, word in enumerate(words):
-        total += len(word) + (i > 0)
-        if total > limit:
-            break
-        if word.endswith("."):
-            return " ".join(words[: i + 1])
-        if total == limit and i != len(words) - 1:
-            break
-    else:
-        return " ".join(words)
-    total += len("...")
-    while i > 0:
-        total -= len(words[i]) + (i > 0)
-        if total <= limit:
-            break
-        i -= 1
-    return " ".join(words[:i]) + "..."
+    ``short_help``, else its help's first sentence, cut at ``limit`` characters. The texts are
+    translated first, then shortened by click itself (``Command.get_short_help_str``, which
+    click's own command list uses), on a command that carries the translated texts."""
+    shown = click.Command(command.name, help=text_of(command.help) or None,
+                          short_help=text_of(command.short_help) or None)
+    return shown.get_short_help_str(limit)

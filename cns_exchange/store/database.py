@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Iterable
 
 from cns_exchange.errors import ConfigError
 from cns_exchange.fsutil import private_dir
@@ -416,6 +417,54 @@ class TreatmentHistory:
                WHERE c.superseded = 0 AND c.matricule = ? AND r.request_ref != ?
                AND instr(';' || r.pathologies || ';', ';' || ? || ';') > 0""", (matricule, besides, pathology))
         return [(treatment, number, date.fromisoformat(start)) for treatment, number, start in rows]
+
+
+class BillingHistory:
+    """The certificates imported from the CNS and the sessions billed on them, as the practice
+    database knows them: what build-invoice checks the sessions to bill against
+    (billing.build.CertificateBook), and where it records the sessions billed again."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def billed_on(self, certificate: str) -> dict[str, tuple[str, bool]]:
+        """{identity: (billing file, disputed in full)} of the sessions billed on ``certificate``."""
+        return {identity: (name, bool(dropped)) for identity, name, dropped in self.conn.execute(
+            f"SELECT s.identity, d.name, {DROPPED.format(s='s')} FROM {BILLED_SESSIONS} "
+            "WHERE f.certificate_number = ?", (certificate,))}
+
+    def certificate(self, number: str) -> sqlite3.Row | None:
+        """The row of certificate ``number`` (matricule, valid_from, valid_to, acts as stored,
+        superseded); None if it was not imported."""
+        return self.conn.execute("SELECT matricule, valid_from, valid_to, acts, superseded FROM certificates "
+                                 "WHERE number = ?", (number,)).fetchone()
+
+    def sessions_counted(self, certificate: str, act: str) -> int:
+        """How many sessions of ``act`` are billed on ``certificate`` (each once)."""
+        return self.conn.execute(f"SELECT count(*) FROM {COUNTED_SESSIONS} WHERE f.certificate_number = ? "
+                                 "AND s.act = ?", (certificate, act)).fetchone()[0]
+
+    def request_of(self, certificate: str) -> tuple[date, str] | None:
+        """(prescription date, reference) of the request a certificate answers, as imported;
+        None when the certificate, or the request its answer names, is not in the database."""
+        row = self.conn.execute(
+            "SELECT r.prescription_date, r.request_ref FROM certificates c JOIN answers a ON a.id = c.answer_id "
+            "JOIN requests r ON r.id = a.request_id WHERE c.number = ?", (certificate,)).fetchone()
+        return None if row is None else (date.fromisoformat(row[0]), row[1])
+
+    def record_rebills(self, reason: str, billing_name: str, rebilled: Iterable[tuple[str, str]]) -> None:
+        """Record, in one transaction, each session (identity, the billing file that billed it
+        before) that the file ``billing_name`` bills again, with ``reason``."""
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany(
+                "INSERT INTO rebills (identity, reason, billing_name, earlier_name, created_at) VALUES (?,?,?,?,?)",
+                ((identity, reason, billing_name, earlier, now) for identity, earlier in rebilled))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
 
 
 def has_certificates(conn: sqlite3.Connection) -> bool:

@@ -85,7 +85,9 @@ def _connect_socket(host: str, port: int, timeout: float) -> socket.socket:
 
 
 def server_keys(host: str, port: int, timeout: float = 15) -> list[paramiko.PKey]:
-    """Return the host keys a server offers (one handshake per key type), authenticating nothing."""
+    """Return the host keys a server offers (one handshake per key type), authenticating nothing.
+    Raises TransportRetryableError or TransportFatalError for the network's failures, as
+    :meth:`SftpTransport.connect` does."""
     _quiet_paramiko()
     keys = []
     for key_type in ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512"):
@@ -97,6 +99,10 @@ def server_keys(host: str, port: int, timeout: float = 15) -> list[paramiko.PKey
             keys.append(transport.get_remote_server_key())
         except paramiko.SSHException:
             pass  # the server has no key of this type
+        except (EOFError, OSError) as exc:  # the connection lost in the handshake
+            raise TransportRetryableError(_("{remote}: SSH handshake failed ({reason})").format(
+                remote=f"{host}:{port}", reason=exc or type(exc).__name__),
+                _("the server may be busy or restarting: run again later")) from None
         finally:
             transport.close()
     return keys
@@ -187,7 +193,10 @@ class SftpTransport:
                     _("the server may be busy or restarting: run again later")) from None
             check_host_key(transport.get_remote_server_key(), remote.host, remote.port, settings)
             _authenticate(transport, remote, settings, prompt)
-            sftp = paramiko.SFTPClient.from_transport(transport)
+            try:
+                sftp = paramiko.SFTPClient.from_transport(transport)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise _error(exc, str(remote)) from None
             if sftp is None:
                 raise TransportRetryableError(_("{remote}: the server opened no SFTP session").format(remote=remote),
                                               _("run again later"))
