@@ -744,6 +744,30 @@ def test_an_unknown_host_name_is_fatal_and_not_retried(env, tmp_path):
         assert "Traceback" not in r.stderr and r.stdout == "", r
 
 
+def test_a_name_server_that_cannot_answer_now_is_retryable(monkeypatch):
+    """EAI_AGAIN ("Temporary failure in name resolution": the network or the name server is
+    down for the night) is no wrong host name: a later run may do better. No name server can
+    be made to fail so here, so the resolver's answer is injected at the socket call."""
+    import socket
+
+    from cns_exchange.errors import TransportFatalError, TransportRetryableError
+    from cns_exchange.transport import sftp
+
+    def resolver_down(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "create_connection", resolver_down)
+    with pytest.raises(TransportRetryableError, match="cannot resolve for now"):
+        sftp._connect_socket("sftp.example.lu", 22, 5)
+
+    def no_such_name(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", no_such_name)
+    with pytest.raises(TransportFatalError, match="cannot resolve"):
+        sftp._connect_socket("sftp.example.lu", 22, 5)
+
+
 def test_a_refused_connection_is_retryable(env, tmp_path):
     port = free_port()   # nothing listens there
     _unreachable_config(env, "127.0.0.1", port, tmp_path)

@@ -74,6 +74,10 @@ def _connect_socket(host: str, port: int, timeout: float) -> socket.socket:
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:   # the resolver could not answer now: the network, not the name
+            raise TransportRetryableError(_("{host}: cannot resolve for now ({reason})").format(
+                host=host, reason=exc.strerror),
+                _("the network or its name server is down: cnsx will try again on its next run")) from None
         raise TransportFatalError(_("{host}: cannot resolve ({reason})").format(host=host, reason=exc.strerror),
                                   _("check the host in remote")) from None
     except (ConnectionError, socket.timeout, OSError) as exc:
