@@ -187,6 +187,9 @@ def test_json_and_ndjson_rows_for_every_kind(run):
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert {row["kind"] for row in rows} == {"ack", "answers", "payment"}
     assert sum(row["kind"] == "payment" for row in rows) == 8
+    paid = [row for row in rows if row["kind"] == "payment"]
+    assert {(row["paid_on"], row["payment_reference"], row["billing_file"]) for row in paid} == {
+        ("2026-11-25", "VIR-2026-11-25-0042", "123456_FAC_20261120_000001.xml")}   # for the accountant
     assert [row["status"] for row in rows if row["kind"] == "ack"] == ["accepted"]
     r = run("import", "--no-db", "--json", str(ANSWERS))
     doc = json.loads(r.stdout)

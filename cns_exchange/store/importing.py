@@ -34,7 +34,8 @@ ROW_COLUMNS = {
     "ack": ["file_name", "file_sha256", "received_at", "status", "anomaly_code", "anomaly_label", "anomaly_element"],
     "answers": ["request_ref", "matricule", "certificate_number", "valid_from", "valid_to", "authorised_acts",
                 "refusal_code", "refusal_label", "refusal_element"],
-    "payment": ["fee_note", "line_no", "certificate_number", "billed", "accepted", "reason_code", "reason_label"],
+    "payment": ["fee_note", "line_no", "certificate_number", "billed", "accepted", "reason_code", "reason_label",
+                "paid_on", "payment_reference", "billing_file"],
 }
 
 
@@ -215,10 +216,13 @@ def rows_of(doc: Document) -> Iterator[dict]:
             for a in r.refusal or [None]:
                 yield {**base, "refusal_code": a.code if a else "", "refusal_label": a.label if a else "",
                        "refusal_element": a.element if a else ""}
-        else:
+        else:   # (the statement's date, bank reference and billing file on each line: for the accountant)
+            extra = doc.header.extra if doc.header is not None else {}
             yield {"fee_note": r.fee_note, "line_no": r.line_no, "certificate_number": r.certificate_number,
                    "billed": amount(r.billed), "accepted": amount(r.accepted),
-                   "reason_code": r.reason_code, "reason_label": r.reason_label}
+                   "reason_code": r.reason_code, "reason_label": r.reason_label,
+                   "paid_on": extra.get("DatePaiement", ""), "payment_reference": extra.get("ReferencePaiement", ""),
+                   "billing_file": extra.get("FichierFacture/NomFichier", "")}
 
 
 def _keep(path: Path, folder: Path, sha256: str, move: bool, made: list[Path] | None = None) -> Path:
