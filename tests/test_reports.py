@@ -246,3 +246,22 @@ def test_a_request_is_unanswered_from_the_day_it_was_sent(run, dropbox, tmp_path
     assert abs(date.fromisoformat(sent_on[:10]) - date.today()) <= timedelta(days=1)   # (UTC)
     if today == date.today():   # (a machine whose clock is before 2026-12-04 sends "in the past")
         assert late == [set(), set(), {"REQ-0001", "REQ-0002", "REQ-0003"}]
+
+
+def test_fee_notes_without_names_are_printed_with_the_requests_names(run, nameless, tmp_path):
+    """The patient's own fee note, and its file, carry the name the practice's request gives
+    (a billing file without names, printed where the practice database is); one no request
+    names keeps its matricule alone. The summary names them the same way."""
+    from test_cli_print import text_of
+
+    [billing] = (tmp_path / "outbox").glob("*_FAC_*.xml")
+    r = run("print", "fee-notes", str(billing), "-o", str(tmp_path / "notes"))
+    assert r.exit_code == 0, r.stderr
+    names = sorted(p.name.split("_2026-")[0] for p in (tmp_path / "notes").glob("*.pdf"))
+    assert names == ["Schmit_Lea", "Weber-Muller_Francois", "patient"], names
+    [schmit] = (tmp_path / "notes").glob("Schmit_*.pdf")
+    assert "Schmit Léa" in text_of(schmit)
+    r = run("print", "summary", str(billing), "-o", str(tmp_path / "summary.pdf"))
+    assert r.exit_code == 0, r.stderr
+    summary = text_of(tmp_path / "summary.pdf")
+    assert "Schmit Léa" in summary and "Weber-Müller François" in summary

@@ -55,10 +55,24 @@ def print_fee_notes_cmd(ctx: Context, billing, created, output, matricule):
     codes, _unused, _unused = ctx.tables()
     with printing.open_billing(billing, _stdin_if(billing), ctx.validator()) as source:
         written = printing.print_fee_notes(source, Path(output), codes, printed, mask=matricule == "masked",
-                                           practice=ctx.settings.practice)
+                                           practice=ctx.settings.practice, names=_request_names(ctx))
     # the folder, not the files: their names are the patients'
     summary(ctx, ngettext("{n} fee note → {folder}/", "{n} fee notes → {folder}/", len(written))
             .format(n=len(written), folder=output.rstrip("/")))
+
+
+def _request_names(ctx: Context) -> dict[str, tuple[str, str]]:
+    """The patients' names by matricule from the practice database's requests, for fee notes
+    that name no one; none without a database (printing needs none)."""
+    conn = ctx.practice_database(None)
+    if conn is None:
+        return {}
+    from cns_exchange.store import database
+
+    try:
+        return database.request_names(conn)
+    finally:
+        conn.close()
 
 
 @print_group.command("summary", help=_("""Print the summary statement (relevé récapitulatif) of BILLING.xml as an A4 PDF ('-' = stdin).
@@ -83,6 +97,7 @@ def print_summary_cmd(ctx: Context, billing, created, output, matricule):
     codes, _unused, _unused = ctx.tables()
     with printing.open_billing(billing, _stdin_if(billing), ctx.validator()) as source:
         path, totals = printing.print_summary(source, target, sys.stdout.buffer if target is None else None, codes,
-                                              printed, mask=matricule == "masked", practice=ctx.settings.practice)
+                                              printed, mask=matricule == "masked", practice=ctx.settings.practice,
+                                              names=_request_names(ctx))
     summary(ctx, _("{what} → {where}").format(what=billed(totals.notes, totals.sessions, totals.gross, totals.cns),
                                              where=path or "stdout"))

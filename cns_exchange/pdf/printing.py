@@ -20,7 +20,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -108,8 +108,9 @@ def _read(source: IO[bytes], shown: str, root: str) -> Iterator[Item]:
         yield item
 
 
-def _notes(billing: Billing) -> Iterator[FeeNote]:
-    """The fee notes of ``billing``, read again; InputError if one cannot be read."""
+def _notes(billing: Billing, names: dict[str, tuple[str, str]] | None = None) -> Iterator[FeeNote]:
+    """The fee notes of ``billing``, read again; InputError if one cannot be read. A note that
+    names no patient takes the (last, first) names ``names`` gives its matricule, if any."""
     with open(billing.path, "rb") as f:
         for item in _read(f, billing.name, billing.root):
             if item.what != "item":
@@ -117,7 +118,10 @@ def _notes(billing: Billing) -> Iterator[FeeNote]:
             if item.record is None:
                 raise _unreadable(billing.name, Issue("XSD01", _("a fee note cannot be read: {reason}").format(reason=item.error), file=billing.name,
                                                       line=item.line, xpath=item.xpath))
-            yield item.record
+            note = item.record
+            if names and not (note.last_name or note.first_name) and note.matricule in names:
+                note = replace(note, last_name=names[note.matricule][0], first_name=names[note.matricule][1])
+            yield note
 
 
 def _source(billing: Billing, codes: Codes, printed: datetime, mask: bool, practice=None) -> Source:
@@ -135,10 +139,12 @@ def _write(target: Path, draw: Callable[[IO[bytes]], Any]) -> Any:
 
 
 def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datetime, mask: bool = False,
-                    practice=None) -> list[Path]:
+                    practice=None, names: dict[str, tuple[str, str]] | None = None) -> list[Path]:
     """Write one A4 PDF per fee note of ``billing`` into ``folder``; return their paths, in
     the order of the notes. Each is named after its patient, the day of its last session, the
-    billing file and its number (naming.fee_note_pdf_name).
+    billing file and its number (naming.fee_note_pdf_name). A fee note that names no patient
+    (a sessions CSV's names are optional) takes the names ``names`` gives its matricule (the
+    practice's requests), if any.
 
     The folder is created (0700) if its parent exists. Raises UsageError if the folder
     cannot be made or already holds printed fee notes of this billing file, InputError if
@@ -162,7 +168,7 @@ def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datet
     drawn: list[tuple[Path, Path]] = []  # (temp file, target)
     totals = Totals()
     try:
-        for note in _notes(billing):
+        for note in _notes(billing, names):
             totals.add(note)
             with temp_file(folder) as (stream, temp):
                 last = max((s.session_date for s in note.sessions), default=billing.file_name.day)
@@ -185,9 +191,11 @@ def print_fee_notes(billing: Billing, folder: Path, codes: Codes, printed: datet
 
 
 def print_summary(billing: Billing, output: Path | None, stdout: IO[bytes] | None, codes: Codes, printed: datetime,
-                  mask: bool = True, practice=None) -> tuple[Path | None, Totals]:
+                  mask: bool = True, practice=None,
+                  names: dict[str, tuple[str, str]] | None = None) -> tuple[Path | None, Totals]:
     """Write the summary statement of ``billing`` to ``output`` (a new file, or a folder for
     its conventional name) or to ``stdout``; return (the path or None, the totals drawn).
+    Fee notes that name no patient are named as in :func:`print_fee_notes`.
 
     Raises UsageError if the file exists, InputError if the totals drawn differ from the
     header's (nothing is then written).
@@ -195,7 +203,7 @@ def print_summary(billing: Billing, output: Path | None, stdout: IO[bytes] | Non
     source = _source(billing, codes, printed, mask, practice)
 
     def draw(out: IO[bytes]) -> Totals:
-        totals = write_summary(out, _notes(billing), source)
+        totals = write_summary(out, _notes(billing, names), source)
         _check_totals(billing, totals)
         return totals
 

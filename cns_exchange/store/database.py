@@ -329,6 +329,12 @@ def fee_note_name(part: str) -> str:
     return f"coalesce(nullif(f.{part}, ''), rn.{part}, '')"
 
 
+def request_names(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
+    """Each patient's (last name, first name) as their latest request gives them, by matricule
+    (:data:`REQUEST_NAMES`): for fee notes whose billing file names no one."""
+    return {m: (last or "", first or "") for m, last, first, _latest in conn.execute(REQUEST_NAMES)}
+
+
 #: SQL: fee note ``f``'s patient, 'LAST FIRST' (see :func:`fee_note_name`).
 FEE_NOTE_PATIENT = f"trim({fee_note_name('last_name')} || ' ' || {fee_note_name('first_name')})"
 
