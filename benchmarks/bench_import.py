@@ -116,6 +116,17 @@ def main() -> None:
     conn.executemany("INSERT INTO certificates (number, answer_id, matricule, valid_from, valid_to, acts, sessions_authorised, "
                      "sessions_billed) VALUES (?, 1, ?, '2026-01-01', '2027-12-31', 'ZD13:4', 4, 4)",
                      ((f"TPC-{i:07d}", f"19700101{i % 1000:03d}00") for i in range(1, total // per_note + 1)))
+    # One request per certificate, each answered (the fee notes carry no names: status names
+    # them from these requests, database.REQUEST_NAMES).
+    conn.execute("INSERT INTO documents (id, kind, name, sha256, provider, created_at, sequence, version, imported_at) "
+                 "VALUES (2, 'request', 'r.xml', 'y', '123456', '2026-01-01T00:00:00', 1, '1', '2026-01-01')")
+    conn.executemany("INSERT INTO requests (id, document_id, provider, request_ref, matricule, last_name, first_name, "
+                     "prescriber, prescription_date, pathologies, treatment, acts, pdf_name, pdf_sha256) "
+                     "VALUES (?1, 2, '123456', printf('REQ-%07d', ?1), ?2, printf('Name%d', ?1), 'First', '12345678', "
+                     "'2025-12-01', 'D01', 'initial', 'ZD13:4', 'p.pdf', '')",
+                     ((i, f"19700101{i % 1000:03d}00") for i in range(1, total // per_note + 1)))
+    conn.executemany("INSERT INTO answers (document_id, request_ref, request_id, matricule, certificate_number, refused) "
+                     "VALUES (2, printf('REQ-%07d', ?1), ?1, '', '', 0)", ((i,) for i in range(1, total // per_note + 1)))
     # Nine sessions in ten paid, and the month totals import keeps (database.md, version 3).
     conn.execute("UPDATE sessions SET paid = cns_share WHERE id % 10 <> 0")
     conn.execute("INSERT INTO month_totals (month, sessions, billed, paid, disputed, gross, patient_share) "
