@@ -219,6 +219,82 @@ def test_rows_of_empty_cells_are_skipped_silently_but_a_file_of_them_has_no_rows
     assert rows == [] and [code for code, *_ in issues] == ["IN010"]
 
 
+
+# --- a totals line: values in ignored columns only (IN018) -------------------------------------
+
+def with_totals_line(export: bytes) -> tuple[bytes, int]:
+    """``export`` (excel_export) with the line a secretary adds under the rows: 'Total' under
+    Remarque and the sum under Durée and Montant, every column of cnsx empty; and its number."""
+    lines = export.split(b"\r\n")
+    header = lines[0].decode("cp1252").split(";")
+    cells = [""] * len(header)
+    cells[header.index("Durée")], cells[header.index("Montant")], cells[header.index("Remarque")] = "6 h", "622,20", "Total"
+    data = [line for line in lines[1:] if line.strip(b";")]
+    rest = [line for line in lines[1:] if not line.strip(b";")]
+    totals = ";".join(cells).encode("cp1252")
+    return b"\r\n".join([lines[0], *data, totals, *rest]), len(data) + 2
+
+
+@pytest.mark.parametrize("command, canonical, headers", [
+    ("build-request", "requests.csv", REQUEST_HEADERS),
+    ("build-invoice", "sessions.csv", SESSION_HEADERS),
+])
+def test_a_totals_line_is_skipped_with_one_warning(run, examples, command, canonical, headers):
+    export, line = with_totals_line(excel_export(examples / canonical, headers))
+    path = examples / "export-excel.csv"
+    path.write_bytes(export)
+    r = _build(run, command, path)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout_bytes == _build(run, command, examples / canonical).stdout_bytes
+    warnings = [text for text in r.stderr.splitlines() if "warning IN01" in text]
+    assert warnings == [
+        f"{path}:1: warning IN017: columns not used by cnsx, ignored: 'Durée', 'Montant', 'Remarque'",
+        f"{path}:{line}: warning IN018: only columns cnsx does not use have values here ('Durée', 'Montant', 'Remarque'): "
+        "row skipped (a totals line?)"]
+    assert "error" not in r.stderr and "IN003" not in r.stderr
+
+
+def test_strict_refuses_a_totals_line_with_one_error(run, examples):
+    export, line = with_totals_line(excel_export(examples / "sessions.csv", SESSION_HEADERS))
+    path = examples / "export-excel.csv"
+    path.write_bytes(export)
+    r = _build(run, "build-invoice", path, "--strict")
+    assert r.exit_code == 3 and r.stdout == ""
+    assert (f"{path}:{line}: error IN018: only columns cnsx does not use have values here ('Durée', 'Montant', 'Remarque'): "
+            "refused (--strict)") in r.stderr
+    assert "hint: remove the row from the file, or run without --strict" in r.stderr
+    assert "IN003" not in r.stderr
+
+
+IGNORED = b"a;b;Remarque;;Montant\r\n"
+
+
+def test_a_row_with_values_in_ignored_columns_only_is_skipped_and_named():
+    rows, issues = _read(IGNORED + b"x;;;;\r\n;;Total;;622,20\r\n; ;;n;\r\n;y;Total;;\r\n;;;;\r\n")
+    assert rows == [{"a": "x", "b": ""}, {"a": "", "b": "y"}]
+    assert issues == [
+        ("IN017", 1, "columns not used by cnsx, ignored: 'Remarque', 'Montant'"),
+        ("IN018", 3, "only columns cnsx does not use have values here ('Remarque', 'Montant'): row skipped (a totals line?)"),
+        ("IN018", 4, "only a column cnsx does not use has a value here ('column 4'): row skipped (a totals line?)"),
+    ]
+    report = InputReport("in")
+    list(read_rows(io.BytesIO(IGNORED + b"x;;;;\r\n;;Total;;\r\n"), "csv", report, ("a",), ("b",), Reading(strict=True)))
+    assert [(i.code, i.line, i.severity) for i in report.issues] == [
+        ("IN002", 1, "error"), ("IN002", 1, "error"), ("IN018", 3, "error")]
+
+
+def test_a_file_of_totals_lines_only_has_no_rows():
+    rows, issues = _read(IGNORED + b";;Total;;622,20\r\n")
+    assert rows == [] and [(code, line) for code, line, _ in issues] == [("IN017", 1), ("IN018", 2), ("IN010", 1)]
+
+
+def test_no_warning_for_each_row_when_the_header_lacks_a_required_column():
+    # Every row holds values in ignored columns only; the header's IN001 says why, once.
+    rows, issues = _read(b"Titre;Remarque\r\n" + b"T-1;x\r\n" * 5)
+    assert [(code, line) for code, line, _ in issues] == [("IN017", 1), ("IN001", 1)]
+    assert len(rows) == 5
+
+
 def test_headers_are_compared_without_case_accents_or_punctuation():
     report = InputReport("in")
     data = "Référence;MATRICULE;nom;PRENOM;code_medecin;Date d'ordonnance;Pathologies;TRAITEMENT;Ordonnance\n"

@@ -86,6 +86,24 @@ def test_the_same_file_in_english_and_as_json(excel_sessions, current_tariffs):
     assert "séances.csv: 5 problems in the sessions; nothing was written" in en.stderr
 
 
+def test_a_totals_line_in_french(tmp_path, current_tariffs):
+    """The secretary's totals line under the sessions: skipped, with one warning in French (IN018)."""
+    path = tmp_path / "séances.csv"
+    path.write_bytes("N° Titre;Matricule;Date séance;Acte;Remarque;Montant\r\n"
+                     "TPC-2026-000001;1893120105732;02/11/2026;ZD11;;44,44\r\n"
+                     ";;;;Total;44,44\r\n".encode("cp1252"))
+    r = _build(path, FRENCH)
+    assert r.returncode == 0, r.stderr
+    assert ("séances.csv:3: avertissement IN018: seules des colonnes non utilisées par cnsx ont des valeurs ici "
+            "('Remarque', 'Montant') : ligne ignorée (une ligne de totaux ?)") in r.stderr
+    assert "conseil : rien à faire si c'est une ligne de totaux ou de notes" in r.stderr
+    r = _build(path, FRENCH, "--strict")
+    assert r.returncode == 3
+    assert "seules des colonnes non utilisées par cnsx ont des valeurs ici ('Remarque', 'Montant') : ligne refusée (--strict)" in r.stderr
+    assert "conseil : retirez la ligne du fichier, ou lancez la commande sans --strict" in r.stderr
+    assert "only columns" not in r.stderr and "hint:" not in r.stderr
+
+
 def test_an_undecodable_file_in_french(tmp_path, current_tariffs):
     """A file that is UTF-8, then Windows-1252: refused at the line where it turns (IN005)."""
     path = tmp_path / "mixed.csv"
