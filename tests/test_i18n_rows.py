@@ -116,6 +116,20 @@ def test_an_undecodable_file_in_french(tmp_path, current_tariffs):
     assert "n'est pas de l'UTF-8, comme l'était la ligne 2 : le fichier mélange deux encodages" in r.stderr
 
 
+
+def test_a_utf8_file_under_windows_1252_in_french(tmp_path, current_tariffs):
+    """UTF-8 bytes while the encoding is set to cp1252: refused (IN005), not read as 'MÃ¼ller'."""
+    path = tmp_path / "utf8.csv"
+    path.write_bytes("certificate_number;matricule;session_date;act_code;last_name\n"
+                     "TPC-2026-000001;1893120105732;2026-11-02;ZD11;Müller\n".encode("utf-8"))
+    r = _build(path, FRENCH, "--encoding", "cp1252")
+    assert r.returncode == 3
+    assert ("utf8.csv:2: erreur IN005: le fichier est en UTF-8 (« Müller »), mais l'encodage réglé est cp1252, "
+            "qui lirait « MÃ¼ller »") in r.stderr
+    assert 'conseil : laissez cnsx reconnaître l\'encodage : encoding = "detect" (ou "utf-8") dans la configuration' in r.stderr
+    assert "the file is UTF-8" not in r.stderr
+
+
 def test_an_unknown_encoding_in_french(excel_sessions, current_tariffs):
     r = _build(excel_sessions, FRENCH, "--encoding", "klingon")
     assert r.returncode == 2

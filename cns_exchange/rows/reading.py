@@ -292,11 +292,9 @@ def _decoded_lines(stream, decoder: Decoder, report: InputReport, state: dict) -
         try:
             text = decoder.line(raw, lineno)
         except Undecodable as exc:
-            report.add("IN005", reason(exc), lineno)
+            report.add("IN005", reason(exc), lineno, hint=exc.hint)
             state["failed"] = True
             return
-        if lineno == 1 and text.startswith("\ufeff"):
-            text = text[1:]
         if "'" in text:
             state["quotes"] = True
         yield text
@@ -426,12 +424,10 @@ class _JsonItems:
         try:
             yield from self._items()
         except Undecodable as exc:
-            self.report.add("IN005", reason(exc), self._line(self.pos))
+            self.report.add("IN005", reason(exc), self._line(self.pos), hint=exc.hint)
 
     def _items(self) -> Iterator[tuple[int, object]]:
         self._fill()
-        if self.text.startswith("\ufeff"):
-            self.pos = 1
         self._skip_blanks()
         if self._at_end():
             return self._fail("IN006", _("not valid JSON"), detail=_("the file is empty"))
@@ -538,10 +534,8 @@ def _read_ndjson(stream, report, columns, names: _Columns, decoder: Decoder) -> 
         try:
             text = decoder.line(raw, lineno)
         except Undecodable as exc:
-            report.add("IN005", reason(exc), lineno)
+            report.add("IN005", reason(exc), lineno, hint=exc.hint)
             continue
-        if lineno == 1:
-            text = text.lstrip("\ufeff")
         if not text.strip():
             continue
         count += 1
