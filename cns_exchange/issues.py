@@ -54,6 +54,7 @@ CATALOGUE: dict[str, Rule] = {
     "IN015": Rule(ERROR, _("line or cell too long"), _("no row of practice data is that long: check that this is the right file, a text file with line ends (LF or CRLF)"), "cnsx input limits"),
     "IN017": Rule(WARNING, _("columns not used by cnsx"), _("nothing to do if they are your own notes; map a column of cnsx written under another name in the config's [columns], or pass --strict to refuse them"), "cnsx input format"),
     "IN016": Rule(ERROR, _("too many errors"), _("fix the errors shown (they often have one cause: a wrong delimiter, encoding or file), then run again"), "cnsx input limits"),
+    "IN018": Rule(WARNING, _("a row with values only in columns cnsx does not use"), _("nothing to do if it is a totals or notes line; if it is a row of data, fill in its columns of cnsx (or map its columns in the config's [columns])"), "cnsx input format"),
     # Prescription PDFs (build-request reads them; validate and upload check them beside a request)
     "PDF01": Rule(ERROR, _("prescription PDF cannot be read"), _("the file is damaged: scan the prescription again, or open and save it again as PDF"), "CNS: files are XML and PDF"),
     "PDF02": Rule(ERROR, _("prescription PDF is encrypted"), _("save an unprotected copy (e.g. qpdf --decrypt in.pdf out.pdf) or scan the prescription again without a password"), "cnsx: the CNS must be able to open the prescription"),

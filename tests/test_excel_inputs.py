@@ -212,11 +212,167 @@ def test_a_json_array_in_windows_1252_is_detected_too():
     assert [code for code, *_ in issues] == ["IN005"]
 
 
+
+# --- a byte-order mark, and UTF-8 bytes under another encoding -------------------------------
+
+BOM = b"\xef\xbb\xbf"
+UTF8_ROWS = HEADER + b"x;y\r\n" + "Weber-Müller;Léa\r\n".encode("utf-8")
+
+
+@pytest.mark.parametrize("encoding", [None, "detect", "utf-8", "cp1252", "latin-1", "utf-8-sig"])
+@pytest.mark.parametrize("fmt, data", [
+    ("csv", UTF8_ROWS),
+    ("ndjson", '{"a": "x", "b": "y"}\n{"a": "Weber-Müller", "b": "Léa"}\n'.encode("utf-8")),
+    ("json", '[{"a": "x", "b": "y"}, {"a": "Weber-Müller", "b": "Léa"}]'.encode("utf-8")),
+], ids=["csv", "ndjson", "json"])
+def test_a_utf8_byte_order_mark_means_utf8_whatever_the_encoding_set(encoding, fmt, data):
+    rows, issues = _read(BOM + data, fmt, encoding)
+    assert issues == []
+    assert rows == [{"a": "x", "b": "y"}, {"a": "Weber-Müller", "b": "Léa"}]
+
+
+def test_a_byte_order_mark_then_a_byte_that_is_not_utf8_says_the_mark():
+    _, issues = _read(BOM + HEADER + "é;x\r\n".encode("cp1252"), "csv", "cp1252")
+    assert issues == [("IN005", 2, "byte b'\\xe9' at column 1 is not UTF-8, which the file's byte-order mark says it is")]
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
+def test_utf8_bytes_under_another_encoding_are_refused_at_their_first_line(encoding):
+    name = "iso8859-1" if encoding == "latin-1" else encoding
+    report = InputReport("in")
+    rows = list(read_rows(io.BytesIO(UTF8_ROWS + "Ünal;x\r\n".encode("utf-8")), "csv", report, ("a",), ("b",),
+                          Reading(encoding)))
+    assert [(i.code, i.line, i.message) for i in report.issues] == [
+        ("IN005", 3, f"the file is UTF-8 ('Weber-Müller'), but the encoding is set to {name}, which would read "
+                     "'Weber-MÃ¼ller'")]
+    assert report.issues[0].hint.startswith('let cnsx detect the encoding: encoding = "detect" (or "utf-8") in the config')
+    assert rows == [r for r in rows if r.values["a"].isascii()]   # nothing garbled went through
+    _, issues = _read('[{"a": "Weber-Müller"}]'.encode("utf-8"), "json", encoding)
+    assert [(code, message.split(",")[0]) for code, _, message in issues] == [
+        ("IN005", "the file is UTF-8 ('Weber-Müller')")]
+
+
+def test_windows_1252_set_reads_windows_1252():
+    data = HEADER + b"x;y\r\n" + "Weber-Müller;Léa\r\n€;ü\r\n".encode("cp1252")
+    for fmt, text in (("csv", data), ("json", '[{"a": "Müller", "b": "é€"}]'.encode("cp1252"))):
+        rows, issues = _read(text, fmt, "cp1252")
+        assert issues == [] and rows[-1] in ({"a": "€", "b": "ü"}, {"a": "Müller", "b": "é€"})
+
+
+def test_a_utf8_line_after_a_windows_1252_one_is_refused_as_a_mix():
+    data = HEADER + "Müller;x\r\n".encode("cp1252") + "Weber-Müller;x\r\n".encode("utf-8")
+    for encoding in (None, "cp1252"):   # detected, or set
+        _, issues = _read(data, "csv", encoding)
+        assert issues == [("IN005", 3, "'Weber-Müller' is UTF-8, but line 2 was cp1252: the file mixes two encodings")]
+
+
+def test_a_byte_order_mark_cut_by_the_reads_of_a_json_array_is_one():
+    from cns_exchange.rows.decoding import Decoder
+
+    decoder = Decoder("cp1252")
+    text = "".join(decoder.piece(bytes([b]), final=False) for b in BOM + '[{"a": "Müller"}]'.encode("utf-8"))
+    assert text + decoder.piece(b"", final=True) == '[{"a": "Müller"}]'
+
+
+def test_the_config_set_to_windows_1252_refuses_a_utf8_file_and_reads_one_with_a_mark(run, examples, isolated_config):
+    (isolated_config / "config.toml").write_text('encoding = "cp1252"\n', "utf-8")
+    sessions = examples / "sessions.csv"
+    assert sessions.read_bytes().isascii() is False and not sessions.read_bytes().startswith(BOM)
+    r = _build(run, "build-invoice", sessions)
+    assert r.exit_code == 3 and r.stdout == ""
+    assert (f"{sessions}:2: error IN005: the file is UTF-8 ('Léa'), but the encoding is set to cp1252, which would read "
+            "'LÃ©a'") in r.stderr
+    assert 'hint: let cnsx detect the encoding: encoding = "detect" (or "utf-8") in the config, or --encoding detect' in r.stderr
+    marked = examples / "marked.csv"
+    marked.write_bytes(BOM + sessions.read_bytes().replace(b"certificate_number", "N° titre".encode("utf-8"), 1))
+    r = _build(run, "build-invoice", marked)
+    assert r.exit_code == 0, r.stderr
+    assert "warning" not in r.stderr.replace("warning NOM05", "")
+    (isolated_config / "config.toml").write_text("", "utf-8")
+    assert r.stdout_bytes == _build(run, "build-invoice", sessions).stdout_bytes
+
+
 def test_rows_of_empty_cells_are_skipped_silently_but_a_file_of_them_has_no_rows():
     rows, issues = _read(HEADER + b"x;y\r\n;\r\n  ;  \r\n;;;;;;\r\nz;\r\n")
     assert rows == [{"a": "x", "b": "y"}, {"a": "z", "b": ""}] and issues == []
     rows, issues = _read(HEADER + b";\r\n;\r\n")
     assert rows == [] and [code for code, *_ in issues] == ["IN010"]
+
+
+
+# --- a totals line: values in ignored columns only (IN018) -------------------------------------
+
+def with_totals_line(export: bytes) -> tuple[bytes, int]:
+    """``export`` (excel_export) with the line a secretary adds under the rows: 'Total' under
+    Remarque and the sum under Durée and Montant, every column of cnsx empty; and its number."""
+    lines = export.split(b"\r\n")
+    header = lines[0].decode("cp1252").split(";")
+    cells = [""] * len(header)
+    cells[header.index("Durée")], cells[header.index("Montant")], cells[header.index("Remarque")] = "6 h", "622,20", "Total"
+    data = [line for line in lines[1:] if line.strip(b";")]
+    rest = [line for line in lines[1:] if not line.strip(b";")]
+    totals = ";".join(cells).encode("cp1252")
+    return b"\r\n".join([lines[0], *data, totals, *rest]), len(data) + 2
+
+
+@pytest.mark.parametrize("command, canonical, headers", [
+    ("build-request", "requests.csv", REQUEST_HEADERS),
+    ("build-invoice", "sessions.csv", SESSION_HEADERS),
+])
+def test_a_totals_line_is_skipped_with_one_warning(run, examples, command, canonical, headers):
+    export, line = with_totals_line(excel_export(examples / canonical, headers))
+    path = examples / "export-excel.csv"
+    path.write_bytes(export)
+    r = _build(run, command, path)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout_bytes == _build(run, command, examples / canonical).stdout_bytes
+    warnings = [text for text in r.stderr.splitlines() if "warning IN01" in text]
+    assert warnings == [
+        f"{path}:1: warning IN017: columns not used by cnsx, ignored: 'Durée', 'Montant', 'Remarque'",
+        f"{path}:{line}: warning IN018: only columns cnsx does not use have values here ('Durée', 'Montant', 'Remarque'): "
+        "row skipped (a totals line?)"]
+    assert "error" not in r.stderr and "IN003" not in r.stderr
+
+
+def test_strict_refuses_a_totals_line_with_one_error(run, examples):
+    export, line = with_totals_line(excel_export(examples / "sessions.csv", SESSION_HEADERS))
+    path = examples / "export-excel.csv"
+    path.write_bytes(export)
+    r = _build(run, "build-invoice", path, "--strict")
+    assert r.exit_code == 3 and r.stdout == ""
+    assert (f"{path}:{line}: error IN018: only columns cnsx does not use have values here ('Durée', 'Montant', 'Remarque'): "
+            "refused (--strict)") in r.stderr
+    assert "hint: remove the row from the file, or run without --strict" in r.stderr
+    assert "IN003" not in r.stderr
+
+
+IGNORED = b"a;b;Remarque;;Montant\r\n"
+
+
+def test_a_row_with_values_in_ignored_columns_only_is_skipped_and_named():
+    rows, issues = _read(IGNORED + b"x;;;;\r\n;;Total;;622,20\r\n; ;;n;\r\n;y;Total;;\r\n;;;;\r\n")
+    assert rows == [{"a": "x", "b": ""}, {"a": "", "b": "y"}]
+    assert issues == [
+        ("IN017", 1, "columns not used by cnsx, ignored: 'Remarque', 'Montant'"),
+        ("IN018", 3, "only columns cnsx does not use have values here ('Remarque', 'Montant'): row skipped (a totals line?)"),
+        ("IN018", 4, "only a column cnsx does not use has a value here ('column 4'): row skipped (a totals line?)"),
+    ]
+    report = InputReport("in")
+    list(read_rows(io.BytesIO(IGNORED + b"x;;;;\r\n;;Total;;\r\n"), "csv", report, ("a",), ("b",), Reading(strict=True)))
+    assert [(i.code, i.line, i.severity) for i in report.issues] == [
+        ("IN002", 1, "error"), ("IN002", 1, "error"), ("IN018", 3, "error")]
+
+
+def test_a_file_of_totals_lines_only_has_no_rows():
+    rows, issues = _read(IGNORED + b";;Total;;622,20\r\n")
+    assert rows == [] and [(code, line) for code, line, _ in issues] == [("IN017", 1), ("IN018", 2), ("IN010", 1)]
+
+
+def test_no_warning_for_each_row_when_the_header_lacks_a_required_column():
+    # Every row holds values in ignored columns only; the header's IN001 says why, once.
+    rows, issues = _read(b"Titre;Remarque\r\n" + b"T-1;x\r\n" * 5)
+    assert [(code, line) for code, line, _ in issues] == [("IN017", 1), ("IN001", 1)]
+    assert len(rows) == 5
 
 
 def test_headers_are_compared_without_case_accents_or_punctuation():

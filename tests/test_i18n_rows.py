@@ -86,6 +86,24 @@ def test_the_same_file_in_english_and_as_json(excel_sessions, current_tariffs):
     assert "séances.csv: 5 problems in the sessions; nothing was written" in en.stderr
 
 
+def test_a_totals_line_in_french(tmp_path, current_tariffs):
+    """The secretary's totals line under the sessions: skipped, with one warning in French (IN018)."""
+    path = tmp_path / "séances.csv"
+    path.write_bytes("N° Titre;Matricule;Date séance;Acte;Remarque;Montant\r\n"
+                     "TPC-2026-000001;1893120105732;02/11/2026;ZD11;;44,44\r\n"
+                     ";;;;Total;44,44\r\n".encode("cp1252"))
+    r = _build(path, FRENCH)
+    assert r.returncode == 0, r.stderr
+    assert ("séances.csv:3: avertissement IN018: seules des colonnes non utilisées par cnsx ont des valeurs ici "
+            "('Remarque', 'Montant') : ligne ignorée (une ligne de totaux ?)") in r.stderr
+    assert "conseil : rien à faire si c'est une ligne de totaux ou de notes" in r.stderr
+    r = _build(path, FRENCH, "--strict")
+    assert r.returncode == 3
+    assert "seules des colonnes non utilisées par cnsx ont des valeurs ici ('Remarque', 'Montant') : ligne refusée (--strict)" in r.stderr
+    assert "conseil : retirez la ligne du fichier, ou lancez la commande sans --strict" in r.stderr
+    assert "only columns" not in r.stderr and "hint:" not in r.stderr
+
+
 def test_an_undecodable_file_in_french(tmp_path, current_tariffs):
     """A file that is UTF-8, then Windows-1252: refused at the line where it turns (IN005)."""
     path = tmp_path / "mixed.csv"
@@ -96,6 +114,20 @@ def test_an_undecodable_file_in_french(tmp_path, current_tariffs):
     assert r.returncode == 3
     assert "erreur IN005" in r.stderr
     assert "n'est pas de l'UTF-8, comme l'était la ligne 2 : le fichier mélange deux encodages" in r.stderr
+
+
+
+def test_a_utf8_file_under_windows_1252_in_french(tmp_path, current_tariffs):
+    """UTF-8 bytes while the encoding is set to cp1252: refused (IN005), not read as 'MÃ¼ller'."""
+    path = tmp_path / "utf8.csv"
+    path.write_bytes("certificate_number;matricule;session_date;act_code;last_name\n"
+                     "TPC-2026-000001;1893120105732;2026-11-02;ZD11;Müller\n".encode("utf-8"))
+    r = _build(path, FRENCH, "--encoding", "cp1252")
+    assert r.returncode == 3
+    assert ("utf8.csv:2: erreur IN005: le fichier est en UTF-8 (« Müller »), mais l'encodage réglé est cp1252, "
+            "qui lirait « MÃ¼ller »") in r.stderr
+    assert 'conseil : laissez cnsx reconnaître l\'encodage : encoding = "detect" (ou "utf-8") dans la configuration' in r.stderr
+    assert "the file is UTF-8" not in r.stderr
 
 
 def test_an_unknown_encoding_in_french(excel_sessions, current_tariffs):

@@ -105,7 +105,7 @@ def test_corpus_covers_every_input_code():
     wanted = {code for code in CATALOGUE if code.startswith(("IN", "MAT", "PRV", "PRS", "PAT", "ACT", "CRT", "TRT"))}
     wanted |= {"NOM01", "PDF01", "PDF02", "PDF03", "PDF05", "PDF06"}
     wanted -= {"MAT04", "TRT05"}  # warnings: tested below
-    wanted -= {"IN017"}  # a warning: tests/test_excel_inputs.py
+    wanted -= {"IN017", "IN018"}  # warnings: tests/test_excel_inputs.py
     wanted -= {"CRT02", "CRT03", "CRT04", "CRT05"}  # need imported certificates: tests/test_cli_import_status.py
     wanted -= {"CRT06"}  # needs a billed session in the database: tests/test_ledger.py
     wanted -= {"TRT10", "TRT11"}  # need earlier treatments in the database: tests/test_treatment_history.py

@@ -1,10 +1,12 @@
 """Bytes to text for the practice's files: the encoding given, or detected (UTF-8, else
-Windows-1252, never a mix), a line or a piece at a time; the encodings a file may name."""
+Windows-1252, never a mix; a UTF-8 byte-order mark, or bytes that are UTF-8, never read as
+another), a line or a piece at a time; the encodings a file may name."""
 
 from __future__ import annotations
 
 import codecs
 import io
+import re
 from typing import IO
 
 from cns_exchange.errors import UsageError
@@ -16,26 +18,73 @@ FALLBACK_ENCODING = "cp1252"
 
 
 class Undecodable(Exception):
-    """Bytes that are not text in the input's encoding (the message says which and where)."""
+    """Bytes that are not text in the input's encoding (the message says which and where;
+    ``hint``, when not '', what to do instead of the issue code's own hint)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+#: Characters that end a cell or a JSON string: a value quoted in a message stops at them.
+_SAMPLE = re.compile(r'[^;,\t"\r\n]{0,30}[^\x00-\x7f][^;,\t"\r\n]{0,30}')
 
 
 class Decoder:
     """Bytes to text, a line or a piece at a time: in the encoding given, or detected (None):
     UTF-8 while the bytes are UTF-8, Windows-1252 from a byte that is not when nothing
     before it was UTF-8 beyond ASCII. A file that turns from UTF-8 to another encoding is
-    refused at that line, not half read as one and half as the other. Raises Undecodable."""
+    refused at that line, not half read as one and half as the other. Raises Undecodable.
+
+    Whatever the encoding, a file that starts with a UTF-8 byte-order mark is UTF-8 (the
+    mark is unambiguous; it is dropped). Bytes that are UTF-8 beyond ASCII are never read in
+    another encoding (Windows-1252, given or detected, would turn 'Müller' into 'MÃ¼ller'
+    without a word): a line of them is refused, as is a JSON array that is UTF-8 while
+    another encoding is given."""
 
     def __init__(self, encoding: str | None) -> None:
         self.detect = encoding is None
         self.encoding = encoding or "utf-8"
         self.utf8_line = 0          # the first line read as UTF-8 beyond ASCII (detecting)
+        self.other_line = 0         # the first line beyond ASCII read in another encoding
+        self.bom = False            # the file starts with a UTF-8 byte-order mark
         self._pieces = None         # the incremental decoder of piece()
+        self._head = b""            # piece(): the first bytes, while they may be the start of a mark
+        self._utf8 = None           # piece(): a UTF-8 decoder beside the one of a given encoding
 
     def describe(self) -> str:
         return _("UTF-8 or Windows-1252") if self.detect else self.encoding
 
+    def _marked(self, raw: bytes) -> bytes:
+        """``raw``, the start of the file, without its UTF-8 byte-order mark, if any: the
+        file is UTF-8 then."""
+        if raw.startswith(codecs.BOM_UTF8):
+            self.detect, self.encoding, self.bom = False, "utf-8", True
+            return raw[len(codecs.BOM_UTF8):]
+        return raw
+
+    def _read_as_other(self) -> bool:
+        """True when the bytes are read in an encoding that is not one of Unicode's."""
+        return not self.encoding.startswith("utf")
+
+    def _refuse_utf8(self, text: str) -> None:
+        """Raise Undecodable for ``text``, bytes that are UTF-8 beyond ASCII, which the
+        encoding set would misread: naming the first such value and what it would become."""
+        sample = _SAMPLE.search(text).group().strip()
+        if self.other_line:
+            raise Undecodable(_("'{text}' is UTF-8, but line {line} was {encoding}: the file mixes two encodings").format(
+                text=sample, line=self.other_line, encoding=self.encoding))
+        raise Undecodable(
+            _("the file is UTF-8 ('{text}'), but the encoding is set to {encoding}, which would read '{garbled}'").format(
+                text=sample, encoding=self.encoding,
+                garbled=sample.encode("utf-8").decode(self.encoding, errors="replace")),
+            _("let cnsx detect the encoding: encoding = \"detect\" (or \"utf-8\") in the config, or --encoding detect; "
+              "or save the file again from the spreadsheet in {encoding}").format(encoding=self.encoding))
+
     def line(self, raw: bytes, number: int) -> str:
         """The text of the line ``number``, ``raw`` its bytes."""
+        if number == 1:
+            raw = self._marked(raw)
         try:
             if self.detect:
                 if raw.isascii():
@@ -52,10 +101,21 @@ class Decoder:
                     else:
                         self.utf8_line = self.utf8_line or number
                         return text
+            if self._read_as_other() and not raw.isascii():
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    self.other_line = self.other_line or number
+                else:
+                    self._refuse_utf8(text)
             return raw.decode(self.encoding)
         except UnicodeDecodeError as exc:
-            message = (_("byte {byte} at column {column} is neither UTF-8 nor Windows-1252") if self.detect
-                       else _("byte {byte} at column {column} is not {encoding}"))
+            if self.bom:
+                message = _("byte {byte} at column {column} is not UTF-8, which the file's byte-order mark says it is")
+            elif self.detect:
+                message = _("byte {byte} at column {column} is neither UTF-8 nor Windows-1252")
+            else:
+                message = _("byte {byte} at column {column} is not {encoding}")
             raise Undecodable(message.format(byte=repr(raw[exc.start:exc.start + 1]), column=exc.start + 1,
                                              encoding=self.encoding)) from None
         except ValueError as exc:  # a codec's own UnicodeError: the line is not in it either
@@ -64,8 +124,24 @@ class Decoder:
     def piece(self, data: bytes, final: bool) -> str:
         """The text of the next piece of a stream (a character may straddle two pieces)."""
         if self._pieces is None:
+            data = self._head + data
+            if not final and len(data) < len(codecs.BOM_UTF8) and codecs.BOM_UTF8.startswith(data):
+                self._head = data   # (a mark cut short by the read: wait for the rest)
+                return ""
+            self._head = b""
+            data = self._marked(data)
             self._pieces = codecs.getincrementaldecoder(self.encoding)()
+            if not self.detect and self._read_as_other():
+                self._utf8 = codecs.getincrementaldecoder("utf-8")()
         try:
+            if self._utf8 is not None and not (data.isascii() and not self._utf8.getstate()[0]):
+                try:
+                    text = self._utf8.decode(data, final)
+                except UnicodeDecodeError:
+                    self._utf8 = None   # not UTF-8: read in the encoding given
+                else:
+                    if not text.isascii():
+                        self._refuse_utf8(text)
             if self.detect and self.encoding == "utf-8":
                 pending = self._pieces.getstate()[0]
                 try:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Iterator, Mapping
 
 from cns_exchange.errors import ConfigError, InputError, UsageError
-from cns_exchange.issues import Issue
+from cns_exchange.issues import ERROR, Issue, Severity
 from cns_exchange.rows.csvout import FORMULA_STARTS
 from cns_exchange.rows.decoding import Decoder, Undecodable, canonical_encoding
 from cns_exchange.i18n import _, ngettext, reason
@@ -88,8 +88,10 @@ class InputReport:
     errors: int = 0
     cut: bool = False   # reading stopped at a line or cell over its limit (IN015)
 
-    def add(self, code: str, message: str, line: int | None = None, column: str = "", hint: str = "") -> None:
-        issue = Issue(code, message, file=self.name, line=line, field=column, hint=hint)
+    def add(self, code: str, message: str, line: int | None = None, column: str = "", hint: str = "",
+            severity: Severity | None = None) -> None:
+        """Add an issue; ``severity`` None: the code's (issues.CATALOGUE)."""
+        issue = Issue(code, message, severity=severity, file=self.name, line=line, field=column, hint=hint)
         self.issues.append(issue)
         if issue.is_error:
             self.errors += 1
@@ -133,7 +135,8 @@ class Reading:
     """How to read a practice's file: ``encoding`` (None or 'detect': UTF-8 if the bytes are,
     else Windows-1252), ``columns`` (the config's [columns]: a practice's own header names
     mapped to cnsx's), ``strict`` (a column cnsx does not use is an error, IN002, instead of
-    one warning, IN017). Raises ConfigError when ``columns`` maps a name to no column of cnsx."""
+    one warning, IN017; a CSV row with values in such columns only is an error, IN018, not a
+    row skipped with a warning). Raises ConfigError when ``columns`` maps a name to no column of cnsx."""
 
     encoding: str | None = None
     columns: Mapping[str, str] = field(default_factory=dict)
@@ -180,6 +183,21 @@ class _Columns:
                 unused = ngettext("column not used by cnsx, ignored: {names}", "columns not used by cnsx, ignored: {names}", len(names))
             report.add("IN017", unused.format(names=listed), line)
 
+    def report_ignored_only(self, names: list[str], report: InputReport, line: int) -> None:
+        """IN018 for a CSV row whose values are all in columns cnsx does not use (``names``:
+        those that hold one): a warning, the row skipped (a totals line), or an error with
+        --strict."""
+        listed = ", ".join(f"'{n}'" for n in names)
+        if self.strict:
+            message = ngettext("only a column cnsx does not use has a value here ({names}): refused (--strict)",
+                               "only columns cnsx does not use have values here ({names}): refused (--strict)", len(names))
+            report.add("IN018", message.format(names=listed), line, severity=ERROR,
+                       hint=_("remove the row from the file, or run without --strict to skip it with a warning"))
+        else:
+            message = ngettext("only a column cnsx does not use has a value here ({names}): row skipped (a totals line?)",
+                               "only columns cnsx does not use have values here ({names}): row skipped (a totals line?)",
+                               len(names))
+            report.add("IN018", message.format(names=listed), line)
 
 
 def detect_format(name: str, stream: IO[bytes], explicit: str | None) -> str:
@@ -274,11 +292,9 @@ def _decoded_lines(stream, decoder: Decoder, report: InputReport, state: dict) -
         try:
             text = decoder.line(raw, lineno)
         except Undecodable as exc:
-            report.add("IN005", reason(exc), lineno)
+            report.add("IN005", reason(exc), lineno, hint=exc.hint)
             state["failed"] = True
             return
-        if lineno == 1 and text.startswith("\ufeff"):
-            text = text[1:]
         if "'" in text:
             state["quotes"] = True
         yield text
@@ -303,7 +319,13 @@ def _read_csv(stream, report, columns, names: _Columns, decoder: Decoder) -> Ite
     except csv.Error as exc:
         report.add("IN006", _("CSV syntax error in the header ({error})").format(error=exc), 1)
         return
-    used = [(i, column) for i, column in enumerate(_check_columns(header, report, columns, names, 1)) if column]
+    resolved = _check_columns(header, report, columns, names, 1)
+    used = [(i, column) for i, column in enumerate(resolved) if column]
+    # A row with values in ignored columns only is told (IN018) when the header gives every
+    # required column: without one, every row would be told, after the header's IN001.
+    ignored = [(i, name or _("column {number}").format(number=i + 1))
+               for i, (name, column) in enumerate(zip(header, resolved)) if column is None]
+    tell_ignored_only = bool(ignored) and all(name in resolved for name in columns)
     width = len(header)
     # strict: a quote left open would otherwise swallow the rows after it into one value.
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
@@ -315,14 +337,19 @@ def _read_csv(stream, report, columns, names: _Columns, decoder: Decoder) -> Ite
             line = state["line"]
             if not any(f.strip() for f in fields):  # a blank line, or a spreadsheet's ;;;;;; row
                 continue
-            count += 1
             if len(fields) != width:
+                count += 1
                 report.add("IN006", _("row has {n} values, the header has {width}").format(n=len(fields), width=width), line)
                 continue
             if state["quotes"]:  # (a text search per line is cheaper than a test per cell)
-                yield Row(line, {column: _unquoted(fields[i].strip()) for i, column in used})
+                values = {column: _unquoted(fields[i].strip()) for i, column in used}
             else:
-                yield Row(line, {column: fields[i].strip() for i, column in used})
+                values = {column: fields[i].strip() for i, column in used}
+            if tell_ignored_only and not any(values.values()):  # a totals line: 'Total' and a sum only
+                names.report_ignored_only([name for i, name in ignored if fields[i].strip()], report, line)
+                continue
+            count += 1
+            yield Row(line, values)
     except csv.Error as exc:
         if "field limit" in str(exc):   # (the only way Python's csv says it)
             report.add("IN015", _("a cell is longer than {limit} characters: the rest of the file was not read").format(
@@ -397,12 +424,10 @@ class _JsonItems:
         try:
             yield from self._items()
         except Undecodable as exc:
-            self.report.add("IN005", reason(exc), self._line(self.pos))
+            self.report.add("IN005", reason(exc), self._line(self.pos), hint=exc.hint)
 
     def _items(self) -> Iterator[tuple[int, object]]:
         self._fill()
-        if self.text.startswith("\ufeff"):
-            self.pos = 1
         self._skip_blanks()
         if self._at_end():
             return self._fail("IN006", _("not valid JSON"), detail=_("the file is empty"))
@@ -509,10 +534,8 @@ def _read_ndjson(stream, report, columns, names: _Columns, decoder: Decoder) -> 
         try:
             text = decoder.line(raw, lineno)
         except Undecodable as exc:
-            report.add("IN005", reason(exc), lineno)
+            report.add("IN005", reason(exc), lineno, hint=exc.hint)
             continue
-        if lineno == 1:
-            text = text.lstrip("\ufeff")
         if not text.strip():
             continue
         count += 1
