@@ -278,3 +278,57 @@ def test_status_gives_cents_and_each_output_writes_them(run, db):
     assert status_json(run, db, "--patient", "1974091186700") == json.loads(status_mod.canonical_json(one))
     shown = {name: {col.key for col in columns if col.kind == "amount"} for name, _, columns in SECTIONS}
     assert {name: keys for name, keys in shown.items() if keys} == {n: set(k) for n, k in status_mod.AMOUNTS.items()}
+
+
+# --- the month chart -----------------------------------------------------------------------------
+
+def _charts(pages) -> list:
+    """The bar charts drawn on the pages of a layout (pdf.report.layout's return value)."""
+    from reportlab.graphics.charts.barcharts import VerticalBarChart
+
+    from cns_exchange.pdf.layout import Graphic
+
+    return [item for page in pages for _, band in page for mark in band.marks if isinstance(mark, Graphic)
+            for item in mark.drawing.contents if isinstance(item, VerticalBarChart)]
+
+
+def _month(month: str, billed: int, paid: int, disputed: int) -> dict:
+    return {"month": month, "sessions": 1, "gross": billed + 1000, "patient_share": 1000, "billed": billed,
+            "paid": paid, "disputed": disputed}
+
+
+def test_month_chart_has_every_month_with_the_tables_figures():
+    """The chart's bars are the table's billed, paid and disputed (euros) month by month, and
+    the months without a row in between are there as zero bars: its axis is a time axis (three
+    months with something in them over five months, a year's end between)."""
+    from datetime import datetime, timezone
+
+    from cns_exchange.pdf.report import StatusHeading, layout, write_status
+
+    months = [_month("2025-11", 12345, 10000, 2345), _month("2026-02", 50000, 0, 0), _month("2026-03", 7, 5, 2)]
+    heading = StatusHeading(["123456"], date(2026, 4, 1), datetime(2026, 4, 1, tzinfo=timezone.utc), "0" * 64)
+    [chart] = _charts(layout({"per_month": months}, heading))
+    assert list(chart.categoryAxis.categoryNames) == ["11/2025", "12/2025", "01/2026", "02/2026", "03/2026"]
+    assert [list(series) for series in chart.data] == [
+        [123.45, 0, 0, 500.0, 0.07],      # billed (the CNS's share)
+        [100.0, 0, 0, 0, 0.05],           # paid
+        [23.45, 0, 0, 0, 0.02]]           # disputed
+    out = io.BytesIO()
+    write_status(out, {"per_month": months}, heading)
+    text = flat("\n".join(p.extract_text() for p in PdfReader(io.BytesIO(out.getvalue())).pages))
+    assert "Montants par mois (3)" in text             # the table: the months with something in them
+    assert "12/2025" in text and "01/2026" in text     # the chart: every month
+
+
+def test_month_chart_shows_the_last_24_months_empty_ones_too():
+    from datetime import datetime, timezone
+
+    from cns_exchange.pdf.report import StatusHeading, layout
+
+    months = [_month("2024-01", 100, 100, 0), _month("2025-12", 300, 200, 100), _month("2026-06", 200, 0, 200)]
+    heading = StatusHeading(["123456"], date(2026, 7, 1), datetime(2026, 7, 1, tzinfo=timezone.utc), "0" * 64)
+    [chart] = _charts(layout({"per_month": months}, heading))
+    names = list(chart.categoryAxis.categoryNames)
+    assert len(names) == 24 and names[0] == "07/2024" and names[-1] == "06/2026"
+    billed, paid, disputed = ([0] * 17 + [x] + [0] * 5 + [y] for x, y in ((3.0, 2.0), (2.0, 0), (1.0, 2.0)))
+    assert [list(series) for series in chart.data] == [billed, paid, disputed]

@@ -185,8 +185,9 @@ def layout(sections: dict[str, list[dict]], heading: StatusHeading) -> list[Page
                 else:
                     cells.append(str(sum(int(r[col.key]) for r in rows)))
             flow.add(total_band(columns, cells, gap=2), again=again)
-        if name == "per_month":   # and as a chart: billed, paid, disputed by month
-            flow.add(Band(_CHART_HEIGHT, (Graphic(LEFT, _CHART_HEIGHT - 4, _month_chart(rows[-_CHART_MONTHS:])),)))
+        if name == "per_month":   # and as a chart: billed, paid, disputed by month, every month
+            months = every_month(rows)[-_CHART_MONTHS:]
+            flow.add(Band(_CHART_HEIGHT, (Graphic(LEFT, _CHART_HEIGHT - 4, _month_chart(months)),)))
     return list(flow.close())
 
 
@@ -230,7 +231,25 @@ _FACTS_UNDER = 20.0   # points between the last fact's baseline and the first se
 
 
 _CHART_HEIGHT = 190.0     # points the month chart takes, with its legend
-_CHART_MONTHS = 24        # the latest months drawn (the table lists them all)
+_CHART_MONTHS = 24        # the latest months drawn, empty ones too (the table lists those with something)
+
+
+def every_month(rows: list[dict]) -> list[dict]:
+    """The rows of the months table (status' per_month: the months with something in them,
+    in order) with every month between the first and the last, a month without a row as a row
+    of zeros: the month chart's axis is a time axis."""
+    if not rows:
+        return []
+    given = {row["month"]: row for row in rows}
+    first, last = min(given), max(given)
+    year, month = int(first[:4]), int(first[5:7])
+    months = []
+    while True:
+        key = f"{year:04d}-{month:02d}"
+        months.append(given.get(key) or {**{column: 0 for column in rows[0]}, "month": key})
+        if key >= last:
+            return months
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
 
 
 def _month_chart(rows: list[dict]):
