@@ -165,13 +165,17 @@ def reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def tr(text: str) -> str:
+def tr(text: str, language: str | None = None) -> str:
     """``text`` in the user's language: a Msg's template looked up in the catalogue, then
     filled with its values (themselves shown with tr); any other text is looked up as it is.
-    Text without a translation, or whose translation does not fit its values, stays English."""
+    Text without a translation, or whose translation does not fit its values, stays English.
+    ``language`` (one of :data:`LANGUAGES`): that language instead, whatever the user's (the
+    printed documents are French in any language)."""
     if isinstance(text, _Joined):
-        return text.separator.join(tr(part) for part in text.parts)
-    catalogue = _translations()
+        return text.separator.join(tr(part, language) for part in text.parts)
+    if language is not None and language not in LANGUAGES:
+        raise ValueError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
+    catalogue = _translations() if language is None else _load(language, ())
     if not isinstance(text, Msg):
         return catalogue.gettext(text) if text else text
     if text.plural is None:
@@ -180,7 +184,7 @@ def tr(text: str) -> str:
         template = catalogue.ngettext(text.msgid, text.plural, text.n if text.n is not None else 2)
     if not text.values:
         return template
-    values = {k: tr(v) if isinstance(v, (Msg, _Joined)) else v for k, v in text.values.items()}
+    values = {k: tr(v, language) if isinstance(v, (Msg, _Joined)) else v for k, v in text.values.items()}
     try:
         return template.format(**values)
     except (KeyError, IndexError, ValueError):  # a translation that does not fit: the English

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, NamedTuple, Sequence
 
 from cns_exchange import __version__
+from cns_exchange.i18n import tr
 
 PRODUCER = f"cnsx {__version__}"
 
@@ -91,13 +92,47 @@ def fit(text: str, width: float, size: float, bold: bool = False) -> str:
     return text.rstrip() + "…"
 
 
-def wrap(text: str, width: float, size: float) -> list[str]:
-    """Return the lines of ``text`` broken to ``width`` points (at least one line)."""
-    from reportlab.lib.utils import simpleSplit
+def wrap(text: str, width: float, size: float, bold: bool = False, breaking: bool = True) -> list[str]:
+    """Return the lines of ``text`` broken to ``width`` points (at least one line): between
+    words, and a word wider than ``width`` (a file name, a reference) broken after a '-', '_',
+    '/' or '.' where it can be, else where it must: broken, never cut. ``breaking=False``:
+    between words only (a column title)."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
 
     if _fonts_loaded is None:
         register_fonts()
-    return simpleSplit(text, FONT, size, width) or [""]
+    font = BOLD if bold else FONT
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split():
+            for k, piece in enumerate(_pieces(word, width, font, size) if breaking else [word]):
+                joined = line + piece if k else f"{line} {piece}" if line else piece
+                if line and stringWidth(joined, font, size) > width:
+                    lines.append(line)
+                    line = piece
+                else:
+                    line = joined
+        lines.append(line)
+    return lines
+
+
+def _pieces(word: str, width: float, font: str, size: float) -> list[str]:
+    """``word`` in pieces each at most ``width`` points wide (one piece when it fits), each
+    ending after a '-', '_', '/' or '.' where one is in the second half of what fits."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    pieces = []
+    while stringWidth(word, font, size) > width:
+        end = 1   # at least one character a piece, however narrow the column
+        while end < len(word) and stringWidth(word[:end + 1], font, size) <= width:
+            end += 1
+        after = max(word.rfind(mark, 0, end) for mark in "-_/.") + 1
+        if after > end // 2:
+            end = after
+        pieces.append(word[:end])
+        word = word[end:]
+    return pieces + [word] if word else pieces
 
 
 def euros(cents: int) -> str:
@@ -105,6 +140,12 @@ def euros(cents: int) -> str:
     sign = "-" if cents < 0 else ""
     whole, rest = divmod(abs(cents), 100)
     return sign + f"{whole:,}".replace(",", "\u00a0") + f",{rest:02d}"  # a no-break space between thousands
+
+
+def french(text: str) -> str:
+    """A message of cnsx (an i18n.Msg, or a word of the catalogue) in French, its values too:
+    the printed documents are French whatever the user's language."""
+    return tr(text, "fr")
 
 
 def french_date(day: date) -> str:
@@ -189,7 +230,8 @@ def shifted(marks: Iterable, dy: float) -> tuple:
 class Column:
     """A table column: its title, width in points and alignment; for the status report, the
     key of the row it shows and how (text, wrap, date, day (of a date-time), month, amount,
-    state, yesno)."""
+    state, yesno; under: wrapped on lines of its own under the row's other cells, ``width``
+    points up to the right margin)."""
 
     title: str
     width: float
@@ -198,22 +240,37 @@ class Column:
     kind: str = "text"
 
 
-def header_band(columns: Sequence[Column]) -> Band:
-    """The column titles in a grey band."""
-    marks: list = [Box(LEFT, 0, RIGHT - LEFT, ROW + 2, fill=GREY)]
+_TITLE, _TITLE_LEADING = 7.5, 9.0   # the column titles' size and line spacing
+
+
+def header_band(columns: Sequence[Column], under: Sequence[Column] = ()) -> Band:
+    """The column titles in a grey band, each wrapped between words (a word is never broken)
+    when it is wider than its column less a point a side, so that two titles never run
+    together; then the titles of ``under``, the columns shown on lines of their own under a
+    row's cells (:func:`row_band`), each on a line of its own where its text begins."""
+    titles = [wrap(col.title, col.width - 2, _TITLE, bold=True, breaking=False) for col in columns]
+    depth = max([1] + [len(t) for t in titles])
+    marks: list = []
     x = LEFT
-    for col in columns:
-        marks.append(Text(x + col.width - 3 if col.align == "right" else x + 3, ROW - 2, col.title, size=7.5, bold=True,
-                          align=col.align))
+    for col, lines in zip(columns, titles):
+        for k, line in enumerate(lines):
+            marks.append(Text(x + col.width - 3 if col.align == "right" else x + 3, ROW - 2 + k * _TITLE_LEADING, line,
+                              size=_TITLE, bold=True, align=col.align))
         x += col.width
-    return Band(ROW + 2, tuple(marks))
+    for col in under:
+        marks.append(Text(RIGHT - col.width + 3, ROW - 2 + depth * _TITLE_LEADING, col.title, size=_TITLE, bold=True))
+        depth += 1
+    height = ROW + 2 + (depth - 1) * _TITLE_LEADING
+    return Band(height, (Box(LEFT, 0, RIGHT - LEFT, height, fill=GREY), *marks))
 
 
 def row_band(columns: Sequence[Column], cells: Sequence[str], lines: Sequence[Sequence[str]] | None = None,
-             bold: bool = False, shade: bool = False, size: float = 8, height: float = ROW) -> Band:
+             bold: bool = False, shade: bool = False, size: float = 8, height: float = ROW,
+             under: Sequence[tuple[Column, Sequence[str]]] = ()) -> Band:
     """One table row. ``lines`` gives, per cell, the lines of a cell that wraps (others are one
     line, cut with '…' to their column). A left-aligned text runs on over the empty cells that
-    follow it ("Total")."""
+    follow it ("Total"). ``under``: columns shown on lines of their own under the cells (a long
+    text, such as a history's detail), each with its lines, in grey, ending at the right margin."""
     marks: list = [Box(LEFT, 0, RIGHT - LEFT, height, fill=SHADE)] if shade else []
     x = LEFT
     for i, (col, cell) in enumerate(zip(columns, cells)):
@@ -230,6 +287,12 @@ def row_band(columns: Sequence[Column], cells: Sequence[str], lines: Sequence[Se
             else:
                 marks.append(Text(x + 3, dy, fit(line, room - 6, size, bold), size=size, bold=bold))
         x += col.width
+    depth = max([1] + [len(cell_lines) for cell_lines in lines or ()])
+    for col, col_lines in under:
+        for line in col_lines:
+            marks.append(Text(RIGHT - col.width + 3, 10 + depth * (size + 2), fit(line, col.width - 6, size), size=size,
+                              grey=True))
+            depth += 1
     return Band(height, tuple(marks))
 
 

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import IO, Any
 
+from cns_exchange.i18n import Msg
 from cns_exchange.pdf.layout import (FONT, LEFT, RIGHT, ROW, Band, Column, Document, Flow, Graphic, Page, Text, draw,
-                                     euros, fit, french_date, header_band, heading_band, row_band, total_band, wrap)
+                                     euros, fit, french, french_date, header_band, heading_band, row_band, total_band,
+                                     wrap)
 
 
 @dataclass
@@ -75,16 +77,17 @@ SECTIONS: list[tuple[str, str, list[Column]]] = [
         Column("Aut.", 22, "right", key="sessions_authorised"), Column("Fact.", 22, "right", key="sessions_billed"),
         Column("Dern. s.", 53, key="last_session", kind="date"), Column("Traitement", 52, key="ended", kind="state"),
         Column("Dû depuis", 53, key="due_since", kind="date")]),
-    # Only with --patient: the patient's history, in date order.
+    # Only with --patient: the patient's history, in date order; each row's detail on a line
+    # of its own under its cells, from the certificate's column to the right margin.
     ("history", "Historique du patient (montants en €)", [
         Column("Date", 53, key="date", kind="date"), Column("Quoi", 46, key="event", kind="state"),
-        Column("Titre", 78, key="certificate"), Column("Référence", 62, key="reference", kind="wrap"),
-        Column("Acte", 30, key="act"), Column("Brut", 36, "right", key="gross", kind="amount"),
-        Column("Patient", 36, "right", key="patient_share", kind="amount"),
-        Column("CNS", 36, "right", key="cns_share", kind="amount"),
-        Column("Payé", 36, "right", key="paid", kind="amount"),
-        Column("Contesté", 38, "right", key="disputed", kind="amount"),
-        Column("Détail", 59, key="detail", kind="wrap")]),
+        Column("Titre", 78, key="certificate"), Column("Référence", 101, key="reference", kind="wrap"),
+        Column("Acte", 28, key="act"), Column("Brut", 40, "right", key="gross", kind="amount"),
+        Column("Patient", 40, "right", key="patient_share", kind="amount"),
+        Column("CNS", 40, "right", key="cns_share", kind="amount"),
+        Column("Payé", 40, "right", key="paid", kind="amount"),
+        Column("Contesté", 44, "right", key="disputed", kind="amount"),
+        Column("Détail", 411, key="detail", kind="under")]),
     # Only with --year: not drawn at all when status() did not give it.
     ("it_flat_rate", "Forfait informatique (art. 38 de la convention)", [
         Column("Année", 34, key="year"), Column("Prestataire(s)", 76, key="providers", kind="wrap"),
@@ -95,10 +98,11 @@ SECTIONS: list[tuple[str, str, list[Column]]] = [
         Column("Année close", 54, key="year_ended", kind="yesno")]),
 ]
 _TOTALS = {"per_month": ("sessions", "gross", "patient_share", "billed", "paid", "disputed")}
-_STATES = {"valid": "valide", "expired": "expiré", "finished": "terminé", "interrupted": "interrompu",
-           "request": "demande", "certificate": "titre", "refused": "refus", "session": "séance",
-           "fee note": "mémoire", "payment": "paiement", "dispute": "contesté", "final report sent": "rapport final",
-           "expiring": "expire bientôt", "sessions": "≤ 1 séance", "unanswered": "sans réponse"}
+#: The report's own words for some states and events (in narrow columns, or where the
+#: catalogue's word means something else: "sessions" is "séances" there); every other word of
+#: a "state" column is the catalogue's, in French (as the terminal shows it in French).
+_STATES = {"refused": "refus", "fee note": "mémoire", "dispute": "contesté", "final report sent": "rapport final",
+           "sessions": "≤ 1 séance"}
 _MASCULINE = {"per_month", "final_reports_due", "history"}   # "… : aucun"
 _NEXT = 30.0       # on the following pages (a short title)
 _HEADING = 26.0    # a section's title (with ": aucune" when it is empty)
@@ -111,21 +115,35 @@ def status_columns() -> dict[str, list[str]]:
 
 def _cell(value, column: Column) -> str:
     """The text of a cell of the status report: amounts (cents) in euros the French way, dates
-    and months the French way, states in French."""
+    and months the French way, states and messages (i18n.Msg: a history's detail) in French,
+    the dates in a message the French way too."""
     if value is None:
         return ""
     if column.kind == "amount":
         return euros(value)
+    if isinstance(value, Msg):
+        return french(value.format(**{k: _french_day(v) for k, v in value.values.items() if _is_day(v)}))
     text = str(value)
     if column.kind in ("date", "day") and len(text) >= 10 and text[4] == "-" and text[7] == "-":
-        return f"{text[8:10]}/{text[5:7]}/{text[:4]}"
+        return _french_day(text)
     if column.kind == "month" and len(text) == 7 and text[4] == "-":
         return f"{text[5:7]}/{text[:4]}"
     if column.kind == "state":
-        return _STATES.get(text, text)
+        return _STATES.get(text) or french(text)
     if column.kind == "yesno":
         return "oui" if value else "non"
     return text
+
+
+def _is_day(value) -> bool:
+    """Whether ``value`` is a day as the database writes it: '2026-11-20'."""
+    return isinstance(value, str) and len(value) == 10 and value[4] == value[7] == "-" and \
+        value.replace("-", "").isdigit()
+
+
+def _french_day(text: str) -> str:
+    """'2026-11-20' (or the day of '2026-11-20T09:00:00+01:00') as '20/11/2026'."""
+    return f"{text[8:10]}/{text[5:7]}/{text[:4]}"
 
 
 def layout(sections: dict[str, list[dict]], heading: StatusHeading) -> list[Page]:
@@ -141,13 +159,17 @@ def layout(sections: dict[str, list[dict]], heading: StatusHeading) -> list[Page
         if not rows:
             flow.add(heading_band(f"{caption} : aucun" if name in _MASCULINE else f"{caption} : aucune", _HEADING))
             continue
-        header = header_band(columns)
+        under = [col for col in columns if col.kind == "under"]   # on lines of their own
+        columns = [col for col in columns if col.kind != "under"]
+        header = header_band(columns, under)
         again = [heading_band(f"{caption} (suite)", _HEADING), header]
         for i, row in enumerate(rows):
             cells = [_cell(row.get(col.key), col) for col in columns]
             lines = [wrap(cell, col.width - 6, 8) if col.kind == "wrap" else [] for col, cell in zip(columns, cells)]
-            height = max([ROW] + [4 + len(x) * 10.0 for x in lines if x])
-            band = row_band(columns, cells, lines, shade=i % 2 == 1, height=height)
+            below = [(col, wrap(text, col.width - 6, 8)) for col in under if (text := _cell(row.get(col.key), col))]
+            depth = max([1] + [len(x) for x in lines]) + sum(len(x) for _, x in below)
+            height = max(ROW, 4 + depth * 10.0)
+            band = row_band(columns, cells, lines, shade=i % 2 == 1, height=height, under=below)
             if i == 0:   # the title and the column titles stay with the first row
                 flow.add(heading_band(f"{caption} ({len(rows)})", _HEADING), header, band)
             else:
@@ -163,8 +185,9 @@ def layout(sections: dict[str, list[dict]], heading: StatusHeading) -> list[Page
                 else:
                     cells.append(str(sum(int(r[col.key]) for r in rows)))
             flow.add(total_band(columns, cells, gap=2), again=again)
-        if name == "per_month":   # and as a chart: billed, paid, disputed by month
-            flow.add(Band(_CHART_HEIGHT, (Graphic(LEFT, _CHART_HEIGHT - 4, _month_chart(rows[-_CHART_MONTHS:])),)))
+        if name == "per_month":   # and as a chart: billed, paid, disputed by month, every month
+            months = every_month(rows)[-_CHART_MONTHS:]
+            flow.add(Band(_CHART_HEIGHT, (Graphic(LEFT, _CHART_HEIGHT - 4, _month_chart(months)),)))
     return list(flow.close())
 
 
@@ -208,7 +231,25 @@ _FACTS_UNDER = 20.0   # points between the last fact's baseline and the first se
 
 
 _CHART_HEIGHT = 190.0     # points the month chart takes, with its legend
-_CHART_MONTHS = 24        # the latest months drawn (the table lists them all)
+_CHART_MONTHS = 24        # the latest months drawn, empty ones too (the table lists those with something)
+
+
+def every_month(rows: list[dict]) -> list[dict]:
+    """The rows of the months table (status' per_month: the months with something in them,
+    in order) with every month between the first and the last, a month without a row as a row
+    of zeros: the month chart's axis is a time axis."""
+    if not rows:
+        return []
+    given = {row["month"]: row for row in rows}
+    first, last = min(given), max(given)
+    year, month = int(first[:4]), int(first[5:7])
+    months = []
+    while True:
+        key = f"{year:04d}-{month:02d}"
+        months.append(given.get(key) or {**{column: 0 for column in rows[0]}, "month": key})
+        if key >= last:
+            return months
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
 
 
 def _month_chart(rows: list[dict]):
