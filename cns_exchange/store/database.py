@@ -290,6 +290,11 @@ MIGRATIONS: list[str] = [
     END;
     CREATE INDEX certificates_standing ON certificates (valid_to, number) WHERE superseded = 0;
     """,
+    # 8: the requests still unanswered found by index: status and status --due looked for each
+    #    request's answers by a scan of them all (seconds at 10,000 requests, an hour at 250,000).
+    """
+    CREATE INDEX answers_request_id ON answers (request_id);
+    """,
 ]
 
 #: The order in which the CNS wrote documents: their creation time in UTC, then their sequence
