@@ -135,13 +135,16 @@ def _location(issue: Issue) -> str:
 
 
 def print_issues(issues: Iterable[Issue], stream: IO[str] | None = None) -> None:
-    """Print issues, one per line with its hint: ``file:line [field] severity CODE: message``."""
+    """Print issues, one per line with its hint: ``file:line [field]: severity CODE: message``
+    (the layout is a message: French puts a space before each colon)."""
     out = console(stream)
     for issue in issues:
         colour = "red" if issue.is_error else "yellow"
         severity = tr(_SEVERITY.get(issue.severity, issue.severity))
-        out.print(f"{_escape(_location(issue))}: [{colour}]{severity} {issue.code}[/]: {_escape(tr(issue.message))}"
-                  + _hint(issue.hint))
+        line = _("{location}: {severity} {code}: {message}").format(
+            location=_escape(_location(issue)), severity=f"[{colour}]{severity}[/]",
+            code=f"[{colour}]{issue.code}[/]", message=_escape(tr(issue.message)))
+        out.print(tr(line) + _hint(issue.hint))
 
 
 def print_line(text: str, stream: IO[str] | None = None, style: str = "") -> None:

@@ -292,7 +292,7 @@ def broken(tmp_path) -> Path:
 def test_validate_speaks_french_under_a_french_locale(broken, current_tariffs):
     r = _cnsx(["validate", broken.name], broken.parent, {"LANG": "fr_LU.UTF-8"})
     assert r.returncode == 3
-    assert "erreur XSD01" in r.stderr
+    assert " : erreur XSD01 : " in r.stderr   # French spaces before each colon of the line
     assert "conseil : corrigez l'élément nommé dans le message ; le XSD de la version est dans schemas/" in r.stderr
     assert "hint:" not in r.stderr
 
@@ -301,7 +301,7 @@ def test_validate_speaks_french_under_a_french_locale(broken, current_tariffs):
 def test_validate_speaks_english_by_default(broken, current_tariffs, environment):
     r = _cnsx(["validate", broken.name], broken.parent, environment)
     assert r.returncode == 3
-    assert "error XSD01" in r.stderr
+    assert re.search(r"\S: error XSD01: ", r.stderr)
     assert "hint: fix the element named in the message; the XSD of the version is in schemas/" in r.stderr
 
 
