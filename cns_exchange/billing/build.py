@@ -367,9 +367,12 @@ class CertificateBook:
         if not counted:  # a session billed again is in that count already
             used[act] += 1
         if used[act] > authorised.get(act, 0):
-            problems.append(("CRT03", _("{act} session {n} on certificate {certificate}: {authorised} authorised "
-                                        "(billed ones included)").format(act=act, n=used[act], certificate=certificate,
-                                                                         authorised=authorised.get(act, 0))))
+            allowed = authorised.get(act, 0)
+            problems.append(("CRT03", ngettext("{act} session {n} on certificate {certificate}: {authorised} authorised "
+                                               "(billed ones included)",
+                                               "{act} session {n} on certificate {certificate}: {authorised} authorised "
+                                               "(billed ones included)", allowed)
+                             .format(act=act, n=used[act], certificate=certificate, authorised=allowed)))
         return problems
 
     def forget(self, certificate: str) -> None:
