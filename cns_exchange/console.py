@@ -235,24 +235,29 @@ def print_warning(message: str, hint: str = "", stream: IO[str] | None = None) -
 def print_tariff_table(table: dict, heading: str, stream: IO[str] | None = None) -> None:
     """Print one tariff table (tariffs.describe) for people, on stdout: where it comes from,
     since when, how its prices are made, and the price of each act."""
+    from datetime import date
+    from decimal import Decimal
+
     from rich.table import Table
 
     out = console(stream or sys.stdout)
+    start = date.fromisoformat(table["valid_from"])   # (days and amounts as values: French writes them its way)
     if table["valid_until"]:
-        in_force = _("from {start} to {end}").format(start=table["valid_from"], end=table["valid_until"])
+        in_force = _("from {start} to {end}").format(start=start, end=date.fromisoformat(table["valid_until"]))
     else:
-        in_force = _("from {start} (no later table)").format(start=table["valid_from"])
+        in_force = _("from {start} (no later table)").format(start=start)
     if table["prices"] is not None:
         basis = _("a price per act")
     else:
-        basis = _("coefficient x key-letter value {value} EUR, rounded half up to the cent").format(value=table["key_letter"])
+        basis = _("coefficient x key-letter value {value} EUR, rounded half up to the cent").format(
+            value=Decimal(table["key_letter"]))
     share = table["patient_share"]
     inferred = _("{acts} (not read from an official text)").format(acts=", ".join(table["inferred"]))
     lines = [(_("file"), table["file"]), (_("in force"), in_force), (_("source"), table["source"]),
              (_("prices"), basis),
              (_("inferred"), inferred if table["inferred"] else _("none")),
              (_("patient share"), _("{adult} % from age {age}, {minor} % below").format(
-                 adult=share["adult_percent"], age=share["minor_below_age"], minor=share["minor_percent"]))]
+                 adult=Decimal(share["adult_percent"]), age=share["minor_below_age"], minor=Decimal(share["minor_percent"])))]
     out.print(_escape(tr(heading)))
     width = max(14, *(len(tr(label)) + 1 for label, _text in lines))
     for label, text in lines:

@@ -152,7 +152,7 @@ def test_every_command_shows_its_help_in_french(french):
 def test_build_invoice_summary_in_french(run, examples, french, current_tariffs):
     r = run("build-invoice", str(examples / "sessions.csv"), *ARGS)
     assert r.exit_code == 0, r.stderr
-    assert "3 mémoires d'honoraires, 8 séances, 622.20 EUR brut" in r.stderr, r.stderr
+    assert "3 mémoires d'honoraires, 8 séances, 622,20 EUR brut, 560,86 EUR à charge de la CNS" in r.stderr, r.stderr
     assert "EUR à charge de la CNS → stdout (sha256 " in r.stderr
     assert r.stdout.startswith("<?xml")
 

@@ -7,6 +7,7 @@ user's shell sets it) on real files: the example exchange of examples/."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from datetime import date, timedelta
 
@@ -66,7 +67,8 @@ def test_status_tables_in_french_and_json_in_english(run, imported, french):
     assert "demandes en attente de réponse : néant" in r.stdout  # néant: for any title, feminine too
     history = run("status", "--patient", "Schmit Léa")
     assert history.exit_code == 0, history.stderr
-    assert "historique" in history.stdout and "séance du 2026-" in history.stdout
+    assert "historique" in history.stdout and re.search(r"séance du \d\d/\d\d/2026", history.stdout)   # a French day
+    assert "séance du 2026-" not in history.stdout
     assert "mémoire d'honoraires" in history.stdout and "session of" not in history.stdout
     data = json.loads(run("status", "--json", "--patient", "Schmit Léa").stdout)
     assert "certificates" in data and "sessions_remaining" in data["certificates"][0]
@@ -88,7 +90,7 @@ def test_status_due_in_french(run, imported, french):
     assert r.exit_code == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if "TPC-2026-000101" in x)
     assert line.startswith("titre TPC-2026-000101, Schmit")
-    assert line.endswith(f": expire le {soon} (dans 3 jours), 2 séances restantes")
+    assert line.endswith(f": expire le {soon:%d/%m/%Y} (dans 3 jours), 2 séances restantes")
     rows = json.loads(run("status", "--due", "--json").stdout)["due"]
     assert {(row["what"], row["reason"]) for row in rows if row["reference"] == "TPC-2026-000101"} == {
         ("certificate", "expiring")}
@@ -110,15 +112,20 @@ def test_report_sent_in_french(run, imported, french):
     conn.close()
     first = run("report-sent", "TPC-2026-000101", "--date", valid_from)
     assert first.exit_code == 0, first.stderr
-    assert first.stderr.strip() == f"TPC-2026-000101 : rapport final marqué envoyé le {valid_from}"
+    sent = f"{date.fromisoformat(valid_from):%d/%m/%Y}"   # a day in a French sentence
+    assert first.stderr.strip() == f"TPC-2026-000101 : rapport final marqué envoyé le {sent}"
     again = run("report-sent", "TPC-2026-000101", "--date", valid_from)
-    assert again.stderr.strip() == f"TPC-2026-000101 : rapport final déjà marqué envoyé le {valid_from} ; rien n'a changé"
+    assert again.stderr.strip() == f"TPC-2026-000101 : rapport final déjà marqué envoyé le {sent} ; rien n'a changé"
+    today, later = date.today(), (date.today() + timedelta(days=2)).isoformat()
+    future = run("report-sent", "TPC-2026-000101", "--date", later)
+    # the option's argument as typed, today the French way
+    assert future.exit_code == 2 and f"erreur : --date {later} : après aujourd'hui ({today:%d/%m/%Y})" in future.stderr
 
 
 def test_tariffs_in_french_and_json_in_english(run, current_tariffs, french):
     r = run("tariffs", "--date", "2026-11-20")
     assert r.exit_code == 0, r.stderr
-    assert "table des tarifs en vigueur le 2026-11-20" in r.stdout
+    assert "table des tarifs en vigueur le 20/11/2026" in r.stdout
     assert "tariff table" not in r.stdout
     refused = run("tariffs", "--date", "2026-11-20", "--all")
     assert refused.exit_code == 2 and "erreur : --date et --all : une table, ou toutes" in refused.stderr

@@ -359,7 +359,7 @@ class CertificateBook:
             problems.append(("CRT05", _("certificate {certificate} was granted for another patient").format(certificate=certificate)))
         if not row["valid_from"] <= day.isoformat() <= row["valid_to"]:
             problems.append(("CRT04", _("{day} is outside the certificate's validity {start} to {end}").format(
-                day=day, start=row["valid_from"], end=row["valid_to"])))
+                day=day, start=date.fromisoformat(row["valid_from"]), end=date.fromisoformat(row["valid_to"]))))
         used = self._used.setdefault(certificate, {})
         if act not in used:
             used[act] = self.conn.execute(f"SELECT count(*) FROM {COUNTED_SESSIONS} WHERE f.certificate_number = ? "
