@@ -24,7 +24,7 @@ from cns_exchange.errors import ConfigError, InputError, UsageError
 from cns_exchange.issues import Issue
 from cns_exchange.rows.csvout import FORMULA_STARTS
 from cns_exchange.rows.decoding import Decoder, Undecodable, canonical_encoding
-from cns_exchange.i18n import _, ngettext, reason
+from cns_exchange.i18n import _, join, ngettext, reason
 
 FORMATS = ("csv", "json", "ndjson")
 
@@ -173,7 +173,7 @@ class _Columns:
             for name in names:
                 report.add("IN002", unknown.format(name=name), line, name)
         elif names:
-            listed = ", ".join(f"'{n}'" for n in names)
+            listed = join(", ", (_("'{name}'").format(name=n) for n in names))   # « name » in French
             if field:
                 unused = ngettext("field not used by cnsx, ignored: {names}", "fields not used by cnsx, ignored: {names}", len(names))
             else:
@@ -258,7 +258,7 @@ def _check_columns(header: list[str], report: InputReport, columns, names: _Colu
             report.add("IN002", _("column '{name}' appears {n} times in the header").format(name=given[0], n=len(given)),
                        line, given[0])
         else:
-            report.add("IN002", _("columns {names} all give {column}").format(names=", ".join(repr(g) for g in given),
+            report.add("IN002", _("columns {names} all give {column}").format(names=join(", ", (_("'{name}'").format(name=g) for g in given)),
                                                                               column=column), line, column)
     names.report_unused([name for name, c in zip(header, resolved) if c is None and name], report, line)
     for name in columns:
