@@ -276,14 +276,16 @@ def print_tariff_table(table: dict, heading: str, stream: IO[str] | None = None)
 
 def print_tariff_tables(tables: list[dict], stream: IO[str] | None = None) -> None:
     """Print every tariff table, one line each, oldest first (on stdout)."""
+    from decimal import Decimal
+
     from rich.table import Table
 
     grid = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False)
     for column in (_("from"), _("to"), _("file"), _("prices"), _("inferred"), _("source")):
         grid.add_column(tr(column))
     for t in tables:
-        basis = _("per act") if t["prices"] is not None else _("key letter {value}").format(value=t["key_letter"])
-        grid.add_row(t["valid_from"], t["valid_until"] or "", _escape(t["file"]), tr(basis), ", ".join(t["inferred"]),
+        basis = _("per act") if t["prices"] is not None else _("key letter {value}").format(value=Decimal(t["key_letter"]))
+        grid.add_row(t["valid_from"], t["valid_until"] or "", _escape(tr(t["file"])), tr(basis), ", ".join(t["inferred"]),
                      _escape(t["source"]))
     console(stream or sys.stdout).print(grid)
 

@@ -131,6 +131,10 @@ def test_tariffs_in_french_and_json_in_english(run, current_tariffs, french):
     assert refused.exit_code == 2 and "erreur : --date et --all : une table, ou toutes" in refused.stderr
     shown = json.loads(run("tariffs", "--date", "2026-11-20", "--json").stdout)
     assert shown["table"]["valid_from"] == "2026-01-01"
+    bundled = run("tariffs", "--date", "2025-06-01")   # the table cnsx ships: its file named in French too
+    assert "2019-01-01.json (fourni avec cnsx)" in bundled.stdout and "bundled" not in bundled.stdout
+    assert "valeur de la lettre-clé 11,1108 EUR" in bundled.stdout and "du 01/01/2019 au 31/12/2025" in bundled.stdout
+    assert json.loads(run("tariffs", "--date", "2025-06-01", "--json").stdout)["table"]["file"] == "bundled 2019-01-01.json"
 
 
 def test_export_in_french(run, imported, french):
