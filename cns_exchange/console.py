@@ -188,7 +188,8 @@ _HEADINGS = {
 _WORD_COLUMNS = {"state", "ended", "what", "reason", "event"}
 _WORDS = {
     "valid": _("valid"), "expired": _("expired"), "finished": _("finished"), "interrupted": _("interrupted"),
-    "certificate": _("certificate"), "request": _("request"), "expiring": _("expiring"), "sessions": _("sessions"),
+    "certificate": _("certificate"), "request": _("request"), "expiring": _("expiring"),
+    "sessions": _("1 session left or none"),   # (due's reason: the certificate's sessions are (nearly) used up)
     "unanswered": _("unanswered"), "refused": _("refused"), "fee note": _("fee note"), "session": _("session"),
     "payment": _("payment"), "dispute": _("dispute"), "final report sent": _("final report sent"),
 }

@@ -96,6 +96,20 @@ def test_status_due_in_french(run, imported, french):
         ("certificate", "expiring")}
 
 
+def test_status_due_reason_in_words(run, imported, french, monkeypatch):
+    """The due table's reason 'sessions' (JSON) says what it means on the terminal."""
+    conn = sqlite3.connect(imported)
+    conn.execute("UPDATE certificates SET sessions_billed = sessions_authorised - 1 WHERE number = 'TPC-2026-000101'")
+    conn.commit()
+    conn.close()
+    fr = run("status")
+    row = next(x for x in fr.stdout.splitlines() if "TPC-2026-000101" in x and "certificate" not in x and "titre" in x)
+    assert "1 séance restante ou aucune" in row, fr.stdout
+    assert {row["reason"] for row in json.loads(run("status", "--json").stdout)["due"]} == {"sessions"}
+    monkeypatch.setenv("LANG", "C")
+    assert "1 session left or none" in run("status").stdout
+
+
 def test_status_options_refused_in_french(run, imported, french):
     r = run("status", "--certificate", "X", "--patient", "Y")
     assert r.exit_code == 2
