@@ -135,13 +135,16 @@ def _location(issue: Issue) -> str:
 
 
 def print_issues(issues: Iterable[Issue], stream: IO[str] | None = None) -> None:
-    """Print issues, one per line with its hint: ``file:line [field] severity CODE: message``."""
+    """Print issues, one per line with its hint: ``file:line [field]: severity CODE: message``
+    (the layout is a message: French puts a space before each colon)."""
     out = console(stream)
     for issue in issues:
         colour = "red" if issue.is_error else "yellow"
         severity = tr(_SEVERITY.get(issue.severity, issue.severity))
-        out.print(f"{_escape(_location(issue))}: [{colour}]{severity} {issue.code}[/]: {_escape(tr(issue.message))}"
-                  + _hint(issue.hint))
+        line = _("{location}: {severity} {code}: {message}").format(
+            location=_escape(_location(issue)), severity=f"[{colour}]{severity}[/]",
+            code=f"[{colour}]{issue.code}[/]", message=_escape(tr(issue.message)))
+        out.print(tr(line) + _hint(issue.hint))
 
 
 def print_line(text: str, stream: IO[str] | None = None, style: str = "") -> None:
@@ -185,7 +188,8 @@ _HEADINGS = {
 _WORD_COLUMNS = {"state", "ended", "what", "reason", "event"}
 _WORDS = {
     "valid": _("valid"), "expired": _("expired"), "finished": _("finished"), "interrupted": _("interrupted"),
-    "certificate": _("certificate"), "request": _("request"), "expiring": _("expiring"), "sessions": _("sessions"),
+    "certificate": _("certificate"), "request": _("request"), "expiring": _("expiring"),
+    "sessions": _("1 session left or none"),   # (due's reason: the certificate's sessions are (nearly) used up)
     "unanswered": _("unanswered"), "refused": _("refused"), "fee note": _("fee note"), "session": _("session"),
     "payment": _("payment"), "dispute": _("dispute"), "final report sent": _("final report sent"),
 }
@@ -232,24 +236,29 @@ def print_warning(message: str, hint: str = "", stream: IO[str] | None = None) -
 def print_tariff_table(table: dict, heading: str, stream: IO[str] | None = None) -> None:
     """Print one tariff table (tariffs.describe) for people, on stdout: where it comes from,
     since when, how its prices are made, and the price of each act."""
+    from datetime import date
+    from decimal import Decimal
+
     from rich.table import Table
 
     out = console(stream or sys.stdout)
+    start = date.fromisoformat(table["valid_from"])   # (days and amounts as values: French writes them its way)
     if table["valid_until"]:
-        in_force = _("from {start} to {end}").format(start=table["valid_from"], end=table["valid_until"])
+        in_force = _("from {start} to {end}").format(start=start, end=date.fromisoformat(table["valid_until"]))
     else:
-        in_force = _("from {start} (no later table)").format(start=table["valid_from"])
+        in_force = _("from {start} (no later table)").format(start=start)
     if table["prices"] is not None:
         basis = _("a price per act")
     else:
-        basis = _("coefficient x key-letter value {value} EUR, rounded half up to the cent").format(value=table["key_letter"])
+        basis = _("coefficient x key-letter value {value} EUR, rounded half up to the cent").format(
+            value=Decimal(table["key_letter"]))
     share = table["patient_share"]
     inferred = _("{acts} (not read from an official text)").format(acts=", ".join(table["inferred"]))
     lines = [(_("file"), table["file"]), (_("in force"), in_force), (_("source"), table["source"]),
              (_("prices"), basis),
              (_("inferred"), inferred if table["inferred"] else _("none")),
              (_("patient share"), _("{adult} % from age {age}, {minor} % below").format(
-                 adult=share["adult_percent"], age=share["minor_below_age"], minor=share["minor_percent"]))]
+                 adult=Decimal(share["adult_percent"]), age=share["minor_below_age"], minor=Decimal(share["minor_percent"])))]
     out.print(_escape(tr(heading)))
     width = max(14, *(len(tr(label)) + 1 for label, _text in lines))
     for label, text in lines:
@@ -268,14 +277,16 @@ def print_tariff_table(table: dict, heading: str, stream: IO[str] | None = None)
 
 def print_tariff_tables(tables: list[dict], stream: IO[str] | None = None) -> None:
     """Print every tariff table, one line each, oldest first (on stdout)."""
+    from decimal import Decimal
+
     from rich.table import Table
 
     grid = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False)
     for column in (_("from"), _("to"), _("file"), _("prices"), _("inferred"), _("source")):
         grid.add_column(tr(column))
     for t in tables:
-        basis = _("per act") if t["prices"] is not None else _("key letter {value}").format(value=t["key_letter"])
-        grid.add_row(t["valid_from"], t["valid_until"] or "", _escape(t["file"]), tr(basis), ", ".join(t["inferred"]),
+        basis = _("per act") if t["prices"] is not None else _("key letter {value}").format(value=Decimal(t["key_letter"]))
+        grid.add_row(t["valid_from"], t["valid_until"] or "", _escape(tr(t["file"])), tr(basis), ", ".join(t["inferred"]),
                      _escape(t["source"]))
     console(stream or sys.stdout).print(grid)
 

@@ -13,6 +13,12 @@ Write placeholders by name, and fill them with ``.format()`` on what ``_()`` ret
 
 never an f-string inside ``_()`` (the catalogue holds the template, not one filled-in text).
 
+Numbers and days go into a message as values, not as text: a :class:`~decimal.Decimal` (an
+amount: ``domain.model.money(cents)``) and a :class:`~datetime.date` are written the English
+way in the English text ('622.20', '2026-11-01', as in --json), and the French way where
+``tr()`` shows them in French ('622,20', '01/11/2026'). A value that must stay as typed (an
+option's argument, a command to copy, a figure quoted from a file) goes in as ``str``.
+
 The language: the config's ``language`` (:func:`choose`, called by ``load_settings``), else
 the environment as gettext reads it (``LANGUAGE``, then ``LC_ALL``, ``LC_MESSAGES``, ``LANG``;
 ``C`` and ``POSIX`` are English); English when neither names a language cnsx has.
@@ -25,6 +31,8 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -134,13 +142,15 @@ def ngettext(singular: str, plural: str, n: int) -> Msg:
 
 
 class _Joined(str):
-    """Texts joined by a separator (:func:`join`): English as ``str``, each part translated by tr."""
+    """Texts joined by a separator (:func:`join`): English as ``str``, each part (and the
+    separator) translated by tr; a part that is not text (an amount, a day) is shown as a
+    message's value is."""
 
-    parts: tuple[str, ...]
+    parts: tuple[object, ...]
     separator: str
 
-    def __new__(cls, separator: str, parts: tuple[str, ...]) -> "_Joined":
-        self = super().__new__(cls, separator.join(parts))
+    def __new__(cls, separator: str, parts: tuple[object, ...]) -> "_Joined":
+        self = super().__new__(cls, separator.join(f"{part}" for part in parts))
         self.separator, self.parts = separator, parts
         return self
 
@@ -165,17 +175,42 @@ def reason(exc: BaseException) -> str:
     return str(exc)
 
 
+def french_number(value: Decimal) -> str:
+    """A decimal number as French writes it, with its own decimals: '1 234,56', '-0,50', '12'
+    (a no-break space between thousands: the printed documents' amounts, and the terminal's)."""
+    return f"{value:,f}".replace(",", "\u00a0").replace(".", ",")
+
+
+def french_date(day: date) -> str:
+    """A day as French writes it: '20/11/2026'."""
+    return f"{day:%d/%m/%Y}"
+
+
+def _shown(value: object, language: str) -> object:
+    """A message's value as ``language`` writes it: an amount (Decimal) and a day (a date,
+    not a moment) in French; anything else, and every value in English, as it is."""
+    if language == "fr":
+        if isinstance(value, Decimal) and value.is_finite():
+            return french_number(value)
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return french_date(value)
+    return value
+
+
 def tr(text: str, language: str | None = None) -> str:
     """``text`` in the user's language: a Msg's template looked up in the catalogue, then
-    filled with its values (themselves shown with tr); any other text is looked up as it is.
-    Text without a translation, or whose translation does not fit its values, stays English.
-    ``language`` (one of :data:`LANGUAGES`): that language instead, whatever the user's (the
-    printed documents are French in any language)."""
-    if isinstance(text, _Joined):
-        return text.separator.join(tr(part, language) for part in text.parts)
+    filled with its values (themselves shown with tr; amounts and days as the language writes
+    them); any other text is looked up as it is. Text without a translation, or whose
+    translation does not fit its values, stays English. ``language`` (one of
+    :data:`LANGUAGES`): that language instead, whatever the user's (the printed documents are
+    French in any language)."""
     if language is not None and language not in LANGUAGES:
         raise ValueError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
     catalogue = _translations() if language is None else _load(language, ())
+    shown_in = catalogue.info().get("language", "en") or "en"
+    if isinstance(text, _Joined):
+        return tr(text.separator, language).join(tr(part, language) if isinstance(part, str) else f"{_shown(part, shown_in)}"
+                                                 for part in text.parts)
     if not isinstance(text, Msg):
         return catalogue.gettext(text) if text else text
     if text.plural is None:
@@ -184,7 +219,7 @@ def tr(text: str, language: str | None = None) -> str:
         template = catalogue.ngettext(text.msgid, text.plural, text.n if text.n is not None else 2)
     if not text.values:
         return template
-    values = {k: tr(v, language) if isinstance(v, (Msg, _Joined)) else v for k, v in text.values.items()}
+    values = {k: tr(v, language) if isinstance(v, (Msg, _Joined)) else _shown(v, shown_in) for k, v in text.values.items()}
     try:
         return template.format(**values)
     except (KeyError, IndexError, ValueError):  # a translation that does not fit: the English

@@ -360,5 +360,5 @@ def test_the_reason_of_an_unreadable_file_in_french(run, data, monkeypatch):
     broken.write_text("<JustificatifPaiement><EnTete>")
     assert run("import").exit_code == 3
     why = (data / "errors" / f"{broken.name}.why.txt").read_text("utf-8")
-    assert f"{broken}:1: erreur XML01: " in why and "\n    conseil : " in why, why
+    assert f"{broken}:1 : erreur XML01 : " in why and "\n    conseil : " in why, why
     assert "hint" not in why

@@ -292,7 +292,7 @@ def broken(tmp_path) -> Path:
 def test_validate_speaks_french_under_a_french_locale(broken, current_tariffs):
     r = _cnsx(["validate", broken.name], broken.parent, {"LANG": "fr_LU.UTF-8"})
     assert r.returncode == 3
-    assert "erreur XSD01" in r.stderr
+    assert " : erreur XSD01 : " in r.stderr   # French spaces before each colon of the line
     assert "conseil : corrigez l'élément nommé dans le message ; le XSD de la version est dans schemas/" in r.stderr
     assert "hint:" not in r.stderr
 
@@ -301,7 +301,7 @@ def test_validate_speaks_french_under_a_french_locale(broken, current_tariffs):
 def test_validate_speaks_english_by_default(broken, current_tariffs, environment):
     r = _cnsx(["validate", broken.name], broken.parent, environment)
     assert r.returncode == 3
-    assert "error XSD01" in r.stderr
+    assert re.search(r"\S: error XSD01: ", r.stderr)
     assert "hint: fix the element named in the message; the XSD of the version is in schemas/" in r.stderr
 
 
@@ -393,6 +393,34 @@ def test_joined_messages_are_each_translated(french):
     outer = _("the tariff table is refused: {problems}; nothing was written").format(problems=joined)
     assert tr(outer) == ("la table des tarifs est refusée : corrigez la valeur; ZD11; intervertissez-les ; "
                          "rien n'a été écrit")
+
+
+def test_amounts_and_days_are_values_written_the_language_s_way(french, monkeypatch):
+    """An amount (Decimal) and a day (date) go into a message as values: English as data
+    ('1234.56', ISO days, as in --json), French where it is shown ('1 234,56', dd/mm/yyyy)."""
+    from datetime import date, datetime, timezone
+
+    from cns_exchange.domain.model import money
+    from cns_exchange.pdf.layout import euros
+
+    gross = _("{amount} EUR gross").format(amount=money(123456))
+    day = _("no tariff table is in force on {day}").format(day=date(2026, 11, 1))
+    assert (gross, day) == ("1234.56 EUR gross", "no tariff table is in force on 2026-11-01")
+    assert json.dumps([gross, day]) == '["1234.56 EUR gross", "no tariff table is in force on 2026-11-01"]'
+    assert tr(gross) == "1\u00a0234,56 EUR brut" and tr(_("{amount} EUR gross").format(amount=money(-50))) == "-0,50 EUR brut"
+    assert tr(day) == "aucune table des tarifs n'est en vigueur le 01/11/2026"
+    assert euros(123456) == i18n.french_number(money(123456))   # the printed documents' amounts, the same way
+    # A moment, and text (an option's argument as typed, a figure quoted from a file), stay as they are.
+    moment = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+    assert tr(_("no tariff table is in force on {day}").format(day=moment)).endswith(f"le {moment}")
+    assert tr(_("no tariff table is in force on {day}").format(day="2026-11-01")).endswith("le 2026-11-01")
+    # Joined amounts, each shown the French way, with the separator's translation.
+    paid = _("{what}, not one amount for each amount billed ({billed} paid as {paid}): not a tariff change; "
+             "ask the CNS why").format(what="x", billed=money(5555), paid=i18n.join(_(" and "), [money(4888), money(5000)]))
+    assert "(55.55 paid as 48.88 and 50.00)" in paid
+    assert "(55,55 payé 48,88 et 50,00)" in tr(paid)
+    monkeypatch.setenv("LANG", "C")
+    assert (tr(gross), tr(day), tr(paid)) == (gross, day, paid)
 
 
 def test_reason_keeps_an_exception_s_message_translatable(french):

@@ -152,7 +152,7 @@ def test_every_command_shows_its_help_in_french(french):
 def test_build_invoice_summary_in_french(run, examples, french, current_tariffs):
     r = run("build-invoice", str(examples / "sessions.csv"), *ARGS)
     assert r.exit_code == 0, r.stderr
-    assert "3 mémoires d'honoraires, 8 séances, 622.20 EUR brut" in r.stderr, r.stderr
+    assert "3 mémoires d'honoraires, 8 séances, 622,20 EUR brut, 560,86 EUR à charge de la CNS" in r.stderr, r.stderr
     assert "EUR à charge de la CNS → stdout (sha256 " in r.stderr
     assert r.stdout.startswith("<?xml")
 
@@ -168,9 +168,9 @@ def test_validate_in_french_and_its_json_in_english(run, french, current_tariffs
     r = run("validate", "--json", str(BILLING))
     assert r.exit_code == 0, r.stderr
     assert f"{BILLING}: valid" not in r.stderr
-    assert f"{BILLING} : valide (billing v" in r.stderr and "éléments)" in r.stderr, r.stderr
+    assert f"{BILLING} : valide (facturation v" in r.stderr and "éléments)" in r.stderr, r.stderr
     report = json.loads(r.stdout)
-    assert report[0]["valid"] is True and "valide" not in r.stdout
+    assert report[0]["valid"] is True and report[0]["kind"] == "billing" and "valide" not in r.stdout
 
 
 def test_validate_stdin_twice_in_french(run, french):
@@ -211,7 +211,10 @@ def test_nightly_verbose_in_french(run, dropbox, french):
     for path in sorted(EXAMPLES.glob("CNS_*.xml")):
         (root / "download" / path.name).write_bytes(path.read_bytes())
     r = run("-v", "nightly")
-    assert "importé (" in r.stderr or "déjà importé" in r.stderr, r.stderr
+    # the document kinds in French too (they stay English in --json and the database)
+    for kind in ("accusé de réception", "paiement", "réponses"):
+        assert f"importé ({kind})" in r.stderr, r.stderr
+    assert "(payment)" not in r.stderr and "(ack)" not in r.stderr
 
 
 def test_config_init_and_doctor_in_french(run, isolated_config, dropbox, french):

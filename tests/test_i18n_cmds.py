@@ -7,6 +7,7 @@ user's shell sets it) on real files: the example exchange of examples/."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from datetime import date, timedelta
 
@@ -66,7 +67,8 @@ def test_status_tables_in_french_and_json_in_english(run, imported, french):
     assert "demandes en attente de réponse : néant" in r.stdout  # néant: for any title, feminine too
     history = run("status", "--patient", "Schmit Léa")
     assert history.exit_code == 0, history.stderr
-    assert "historique" in history.stdout and "séance du 2026-" in history.stdout
+    assert "historique" in history.stdout and re.search(r"séance du \d\d/\d\d/2026", history.stdout)   # a French day
+    assert "séance du 2026-" not in history.stdout
     assert "mémoire d'honoraires" in history.stdout and "session of" not in history.stdout
     data = json.loads(run("status", "--json", "--patient", "Schmit Léa").stdout)
     assert "certificates" in data and "sessions_remaining" in data["certificates"][0]
@@ -88,10 +90,24 @@ def test_status_due_in_french(run, imported, french):
     assert r.exit_code == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if "TPC-2026-000101" in x)
     assert line.startswith("titre TPC-2026-000101, Schmit")
-    assert line.endswith(f": expire le {soon} (dans 3 jours), 2 séances restantes")
+    assert line.endswith(f": expire le {soon:%d/%m/%Y} (dans 3 jours), 2 séances restantes")
     rows = json.loads(run("status", "--due", "--json").stdout)["due"]
     assert {(row["what"], row["reason"]) for row in rows if row["reference"] == "TPC-2026-000101"} == {
         ("certificate", "expiring")}
+
+
+def test_status_due_reason_in_words(run, imported, french, monkeypatch):
+    """The due table's reason 'sessions' (JSON) says what it means on the terminal."""
+    conn = sqlite3.connect(imported)
+    conn.execute("UPDATE certificates SET sessions_billed = sessions_authorised - 1 WHERE number = 'TPC-2026-000101'")
+    conn.commit()
+    conn.close()
+    fr = run("status")
+    row = next(x for x in fr.stdout.splitlines() if "TPC-2026-000101" in x and "certificate" not in x and "titre" in x)
+    assert "1 séance restante ou aucune" in row, fr.stdout
+    assert {row["reason"] for row in json.loads(run("status", "--json").stdout)["due"]} == {"sessions"}
+    monkeypatch.setenv("LANG", "C")
+    assert "1 session left or none" in run("status").stdout
 
 
 def test_status_options_refused_in_french(run, imported, french):
@@ -110,20 +126,29 @@ def test_report_sent_in_french(run, imported, french):
     conn.close()
     first = run("report-sent", "TPC-2026-000101", "--date", valid_from)
     assert first.exit_code == 0, first.stderr
-    assert first.stderr.strip() == f"TPC-2026-000101 : rapport final marqué envoyé le {valid_from}"
+    sent = f"{date.fromisoformat(valid_from):%d/%m/%Y}"   # a day in a French sentence
+    assert first.stderr.strip() == f"TPC-2026-000101 : rapport final marqué envoyé le {sent}"
     again = run("report-sent", "TPC-2026-000101", "--date", valid_from)
-    assert again.stderr.strip() == f"TPC-2026-000101 : rapport final déjà marqué envoyé le {valid_from} ; rien n'a changé"
+    assert again.stderr.strip() == f"TPC-2026-000101 : rapport final déjà marqué envoyé le {sent} ; rien n'a changé"
+    today, later = date.today(), (date.today() + timedelta(days=2)).isoformat()
+    future = run("report-sent", "TPC-2026-000101", "--date", later)
+    # the option's argument as typed, today the French way
+    assert future.exit_code == 2 and f"erreur : --date {later} : après aujourd'hui ({today:%d/%m/%Y})" in future.stderr
 
 
 def test_tariffs_in_french_and_json_in_english(run, current_tariffs, french):
     r = run("tariffs", "--date", "2026-11-20")
     assert r.exit_code == 0, r.stderr
-    assert "table des tarifs en vigueur le 2026-11-20" in r.stdout
+    assert "table des tarifs en vigueur le 20/11/2026" in r.stdout
     assert "tariff table" not in r.stdout
     refused = run("tariffs", "--date", "2026-11-20", "--all")
     assert refused.exit_code == 2 and "erreur : --date et --all : une table, ou toutes" in refused.stderr
     shown = json.loads(run("tariffs", "--date", "2026-11-20", "--json").stdout)
     assert shown["table"]["valid_from"] == "2026-01-01"
+    bundled = run("tariffs", "--date", "2025-06-01")   # the table cnsx ships: its file named in French too
+    assert "2019-01-01.json (fourni avec cnsx)" in bundled.stdout and "bundled" not in bundled.stdout
+    assert "valeur de la lettre-clé 11,1108 EUR" in bundled.stdout and "du 01/01/2019 au 31/12/2025" in bundled.stdout
+    assert json.loads(run("tariffs", "--date", "2025-06-01", "--json").stdout)["table"]["file"] == "bundled 2019-01-01.json"
 
 
 def test_export_in_french(run, imported, french):

@@ -60,7 +60,7 @@ def test_an_excel_csv_with_errors_is_explained_in_french(excel_sessions, current
     assert r.returncode == 3 and r.stdout == ""
     err = r.stderr
     # rows/reading: the column cnsx does not use (a warning), rows/records: each bad cell
-    assert "colonne non utilisée par cnsx, ignorée : 'Remarque'" in err
+    assert "colonne non utilisée par cnsx, ignorée : « Remarque »" in err   # quoted as IN002 and the cells are
     assert ("« session_date », valeur « 31/11/2026 » : ce jour n'existe pas : jour 31 du mois 11 de 2026 "
             "(les dates sont lues le jour d'abord)") in err
     assert ("« session_date », valeur « 02/11/26 » : l'année doit avoir quatre chiffres "
@@ -94,12 +94,12 @@ def test_a_totals_line_in_french(tmp_path, current_tariffs):
                      ";;;;Total;44,44\r\n".encode("cp1252"))
     r = _build(path, FRENCH)
     assert r.returncode == 0, r.stderr
-    assert ("séances.csv:3: avertissement IN018: seules des colonnes non utilisées par cnsx ont des valeurs ici "
-            "('Remarque', 'Montant') : ligne ignorée (une ligne de totaux ?)") in r.stderr
+    assert ("séances.csv:3 : avertissement IN018 : seules des colonnes non utilisées par cnsx ont des valeurs ici "
+            "(« Remarque », « Montant ») : ligne ignorée (une ligne de totaux ?)") in r.stderr
     assert "conseil : rien à faire si c'est une ligne de totaux ou de notes" in r.stderr
     r = _build(path, FRENCH, "--strict")
     assert r.returncode == 3
-    assert "seules des colonnes non utilisées par cnsx ont des valeurs ici ('Remarque', 'Montant') : ligne refusée (--strict)" in r.stderr
+    assert "seules des colonnes non utilisées par cnsx ont des valeurs ici (« Remarque », « Montant ») : ligne refusée (--strict)" in r.stderr
     assert "conseil : retirez la ligne du fichier, ou lancez la commande sans --strict" in r.stderr
     assert "only columns" not in r.stderr and "hint:" not in r.stderr
 
@@ -124,7 +124,7 @@ def test_a_utf8_file_under_windows_1252_in_french(tmp_path, current_tariffs):
                      "TPC-2026-000001;1893120105732;2026-11-02;ZD11;Müller\n".encode("utf-8"))
     r = _build(path, FRENCH, "--encoding", "cp1252")
     assert r.returncode == 3
-    assert ("utf8.csv:2: erreur IN005: le fichier est en UTF-8 (« Müller »), mais l'encodage réglé est cp1252, "
+    assert ("utf8.csv:2 : erreur IN005 : le fichier est en UTF-8 (« Müller »), mais l'encodage réglé est cp1252, "
             "qui lirait « MÃ¼ller »") in r.stderr
     assert 'conseil : laissez cnsx reconnaître l\'encodage : encoding = "detect" (ou "utf-8") dans la configuration' in r.stderr
     assert "the file is UTF-8" not in r.stderr
@@ -197,3 +197,17 @@ def test_input_issues_stay_english_as_data(excel_sessions, french):
     english = "'session_date' value '31/11/2026': no such day: day 31 of month 11 of 2026 (dates are read day first)"
     assert issue.as_dict()["message"] == english and json.loads(json.dumps(issue.as_dict()))["message"] == english
     assert tr(issue.message).startswith("« session_date », valeur « 31/11/2026 » : ce jour n'existe pas")
+
+
+def test_header_names_are_quoted_alike_in_french(tmp_path, current_tariffs):
+    """IN002 (two columns giving one) quotes the names as IN017 (a column not used) does:
+    '…' in English, « … » in French."""
+    path = tmp_path / "sessions.csv"
+    path.write_text("certificate_number;Titre;matricule;session_date;act_code;Remarque\n"
+                    "TPC-2026-000001;TPC-2026-000001;1893120105732;2026-11-02;ZD11;x\n", "utf-8")
+    fr, en = _build(path, FRENCH), _build(path, ENGLISH)
+    assert fr.returncode == en.returncode == 3
+    assert "les colonnes « certificate_number », « Titre » donnent toutes certificate_number" in fr.stderr
+    assert "colonne non utilisée par cnsx, ignorée : « Remarque »" in fr.stderr
+    assert "columns 'certificate_number', 'Titre' all give certificate_number" in en.stderr
+    assert "column not used by cnsx, ignored: 'Remarque'" in en.stderr

@@ -145,6 +145,20 @@ def test_examples_are_answered_as_the_golden_files(run, box):
         assert produced[name] == golden[name], f"{name} differs from its golden file (CNSX_UPDATE_GOLDEN=1 updates it)"
 
 
+def test_the_examples_answered_in_french(run, box, monkeypatch):
+    """The counts of the answer lines agree in number in French, as in English above."""
+    monkeypatch.setenv("LANG", "fr_FR.UTF-8")
+    deposit_examples(box)
+    r = run("sandbox", "--root", str(box), "--once")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "123456_DTP_20261120_000001.xml : accepté → CNS_ACR_20261120_000001.xml, CNS_RTP_20261120_000001.xml"
+        " (2 titres de prise en charge, 1 refus)",
+        "123456_FAC_20261120_000001.xml : accepté → CNS_ACR_20261120_000002.xml, CNS_DEC_20261120_000001.xml"
+        " (6 séances payées, 2 contestées)",
+    ]
+
+
 def test_golden_files_say_what_the_rules_say():
     answers = answers_by_ref(GOLDEN / "CNS_RTP_20261120_000001.xml")
     assert answers["REQ-0001"].certificate.number == "TPC-2026-000101"

@@ -21,6 +21,7 @@ from cns_exchange.i18n import _, ngettext
 from cns_exchange.domain.model import CertificateRequest, Header
 from cns_exchange.domain.naming import attachment_name, make_name, next_sequence
 from cns_exchange.domain.nomenclature import Codes, Nomenclature
+from cns_exchange.documents.schemas import kind_word
 from cns_exchange.pdf.prescriptions import PrescriptionFiles
 from cns_exchange.billing.notes import SPILL_SESSIONS, load_fee_notes
 from cns_exchange.billing.spill import Spool
@@ -220,7 +221,7 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
                 too_large = Issue("XML03", _("{size} bytes, over the limit of {limit}").format(
                     size=size, limit=validator.max_bytes), file=file_name)
                 raise InputError(_("the {kind} document built from the input is over the size limit; nothing was written")
-                                 .format(kind=kind),
+                                 .format(kind=kind_word(kind)),
                                  _("split the input into several files, or raise max_xml_bytes in the config"), [too_large])
             report = validator.validate(str(path), expect_kind=kind, check_name=False, rules=False,
                                         size_limit=False, attachments=False)
@@ -231,7 +232,7 @@ def publish_document(kind: str, write: Callable[[IO[bytes]], None], file_name: s
                 for issue in report.issues:
                     issue.file = file_name
                 raise InputError(_("the {kind} document built from the input fails validation; nothing was written").format(
-                                     kind=kind),
+                                     kind=kind_word(kind)),
                                  _("this is a bug in cnsx or in a dropped-in schema set: please report it with the messages above"),
                                  report.issues)
             sha256 = hashing.sha256.hexdigest()
@@ -355,16 +356,19 @@ class CertificateBook:
             problems.append(("CRT05", _("certificate {certificate} was granted for another patient").format(certificate=certificate)))
         if not row["valid_from"] <= day.isoformat() <= row["valid_to"]:
             problems.append(("CRT04", _("{day} is outside the certificate's validity {start} to {end}").format(
-                day=day, start=row["valid_from"], end=row["valid_to"])))
+                day=day, start=date.fromisoformat(row["valid_from"]), end=date.fromisoformat(row["valid_to"]))))
         used = self._used.setdefault(certificate, {})
         if act not in used:
             used[act] = self.history.sessions_counted(certificate, act)
         if not counted:  # a session billed again is in that count already
             used[act] += 1
         if used[act] > authorised.get(act, 0):
-            problems.append(("CRT03", _("{act} session {n} on certificate {certificate}: {authorised} authorised "
-                                        "(billed ones included)").format(act=act, n=used[act], certificate=certificate,
-                                                                         authorised=authorised.get(act, 0))))
+            allowed = authorised.get(act, 0)
+            problems.append(("CRT03", ngettext("{act} session {n} on certificate {certificate}: {authorised} authorised "
+                                               "(billed ones included)",
+                                               "{act} session {n} on certificate {certificate}: {authorised} authorised "
+                                               "(billed ones included)", allowed)
+                             .format(act=act, n=used[act], certificate=certificate, authorised=allowed)))
         return problems
 
     def forget(self, certificate: str) -> None:

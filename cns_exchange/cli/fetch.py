@@ -116,6 +116,7 @@ def _one_line(exc: CnsxError) -> str:
 @pass_context
 def nightly_cmd(ctx: Context, wait):
     from cns_exchange import console
+    from cns_exchange.documents.schemas import kind_word
     from cns_exchange.transport import nightly
     from cns_exchange.transport.nightly import ImportFailure
 
@@ -130,7 +131,7 @@ def nightly_cmd(ctx: Context, wait):
             if ctx.verbose and not isinstance(outcome, ImportFailure) and outcome.status != "unreadable":
                 done = (_("{file}: already imported, nothing changed") if outcome.status == "already-imported"
                         else _("{file}: imported ({kind})"))
-                console.print_line(done.format(file=outcome.name, kind=outcome.kind))
+                console.print_line(done.format(file=outcome.name, kind=kind_word(outcome.kind)))
 
         report = nightly.run_night(settings.database_path(), wait, _fetcher(ctx, settings, remote, connect),
                                    settings.local_dir("inbox"), validator, settings.local_dir("archive"),

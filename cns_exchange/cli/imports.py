@@ -24,6 +24,7 @@ class _Rows:
         self.csv_kind = None
 
     def write(self, result, doc) -> None:
+        from cns_exchange.documents.schemas import kind_word
         from cns_exchange.store.importing import ROW_COLUMNS, rows_of
 
         if self.fmt == "json":
@@ -35,7 +36,7 @@ class _Rows:
         elif self.fmt == "csv" and not doc.fatal:
             if self.csv_kind not in (None, doc.kind):
                 raise UsageError(_("--csv prints one document kind per run: {name} is {kind}, not {expected}").format(
-                                     name=doc.name, kind=doc.kind, expected=self.csv_kind),
+                                     name=doc.name, kind=kind_word(doc.kind), expected=kind_word(self.csv_kind)),
                                  _("import the kinds separately, or use --ndjson"))
             if self.csv is None:
                 from cns_exchange.rows.csvout import CsvWriter
@@ -48,6 +49,8 @@ class _Rows:
 
 def _one_kind(paths: list[Path], validator) -> None:
     """--csv of several files: told before anything is imported, not at the first file of another kind."""
+    from cns_exchange.documents.schemas import kind_word
+
     kinds: dict[str, str] = {}
     for path in paths:
         schema_set, kind, _unused, _issues = validator.detect(str(path))
@@ -55,13 +58,14 @@ def _one_kind(paths: list[Path], validator) -> None:
             kinds.setdefault(kind, path.name)
     if len(kinds) > 1:
         raise UsageError(_("--csv prints one document kind per run: {kinds}").format(
-                             kinds=join(", ", (_("{name} is {kind}").format(name=n, kind=k) for k, n in kinds.items()))),
+                             kinds=join(", ", (_("{name} is {kind}").format(name=n, kind=kind_word(k)) for k, n in kinds.items()))),
                          _("import the kinds separately, or use --ndjson"))
 
 
 def _report(ctx: Context, result) -> bool:
     """Print what a human needs to know of one file's import; False if it could not be read."""
     from cns_exchange import console
+    from cns_exchange.documents.schemas import kind_word
 
     console.print_issues(result.warnings)
     if result.status == "unreadable":
@@ -75,7 +79,7 @@ def _report(ctx: Context, result) -> bool:
     elif result.status == "already-imported":
         console.print_line(_("{name}: already imported, nothing changed").format(name=result.name))
     elif result.status == "imported" and ctx.verbose:
-        console.print_line(_("{name}: imported ({kind})").format(name=result.name, kind=result.kind))
+        console.print_line(_("{name}: imported ({kind})").format(name=result.name, kind=kind_word(result.kind)))
     for note in result.notices:
         console.print_line(_("note: {name}: {note}").format(name=result.name, note=note), style="yellow")
     for note in result.unmatched:

@@ -80,8 +80,10 @@ def summary(ctx, text: str, style: str = "") -> None:
 
 def billed(notes: int, sessions: int, gross: int, cns: int) -> str:
     """What a billing file holds, for a person: '2 fee notes, 5 sessions, 120.00 EUR gross,
-    84.00 EUR to the CNS' (amounts in cents)."""
+    84.00 EUR to the CNS' (amounts in cents; '120,00 EUR' in French)."""
+    from cns_exchange.domain.model import money
+
     return join(", ", (ngettext("{n} fee note", "{n} fee notes", notes).format(n=notes),
                        ngettext("{n} session", "{n} sessions", sessions).format(n=sessions),
-                       _("{amount} EUR gross").format(amount=f"{gross / 100:.2f}"),
-                       _("{amount} EUR to the CNS").format(amount=f"{cns / 100:.2f}")))
+                       _("{amount} EUR gross").format(amount=money(gross)),
+                       _("{amount} EUR to the CNS").format(amount=money(cns))))

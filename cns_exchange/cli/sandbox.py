@@ -81,9 +81,10 @@ def sandbox_cmd(ctx: Context, root, upload_dir, download_dir, seed, once, interv
                     certificates=ngettext("{n} certificate", "{n} certificates", d.certificates).format(n=d.certificates),
                     refusals=ngettext("{n} refusal", "{n} refusals", d.refusals).format(n=d.refusals))
             elif d.kind == "billing":
-                line = _("{name}: accepted → {outputs} ({paid} paid, {disputed} disputed)").format(
-                    name=d.name, outputs=outputs, paid=ngettext("{n} session", "{n} sessions", d.paid).format(n=d.paid),
-                    disputed=d.disputed)
+                line = _("{name}: accepted → {outputs} ({paid}, {disputed})").format(
+                    name=d.name, outputs=outputs,
+                    paid=ngettext("{n} session paid", "{n} sessions paid", d.paid).format(n=d.paid),
+                    disputed=ngettext("{n} disputed", "{n} disputed", d.disputed).format(n=d.disputed))
             else:
                 line = _("{name}: accepted → {outputs}").format(name=d.name, outputs=outputs)
             console.print_line(line)

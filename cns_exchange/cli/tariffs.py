@@ -33,12 +33,12 @@ def _show_tariffs(ctx: Context, day: str | None, all_tables: bool, as_json: bool
     elif all_tables:
         console.print_tariff_tables(shown["tables"])
     else:
-        console.print_tariff_table(shown["table"], _("tariff table in force on {day}").format(day=shown["date"]))
+        console.print_tariff_table(shown["table"], _("tariff table in force on {day}").format(day=when))
     if shown["out_of_date"]:
         newest = shown["newest"]
         console.print_warning(_("the newest tariff table, {file}, is in force since {start}: on {day} it is more than "
                                 "{months} months old and may be out of date (builds and validate warn: NOM05)").format(
-                                  file=newest["file"], start=newest["valid_from"], day=shown["date"],
+                                  file=newest["file"], start=date.fromisoformat(newest["valid_from"]), day=when,
                                   months=shown["current_for_months"]),
                               _("add the table in force with cnsx tariffs add (docs/rules.md, Tariffs)"))
 
@@ -104,7 +104,8 @@ def tariffs_add_cmd(ctx: Context, valid_from, source, prices, key_letter, coeffi
     if as_json:
         write_json({"path": str(result.path), "written": result.written, "table": result.table})
     else:
-        console.print_tariff_table(result.table, _("new tariff table from {start}").format(start=result.table["valid_from"]))
+        console.print_tariff_table(result.table, _("new tariff table from {start}").format(
+            start=date.fromisoformat(result.table["valid_from"])))
     for note in result.notes:
         console.print_line(_("note: {note}").format(note=note), style="yellow")
     summary(ctx, _("wrote {path}").format(path=result.path) if result.written

@@ -27,6 +27,7 @@ from cns_exchange.i18n import _, ngettext
 @pass_context
 def validate_cmd(ctx: Context, files, as_json, max_size, no_attachments, db):
     from cns_exchange import console
+    from cns_exchange.documents.schemas import kind_word
 
     if files.count("-") > 1:
         raise UsageError(_("'-' (stdin) can be given only once"), _("pass the other documents as paths"))
@@ -42,7 +43,7 @@ def validate_cmd(ctx: Context, files, as_json, max_size, no_attachments, db):
             console.print_issues(report.issues)
             if not ctx.quiet:
                 what = (_("{kind} v{version}, {items}").format(
-                            kind=report.kind, version=report.version or "?",
+                            kind=kind_word(report.kind), version=report.version or "?",
                             items=ngettext("{n} item", "{n} items", report.items).format(n=report.items))
                         if report.kind else _("unknown document"))
                 verdict = _("{file}: valid ({what})") if report.ok else _("{file}: INVALID ({what})")

@@ -19,6 +19,16 @@ from cns_exchange.errors import ConfigError
 from cns_exchange.i18n import _, reason
 
 KINDS = ("request", "billing", "ack", "answers", "payment")
+#: Each kind as a sentence names it ('valid (request v1, 3 items)', 'imported (payment)'): the
+#: kind itself in --json and the database, translated on the terminal.
+_KIND_WORDS = {"request": _("request"), "billing": _("billing"), "ack": _("ack"), "answers": _("answers"),
+               "payment": _("payment")}
+
+
+def kind_word(kind: str) -> str:
+    """``kind`` as a message shows it, in the user's language at display (a kind of a
+    drop-in schema set that cnsx does not know stays as it is)."""
+    return _KIND_WORDS.get(kind, kind)
 
 
 def bundled_dir() -> Path:

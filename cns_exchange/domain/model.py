@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 
 
 @dataclass(slots=True)
@@ -145,6 +146,12 @@ class FileRef:
 
     name: str
     sha256: str
+
+
+def money(cents: int) -> Decimal:
+    """Cents as a number of euros (8889 -> Decimal('88.89')): an amount as it goes into a
+    message, shown '88.89' in English and '88,89' in French (i18n.tr)."""
+    return Decimal(cents).scaleb(-2)
 
 
 def amount(cents: int) -> str:

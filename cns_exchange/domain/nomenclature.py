@@ -313,7 +313,8 @@ def load_nomenclature(user_dirs: Iterable[Path] = ()) -> Nomenclature:
     bundled = resources.files("cns_exchange.domain.data").joinpath("nomenclature")
     for entry in sorted(bundled.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".json"):
-            tables.append(parse_table(entry.read_text("utf-8"), f"bundled {entry.name}", acts))
+            # its name: 'bundled 2019-01-01.json' as data (tariffs --json), translated where shown
+            tables.append(parse_table(entry.read_text("utf-8"), _("bundled {name}").format(name=entry.name), acts))
     for folder in user_dirs:
         if not folder.is_dir():
             continue

@@ -22,7 +22,7 @@ from typing import Sequence
 from cns_exchange import clock
 from cns_exchange.errors import InputError, UsageError
 from cns_exchange.i18n import _, join
-from cns_exchange.domain.model import amount
+from cns_exchange.domain.model import amount, money
 from cns_exchange.domain.nomenclature import (CENT, CURRENT_FOR_MONTHS, Codes, Nomenclature, NoTariffError, TariffTable,
                                        parse_table)
 
@@ -279,10 +279,11 @@ def _check_change(before: TariffTable, new: TariffTable, codes: Codes, problems:
         old, now = before.gross_cents(act), new.gross_cents(act)
         change = (Decimal(now) - old) / old
         if abs(change) > LARGEST_CHANGE:
-            moves.append(f"{act} {amount(old)} → {amount(now)} EUR ({change * 100:+.0f} %)")
+            moves.append(_("{act} {old} → {new} EUR ({change} %)").format(
+                act=act, old=money(old), new=money(now), change=f"{change * 100:+.0f}"))
     if moves:
         problems.append(_("prices would move by more than {percent} % from {file}: {moves}").format(
-            percent=f"{LARGEST_CHANGE * 100:.0f}", file=before.path, moves=", ".join(moves)))
+            percent=f"{LARGEST_CHANGE * 100:.0f}", file=before.path, moves=join(", ", moves)))
 
 
 def _write(target: Path, text: str) -> None:

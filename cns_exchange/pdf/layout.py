@@ -20,12 +20,13 @@ and the XML-only commands never load it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, NamedTuple, Sequence
 
 from cns_exchange import __version__
-from cns_exchange.i18n import tr
+from cns_exchange.domain.model import money
+from cns_exchange.i18n import french_date, french_number, tr  # (french_date: the documents' days, as the terminal's)
 
 PRODUCER = f"cnsx {__version__}"
 
@@ -136,10 +137,9 @@ def _pieces(word: str, width: float, font: str, size: float) -> list[str]:
 
 
 def euros(cents: int) -> str:
-    """Return an amount in cents as printed on the documents: '1 234,56', '-0,50' (French style)."""
-    sign = "-" if cents < 0 else ""
-    whole, rest = divmod(abs(cents), 100)
-    return sign + f"{whole:,}".replace(",", "\u00a0") + f",{rest:02d}"  # a no-break space between thousands
+    """Return an amount in cents as printed on the documents: '1 234,56', '-0,50' (French
+    style, as the terminal shows an amount in French: i18n.french_number)."""
+    return french_number(money(cents))
 
 
 def french(text: str) -> str:
@@ -148,14 +148,9 @@ def french(text: str) -> str:
     return tr(text, "fr")
 
 
-def french_date(day: date) -> str:
-    """'20/11/2026'."""
-    return f"{day:%d/%m/%Y}"
-
-
 def french_moment(moment: datetime) -> str:
     """'20/11/2026 à 09:00 (UTC+01:00)'."""
-    text = f"{moment:%d/%m/%Y à %H:%M}"
+    text = f"{french_date(moment)} à {moment:%H:%M}"
     offset = moment.utcoffset()
     if offset is not None:
         minutes = int(offset.total_seconds() // 60)

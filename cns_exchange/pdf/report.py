@@ -116,13 +116,13 @@ def status_columns() -> dict[str, list[str]]:
 def _cell(value, column: Column) -> str:
     """The text of a cell of the status report: amounts (cents) in euros the French way, dates
     and months the French way, states and messages (i18n.Msg: a history's detail) in French,
-    the dates in a message the French way too."""
+    the days in a message too (i18n.tr writes them)."""
     if value is None:
         return ""
     if column.kind == "amount":
         return euros(value)
     if isinstance(value, Msg):
-        return french(value.format(**{k: _french_day(v) for k, v in value.values.items() if _is_day(v)}))
+        return french(value)
     text = str(value)
     if column.kind in ("date", "day") and len(text) >= 10 and text[4] == "-" and text[7] == "-":
         return _french_day(text)
@@ -133,12 +133,6 @@ def _cell(value, column: Column) -> str:
     if column.kind == "yesno":
         return "oui" if value else "non"
     return text
-
-
-def _is_day(value) -> bool:
-    """Whether ``value`` is a day as the database writes it: '2026-11-20'."""
-    return isinstance(value, str) and len(value) == 10 and value[4] == value[7] == "-" and \
-        value.replace("-", "").isdigit()
 
 
 def _french_day(text: str) -> str:

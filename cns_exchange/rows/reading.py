@@ -24,7 +24,7 @@ from cns_exchange.errors import ConfigError, InputError, UsageError
 from cns_exchange.issues import ERROR, Issue, Severity
 from cns_exchange.rows.csvout import FORMULA_STARTS
 from cns_exchange.rows.decoding import Decoder, Undecodable, canonical_encoding
-from cns_exchange.i18n import _, ngettext, reason
+from cns_exchange.i18n import _, join, ngettext, reason
 
 FORMATS = ("csv", "json", "ndjson")
 
@@ -176,7 +176,7 @@ class _Columns:
             for name in names:
                 report.add("IN002", unknown.format(name=name), line, name)
         elif names:
-            listed = ", ".join(f"'{n}'" for n in names)
+            listed = join(", ", (_("'{name}'").format(name=n) for n in names))   # « name » in French
             if field:
                 unused = ngettext("field not used by cnsx, ignored: {names}", "fields not used by cnsx, ignored: {names}", len(names))
             else:
@@ -187,7 +187,7 @@ class _Columns:
         """IN018 for a CSV row whose values are all in columns cnsx does not use (``names``:
         those that hold one): a warning, the row skipped (a totals line), or an error with
         --strict."""
-        listed = ", ".join(f"'{n}'" for n in names)
+        listed = join(", ", (_("'{name}'").format(name=n) for n in names))   # « name » in French, as IN017
         if self.strict:
             message = ngettext("only a column cnsx does not use has a value here ({names}): refused (--strict)",
                                "only columns cnsx does not use have values here ({names}): refused (--strict)", len(names))
@@ -276,7 +276,7 @@ def _check_columns(header: list[str], report: InputReport, columns, names: _Colu
             report.add("IN002", _("column '{name}' appears {n} times in the header").format(name=given[0], n=len(given)),
                        line, given[0])
         else:
-            report.add("IN002", _("columns {names} all give {column}").format(names=", ".join(repr(g) for g in given),
+            report.add("IN002", _("columns {names} all give {column}").format(names=join(", ", (_("'{name}'").format(name=g) for g in given)),
                                                                               column=column), line, column)
     names.report_unused([name for name, c in zip(header, resolved) if c is None and name], report, line)
     for name in columns:

@@ -142,7 +142,7 @@ def mark_final_report_sent(conn: sqlite3.Connection, certificate: str, sent_on: 
     """
     if sent_on > today:
         raise UsageError(_("--date {day}: after today ({today}); a report cannot have been sent yet").format(
-                             day=sent_on, today=today),
+                             day=sent_on.isoformat(), today=today),   # (the option's argument as typed)
                          _("give the day the report was sent, or leave --date out for today"))
     row = conn.execute("SELECT c.number, c.valid_from, c.superseded, a.request_id FROM certificates c "
                        "JOIN answers a ON a.id = c.answer_id WHERE c.number = ?", (certificate,)).fetchone()
@@ -160,7 +160,8 @@ def mark_final_report_sent(conn: sqlite3.Connection, certificate: str, sent_on: 
             certificate=certificate), _("check the number"))
     if sent_on.isoformat() < row["valid_from"]:
         raise InputError(_("--date {day}: before the treatment could begin ({certificate} is valid from {start})").format(
-            day=sent_on, certificate=certificate, start=row["valid_from"]), _("give the day the report was sent"))
+            day=sent_on.isoformat(), certificate=certificate, start=date.fromisoformat(row["valid_from"])),
+            _("give the day the report was sent"))
     inserted = conn.execute("INSERT INTO final_reports (certificate_number, sent_on, recorded_at) VALUES (?, ?, ?) "
                             "ON CONFLICT (certificate_number) DO NOTHING",
                             (certificate, sent_on.isoformat(), now.isoformat(timespec="seconds"))).rowcount

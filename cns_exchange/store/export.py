@@ -54,7 +54,8 @@ def period(month: str | None = None, start: str | None = None, end: str | None =
         return Period(first, add_months(first, 1) - timedelta(days=1))
     asked = Period(clock.day("--from", start) if start else None, clock.day("--to", end) if end else None)
     if asked.start and asked.end and asked.end < asked.start:
-        raise UsageError(_("--to {end} is before --from {start}").format(end=asked.end, start=asked.start), _("swap them"))
+        raise UsageError(_("--to {end} is before --from {start}").format(end=asked.end.isoformat(), start=asked.start.isoformat()),
+                         _("swap them"))   # (the options' arguments as typed)
     return asked
 
 

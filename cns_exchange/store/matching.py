@@ -17,7 +17,7 @@ Reading the file, the archive and the errors folder are :mod:`cns_exchange.store
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING
 
 from cns_exchange.i18n import _, join, ngettext
@@ -154,7 +154,7 @@ def _insert_billing(conn, doc_id, doc) -> None:
                                     "on certificate {certificate}, billed in {file})",
                                     "{n} sessions of this file were billed before and are counted once (first: {day} "
                                     "{act} on certificate {certificate}, billed in {file})", len(copies)).format(
-                               n=len(copies), day=first[0], act=first[1], certificate=first[2], file=first[3]))
+                               n=len(copies), day=date.fromisoformat(first[0]), act=first[1], certificate=first[2], file=first[3]))
 
 
 def _set_counted(conn, ids_sql: str, params, counted: bool) -> None:
@@ -221,12 +221,12 @@ def _insert_answers(conn, doc_id, doc) -> None:
             if before is not None and tuple(before)[:5] != values:
                 if key > before["rank"]:
                     doc.notices.append(_("certificate {number} corrected: valid {start} to {end}, {sessions} ({acts})").format(
-                        number=c.number, start=values[1], end=values[2],
+                        number=c.number, start=c.valid_from, end=c.valid_to,
                         sessions=ngettext("{n} session", "{n} sessions", values[4]).format(n=values[4]), acts=values[3]))
                 else:
                     doc.notices.append(_("certificate {number}: this answer is older than the one already imported, "
                                          "which stands (valid {start} to {end})").format(
-                        number=c.number, start=before["valid_from"], end=before["valid_to"]))
+                        number=c.number, start=date.fromisoformat(before["valid_from"]), end=date.fromisoformat(before["valid_to"])))
         conn.executemany("INSERT INTO anomalies (document_id, answer_id, code, label, element) VALUES (?,?,?,?,?)",
                          ((doc_id, answer_id, x.code, x.label, x.element) for x in a.refusal))
     # The latest answer to each request this file answers decides (by the CNS's date and sequence).
@@ -283,7 +283,7 @@ def _say_tariff_change(conn, doc: Document, payment_id: int, first: int) -> None
     amount than billed: a likely tariff change when each amount billed was paid at one other
     amount (the CNS prices with other tariffs than cnsx's table), else that the amounts differ.
     Not a dispute per line: the CNS gave no reason, and the lines stay paid at what it paid."""
-    from cns_exchange.documents.write import amount
+    from cns_exchange.domain.model import money
 
     rows = conn.execute(
         """SELECT p.billed, p.accepted, count(*), min(s.session_date), group_concat(DISTINCT s.act)
@@ -301,7 +301,7 @@ def _say_tariff_change(conn, doc: Document, payment_id: int, first: int) -> None
         what = ngettext("{n} line paid without a dispute reason at another amount than billed (the CNS's share, "
                         "sessions from {day})",
                         "{n} lines paid without a dispute reason at another amount than billed (the CNS's share, "
-                        "sessions from {day})", lines).format(n=lines, day=min(days))
+                        "sessions from {day})", lines).format(n=lines, day=date.fromisoformat(min(days)))
     else:
         what = ngettext("{n} line paid without a dispute reason at another amount than billed (the CNS's share)",
                         "{n} lines paid without a dispute reason at another amount than billed (the CNS's share)",
@@ -310,15 +310,15 @@ def _say_tariff_change(conn, doc: Document, payment_id: int, first: int) -> None
         mixed = next(paid for paid in paid_as.values() if len(paid) > 1)
         doc.notices.append(_("{what}, not one amount for each amount billed ({billed} paid as {paid}): not a tariff "
                              "change; ask the CNS why").format(
-            what=what, billed=amount(mixed[0][0]), paid=join(_(" and "), [amount(row[1]) for row in mixed])))
+            what=what, billed=money(mixed[0][0]), paid=join(_(" and "), [money(row[1]) for row in mixed])))
         return
 
     def move(billed, row) -> str:
         count = ngettext("{n} line", "{n} lines", row[2]).format(n=row[2])
         if row[4]:
             return _("{billed} → {paid} ({acts}: {count})").format(
-                billed=amount(billed), paid=amount(row[1]), acts=", ".join(sorted(row[4].split(","))), count=count)
-        return _("{billed} → {paid} ({count})").format(billed=amount(billed), paid=amount(row[1]), count=count)
+                billed=money(billed), paid=money(row[1]), acts=", ".join(sorted(row[4].split(","))), count=count)
+        return _("{billed} → {paid} ({count})").format(billed=money(billed), paid=money(row[1]), count=count)
 
     moves = join(", ", [move(billed, row) for billed, [row] in paid_as.items()])
     doc.notices.append(_("likely a tariff change: {what}, one amount for each amount billed: {moves}. See the table "

@@ -207,7 +207,7 @@ def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
                FROM requests r JOIN documents d ON d.id = r.document_id WHERE r.matricule = ?""", (matricule,)):
         add(created[:10], 0, "request", reference=ref,
             detail=_("prescription of {day} by {prescriber}, {treatment}, {pathologies}").format(
-                day=prescribed, prescriber=prescriber, treatment=treatment, pathologies=pathologies))
+                day=date.fromisoformat(prescribed), prescriber=prescriber, treatment=treatment, pathologies=pathologies))
     for ref, created, number, refused, reasons, valid_from, valid_to, authorised, superseded in conn.execute(
             """SELECT a.request_ref, d.created_at, a.certificate_number, a.refused,
                       (SELECT group_concat(x.code || ' ' || x.label, '; ') FROM anomalies x WHERE x.answer_id = a.id),
@@ -222,9 +222,10 @@ def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
                 detail = _("granted, superseded by a later answer") if superseded else _("granted")
             elif superseded:
                 detail = _("valid {start} to {end}, {n} sessions, superseded by a later answer").format(
-                    start=valid_from, end=valid_to, n=authorised)
+                    start=date.fromisoformat(valid_from), end=date.fromisoformat(valid_to), n=authorised)
             else:
-                detail = _("valid {start} to {end}, {n} sessions").format(start=valid_from, end=valid_to, n=authorised)
+                detail = _("valid {start} to {end}, {n} sessions").format(start=date.fromisoformat(valid_from),
+                                                                          end=date.fromisoformat(valid_to), n=authorised)
             add(created[:10], 1, "certificate", certificate=number, reference=ref, detail=detail)
     for number, name, created, certificate, sessions, gross, share, cns in conn.execute(
             """SELECT f.number, d.name, d.created_at, f.certificate_number, count(s.id), sum(s.gross),
@@ -247,14 +248,14 @@ def history(conn: sqlite3.Connection, matricule: str) -> list[dict]:
                 FROM {COUNTED_SESSIONS} JOIN payment_lines p ON p.session_id = s.id JOIN payments p2 ON p2.id = p.payment_id
                 WHERE f.matricule = ?""", (matricule,)):
         if code and in_force:
-            detail = _("session of {day}; {code} {label}").format(day=session_day, code=code, label=label)
+            detail = _("session of {day}; {code} {label}").format(day=date.fromisoformat(session_day), code=code, label=label)
         elif code:
             detail = _("session of {day}; {code} {label}; replaced by a later statement").format(
-                day=session_day, code=code, label=label)
+                day=date.fromisoformat(session_day), code=code, label=label)
         elif in_force:
-            detail = _("session of {day}").format(day=session_day)
+            detail = _("session of {day}").format(day=date.fromisoformat(session_day))
         else:
-            detail = _("session of {day}; replaced by a later statement").format(day=session_day)
+            detail = _("session of {day}; replaced by a later statement").format(day=date.fromisoformat(session_day))
         add(paid_on or "", 4, "dispute" if code else "payment", certificate=certificate, reference=reference, act=act,
             paid=accepted, disputed=billed - accepted if code else None, detail=detail)
     for certificate, sent_on in conn.execute(
@@ -317,7 +318,7 @@ def due_lines(rows: list[dict]) -> list[str]:
         if row["what"] == "request":
             lines.append(ngettext("request {ref}, {who}: unanswered since {day} ({n} day)",
                                   "request {ref}, {who}: unanswered since {day} ({n} days)", row["days"]).format(
-                ref=row["reference"], who=who, day=row["date"], n=row["days"]))
+                ref=row["reference"], who=who, day=date.fromisoformat(row["date"]), n=row["days"]))
             continue
         left = row["sessions_remaining"]
         if left <= 0:
@@ -329,7 +330,7 @@ def due_lines(rows: list[dict]) -> list[str]:
         else:
             when = ngettext("in {n} day", "in {n} days", row["days"]).format(n=row["days"])
         lines.append(_("certificate {ref}, {who}: expires on {day} ({when}), {sessions}").format(
-            ref=row["reference"], who=who, day=row["date"], when=when, sessions=sessions))
+            ref=row["reference"], who=who, day=date.fromisoformat(row["date"]), when=when, sessions=sessions))
     return lines
 
 

@@ -26,6 +26,7 @@ from cns_exchange.issues import ERROR, Issue
 from cns_exchange.domain.naming import disagreements, make_name, parse_name
 from cns_exchange.transport import RetryingConnection, Transport
 from cns_exchange.documents.read import read_header
+from cns_exchange.documents.schemas import kind_word
 
 
 @dataclass
@@ -101,11 +102,11 @@ def _not_to_send(kind: str, name: str) -> tuple[str, str] | None:
         message = _("this is an {kind} document, which comes from the CNS: upload sends request and billing files") \
             if kind[:1] in "aeiou" else \
             _("this is a {kind} document, which comes from the CNS: upload sends request and billing files")
-        return "DOC06", message.format(kind=kind)
+        return "DOC06", message.format(kind=kind_word(kind))
     parsed = parse_name(name)
     if parsed is None or parsed.kind != kind:
         return "DOC07", _("'{name}' is not a name the CNS expects for a {kind} file (SENDER_KIND_YYYYMMDD_SEQUENCE.xml): "
-                          "it would be filed under a wrong name").format(name=name, kind=kind)
+                          "it would be filed under a wrong name").format(name=name, kind=kind_word(kind))
     return None
 
 

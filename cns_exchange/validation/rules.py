@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from typing import Protocol, Sequence
 
 from cns_exchange.issues import CATALOGUE, ERROR
+from cns_exchange.domain.model import money
 from cns_exchange.domain.identifiers import anniversary, birth_date, check_matricule, check_prescriber, check_provider
 from cns_exchange.domain.nomenclature import CURRENT_FOR_MONTHS, Codes, Nomenclature, NoTariffError, PrescriptionDateNeeded, Price
 from cns_exchange.domain.treatment import RequestRules, SessionRules, check_prescription_age, within_years
@@ -277,7 +278,8 @@ class BillingChecks:
                 else:
                     seen_lines[line_no] = i + 1
                 if gross != share + cns:
-                    add((i, "NOM04", f"{gross / 100:.2f} ≠ {share / 100:.2f} + {cns / 100:.2f}", "gross"))
+                    add((i, "NOM04", _("{gross} ≠ {share} + {cns}").format(gross=money(gross), share=money(share), cns=money(cns)),
+                         "gross"))
             if act not in known_acts:
                 for code, message in check_acts_known(self.codes, act):
                     add((i, code, message, "act_code"))
@@ -306,10 +308,10 @@ class BillingChecks:
                     if billed is not None:
                         if price.gross != gross:
                             add((i, "NOM02", _("{act} on {day} costs {price}, billed {billed}").format(
-                                act=act, day=day, price=f"{price.gross / 100:.2f}", billed=f"{gross / 100:.2f}"), "gross"))
+                                act=act, day=day, price=money(price.gross), billed=money(gross)), "gross"))
                         elif price.patient_share != share:
                             add((i, "NOM03", _("patient share should be {price}, billed {billed}").format(
-                                price=f"{price.patient_share / 100:.2f}", billed=f"{share / 100:.2f}"), "patient_share"))
+                                price=money(price.patient_share), billed=money(share)), "patient_share"))
             if book is not None:
                 for code, message in book.check(certificate, matricule, day, act):
                     add((i, code, message, "certificate_number"))

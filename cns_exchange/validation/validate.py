@@ -30,7 +30,7 @@ from cns_exchange.fsutil import sha256_of
 from cns_exchange.i18n import _, reason
 from cns_exchange.domain.identifiers import check_provider
 from cns_exchange.issues import Issue
-from cns_exchange.domain.model import Header
+from cns_exchange.domain.model import Header, money
 from cns_exchange.domain.naming import parse_name
 from cns_exchange.domain.nomenclature import Codes, Nomenclature
 from cns_exchange.validation.rules import SESSION_WIDE, SHARE_ON_SESSION_DATE, BillingChecks, RequestChecks, check_acts_known
@@ -281,7 +281,7 @@ class _PaymentRules(_Rules):
             self.keys[key] = line
         if p.accepted > p.billed:
             self.add("DOC04", _("accepted {accepted} > billed {billed}").format(
-                accepted=f"{p.accepted / 100:.2f}", billed=f"{p.billed / 100:.2f}"), line, xp)
+                accepted=money(p.accepted), billed=money(p.billed)), line, xp)
         if p.reason_code and p.reason_code not in self.codes.dispute_reasons:
             self.add("DOC05", _("dispute reason '{code}' is not in the bundled list").format(code=p.reason_code), line,
                      xp + "/Contestation/CodeMotif")
