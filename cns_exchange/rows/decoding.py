@@ -17,6 +17,10 @@ from cns_exchange.i18n import _
 FALLBACK_ENCODING = "cp1252"
 
 
+#: A lead byte followed by a continuation byte: the least a line needs to hold UTF-8 beyond
+#: ASCII (a Windows-1252 line without it is read without trying UTF-8 first).
+_UTF8_PAIR = re.compile(rb"[\xc2-\xf4][\x80-\xbf]")
+
 class Undecodable(Exception):
     """Bytes that are not text in the input's encoding (the message says which and where;
     ``hint``, when not '', what to do instead of the issue code's own hint)."""
@@ -98,16 +102,21 @@ class Decoder:
                                                 "the file mixes two encodings").format(
                                 byte=repr(raw[exc.start:exc.start + 1]), column=exc.start + 1, line=self.utf8_line)) from None
                         self.encoding = FALLBACK_ENCODING
+                        self.other_line = number   # (not UTF-8: just tried)
+                        return raw.decode(FALLBACK_ENCODING)
                     else:
                         self.utf8_line = self.utf8_line or number
                         return text
-            if self._read_as_other() and not raw.isascii():
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError:
+            if not raw.isascii() and self._read_as_other():
+                if _UTF8_PAIR.search(raw) is None:   # no UTF-8 sequence can be there: no decoding to try
                     self.other_line = self.other_line or number
                 else:
-                    self._refuse_utf8(text)
+                    try:
+                        text = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        self.other_line = self.other_line or number
+                    else:
+                        self._refuse_utf8(text)
             return raw.decode(self.encoding)
         except UnicodeDecodeError as exc:
             if self.bom:
