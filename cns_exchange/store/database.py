@@ -291,9 +291,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX certificates_standing ON certificates (valid_to, number) WHERE superseded = 0;
     """,
     # 8: the requests still unanswered found by index: status and status --due looked for each
-    #    request's answers by a scan of them all (seconds at 10,000 requests, an hour at 250,000).
+    #    request's answers by a scan of them all (seconds at 10,000 requests, an hour at 250,000);
+    #    a patient's latest request by matricule (the names of fee notes that carry none).
     """
     CREATE INDEX answers_request_id ON answers (request_id);
+    CREATE INDEX requests_matricule ON requests (matricule, id);
     """,
 ]
 
@@ -321,23 +323,19 @@ CERTIFICATE_PATIENT = """coalesce(
     (SELECT r.last_name || ' ' || r.first_name FROM answers a JOIN requests r ON r.id = a.request_id WHERE a.id = c.answer_id),
     (SELECT nullif(trim(coalesce(f.last_name, '') || ' ' || coalesce(f.first_name, '')), '')
      FROM fee_notes f WHERE f.certificate_number = c.number LIMIT 1), '')"""
-#: Each patient's names as their latest request gives them (columns matricule, last_name,
-#: first_name), for the fee notes of a billing file that carries none (a sessions CSV's name
-#: columns are optional): ``LEFT JOIN ({REQUEST_NAMES}) rn ON rn.matricule = f.matricule``,
-#: then :func:`fee_note_name` (one pass over the requests, not one per fee note).
-REQUEST_NAMES = "SELECT matricule, last_name, first_name, max(id) AS latest FROM requests GROUP BY matricule"
-
-
 def fee_note_name(part: str) -> str:
     """SQL: the ``part`` ('last_name' or 'first_name') of fee note ``f``'s patient: the billing
-    file's, else their request's (``rn``, :data:`REQUEST_NAMES`), else ''."""
-    return f"coalesce(nullif(f.{part}, ''), rn.{part}, '')"
+    file's, else their latest request's (a sessions CSV's name columns are optional; looked up
+    by index, and only for a note without it), else ''."""
+    return (f"coalesce(nullif(f.{part}, ''), (SELECT r.{part} FROM requests r WHERE r.matricule = f.matricule "
+            f"ORDER BY r.id DESC LIMIT 1), '')")
 
 
 def request_names(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
-    """Each patient's (last name, first name) as their latest request gives them, by matricule
-    (:data:`REQUEST_NAMES`): for fee notes whose billing file names no one."""
-    return {m: (last or "", first or "") for m, last, first, _latest in conn.execute(REQUEST_NAMES)}
+    """Each patient's (last name, first name) as their latest request gives them, by matricule:
+    for fee notes whose billing file names no one."""
+    return {m: (last, first) for m, last, first, _latest in conn.execute(
+        "SELECT matricule, last_name, first_name, max(id) FROM requests GROUP BY matricule")}
 
 
 #: SQL: fee note ``f``'s patient, 'LAST FIRST' (see :func:`fee_note_name`).

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from cns_exchange import clock
-from cns_exchange.store.database import BILLED_SESSIONS, REQUEST_NAMES, fee_note_name
+from cns_exchange.store.database import BILLED_SESSIONS, fee_note_name
 from cns_exchange.errors import UsageError
 from cns_exchange.i18n import _
 from cns_exchange.domain.nomenclature import add_months
@@ -80,7 +80,6 @@ def accounting_rows(conn: sqlite3.Connection, within: Period = Period()) -> Iter
                s.session_date, s.act, s.gross, s.patient_share, s.cns_share, s.paid, s.disputed,
                p.reason_code, y.paid_on, y.reference AS payment_reference
         FROM {BILLED_SESSIONS}
-        LEFT JOIN ({REQUEST_NAMES}) rn ON rn.matricule = f.matricule
         LEFT JOIN payment_lines p ON p.id = s.payment_line_id
         LEFT JOIN payments y ON y.id = p.payment_id
         {"WHERE " + " AND ".join(bounds) if bounds else ""}

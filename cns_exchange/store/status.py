@@ -19,8 +19,7 @@ from datetime import date
 from cns_exchange.store import convention
 
 from cns_exchange.domain import model
-from cns_exchange.store.database import (CERTIFICATE_PATIENT, COUNTED_SESSIONS, FEE_NOTE_PATIENT, LATEST_ANSWER,
-                                         REQUEST_NAMES)
+from cns_exchange.store.database import CERTIFICATE_PATIENT, COUNTED_SESSIONS, FEE_NOTE_PATIENT, LATEST_ANSWER
 from cns_exchange.errors import InputError
 from cns_exchange.i18n import _, ngettext
 from cns_exchange.domain.identifiers import show_matricule
@@ -103,7 +102,6 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
         SELECT f.certificate_number AS certificate, f.matricule, {FEE_NOTE_PATIENT} AS patient,
                s.session_date, s.act, s.cns_share, d.name AS billing_file
         FROM sessions s JOIN fee_notes f ON f.id = s.fee_note_id JOIN documents d ON d.id = s.document_id
-        LEFT JOIN ({REQUEST_NAMES}) rn ON rn.matricule = f.matricule
         WHERE s.paid IS NULL AND s.counted = 1 {note_filter}
         ORDER BY s.session_date LIMIT 1000""", note_params)
     # Disputed lines still in force: a later statement may have replaced a line.
@@ -112,7 +110,7 @@ def status(conn: sqlite3.Connection, today: date, certificate: str | None = None
                s.session_date, s.act, p.reason_code, p.reason_label,
                p.billed, p.accepted
         FROM payment_lines p JOIN sessions s ON s.id = p.session_id AND s.payment_line_id = p.id AND s.counted = 1
-        JOIN fee_notes f ON f.id = s.fee_note_id LEFT JOIN ({REQUEST_NAMES}) rn ON rn.matricule = f.matricule
+        JOIN fee_notes f ON f.id = s.fee_note_id
         WHERE p.reason_code IS NOT NULL {note_filter}
         ORDER BY s.session_date LIMIT 1000""", note_params)
     if note_filter:
