@@ -56,15 +56,22 @@ _chosen: str | None = None
 def choose(language: str | None) -> None:
     """Speak ``language`` (one of :data:`LANGUAGES`) from now on; None: the environment's."""
     global _chosen
+    _check(language)
+    _chosen = language
+
+
+def _check(language: str | None) -> None:
     if language is not None and language not in LANGUAGES:
         raise ValueError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
-    _chosen = language
 
 
 def language() -> str:
     """The language messages are shown in now: 'en' or 'fr'."""
-    info = _translations().info()
-    return info.get("language", "en") or "en"
+    return _language_of(_translations())
+
+
+def _language_of(catalogue: "gettext.NullTranslations") -> str:
+    return catalogue.info().get("language", "en") or "en"
 
 
 def _translations() -> "gettext.NullTranslations":
@@ -204,10 +211,9 @@ def tr(text: str, language: str | None = None) -> str:
     translation does not fit its values, stays English. ``language`` (one of
     :data:`LANGUAGES`): that language instead, whatever the user's (the printed documents are
     French in any language)."""
-    if language is not None and language not in LANGUAGES:
-        raise ValueError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
+    _check(language)
     catalogue = _translations() if language is None else _load(language, ())
-    shown_in = catalogue.info().get("language", "en") or "en"
+    shown_in = _language_of(catalogue)
     if isinstance(text, _Joined):
         return tr(text.separator, language).join(tr(part, language) if isinstance(part, str) else f"{_shown(part, shown_in)}"
                                                  for part in text.parts)

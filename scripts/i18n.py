@@ -24,6 +24,7 @@ import string
 import struct
 import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,6 +262,7 @@ def catalogues() -> list[Path]:
     return sorted(po for po in LOCALE.glob("*/LC_MESSAGES/*.po") if po.stem in DOMAINS)
 
 
+@lru_cache(maxsize=None)
 def messages(domain: str) -> list[Entry]:
     """The messages of a domain's code: cnsx's own, or the installed click's."""
     if domain == "click":
@@ -311,8 +313,8 @@ def main(argv: list[str]) -> int:
         return 2
     if argv == ["extract"]:
         known = catalogues()
-        for po in known + [LOCALE / "fr" / "LC_MESSAGES" / f"{d}.po" for d in DOMAINS
-                           if LOCALE / "fr" / "LC_MESSAGES" / f"{d}.po" not in known]:
+        defaults = [LOCALE / "fr" / "LC_MESSAGES" / f"{d}.po" for d in DOMAINS]
+        for po in known + [po for po in defaults if po not in known]:
             code = messages(po.stem)
             added, dropped = _merge(po, code)
             print(f"{po.relative_to(ROOT)}: {len(code)} messages, {added} new, {dropped} dropped", file=sys.stderr)

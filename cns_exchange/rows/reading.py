@@ -154,6 +154,11 @@ class Reading:
         return {**_HEADER_MAP, **{fold(name): column for name, column in self.columns.items()}}
 
 
+
+def _quoted(names) -> str:
+    """Column names listed in a message, each quoted as the language quotes (« » in French)."""
+    return join(", ", (_("'{name}'").format(name=n) for n in names))
+
 class _Columns:
     """The columns of one input: each header name resolved once to cnsx's column, or to
     None when cnsx does not use it."""
@@ -176,7 +181,7 @@ class _Columns:
             for name in names:
                 report.add("IN002", unknown.format(name=name), line, name)
         elif names:
-            listed = join(", ", (_("'{name}'").format(name=n) for n in names))   # « name » in French
+            listed = _quoted(names)
             if field:
                 unused = ngettext("field not used by cnsx, ignored: {names}", "fields not used by cnsx, ignored: {names}", len(names))
             else:
@@ -187,7 +192,7 @@ class _Columns:
         """IN018 for a CSV row whose values are all in columns cnsx does not use (``names``:
         those that hold one): a warning, the row skipped (a totals line), or an error with
         --strict."""
-        listed = join(", ", (_("'{name}'").format(name=n) for n in names))   # « name » in French, as IN017
+        listed = _quoted(names)
         if self.strict:
             message = ngettext("only a column cnsx does not use has a value here ({names}): refused (--strict)",
                                "only columns cnsx does not use have values here ({names}): refused (--strict)", len(names))
@@ -276,7 +281,7 @@ def _check_columns(header: list[str], report: InputReport, columns, names: _Colu
             report.add("IN002", _("column '{name}' appears {n} times in the header").format(name=given[0], n=len(given)),
                        line, given[0])
         else:
-            report.add("IN002", _("columns {names} all give {column}").format(names=join(", ", (_("'{name}'").format(name=g) for g in given)),
+            report.add("IN002", _("columns {names} all give {column}").format(names=_quoted(given),
                                                                               column=column), line, column)
     names.report_unused([name for name, c in zip(header, resolved) if c is None and name], report, line)
     for name in columns:
