@@ -174,7 +174,7 @@ _HEADINGS = {
     "valid_from": _("valid_from"), "valid_to": _("valid_to"), "sessions_authorised": _("sessions_authorised"),
     "sessions_billed": _("sessions_billed"), "sessions_remaining": _("sessions_remaining"), "state": _("state"),
     "session_date": _("session_date"), "act": _("act"), "cns_share": _("cns_share"), "billing_file": _("billing_file"),
-    "reason_code": _("reason_code"), "reason_label": _("reason_label"), "billed": _("billed"), "accepted": _("accepted"),
+    "reason_code": _("reason_code"), "reason_label": _("reason_label"), "billed": _("billed to the CNS"), "accepted": _("accepted"),
     "month": _("month"), "sessions": _("sessions"), "gross": _("gross"), "patient_share": _("patient_share"),
     "paid": _("paid"), "prescriber": _("prescriber"), "last_session": _("last_session"), "ended": _("ended"),
     "due_since": _("due_since"), "what": _("what"), "reference": _("reference"), "date": _("date"), "days": _("days"),

@@ -153,6 +153,8 @@ def test_month_table_has_gross_patient_share_and_cns_share(run, exchanged):
         == summed
     for m in months:
         assert round(float(m["gross"]) * 100) == round(float(m["patient_share"]) * 100) + round(float(m["billed"]) * 100)
+    table = run("status").stdout   # the terminal names the CNS share for what it is, beside gross
+    assert "billed to the CNS" in table and "patient_share" in table
 
 
 def test_new_certificates_csv_for_the_agenda(run, exchanged):
